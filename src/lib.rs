@@ -1,0 +1,18 @@
+//! # sixgate
+//!
+//! The edge of an IPv6-only hosting network, as a family of small crates. This facade re-exports each
+//! of them behind a default-on feature of the same name, so one dependency brings what you need:
+//!
+//! | feature        | crate                      | what it does                                             |
+//! |----------------|----------------------------|----------------------------------------------------------|
+//! | `proxy-proto`  | [`proxy_proto`]            | PROXY protocol v1/v2: parse and emit, every TLV, sans-IO |
+//! | `tokio`        | (adds to the above)        | read a PROXY header off a stream with a trust policy     |
+//!
+//! The protocol crates are `#![no_std]` and allocation-free; depend on them directly with
+//! `default-features = false` on targets without `std`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "proxy-proto")]
+#[doc(inline)]
+pub use proxy_proto;
