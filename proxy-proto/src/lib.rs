@@ -1,3 +1,115 @@
-//! PROXY protocol v1 and v2 (work in progress).
+//! PROXY protocol v1 and v2 — parse and emit, every TLV, sans-IO, `no_std`, no allocation.
+//!
+//! A proxy that forwards a TCP connection hides the client's address from the server behind it. The
+//! [PROXY protocol] fixes that: the proxy prepends one header to the stream — a text line (v1) or a
+//! binary block with optional TLVs (v2) — and the server reads it before the application bytes.
+//! HAProxy (`send-proxy`, `accept-proxy`), nginx (`proxy_protocol`), Apache, AWS/Azure/GCP load
+//! balancers and many more speak it.
+//!
+//! ```text
+//!   bytes received so far ──► parse() ──► Complete(Header)   header.len() bytes are the header;
+//!                               │                             the rest belong to the application
+//!                               ├──────► Partial(Needed)      read more, call again with all bytes
+//!                               └──────► Err(Error)           not PROXY, or malformed: drop it
+//!
+//!   Builder::v1 / Builder::v2 ──► len() ──► write(&mut [u8]) / put(&mut impl BufMut)
+//! ```
+//!
+//! What it does **not** do: no network I/O and no clock in the core (the `tokio` feature adds a thin
+//! reader with a deadline and a trust policy, see `tokio`), no allocation, no `unsafe`. Parsing
+//! borrows from your buffer; nothing is copied.
+//!
+//! # Parse
+//! ```
+//! use proxy_proto::{parse, Status};
+//!
+//! let bytes = b"PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\nGET / HTTP/1.1\r\n";
+//! let Status::Complete(header) = parse(bytes)? else { panic!("need more bytes") };
+//! assert_eq!(header.source().unwrap().to_string(), "192.0.2.1:56324");
+//! // Everything after the header is the application's, untouched.
+//! assert_eq!(&bytes[header.len()..], b"GET / HTTP/1.1\r\n");
+//! # Ok::<(), proxy_proto::Error>(())
+//! ```
+//!
+//! # Emit, then parse back
+//! ```
+//! use proxy_proto::{parse, Builder, Status};
+//!
+//! let src = "[2001:db8::1]:56324".parse().unwrap();
+//! let dst = "[2001:db8::80]:443".parse().unwrap();
+//! let builder = Builder::v2_proxy(src, dst).authority("www.example.com").alpn(b"h2").crc32c();
+//! let mut buf = [0u8; 128];
+//! let n = builder.write(&mut buf)?;
+//! assert_eq!(n, builder.len()?);
+//!
+//! let Status::Complete(header) = parse(&buf[..n]).unwrap() else { unreachable!() };
+//! assert_eq!(header.source(), Some(src));
+//! assert_eq!(header.authority(), Some("www.example.com"));
+//! assert!(header.crc32c().is_some()); // present, and verified by parse
+//! # Ok::<(), proxy_proto::EmitError>(())
+//! ```
+//!
+//! # Sending: one write
+//! Send the header **and the first payload bytes in a single write**. nginx 1.22 and HAProxy 2.6
+//! reject a header that arrives split across TCP segments, and nginx 1.22 also rejects any v2 header
+//! longer than 107 bytes on its stream and `ssl` listeners — keep TLVs off for those receivers.
+//!
+//! # Strictness
+//! Parsing is strict by default, as the specification reads: v1 needs single spaces, CRLF, no
+//! leading zeros, no `+` on ports, matching families; v2 needs a known command and family, a length
+//! that covers the address block, well-formed TLVs, and a matching CRC32C when one is sent.
+//! [`Parser::lenient_v1`] accepts what nginx 1.22 sends (mixed families, leading zeros).
+//!
+//! Minimum supported Rust version: 1.85.
+//!
+//! [PROXY protocol]: https://www.haproxy.org/download/3.1/doc/proxy-protocol.txt
 #![no_std]
 #![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations)]
+
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+mod addresses;
+mod crc32c;
+mod emit;
+mod error;
+mod header;
+mod ip_text;
+mod parse;
+mod status;
+mod tlv;
+mod v1;
+mod v2;
+
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+pub use addresses::Addresses;
+pub use emit::{Builder, EmitError, MAX_SSL_SUB_TLVS, MAX_TLVS, SslBuilder};
+pub use error::Error;
+pub use header::{Command, Header, Transport, Version};
+pub use parse::{Parser, parse, parse_v1, parse_v2};
+pub use status::{Needed, Status};
+pub use tlv::{Ssl, SslClient, Tlv, TlvType, Tlvs};
+
+/// The 12-byte signature that starts every v2 header.
+pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+/// The longest v1 line the specification allows, CRLF included.
+pub const V1_MAX_LEN: usize = 107;
+/// The default cap on a v2 header (16-byte preamble included); the format allows 65 551.
+pub const V2_DEFAULT_MAX_LEN: usize = 4096;
+
+/// Internals the fuzz targets need; not part of the public API.
+#[cfg(feature = "internal")]
+#[doc(hidden)]
+pub mod internal {
+    /// CRC-32C, hardware where `std` allows.
+    pub fn crc32c(bytes: &[u8]) -> u32 {
+        crate::crc32c::checksum(bytes)
+    }
+    /// CRC-32C, always the software tables.
+    pub fn crc32c_software(bytes: &[u8]) -> u32 {
+        crate::crc32c::checksum_software(bytes)
+    }
+}

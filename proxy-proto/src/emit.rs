@@ -1,0 +1,649 @@
+//! Writing headers: a builder that knows its exact length before it writes a byte.
+
+use core::fmt;
+use core::net::SocketAddr;
+
+use crate::crc32c;
+use crate::ip_text::{Text, ipv4_text, ipv6_text, port_text};
+use crate::{Addresses, Command, TlvType, Transport, V2_SIGNATURE, Version};
+
+/// How many TLVs one builder holds (the SSL TLV counts as one, whatever its sub-TLVs).
+pub const MAX_TLVS: usize = 16;
+/// How many sub-TLVs one SSL TLV holds.
+pub const MAX_SSL_SUB_TLVS: usize = 8;
+
+/// Why a header cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The output has room for `got` bytes; the header needs `required`.
+    BufferTooSmall {
+        /// The header's length.
+        required: usize,
+        /// The room there was.
+        got: usize,
+    },
+    /// v2 headers end at 16 + 65 535 bytes, and each TLV value at 65 535.
+    TooLong,
+    /// More than [`MAX_TLVS`] TLVs, or [`MAX_SSL_SUB_TLVS`] sub-TLVs.
+    TooManyTlvs,
+    /// Something the chosen version or a TLV cannot carry; the text says what.
+    NotEncodable(&'static str),
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmitError::BufferTooSmall { required, got } => {
+                write!(f, "header needs {required} bytes, buffer has {got}")
+            }
+            EmitError::TooLong => f.write_str("header or TLV value longer than v2 allows"),
+            EmitError::TooManyTlvs => write!(
+                f,
+                "more than {MAX_TLVS} TLVs or {MAX_SSL_SUB_TLVS} SSL sub-TLVs in one header"
+            ),
+            EmitError::NotEncodable(why) => write!(f, "cannot encode: {why}"),
+        }
+    }
+}
+
+impl core::error::Error for EmitError {}
+
+/// One TLV to write: `head` (a few computed bytes) then `tail` (borrowed).
+#[derive(Debug, Clone, Copy)]
+struct Slot<'a> {
+    kind: TlvType,
+    head: [u8; 8],
+    head_len: u8,
+    tail: &'a [u8],
+    /// Stands for the builder's SSL TLV, whose value is built from its sub-TLVs.
+    ssl: bool,
+}
+
+impl Slot<'_> {
+    const EMPTY: Self = Slot {
+        kind: TlvType(0),
+        head: [0; 8],
+        head_len: 0,
+        tail: &[],
+        ssl: false,
+    };
+}
+
+/// The SSL TLV: client flags, verify result and sub-TLVs such as the TLS version and cipher.
+#[derive(Debug, Clone, Copy)]
+pub struct SslBuilder<'a> {
+    client: u8,
+    verify: u32,
+    subs: [(TlvType, &'a [u8]); MAX_SSL_SUB_TLVS],
+    count: usize,
+    overflow: bool,
+}
+
+impl<'a> SslBuilder<'a> {
+    /// `client` is a set of [`crate::SslClient`] bits; `verify` is 0 when a client certificate
+    /// was sent and verified.
+    pub fn new(client: u8, verify: u32) -> Self {
+        SslBuilder {
+            client,
+            verify,
+            subs: [(TlvType(0), &[]); MAX_SSL_SUB_TLVS],
+            count: 0,
+            overflow: false,
+        }
+    }
+
+    /// Any sub-TLV.
+    #[must_use]
+    pub fn sub(mut self, kind: TlvType, value: &'a [u8]) -> Self {
+        match self.subs.get_mut(self.count) {
+            Some(slot) => {
+                *slot = (kind, value);
+                self.count += 1;
+            }
+            None => self.overflow = true,
+        }
+        self
+    }
+    /// `SSL_VERSION`, e.g. `TLSv1.3`.
+    #[must_use]
+    pub fn version(self, v: &'a str) -> Self {
+        self.sub(TlvType::SSL_VERSION, v.as_bytes())
+    }
+    /// `SSL_CN`.
+    #[must_use]
+    pub fn cn(self, v: &'a str) -> Self {
+        self.sub(TlvType::SSL_CN, v.as_bytes())
+    }
+    /// `SSL_CIPHER`.
+    #[must_use]
+    pub fn cipher(self, v: &'a str) -> Self {
+        self.sub(TlvType::SSL_CIPHER, v.as_bytes())
+    }
+    /// `SSL_SIG_ALG`.
+    #[must_use]
+    pub fn sig_alg(self, v: &'a str) -> Self {
+        self.sub(TlvType::SSL_SIG_ALG, v.as_bytes())
+    }
+    /// `SSL_KEY_ALG`.
+    #[must_use]
+    pub fn key_alg(self, v: &'a str) -> Self {
+        self.sub(TlvType::SSL_KEY_ALG, v.as_bytes())
+    }
+    /// `SSL_GROUP`.
+    #[must_use]
+    pub fn group(self, v: &'a str) -> Self {
+        self.sub(TlvType::SSL_GROUP, v.as_bytes())
+    }
+    /// `SSL_SIG_SCHEME`.
+    #[must_use]
+    pub fn sig_scheme(self, v: &'a str) -> Self {
+        self.sub(TlvType::SSL_SIG_SCHEME, v.as_bytes())
+    }
+    /// `SSL_CLIENT_CERT`, DER.
+    #[must_use]
+    pub fn client_cert(self, der: &'a [u8]) -> Self {
+        self.sub(TlvType::SSL_CLIENT_CERT, der)
+    }
+
+    fn value_len(&self) -> usize {
+        5 + self.subs[..self.count]
+            .iter()
+            .map(|(_, v)| 3 + v.len())
+            .sum::<usize>()
+    }
+}
+
+/// Builds a v1 or v2 header and writes it into a caller's buffer.
+///
+/// Nothing is written until [`Builder::write`] (or `put`, with the `bytes` feature); mistakes
+/// made while building — a TLV v1 cannot carry, too many TLVs — surface there and from
+/// [`Builder::len`], which gives the exact length up front.
+///
+/// ```
+/// use proxy_proto::{Builder, SslBuilder, SslClient};
+///
+/// let ssl = SslBuilder::new(SslClient::SSL, 0).version("TLSv1.3").cipher("TLS_AES_128_GCM_SHA256");
+/// let header = Builder::v2_proxy("192.0.2.1:56324".parse().unwrap(), "198.51.100.7:443".parse().unwrap())
+///     .authority("www.example.com")
+///     .ssl(ssl)
+///     .crc32c();
+/// let mut buf = [0u8; 256];
+/// let n = header.write(&mut buf)?;
+/// assert_eq!(n, header.len()?);
+/// # Ok::<(), proxy_proto::EmitError>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Builder<'a> {
+    version: Version,
+    command: Command,
+    transport: Option<Transport>,
+    addresses: Addresses<'a>,
+    slots: [Slot<'a>; MAX_TLVS],
+    count: usize,
+    ssl: Option<SslBuilder<'a>>,
+    crc32c: bool,
+    error: Option<EmitError>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(version: Version, command: Command, addresses: Addresses<'a>) -> Self {
+        Builder {
+            version,
+            command,
+            transport: None,
+            addresses,
+            slots: [Slot::EMPTY; MAX_TLVS],
+            count: 0,
+            ssl: None,
+            crc32c: false,
+            error: None,
+        }
+    }
+
+    /// A v1 line. IPv4 pairs give `TCP4`, IPv6 pairs `TCP6` (build mixed pairs with
+    /// [`Addresses::from_pair`]: they become `TCP6` with the IPv4 side v4-mapped, as HAProxy
+    /// writes them), [`Addresses::Unspec`] gives `PROXY UNKNOWN`. UNIX addresses, datagram
+    /// transports and TLVs cannot be written in v1.
+    pub fn v1(addresses: Addresses<'a>) -> Self {
+        Self::new(Version::V1, Command::Proxy, addresses)
+    }
+
+    /// A v2 header. The transport defaults to stream (unspecified for [`Addresses::Unspec`]).
+    pub fn v2(command: Command, addresses: Addresses<'a>) -> Self {
+        Self::new(Version::V2, command, addresses)
+    }
+
+    /// A v2 PROXY header for a TCP connection from `src` to `dst`.
+    pub fn v2_proxy(src: SocketAddr, dst: SocketAddr) -> Self {
+        Self::v2(Command::Proxy, Addresses::from_pair(src, dst))
+    }
+
+    /// A v2 LOCAL header without addresses, as a health check sends.
+    pub fn v2_local() -> Self {
+        Self::v2(Command::Local, Addresses::Unspec)
+    }
+
+    /// The v2 transport byte: stream (TCP) or datagram (UDP).
+    #[must_use]
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    fn fail(mut self, error: EmitError) -> Self {
+        self.error.get_or_insert(error);
+        self
+    }
+
+    fn push(mut self, slot: Slot<'a>) -> Self {
+        match self.slots.get_mut(self.count) {
+            Some(s) => {
+                *s = slot;
+                self.count += 1;
+                self
+            }
+            None => self.fail(EmitError::TooManyTlvs),
+        }
+    }
+
+    fn with_head(self, kind: TlvType, head: &[u8], tail: &'a [u8]) -> Self {
+        let mut slot = Slot {
+            kind,
+            tail,
+            head_len: head.len() as u8,
+            ..Slot::EMPTY
+        };
+        slot.head[..head.len()].copy_from_slice(head);
+        self.push(slot)
+    }
+
+    /// Any TLV, written as given (custom `0xE0..=0xEF` and experimental types included). Use
+    /// [`Builder::crc32c`] for the checksum and [`Builder::ssl`] for SSL.
+    #[must_use]
+    pub fn tlv(self, kind: TlvType, value: &'a [u8]) -> Self {
+        match kind {
+            TlvType::CRC32C => self.fail(EmitError::NotEncodable("ask for CRC32C with crc32c()")),
+            TlvType::SSL => self.fail(EmitError::NotEncodable("build the SSL TLV with ssl()")),
+            _ => self.with_head(kind, &[], value),
+        }
+    }
+
+    /// `ALPN`: the application protocol, e.g. `b"h2"`.
+    #[must_use]
+    pub fn alpn(self, protocol: &'a [u8]) -> Self {
+        self.tlv(TlvType::ALPN, protocol)
+    }
+
+    /// `AUTHORITY`: the host name the client asked for (the SNI). HAProxy 2.6 refuses values
+    /// over 255 bytes, which no DNS name exceeds.
+    #[must_use]
+    pub fn authority(self, host: &'a str) -> Self {
+        self.tlv(TlvType::AUTHORITY, host.as_bytes())
+    }
+
+    /// `UNIQUE_ID`: at most 128 bytes.
+    #[must_use]
+    pub fn unique_id(self, id: &'a [u8]) -> Self {
+        if id.len() > 128 {
+            return self.fail(EmitError::NotEncodable(
+                "UNIQUE_ID is longer than 128 bytes",
+            ));
+        }
+        self.tlv(TlvType::UNIQUE_ID, id)
+    }
+
+    /// `NOOP`: padding, ignored by receivers.
+    #[must_use]
+    pub fn noop(self, padding: &'a [u8]) -> Self {
+        self.tlv(TlvType::NOOP, padding)
+    }
+
+    /// `NETNS`: the network namespace's name, US-ASCII.
+    #[must_use]
+    pub fn netns(self, name: &'a str) -> Self {
+        if !name.is_ascii() {
+            return self.fail(EmitError::NotEncodable("NETNS is not US-ASCII"));
+        }
+        self.tlv(TlvType::NETNS, name.as_bytes())
+    }
+
+    /// AWS VPC endpoint id (type `0xEA`, sub-type `0x01`).
+    #[must_use]
+    pub fn aws_vpc_endpoint_id(self, id: &'a str) -> Self {
+        self.with_head(TlvType::AWS, &[0x01], id.as_bytes())
+    }
+
+    /// Azure Private Link id (type `0xEE`, sub-type `0x01`, little-endian).
+    #[must_use]
+    pub fn azure_private_link_id(self, id: u32) -> Self {
+        let le = id.to_le_bytes();
+        self.with_head(TlvType::AZURE, &[0x01, le[0], le[1], le[2], le[3]], &[])
+    }
+
+    /// Google Cloud Private Service Connect connection id (type `0xE0`, big-endian).
+    #[must_use]
+    pub fn gcp_psc_connection_id(self, id: u64) -> Self {
+        self.with_head(TlvType::GCP, &id.to_be_bytes(), &[])
+    }
+
+    /// The SSL TLV with its sub-TLVs; at most one per header.
+    #[must_use]
+    pub fn ssl(mut self, ssl: SslBuilder<'a>) -> Self {
+        if ssl.overflow {
+            return self.fail(EmitError::TooManyTlvs);
+        }
+        if self.ssl.replace(ssl).is_some() {
+            return self.fail(EmitError::NotEncodable("more than one SSL TLV"));
+        }
+        self.push(Slot {
+            kind: TlvType::SSL,
+            ssl: true,
+            ..Slot::EMPTY
+        })
+    }
+
+    /// Adds a CRC32C TLV, written first (as HAProxy does) and computed over the finished header.
+    #[must_use]
+    pub fn crc32c(mut self) -> Self {
+        self.crc32c = true;
+        self
+    }
+
+    fn slots(&self) -> &[Slot<'a>] {
+        &self.slots[..self.count]
+    }
+
+    fn value_len(&self, slot: &Slot<'_>) -> usize {
+        match (slot.ssl, self.ssl) {
+            (true, Some(ssl)) => ssl.value_len(),
+            _ => usize::from(slot.head_len) + slot.tail.len(),
+        }
+    }
+
+    /// The family/transport byte, or why there is none.
+    fn family_byte(&self) -> Result<u8, EmitError> {
+        let fam = self.addresses.family_nibble();
+        let transport = self.transport.unwrap_or(match self.addresses {
+            Addresses::Unspec => Transport::Unspec,
+            _ => Transport::Stream,
+        });
+        let t = match transport {
+            Transport::Unspec => 0,
+            Transport::Stream => 1,
+            Transport::Dgram => 2,
+        };
+        if (fam == 0) != (t == 0) {
+            return Err(EmitError::NotEncodable(
+                "the UNSPEC family goes with the UNSPEC transport, and only it",
+            ));
+        }
+        Ok(fam << 4 | t)
+    }
+
+    /// The exact number of bytes [`Builder::write`] will write.
+    #[allow(clippy::len_without_is_empty)] // a header is never empty
+    pub fn len(&self) -> Result<usize, EmitError> {
+        match self.version {
+            Version::V1 => Ok(self.v1_line()?.len()),
+            Version::V2 => self.v2_len().map(|body| 16 + body),
+        }
+    }
+
+    /// Writes the header at the start of `out`; returns its length.
+    pub fn write(&self, out: &mut [u8]) -> Result<usize, EmitError> {
+        match self.version {
+            Version::V1 => {
+                let line = self.v1_line()?;
+                let n = line.len();
+                let got = out.len();
+                let dst = out
+                    .get_mut(..n)
+                    .ok_or(EmitError::BufferTooSmall { required: n, got })?;
+                line.write_to(&mut SliceSink { out: dst, at: 0 });
+                Ok(n)
+            }
+            Version::V2 => {
+                let n = 16 + self.v2_len()?;
+                let got = out.len();
+                let dst = out
+                    .get_mut(..n)
+                    .ok_or(EmitError::BufferTooSmall { required: n, got })?;
+                self.v2_write(&mut SliceSink { out: dst, at: 0 }, 0)?;
+                if self.crc32c {
+                    // The CRC TLV comes right after the address block; its value after 3 bytes.
+                    let at = 16 + self.addresses.v2_len() + 3;
+                    let crc = crc32c::checksum(dst);
+                    dst[at..at + 4].copy_from_slice(&crc.to_be_bytes());
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    /// Writes the header into a [`bytes::BufMut`]; returns its length. Nothing is written when
+    /// it fails, including for lack of room.
+    #[cfg(feature = "bytes")]
+    pub fn put<B: bytes::BufMut>(&self, out: &mut B) -> Result<usize, EmitError> {
+        let n = self.len()?;
+        if out.remaining_mut() < n {
+            return Err(EmitError::BufferTooSmall {
+                required: n,
+                got: out.remaining_mut(),
+            });
+        }
+        match self.version {
+            Version::V1 => self.v1_line()?.write_to(&mut BufSink(out)),
+            Version::V2 => {
+                let crc = match self.crc32c {
+                    true => {
+                        let mut sum = CrcSink(0);
+                        self.v2_write(&mut sum, 0)?;
+                        sum.0
+                    }
+                    false => 0,
+                };
+                self.v2_write(&mut BufSink(out), crc)?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn v1_line(&self) -> Result<V1Line, EmitError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.count > 0 || self.crc32c {
+            return Err(EmitError::NotEncodable("v1 carries no TLVs"));
+        }
+        if matches!(self.transport, Some(Transport::Dgram)) {
+            return Err(EmitError::NotEncodable("v1 carries TCP only"));
+        }
+        let (proto, texts) = match self.addresses {
+            Addresses::Unspec => ("UNKNOWN", None),
+            Addresses::Ipv4 { src, dst } => (
+                "TCP4",
+                Some([
+                    ipv4_text(*src.ip()),
+                    ipv4_text(*dst.ip()),
+                    port_text(src.port()),
+                    port_text(dst.port()),
+                ]),
+            ),
+            Addresses::Ipv6 { src, dst } => (
+                "TCP6",
+                Some([
+                    ipv6_text(*src.ip()),
+                    ipv6_text(*dst.ip()),
+                    port_text(src.port()),
+                    port_text(dst.port()),
+                ]),
+            ),
+            Addresses::Unix { .. } => {
+                return Err(EmitError::NotEncodable("v1 carries no UNIX addresses"));
+            }
+        };
+        Ok(V1Line { proto, texts })
+    }
+
+    /// The v2 length field: address block and TLVs.
+    fn v2_len(&self) -> Result<usize, EmitError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.family_byte()?;
+        if let Addresses::Unix { src, dst } = self.addresses {
+            if src.len() > 108 || dst.len() > 108 {
+                return Err(EmitError::NotEncodable(
+                    "a UNIX path is longer than 108 bytes",
+                ));
+            }
+        }
+        let mut len = self.addresses.v2_len() + if self.crc32c { 7 } else { 0 };
+        for slot in self.slots() {
+            let value = self.value_len(slot);
+            if value > usize::from(u16::MAX) {
+                return Err(EmitError::TooLong);
+            }
+            len += 3 + value;
+        }
+        if let Some(ssl) = self.ssl {
+            if ssl.subs[..ssl.count]
+                .iter()
+                .any(|(_, v)| v.len() > usize::from(u16::MAX))
+            {
+                return Err(EmitError::TooLong);
+            }
+        }
+        if len > usize::from(u16::MAX) {
+            return Err(EmitError::TooLong);
+        }
+        Ok(len)
+    }
+
+    fn v2_write(&self, sink: &mut impl Sink, crc: u32) -> Result<(), EmitError> {
+        let len = self.v2_len()?;
+        let command = match self.command {
+            Command::Local => 0x20,
+            Command::Proxy => 0x21,
+        };
+        sink.put(&V2_SIGNATURE);
+        sink.put(&[command, self.family_byte()?]);
+        sink.put(&(len as u16).to_be_bytes());
+        match self.addresses {
+            Addresses::Unspec => {}
+            Addresses::Ipv4 { src, dst } => {
+                sink.put(&src.ip().octets());
+                sink.put(&dst.ip().octets());
+                sink.put(&src.port().to_be_bytes());
+                sink.put(&dst.port().to_be_bytes());
+            }
+            Addresses::Ipv6 { src, dst } => {
+                sink.put(&src.ip().octets());
+                sink.put(&dst.ip().octets());
+                sink.put(&src.port().to_be_bytes());
+                sink.put(&dst.port().to_be_bytes());
+            }
+            Addresses::Unix { src, dst } => {
+                const ZEROS: [u8; 108] = [0; 108];
+                for path in [src, dst] {
+                    sink.put(path);
+                    sink.put(&ZEROS[path.len()..]);
+                }
+            }
+        }
+        if self.crc32c {
+            sink.put(&[TlvType::CRC32C.0, 0, 4]);
+            sink.put(&crc.to_be_bytes());
+        }
+        for slot in self.slots() {
+            sink.put(&[slot.kind.0]);
+            sink.put(&(self.value_len(slot) as u16).to_be_bytes());
+            match (slot.ssl, self.ssl) {
+                (true, Some(ssl)) => {
+                    sink.put(&[ssl.client]);
+                    sink.put(&ssl.verify.to_be_bytes());
+                    for (kind, value) in &ssl.subs[..ssl.count] {
+                        sink.put(&[kind.0]);
+                        sink.put(&(value.len() as u16).to_be_bytes());
+                        sink.put(value);
+                    }
+                }
+                _ => {
+                    sink.put(&slot.head[..usize::from(slot.head_len)]);
+                    sink.put(slot.tail);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A v1 line, its address text already formatted.
+struct V1Line {
+    proto: &'static str,
+    texts: Option<[Text; 4]>,
+}
+
+impl V1Line {
+    fn len(&self) -> usize {
+        let fields: usize = self
+            .texts
+            .iter()
+            .flatten()
+            .map(|t| 1 + t.as_bytes().len())
+            .sum();
+        6 + self.proto.len() + fields + 2
+    }
+
+    fn write_to(&self, sink: &mut impl Sink) {
+        sink.put(b"PROXY ");
+        sink.put(self.proto.as_bytes());
+        for text in self.texts.iter().flatten() {
+            sink.put(b" ");
+            sink.put(text.as_bytes());
+        }
+        sink.put(b"\r\n");
+    }
+}
+
+/// Where emitted bytes go: a slice, a `BufMut`, or a running checksum.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+/// A slice already checked to be exactly as long as what is written into it.
+struct SliceSink<'o> {
+    out: &'o mut [u8],
+    at: usize,
+}
+
+impl Sink for SliceSink<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.at + bytes.len();
+        if let Some(dst) = self.out.get_mut(self.at..end) {
+            dst.copy_from_slice(bytes);
+        }
+        self.at = end;
+    }
+}
+
+#[cfg(feature = "bytes")]
+struct CrcSink(u32);
+
+#[cfg(feature = "bytes")]
+impl Sink for CrcSink {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 = crc32c::append(self.0, bytes);
+    }
+}
+
+#[cfg(feature = "bytes")]
+struct BufSink<'b, B>(&'b mut B);
+
+#[cfg(feature = "bytes")]
+impl<B: bytes::BufMut> Sink for BufSink<'_, B> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.put_slice(bytes);
+    }
+}

@@ -1,0 +1,327 @@
+//! v2 TLVs: an open set of types, a borrowing iterator, and the checks every TLV passes at parse.
+
+use core::fmt;
+
+use crate::Error;
+
+/// A TLV type. Open: any byte is a type, unknown ones pass through; the registered ones have names.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TlvType(pub u8);
+
+impl TlvType {
+    /// `PP2_TYPE_ALPN`: the application protocol (RFC 7301).
+    pub const ALPN: Self = Self(0x01);
+    /// `PP2_TYPE_AUTHORITY`: the host name the client asked for (the SNI), UTF-8.
+    pub const AUTHORITY: Self = Self(0x02);
+    /// `PP2_TYPE_CRC32C`: the header's CRC-32C, big-endian.
+    pub const CRC32C: Self = Self(0x03);
+    /// `PP2_TYPE_NOOP`: padding, ignored.
+    pub const NOOP: Self = Self(0x04);
+    /// `PP2_TYPE_UNIQUE_ID`: an opaque connection id of at most 128 bytes.
+    pub const UNIQUE_ID: Self = Self(0x05);
+    /// `PP2_TYPE_SSL`: client flags, verify result and sub-TLVs.
+    pub const SSL: Self = Self(0x20);
+    /// `PP2_SUBTYPE_SSL_VERSION`: e.g. `TLSv1.3`.
+    pub const SSL_VERSION: Self = Self(0x21);
+    /// `PP2_SUBTYPE_SSL_CN`: the client certificate's Common Name.
+    pub const SSL_CN: Self = Self(0x22);
+    /// `PP2_SUBTYPE_SSL_CIPHER`: e.g. `TLS_AES_256_GCM_SHA384`.
+    pub const SSL_CIPHER: Self = Self(0x23);
+    /// `PP2_SUBTYPE_SSL_SIG_ALG`: the frontend certificate's signature algorithm.
+    pub const SSL_SIG_ALG: Self = Self(0x24);
+    /// `PP2_SUBTYPE_SSL_KEY_ALG`: the frontend certificate's key algorithm.
+    pub const SSL_KEY_ALG: Self = Self(0x25);
+    /// `PP2_SUBTYPE_SSL_GROUP`: the key exchange group, e.g. `X25519`.
+    pub const SSL_GROUP: Self = Self(0x26);
+    /// `PP2_SUBTYPE_SSL_SIG_SCHEME`: the handshake signature scheme.
+    pub const SSL_SIG_SCHEME: Self = Self(0x27);
+    /// `PP2_SUBTYPE_SSL_CLIENT_CERT`: the client certificate, DER.
+    pub const SSL_CLIENT_CERT: Self = Self(0x28);
+    /// `PP2_TYPE_NETNS`: the network namespace, US-ASCII.
+    pub const NETNS: Self = Self(0x30);
+    /// Google Cloud Private Service Connect (custom range): the connection id, u64 big-endian.
+    pub const GCP: Self = Self(0xE0);
+    /// AWS (custom range): sub-type `0x01` carries the VPC endpoint id.
+    pub const AWS: Self = Self(0xEA);
+    /// Azure (custom range): sub-type `0x01` carries the Private Link id, u32 little-endian.
+    pub const AZURE: Self = Self(0xEE);
+
+    /// The registered name, if it has one.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::ALPN => "ALPN",
+            Self::AUTHORITY => "AUTHORITY",
+            Self::CRC32C => "CRC32C",
+            Self::NOOP => "NOOP",
+            Self::UNIQUE_ID => "UNIQUE_ID",
+            Self::SSL => "SSL",
+            Self::SSL_VERSION => "SSL_VERSION",
+            Self::SSL_CN => "SSL_CN",
+            Self::SSL_CIPHER => "SSL_CIPHER",
+            Self::SSL_SIG_ALG => "SSL_SIG_ALG",
+            Self::SSL_KEY_ALG => "SSL_KEY_ALG",
+            Self::SSL_GROUP => "SSL_GROUP",
+            Self::SSL_SIG_SCHEME => "SSL_SIG_SCHEME",
+            Self::SSL_CLIENT_CERT => "SSL_CLIENT_CERT",
+            Self::NETNS => "NETNS",
+            Self::GCP => "GCP",
+            Self::AWS => "AWS",
+            Self::AZURE => "AZURE",
+            _ => return None,
+        })
+    }
+
+    /// In the range reserved for applications, `0xE0..=0xEF`.
+    pub fn is_custom(self) -> bool {
+        (0xE0..=0xEF).contains(&self.0)
+    }
+
+    /// In the range reserved for experiments, `0xF0..=0xF7`.
+    pub fn is_experimental(self) -> bool {
+        (0xF0..=0xF7).contains(&self.0)
+    }
+}
+
+impl fmt::Debug for TlvType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "{name}({:#04x})", self.0),
+            None => write!(f, "{:#04x}", self.0),
+        }
+    }
+}
+
+/// One TLV: its type and its value, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tlv<'a> {
+    /// The type.
+    pub kind: TlvType,
+    /// The value (without the 3-byte type and length).
+    pub value: &'a [u8],
+}
+
+/// The TLVs of a header (or the sub-TLVs of an SSL TLV), in the order sent.
+///
+/// Only ever built over bytes whose structure was checked, so it yields no errors.
+#[derive(Debug, Clone)]
+pub struct Tlvs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Tlvs<'a> {
+    /// Over a region that [`check_structure`] accepted.
+    pub(crate) fn new_checked(rest: &'a [u8]) -> Self {
+        Tlvs { rest }
+    }
+
+    /// Checks a raw TLV region (as found after a v2 address block) and iterates it.
+    pub fn parse(region: &'a [u8]) -> Result<Self, Error> {
+        check_structure(region, TlvType(0))?;
+        Ok(Tlvs { rest: region })
+    }
+}
+
+impl<'a> Iterator for Tlvs<'a> {
+    type Item = Tlv<'a>;
+
+    fn next(&mut self) -> Option<Tlv<'a>> {
+        let [kind, hi, lo, rest @ ..] = self.rest else {
+            return None;
+        };
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        let (value, rest) = rest.split_at_checked(len)?;
+        self.rest = rest;
+        Some(Tlv {
+            kind: TlvType(*kind),
+            value,
+        })
+    }
+}
+
+/// Every TLV's 3-byte head and value lie inside the region. `within` names the enclosing TLV in
+/// errors about sub-TLVs.
+fn check_structure(mut region: &[u8], within: TlvType) -> Result<(), Error> {
+    while !region.is_empty() {
+        let [kind, hi, lo, rest @ ..] = region else {
+            return Err(Error::Tlv {
+                tlv: within,
+                reason: "TLV header runs past the end",
+            });
+        };
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        let Some((_, rest)) = rest.split_at_checked(len) else {
+            return Err(Error::Tlv {
+                tlv: TlvType(*kind),
+                reason: "value runs past the end",
+            });
+        };
+        region = rest;
+    }
+    Ok(())
+}
+
+/// The checks of a v2 TLV region, done once at parse so that accessors never fail. Returns the
+/// offset (within the region) of the one CRC32C value, if sent.
+pub(crate) fn check_region(region: &[u8]) -> Result<Option<usize>, Error> {
+    check_structure(region, TlvType(0))?;
+    let mut crc_at = None;
+    let mut offset = 0;
+    for tlv in Tlvs::new_checked(region) {
+        let value_at = offset + 3;
+        offset = value_at + tlv.value.len();
+        let fail = |reason| {
+            Err(Error::Tlv {
+                tlv: tlv.kind,
+                reason,
+            })
+        };
+        match tlv.kind {
+            TlvType::CRC32C => {
+                if tlv.value.len() != 4 {
+                    return fail("CRC32C value is not 4 bytes");
+                }
+                // Two checksums would each be computed with only their own field zeroed, so
+                // neither could cover the other; the specification means one. Refuse the rest.
+                if crc_at.replace(value_at).is_some() {
+                    return fail("sent twice");
+                }
+            }
+            TlvType::UNIQUE_ID if tlv.value.len() > 128 => return fail("longer than 128 bytes"),
+            TlvType::AUTHORITY if core::str::from_utf8(tlv.value).is_err() => {
+                return fail("not UTF-8");
+            }
+            TlvType::NETNS if !tlv.value.is_ascii() => return fail("not US-ASCII"),
+            TlvType::SSL => check_ssl(tlv.value)?,
+            _ => {}
+        }
+    }
+    Ok(crc_at)
+}
+
+fn check_ssl(value: &[u8]) -> Result<(), Error> {
+    let Some(subs) = value.get(5..) else {
+        return Err(Error::Tlv {
+            tlv: TlvType::SSL,
+            reason: "shorter than its 5-byte head",
+        });
+    };
+    check_structure(subs, TlvType::SSL)?;
+    for sub in Tlvs::new_checked(subs) {
+        let text = matches!(
+            sub.kind,
+            TlvType::SSL_VERSION
+                | TlvType::SSL_CN
+                | TlvType::SSL_CIPHER
+                | TlvType::SSL_SIG_ALG
+                | TlvType::SSL_KEY_ALG
+                | TlvType::SSL_GROUP
+                | TlvType::SSL_SIG_SCHEME
+        );
+        if text && core::str::from_utf8(sub.value).is_err() {
+            return Err(Error::Tlv {
+                tlv: sub.kind,
+                reason: "not UTF-8",
+            });
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn be_u32(v: &[u8]) -> Option<u32> {
+    v.try_into().ok().map(u32::from_be_bytes)
+}
+
+/// The `client` bit field of the SSL TLV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SslClient(pub u8);
+
+impl SslClient {
+    /// `PP2_CLIENT_SSL`: the client connected over SSL/TLS.
+    pub const SSL: u8 = 0x01;
+    /// `PP2_CLIENT_CERT_CONN`: it sent a certificate on this connection.
+    pub const CERT_CONN: u8 = 0x02;
+    /// `PP2_CLIENT_CERT_SESS`: it sent a certificate at least once in this TLS session.
+    pub const CERT_SESS: u8 = 0x04;
+
+    /// Connected over SSL/TLS.
+    pub fn ssl(self) -> bool {
+        self.0 & Self::SSL != 0
+    }
+    /// Sent a certificate on this connection.
+    pub fn cert_conn(self) -> bool {
+        self.0 & Self::CERT_CONN != 0
+    }
+    /// Sent a certificate in this TLS session.
+    pub fn cert_sess(self) -> bool {
+        self.0 & Self::CERT_SESS != 0
+    }
+}
+
+/// The SSL TLV: how the client reached the proxy over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ssl<'a> {
+    value: &'a [u8],
+}
+
+impl<'a> Ssl<'a> {
+    /// Over a value that passed `check_ssl`.
+    pub(crate) fn new_checked(value: &'a [u8]) -> Self {
+        Ssl { value }
+    }
+
+    /// The `client` flags.
+    pub fn client(&self) -> SslClient {
+        SslClient(self.value.first().copied().unwrap_or(0))
+    }
+
+    /// The `verify` field: 0 when the client sent a certificate and it verified.
+    pub fn verify(&self) -> u32 {
+        self.value.get(1..5).and_then(be_u32).unwrap_or(u32::MAX)
+    }
+
+    /// The sub-TLVs, in the order sent.
+    pub fn sub_tlvs(&self) -> Tlvs<'a> {
+        Tlvs::new_checked(self.value.get(5..).unwrap_or_default())
+    }
+
+    fn text(&self, kind: TlvType) -> Option<&'a str> {
+        self.sub_tlvs()
+            .find(|t| t.kind == kind)
+            .and_then(|t| core::str::from_utf8(t.value).ok())
+    }
+
+    /// `SSL_VERSION`, e.g. `TLSv1.3`.
+    pub fn version(&self) -> Option<&'a str> {
+        self.text(TlvType::SSL_VERSION)
+    }
+    /// `SSL_CN`: the client certificate's Common Name.
+    pub fn cn(&self) -> Option<&'a str> {
+        self.text(TlvType::SSL_CN)
+    }
+    /// `SSL_CIPHER`.
+    pub fn cipher(&self) -> Option<&'a str> {
+        self.text(TlvType::SSL_CIPHER)
+    }
+    /// `SSL_SIG_ALG`.
+    pub fn sig_alg(&self) -> Option<&'a str> {
+        self.text(TlvType::SSL_SIG_ALG)
+    }
+    /// `SSL_KEY_ALG`.
+    pub fn key_alg(&self) -> Option<&'a str> {
+        self.text(TlvType::SSL_KEY_ALG)
+    }
+    /// `SSL_GROUP`.
+    pub fn group(&self) -> Option<&'a str> {
+        self.text(TlvType::SSL_GROUP)
+    }
+    /// `SSL_SIG_SCHEME`.
+    pub fn sig_scheme(&self) -> Option<&'a str> {
+        self.text(TlvType::SSL_SIG_SCHEME)
+    }
+    /// `SSL_CLIENT_CERT`: the client certificate, DER.
+    pub fn client_cert(&self) -> Option<&'a [u8]> {
+        self.sub_tlvs()
+            .find(|t| t.kind == TlvType::SSL_CLIENT_CERT)
+            .map(|t| t.value)
+    }
+}

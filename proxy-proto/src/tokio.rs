@@ -1,0 +1,382 @@
+//! Reading a header off a tokio stream, with a deadline and a policy on who may send one.
+//!
+//! Call [`read_header`] **in the task that serves the connection, never in the accept loop**: a
+//! client that sends its header one byte a minute must only cost its own task, up to the
+//! deadline, while other connections are accepted.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use proxy_proto::tokio::{read_header, ReadConfig, TrustPolicy};
+//!
+//! # async fn serve() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("[::]:8443").await?;
+//! // Our load balancers must send a header; nobody else may.
+//! let policy = Arc::new(TrustPolicy::trusted(["192.0.2.0/24".parse().unwrap()]));
+//! loop {
+//!     let (mut stream, peer) = listener.accept().await?;
+//!     let policy = Arc::clone(&policy);
+//!     tokio::spawn(async move {
+//!         match read_header(&mut stream, peer, &policy, &ReadConfig::default()).await {
+//!             Ok(accepted) => {
+//!                 let client = accepted.client_address().unwrap_or(peer);
+//!                 // ... serve `client`, starting with the bytes in `accepted.rest()`
+//! #               let _ = client;
+//!             }
+//!             Err(e) => eprintln!("{peer}: dropped: {e}"),
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+
+use core::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use core::ops::Range;
+use core::str::FromStr;
+use core::time::Duration;
+use std::vec::Vec;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::{Addresses, Command, Error, Header, Parser, Status, Transport, Version};
+
+/// What to do about PROXY headers from one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// A header must come first; a connection without one is refused.
+    Require,
+    /// Take a header if the bytes start with one, else pass them on as the application's.
+    Use,
+    /// Do not look: every byte is the application's. Nothing is read.
+    Ignore,
+    /// A header from this source is refused (it could forge any client address).
+    Reject,
+}
+
+/// An IPv4 or IPv6 network, written `192.0.2.0/24`, `2001:db8::/32`, or as one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// The network of `addr` with `prefix` bits; `None` when the prefix is too long.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then(|| Cidr {
+            network: mask(addr, prefix),
+            prefix,
+        })
+    }
+
+    /// Whether `ip` is inside. An IPv4-mapped IPv6 address (a dual-stack socket's view of an
+    /// IPv4 client) matches IPv4 networks.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.prefix) == self.network
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+}
+
+fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & m).into())
+        }
+    }
+}
+
+/// A [`Cidr`] that did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a network in CIDR notation (192.0.2.0/24, 2001:db8::/32)")]
+pub struct CidrError;
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, CidrError> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| CidrError)?;
+        let prefix = match prefix {
+            None => {
+                if addr.is_ipv4() {
+                    32
+                } else {
+                    128
+                }
+            }
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse().map_err(|_| CidrError)?
+            }
+            Some(_) => return Err(CidrError),
+        };
+        Cidr::new(addr, prefix).ok_or(CidrError)
+    }
+}
+
+/// Which policy applies to which source: the longest matching network wins, else the default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustPolicy {
+    rules: Vec<(Cidr, Policy)>,
+    default: Policy,
+}
+
+impl TrustPolicy {
+    /// Every source gets `default` until rules are added.
+    pub fn new(default: Policy) -> Self {
+        TrustPolicy {
+            rules: Vec::new(),
+            default,
+        }
+    }
+
+    /// The usual setup: these sources must send a header, nobody else may.
+    pub fn trusted(sources: impl IntoIterator<Item = Cidr>) -> Self {
+        sources
+            .into_iter()
+            .fold(Self::new(Policy::Reject), |p, cidr| {
+                p.rule(cidr, Policy::Require)
+            })
+    }
+
+    /// Applies `policy` to sources in `cidr`.
+    #[must_use]
+    pub fn rule(mut self, cidr: Cidr, policy: Policy) -> Self {
+        self.rules.push((cidr, policy));
+        self
+    }
+
+    /// The policy for a peer.
+    pub fn policy_for(&self, peer: IpAddr) -> Policy {
+        self.rules
+            .iter()
+            .filter(|(cidr, _)| cidr.contains(peer))
+            .max_by_key(|(cidr, _)| cidr.prefix())
+            .map_or(self.default, |&(_, policy)| policy)
+    }
+}
+
+/// How [`read_header`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadConfig {
+    /// The deadline for the whole header, from the call. The specification suggests at least
+    /// 3 s, enough for a lost segment to be sent again. Default: 5 s.
+    pub timeout: Duration,
+    /// The parser, with its v2 size cap and v1 leniency.
+    pub parser: Parser,
+}
+
+impl Default for ReadConfig {
+    fn default() -> Self {
+        ReadConfig {
+            timeout: Duration::from_secs(5),
+            parser: Parser::new(),
+        }
+    }
+}
+
+/// Why [`read_header`] gave up on a connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The header was malformed (or too large).
+    #[error("{0}")]
+    Invalid(Error),
+    /// The source must send a header and its first bytes are not one.
+    #[error("a PROXY header is required from this source")]
+    Missing,
+    /// The source may not send a header and did.
+    #[error("a PROXY header is not accepted from this source")]
+    Forbidden,
+    /// The peer closed the connection before the header was whole.
+    #[error("connection closed after {received} bytes, before the PROXY header was complete")]
+    Closed {
+        /// Bytes received before the end.
+        received: usize,
+    },
+    /// The deadline passed first.
+    #[error("no complete PROXY header within {0:?}")]
+    Timeout(Duration),
+    /// Reading failed.
+    #[error("reading the PROXY header: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What [`read_header`] read: the header, if one was taken, and the bytes that came after it.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    header: Option<OwnedHeader>,
+    rest: Bytes,
+}
+
+impl Accepted {
+    /// The header, if there was one.
+    pub fn header(&self) -> Option<&OwnedHeader> {
+        self.header.as_ref()
+    }
+
+    /// Bytes read past the header (or all bytes read, when there was none): the application's
+    /// first bytes, to be handled before reading the stream again.
+    pub fn rest(&self) -> &Bytes {
+        &self.rest
+    }
+
+    /// The client's address from a PROXY header, `None` without one or for LOCAL/UNSPEC/UNIX:
+    /// then the socket's peer address is the client.
+    pub fn client_address(&self) -> Option<SocketAddr> {
+        self.header.as_ref().and_then(|h| h.header().source())
+    }
+
+    /// The header and the bytes after it.
+    pub fn into_parts(self) -> (Option<OwnedHeader>, Bytes) {
+        (self.header, self.rest)
+    }
+}
+
+/// A parsed header that owns its bytes.
+#[derive(Debug, Clone)]
+pub struct OwnedHeader {
+    raw: Bytes,
+    version: Version,
+    command: Command,
+    transport: Transport,
+    addresses: OwnedAddresses,
+    tlvs: Range<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum OwnedAddresses {
+    Unspec,
+    Ipv4(SocketAddrV4, SocketAddrV4),
+    Ipv6(SocketAddrV6, SocketAddrV6),
+    /// Path lengths; v2 places the paths at fixed offsets.
+    Unix(usize, usize),
+}
+
+impl OwnedHeader {
+    fn new(header: &Header<'_>, raw: Bytes) -> Self {
+        let addresses = match header.addresses {
+            Addresses::Unspec => OwnedAddresses::Unspec,
+            Addresses::Ipv4 { src, dst } => OwnedAddresses::Ipv4(src, dst),
+            Addresses::Ipv6 { src, dst } => OwnedAddresses::Ipv6(src, dst),
+            Addresses::Unix { src, dst } => OwnedAddresses::Unix(src.len(), dst.len()),
+        };
+        OwnedHeader {
+            version: header.version,
+            command: header.command,
+            transport: header.transport,
+            addresses,
+            // The TLV region is always the header's tail.
+            tlvs: header.len - header.tlvs.len()..header.len,
+            raw,
+        }
+    }
+
+    /// The header, borrowed from the bytes this owns.
+    pub fn header(&self) -> Header<'_> {
+        const UNIX_SRC: usize = 16;
+        const UNIX_DST: usize = 16 + 108;
+        let addresses = match self.addresses {
+            OwnedAddresses::Unspec => Addresses::Unspec,
+            OwnedAddresses::Ipv4(src, dst) => Addresses::Ipv4 { src, dst },
+            OwnedAddresses::Ipv6(src, dst) => Addresses::Ipv6 { src, dst },
+            OwnedAddresses::Unix(s, d) => Addresses::Unix {
+                src: &self.raw[UNIX_SRC..UNIX_SRC + s],
+                dst: &self.raw[UNIX_DST..UNIX_DST + d],
+            },
+        };
+        Header {
+            version: self.version,
+            command: self.command,
+            transport: self.transport,
+            addresses,
+            tlvs: &self.raw[self.tlvs.clone()],
+            len: self.raw.len(),
+        }
+    }
+
+    /// The header's bytes as received.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.raw
+    }
+}
+
+/// Reads a PROXY header off `stream` from `peer`, as `policy` says for that peer, within
+/// `config.timeout`. See the [module docs](self) for where to call it.
+pub async fn read_header<S>(
+    stream: &mut S,
+    peer: SocketAddr,
+    policy: &TrustPolicy,
+    config: &ReadConfig,
+) -> Result<Accepted, ReadError>
+where
+    S: AsyncRead + Unpin + ?Sized,
+{
+    let policy = policy.policy_for(peer.ip());
+    if policy == Policy::Ignore {
+        return Ok(Accepted {
+            header: None,
+            rest: Bytes::new(),
+        });
+    }
+    tokio::time::timeout(config.timeout, read(stream, policy, &config.parser))
+        .await
+        .map_err(|_| ReadError::Timeout(config.timeout))?
+}
+
+async fn read<S>(stream: &mut S, policy: Policy, parser: &Parser) -> Result<Accepted, ReadError>
+where
+    S: AsyncRead + Unpin + ?Sized,
+{
+    let mut buf = BytesMut::with_capacity(512);
+    loop {
+        let needed = match parser.parse(&buf) {
+            Ok(Status::Complete(_)) if policy == Policy::Reject => {
+                return Err(ReadError::Forbidden);
+            }
+            Ok(Status::Complete(header)) => {
+                // Take the parsed fields first: `header` borrows `buf`, which is split next.
+                let (len, parts) = (header.len(), OwnedHeader::new(&header, Bytes::new()));
+                let header = OwnedHeader {
+                    raw: buf.split_to(len).freeze(),
+                    ..parts
+                };
+                return Ok(Accepted {
+                    header: Some(header),
+                    rest: buf.freeze(),
+                });
+            }
+            Ok(Status::Partial(needed)) => needed.min(),
+            Err(Error::NotProxy) if policy == Policy::Require => return Err(ReadError::Missing),
+            Err(Error::NotProxy) => {
+                return Ok(Accepted {
+                    header: None,
+                    rest: buf.freeze(),
+                });
+            }
+            Err(e) => return Err(ReadError::Invalid(e)),
+        };
+        buf.reserve(needed.max(512));
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(ReadError::Closed {
+                received: buf.len(),
+            });
+        }
+    }
+}
