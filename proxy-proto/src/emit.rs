@@ -647,3 +647,266 @@ impl<B: bytes::BufMut> Sink for BufSink<'_, B> {
         self.0.put_slice(bytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Status, parse};
+    use std::vec::Vec;
+
+    fn written(b: &Builder<'_>) -> Vec<u8> {
+        let mut buf = [0u8; 1024];
+        let n = b.write(&mut buf).unwrap();
+        assert_eq!(Ok(n), b.len());
+        buf[..n].to_vec()
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn v1_lines() {
+        let tcp4 = Builder::v1(Addresses::from_pair(
+            sa("192.0.2.1:56324"),
+            sa("198.51.100.7:443"),
+        ));
+        assert_eq!(
+            written(&tcp4),
+            b"PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\n"
+        );
+        let tcp6 = Builder::v1(Addresses::from_pair(
+            sa("[2001:db8:0:0:1::1]:1"),
+            sa("[::1]:65535"),
+        ));
+        assert_eq!(
+            written(&tcp6),
+            b"PROXY TCP6 2001:db8::1:0:0:1 ::1 1 65535\r\n"
+        );
+        let mixed = Builder::v1(Addresses::from_pair(
+            sa("192.0.2.1:56324"),
+            sa("[2001:db8::80]:443"),
+        ));
+        assert_eq!(
+            written(&mixed),
+            b"PROXY TCP6 ::ffff:192.0.2.1 2001:db8::80 56324 443\r\n"
+        );
+        assert_eq!(
+            written(&Builder::v1(Addresses::Unspec)),
+            b"PROXY UNKNOWN\r\n"
+        );
+    }
+
+    #[test]
+    fn v1_refuses_what_it_cannot_carry() {
+        let a = Addresses::from_pair(sa("192.0.2.1:1"), sa("192.0.2.2:2"));
+        let mut buf = [0u8; 128];
+        for b in [
+            Builder::v1(a).alpn(b"h2"),
+            Builder::v1(a).crc32c(),
+            Builder::v1(a).transport(Transport::Dgram),
+            Builder::v1(Addresses::Unix {
+                src: b"/a",
+                dst: b"/b",
+            }),
+        ] {
+            assert!(matches!(b.len(), Err(EmitError::NotEncodable(_))));
+            assert!(matches!(b.write(&mut buf), Err(EmitError::NotEncodable(_))));
+        }
+    }
+
+    #[test]
+    fn v2_bytes_exactly() {
+        let b = Builder::v2_proxy(sa("192.0.2.1:56324"), sa("198.51.100.7:443"));
+        let mut want = V2_SIGNATURE.to_vec();
+        want.extend_from_slice(&[
+            0x21, 0x11, 0, 12, 192, 0, 2, 1, 198, 51, 100, 7, 0xDC, 0x04, 0x01, 0xBB,
+        ]);
+        assert_eq!(written(&b), want);
+        let local = written(&Builder::v2_local());
+        assert_eq!(local.len(), 16);
+        assert_eq!(&local[12..], &[0x20, 0x00, 0, 0]);
+        let udp =
+            written(&Builder::v2_proxy(sa("[::1]:53"), sa("[::2]:53")).transport(Transport::Dgram));
+        assert_eq!(udp[13], 0x22);
+        let unix = written(&Builder::v2(
+            Command::Proxy,
+            Addresses::Unix {
+                src: b"/run/a",
+                dst: &[b'x'; 108],
+            },
+        ));
+        assert_eq!(
+            (unix.len(), unix[13], &unix[16..22], unix[22]),
+            (232, 0x31, &b"/run/a"[..], 0)
+        );
+    }
+
+    #[test]
+    fn every_tlv_parses_back() {
+        let ssl = SslBuilder::new(0x07, 0)
+            .version("TLSv1.3")
+            .cn("client.example")
+            .cipher("TLS_AES_128_GCM_SHA256")
+            .sig_alg("RSA-SHA256")
+            .key_alg("RSA2048")
+            .group("X25519")
+            .sig_scheme("rsa_pss_rsae_sha256")
+            .client_cert(&[0x30, 0x82, 0x01, 0x00]);
+        let b = Builder::v2_proxy(sa("[2001:db8::1]:56324"), sa("[2001:db8::2]:443"))
+            .crc32c()
+            .alpn(b"h2")
+            .authority("www.example.com")
+            .unique_id(b"id-1")
+            .noop(&[0; 3])
+            .netns("blue")
+            .ssl(ssl)
+            .aws_vpc_endpoint_id("vpce-1")
+            .azure_private_link_id(7)
+            .gcp_psc_connection_id(9)
+            .tlv(TlvType(0xF1), b"exp");
+        let bytes = written(&b);
+        let Ok(Status::Complete(h)) = parse(&bytes) else {
+            panic!()
+        };
+        assert_eq!(h.len(), bytes.len());
+        assert_eq!(
+            h.tlvs().next().unwrap().kind,
+            TlvType::CRC32C,
+            "CRC first, as HAProxy"
+        );
+        assert_eq!(
+            h.crc32c(),
+            Some(u32::from_be_bytes(bytes[55..59].try_into().unwrap()))
+        );
+        assert_eq!(
+            (h.alpn(), h.authority(), h.unique_id()),
+            (
+                Some(&b"h2"[..]),
+                Some("www.example.com"),
+                Some(&b"id-1"[..])
+            )
+        );
+        assert_eq!(
+            (
+                h.netns(),
+                h.aws_vpc_endpoint_id(),
+                h.azure_private_link_id(),
+                h.gcp_psc_connection_id()
+            ),
+            (Some("blue"), Some("vpce-1"), Some(7), Some(9))
+        );
+        assert_eq!(h.tlv(TlvType::NOOP), Some(&[0u8; 3][..]));
+        assert_eq!(h.tlv(TlvType(0xF1)), Some(&b"exp"[..]));
+        let s = h.ssl().unwrap();
+        assert_eq!(
+            (s.client().0, s.verify(), s.version(), s.cn()),
+            (7, 0, Some("TLSv1.3"), Some("client.example"))
+        );
+        assert_eq!(
+            (s.cipher(), s.sig_alg(), s.key_alg()),
+            (
+                Some("TLS_AES_128_GCM_SHA256"),
+                Some("RSA-SHA256"),
+                Some("RSA2048")
+            )
+        );
+        assert_eq!(
+            (s.group(), s.sig_scheme(), s.client_cert()),
+            (
+                Some("X25519"),
+                Some("rsa_pss_rsae_sha256"),
+                Some(&[0x30, 0x82, 1, 0][..])
+            )
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let base = || Builder::v2_proxy(sa("192.0.2.1:1"), sa("192.0.2.2:2"));
+        let mut small = [0u8; 27];
+        assert_eq!(
+            base().write(&mut small),
+            Err(EmitError::BufferTooSmall {
+                required: 28,
+                got: 27
+            })
+        );
+        assert_eq!(small, [0; 27], "nothing written on failure");
+        let many = (0..=MAX_TLVS).fold(base(), |b, _| b.noop(&[]));
+        assert_eq!(many.len(), Err(EmitError::TooManyTlvs));
+        let subs = (0..=MAX_SSL_SUB_TLVS).fold(SslBuilder::new(1, 0), |s, _| s.version("x"));
+        assert_eq!(base().ssl(subs).len(), Err(EmitError::TooManyTlvs));
+        assert!(matches!(
+            base()
+                .ssl(SslBuilder::new(1, 0))
+                .ssl(SslBuilder::new(1, 0))
+                .len(),
+            Err(EmitError::NotEncodable(_))
+        ));
+        assert!(matches!(
+            base().unique_id(&[0; 129]).len(),
+            Err(EmitError::NotEncodable(_))
+        ));
+        assert!(base().unique_id(&[0; 128]).len().is_ok());
+        assert!(matches!(
+            base().netns("é").len(),
+            Err(EmitError::NotEncodable(_))
+        ));
+        assert!(matches!(
+            base().tlv(TlvType::CRC32C, &[0; 4]).len(),
+            Err(EmitError::NotEncodable(_))
+        ));
+        static BIG: [u8; 65_536] = [0; 65_536];
+        assert_eq!(base().noop(&BIG).len(), Err(EmitError::TooLong));
+        assert_eq!(
+            base().noop(&BIG[..65_535]).len(),
+            Err(EmitError::TooLong),
+            "12 + 3 + 65535 > 65535"
+        );
+        assert_eq!(base().noop(&BIG[..65_535 - 15]).len(), Ok(16 + 65_535));
+        assert!(matches!(
+            Builder::v2(
+                Command::Proxy,
+                Addresses::Unix {
+                    src: &[1; 109],
+                    dst: b""
+                }
+            )
+            .len(),
+            Err(EmitError::NotEncodable(_))
+        ));
+        assert!(matches!(
+            Builder::v2_local().transport(Transport::Stream).len(),
+            Err(EmitError::NotEncodable(_))
+        ));
+        assert!(matches!(
+            base().transport(Transport::Unspec).len(),
+            Err(EmitError::NotEncodable(_))
+        ));
+    }
+
+    #[cfg(feature = "bytes")]
+    #[test]
+    fn buf_mut_gets_the_same_bytes() {
+        for b in [
+            Builder::v1(Addresses::from_pair(sa("192.0.2.1:1"), sa("192.0.2.2:2"))),
+            Builder::v2_proxy(sa("[::1]:1"), sa("[::2]:2"))
+                .authority("a.example")
+                .crc32c(),
+            Builder::v2_local().crc32c(),
+        ] {
+            let mut out = Vec::new();
+            assert_eq!(b.put(&mut out), b.len());
+            assert_eq!(out, written(&b));
+        }
+        let mut tiny = bytes::BufMut::limit(bytes::BytesMut::new(), 10);
+        assert!(matches!(
+            Builder::v2_local().put(&mut tiny),
+            Err(EmitError::BufferTooSmall {
+                required: 16,
+                got: 10
+            })
+        ));
+    }
+}

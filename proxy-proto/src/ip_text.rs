@@ -281,7 +281,7 @@ mod tests {
                 parse_ipv4(bad, false),
                 None,
                 "{:?}",
-                std::str::from_utf8(bad)
+                core::str::from_utf8(bad)
             );
         }
         assert_eq!(
@@ -309,7 +309,7 @@ mod tests {
                 parse_port(bad, false),
                 None,
                 "{:?}",
-                std::str::from_utf8(bad)
+                core::str::from_utf8(bad)
             );
         }
         assert_eq!(parse_port(b"00080", true), Some(80));

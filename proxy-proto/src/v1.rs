@@ -169,7 +169,7 @@ fn field_error(index: usize, v6: bool, empty: bool) -> Error {
 mod tests {
     use super::*;
     use crate::{Parser, parse_v1};
-    use std::net::SocketAddr;
+    use core::net::SocketAddr;
 
     fn ok(line: &str) -> Header<'_> {
         match parse_v1(line.as_bytes()) {

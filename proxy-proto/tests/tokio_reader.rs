@@ -1,0 +1,197 @@
+//! The tokio reader: policies per source, deadline, bytes after the header kept.
+#![cfg(feature = "tokio")]
+
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use proxy_proto::tokio::{Cidr, Policy, ReadConfig, ReadError, TrustPolicy, read_header};
+use proxy_proto::{Addresses, Builder, Error};
+use tokio::io::AsyncWriteExt;
+
+const TRUSTED: &str = "192.0.2.10:40000";
+const STRANGER: &str = "203.0.113.9:40000";
+
+fn policy() -> TrustPolicy {
+    TrustPolicy::trusted(["192.0.2.0/24".parse().unwrap()])
+}
+
+fn peer(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+async fn read_from(
+    peer_addr: &str,
+    bytes: &[u8],
+    policy: &TrustPolicy,
+) -> Result<proxy_proto::tokio::Accepted, ReadError> {
+    let (mut client, mut server) = tokio::io::duplex(4096);
+    client.write_all(bytes).await.unwrap();
+    drop(client); // end of stream after the bytes
+    read_header(&mut server, peer(peer_addr), policy, &ReadConfig::default()).await
+}
+
+#[tokio::test]
+async fn a_trusted_source_sends_a_header_and_the_rest_is_kept() {
+    let bytes = b"PROXY TCP4 198.51.100.1 192.0.2.1 5555 443\r\nGET / HTTP/1.1\r\n";
+    let accepted = read_from(TRUSTED, bytes, &policy()).await.unwrap();
+    assert_eq!(accepted.client_address(), Some(peer("198.51.100.1:5555")));
+    assert_eq!(&accepted.rest()[..], b"GET / HTTP/1.1\r\n");
+    let header = accepted.header().unwrap();
+    assert_eq!(&header.as_bytes()[..], &bytes[..44]);
+    assert_eq!(header.header().len(), 44);
+}
+
+#[tokio::test]
+async fn owned_v2_headers_keep_their_tlvs_and_unix_paths() {
+    let b = Builder::v2(
+        proxy_proto::Command::Proxy,
+        Addresses::Unix {
+            src: b"/c",
+            dst: b"/s",
+        },
+    )
+    .authority("x.example")
+    .crc32c();
+    let mut bytes = vec![0; b.len().unwrap()];
+    b.write(&mut bytes).unwrap();
+    bytes.extend_from_slice(b"tail");
+    let accepted = read_from(TRUSTED, &bytes, &policy()).await.unwrap();
+    let h = accepted.header().unwrap().header();
+    assert_eq!(
+        h.addresses(),
+        Addresses::Unix {
+            src: b"/c",
+            dst: b"/s"
+        }
+    );
+    assert_eq!(h.authority(), Some("x.example"));
+    assert!(h.crc32c().is_some());
+    assert_eq!(&accepted.rest()[..], b"tail");
+}
+
+#[tokio::test]
+async fn require_refuses_a_connection_without_a_header() {
+    let e = read_from(TRUSTED, b"GET / HTTP/1.1\r\n", &policy())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ReadError::Missing), "{e}");
+}
+
+#[tokio::test]
+async fn reject_refuses_a_header_from_an_untrusted_source() {
+    let e = read_from(STRANGER, b"PROXY TCP4 1.1.1.1 2.2.2.2 1 2\r\n", &policy())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ReadError::Forbidden), "{e}");
+    // Without a header, its bytes are the application's.
+    let ok = read_from(STRANGER, b"\x16\x03\x01\x00\x05hello", &policy())
+        .await
+        .unwrap();
+    assert!(ok.header().is_none());
+    assert_eq!(&ok.rest()[..], b"\x16\x03\x01\x00\x05hello");
+}
+
+#[tokio::test]
+async fn use_takes_a_header_when_there_is_one() {
+    let p = TrustPolicy::new(Policy::Use);
+    let with = read_from(STRANGER, b"PROXY UNKNOWN\r\nx", &p)
+        .await
+        .unwrap();
+    assert!(with.header().is_some());
+    assert_eq!(
+        with.client_address(),
+        None,
+        "UNKNOWN: use the socket's address"
+    );
+    let without = read_from(STRANGER, b"SSH-2.0-x\r\n", &p).await.unwrap();
+    assert!(without.header().is_none());
+    assert_eq!(&without.rest()[..], b"SSH-2.0-x\r\n");
+}
+
+#[tokio::test]
+async fn ignore_reads_nothing() {
+    let p = TrustPolicy::new(Policy::Ignore);
+    let (_client, mut server) = tokio::io::duplex(64);
+    let accepted = read_header(&mut server, peer(STRANGER), &p, &ReadConfig::default())
+        .await
+        .unwrap();
+    assert!(accepted.header().is_none() && accepted.rest().is_empty());
+}
+
+#[tokio::test]
+async fn malformed_and_truncated_headers() {
+    let e = read_from(TRUSTED, b"PROXY TCP4 1.1.1.1 2.2.2.2 +1 2\r\n", &policy())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ReadError::Invalid(Error::V1(_))), "{e}");
+    let e = read_from(TRUSTED, b"PROXY TCP4 1.1.1.1", &policy())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ReadError::Closed { received: 18 }), "{e}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slowloris_client_is_cut_at_the_deadline() {
+    let (mut client, mut server) = tokio::io::duplex(64);
+    let drip = tokio::spawn(async move {
+        for b in b"PROXY TCP4 1.1.1.1 2.2.2.2 1 2\r\n" {
+            if client.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let config = ReadConfig {
+        timeout: Duration::from_secs(3),
+        ..ReadConfig::default()
+    };
+    let started = tokio::time::Instant::now();
+    let e = read_header(&mut server, peer(TRUSTED), &policy(), &config)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ReadError::Timeout(_)), "{e}");
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    drop(server);
+    drip.await.unwrap();
+}
+
+#[test]
+fn cidr_and_policy_lookup() {
+    let c: Cidr = "192.0.2.77/24".parse().unwrap();
+    assert!(c.contains("192.0.2.1".parse().unwrap()));
+    assert!(
+        c.contains("::ffff:192.0.2.1".parse().unwrap()),
+        "dual-stack sockets see v4-mapped peers"
+    );
+    assert!(!c.contains("192.0.3.1".parse().unwrap()));
+    assert!(!c.contains("2001:db8::1".parse().unwrap()));
+    let v6: Cidr = "2001:db8::/32".parse().unwrap();
+    assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+    assert!(
+        "0.0.0.0/0"
+            .parse::<Cidr>()
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap())
+    );
+    assert_eq!("10.0.0.1".parse::<Cidr>().unwrap().prefix(), 32);
+    for bad in [
+        "10.0.0.0/33",
+        "2001:db8::/129",
+        "10.0.0.0/",
+        "10.0.0.0/+8",
+        "nope",
+        "10.0.0.0/8/8",
+    ] {
+        assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+    }
+    let p = TrustPolicy::new(Policy::Reject)
+        .rule("10.0.0.0/8".parse().unwrap(), Policy::Require)
+        .rule("10.1.0.0/16".parse().unwrap(), Policy::Use);
+    assert_eq!(
+        p.policy_for("10.1.2.3".parse().unwrap()),
+        Policy::Use,
+        "longest prefix wins"
+    );
+    assert_eq!(p.policy_for("10.2.2.3".parse().unwrap()), Policy::Require);
+    assert_eq!(p.policy_for("11.0.0.1".parse().unwrap()), Policy::Reject);
+}
