@@ -6,6 +6,7 @@
 //! | feature        | crate                      | what it does                                             |
 //! |----------------|----------------------------|----------------------------------------------------------|
 //! | `proxy-proto`  | [`proxy_proto`]            | PROXY protocol v1/v2: parse and emit, every TLV, sans-IO |
+//! | `sni-peek`     | [`sni_peek`]               | TLS SNI/ALPN/ECH, HTTP/1 Host, h2 `:authority`, split anywhere |
 //! | `tokio`        | (adds to the above)        | read a PROXY header off a stream with a trust policy     |
 //!
 //! The protocol crates are `#![no_std]` and allocation-free; depend on them directly with
@@ -16,3 +17,7 @@
 #[cfg(feature = "proxy-proto")]
 #[doc(inline)]
 pub use proxy_proto;
+
+#[cfg(feature = "sni-peek")]
+#[doc(inline)]
+pub use sni_peek;

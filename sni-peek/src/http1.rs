@@ -1,0 +1,574 @@
+//! HTTP/1.x: the authority of a request from its request line and header block (RFC 9112 §3).
+//!
+//! The whole header block is waited for, not just the Host line: a second Host further down must
+//! still be refused, and an HTTP/1.0 request only proves it has no Host at the empty line.
+//!
+//! Only what routing depends on is validated byte by byte: the request line, header names, and the
+//! Host value. The other values are scanned for their line end only; they reach the backend
+//! untouched, and it validates them.
+
+use crate::name::{self, HostName};
+use crate::{Error, Limits, Needed, Status};
+
+/// Longest method accepted before the bytes are judged not to be HTTP (the longest registered
+/// method, UPDATEREDIRECTREF, has 17 characters).
+const MAX_METHOD_LEN: usize = 24;
+
+/// The routing facts of an HTTP/1.x request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpRequest {
+    host: Option<HostName>,
+    port: Option<u16>,
+    minor_version: u8,
+    connect: bool,
+    absolute_form: bool,
+    consumed: usize,
+}
+
+impl HttpRequest {
+    /// The host: from an absolute-form or CONNECT target if there is one (RFC 9112 §3.2.2), else
+    /// from Host. Lowercased, without port or IPv6 brackets. `None` for an HTTP/1.0 request without
+    /// Host, or an empty Host.
+    pub fn host(&self) -> Option<&HostName> {
+        self.host.as_ref()
+    }
+
+    /// The port given with the host, if any.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub fn minor_version(&self) -> u8 {
+        self.minor_version
+    }
+
+    /// A CONNECT request: the host is the tunnel's destination.
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+
+    /// The request target was in absolute form and the host came from it.
+    pub fn is_absolute_form(&self) -> bool {
+        self.absolute_form
+    }
+
+    /// Input bytes up to and including the empty line that ends the header block.
+    pub fn consumed(&self) -> usize {
+        self.consumed
+    }
+}
+
+/// What went wrong while scanning: more bytes would help, or the input cannot be HTTP/1.
+enum Stop {
+    More,
+    Fail(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Fail(e)
+    }
+}
+
+/// Parses the request line and header block received so far.
+///
+/// Errors with [`Error::NotHttp`] as soon as the bytes cannot start an HTTP/1 request.
+pub fn parse(input: &[u8], limits: &Limits) -> Result<Status<HttpRequest>, Error> {
+    match scan(input) {
+        Ok(req) if req.consumed > limits.max_header_len => Err(Error::HeadersTooLarge {
+            limit: limits.max_header_len,
+        }),
+        Ok(req) => Ok(Status::Complete(req)),
+        Err(Stop::More) if input.len() >= limits.max_header_len => Err(Error::HeadersTooLarge {
+            limit: limits.max_header_len,
+        }),
+        Err(Stop::More) => Ok(Status::Partial(Needed::Unknown)),
+        Err(Stop::Fail(e)) => Err(e),
+    }
+}
+
+fn scan(input: &[u8]) -> Result<HttpRequest, Stop> {
+    // RFC 9112 §2.2: empty lines before the request line are ignored.
+    let mut pos = input
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .ok_or(Stop::More)?;
+
+    let method = token_until_space(input, &mut pos)?;
+    let target = target_until_space(input, &mut pos)?;
+    let minor_version = version_line(input, &mut pos)?;
+
+    let connect = method == b"CONNECT";
+    let mut from_target = None;
+    let mut absolute_form = false;
+    if connect {
+        from_target = Some(name::split_authority(target)?);
+    } else if target.first() != Some(&b'/') && target != b"*" {
+        from_target = absolute_authority(target)?;
+        absolute_form = true;
+    }
+
+    let mut host_header: Option<Option<(HostName, Option<u16>)>> = None;
+    loop {
+        match input.get(pos) {
+            None => return Err(Stop::More),
+            Some(b'\n') => {
+                pos += 1;
+                break;
+            }
+            Some(b'\r') => match input.get(pos + 1) {
+                None => return Err(Stop::More),
+                Some(b'\n') => {
+                    pos += 2;
+                    break;
+                }
+                Some(_) => {
+                    return Err(Error::InvalidHeader {
+                        reason: "CR not followed by LF",
+                    }
+                    .into());
+                }
+            },
+            Some(b' ' | b'\t') => return Err(Error::ObsFold.into()),
+            Some(_) => {}
+        }
+        let colon = header_name_end(input, pos)?;
+        let name = &input[pos..colon];
+        let value_start = colon + 1;
+        let lf = find_lf(input.get(value_start..).unwrap_or_default()).ok_or(Stop::More)?;
+        let line_end = value_start + lf;
+        if name.eq_ignore_ascii_case(b"host") {
+            if host_header.is_some() {
+                return Err(Error::DuplicateHost.into());
+            }
+            host_header = Some(host_value(&input[value_start..line_end])?);
+        }
+        pos = line_end + 1;
+    }
+
+    let Some(host_header) = host_header.or(if minor_version == 0 { Some(None) } else { None })
+    else {
+        return Err(Error::MissingHost.into());
+    };
+    let (host, port) = match from_target.or(host_header) {
+        Some((h, p)) => (Some(h), p),
+        None => (None, None),
+    };
+    Ok(HttpRequest {
+        host,
+        port,
+        minor_version,
+        connect,
+        absolute_form: absolute_form && host.is_some(),
+        consumed: pos,
+    })
+}
+
+/// RFC 9110 §5.6.2 tchar.
+fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`'
+        | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+fn token_until_space<'a>(input: &'a [u8], pos: &mut usize) -> Result<&'a [u8], Stop> {
+    let start = *pos;
+    loop {
+        match input.get(*pos) {
+            None => return Err(Stop::More),
+            Some(b' ') if *pos > start => break,
+            Some(&b) if is_tchar(b) && *pos - start < MAX_METHOD_LEN => *pos += 1,
+            Some(_) => return Err(Error::NotHttp.into()),
+        }
+    }
+    let token = &input[start..*pos];
+    *pos += 1;
+    Ok(token)
+}
+
+fn target_until_space<'a>(input: &'a [u8], pos: &mut usize) -> Result<&'a [u8], Stop> {
+    let start = *pos;
+    loop {
+        match input.get(*pos) {
+            None => return Err(Stop::More),
+            Some(b' ') if *pos > start => break,
+            Some(0x21..=0x7e) => *pos += 1,
+            Some(_) => return Err(Error::NotHttp.into()),
+        }
+    }
+    let target = &input[start..*pos];
+    *pos += 1;
+    Ok(target)
+}
+
+/// `HTTP/1.x` then the line end; returns x.
+fn version_line(input: &[u8], pos: &mut usize) -> Result<u8, Stop> {
+    const PREFIX: &[u8] = b"HTTP/";
+    let rest = input.get(*pos..).unwrap_or_default();
+    let seen = rest.len().min(PREFIX.len());
+    if rest[..seen] != PREFIX[..seen] {
+        return Err(Error::NotHttp.into());
+    }
+    let (&[major, dot, minor], after) = rest
+        .get(PREFIX.len()..)
+        .and_then(|r| r.split_first_chunk::<3>())
+        .ok_or(Stop::More)?;
+    if major != b'1' || dot != b'.' || !minor.is_ascii_digit() {
+        return Err(Error::InvalidRequestLine {
+            reason: "not HTTP/1.x",
+        }
+        .into());
+    }
+    let eol = match after {
+        [] | [b'\r'] => return Err(Stop::More),
+        [b'\n', ..] => 1,
+        [b'\r', b'\n', ..] => 2,
+        _ => {
+            return Err(Error::InvalidRequestLine {
+                reason: "bytes after the version",
+            }
+            .into());
+        }
+    };
+    *pos += PREFIX.len() + 3 + eol;
+    Ok(minor - b'0')
+}
+
+/// The authority of an absolute-form target (`scheme://authority/path`), if it has one.
+fn absolute_authority(target: &[u8]) -> Result<Option<(HostName, Option<u16>)>, Error> {
+    const NOT_A_FORM: Error = Error::InvalidRequestLine {
+        reason: "target is neither origin, absolute, authority nor asterisk form",
+    };
+    let sep = target
+        .windows(3)
+        .position(|w| w == b"://")
+        .ok_or(NOT_A_FORM)?;
+    let scheme = &target[..sep];
+    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok {
+        return Err(NOT_A_FORM);
+    }
+    let rest = &target[sep + 3..];
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.contains(&b'@') {
+        return Err(Error::InvalidRequestLine {
+            reason: "userinfo in the request target",
+        });
+    }
+    if authority.is_empty() {
+        return Ok(None);
+    }
+    name::split_authority(authority).map(Some)
+}
+
+/// Where the colon after a header name is; the name must be a non-empty token.
+fn header_name_end(input: &[u8], start: usize) -> Result<usize, Stop> {
+    let mut i = start;
+    loop {
+        match input.get(i) {
+            None => return Err(Stop::More),
+            Some(b':') if i > start => return Ok(i),
+            Some(b':') => {
+                return Err(Error::InvalidHeader {
+                    reason: "empty header name",
+                }
+                .into());
+            }
+            Some(b' ' | b'\t') => return Err(Error::WhitespaceBeforeColon.into()),
+            Some(&b) if is_tchar(b) => i += 1,
+            Some(_) => {
+                return Err(Error::InvalidHeader {
+                    reason: "character not allowed in a header name",
+                }
+                .into());
+            }
+        }
+    }
+}
+
+/// The Host field value between colon and LF: trimmed, checked, split. Empty means no name.
+fn host_value(raw: &[u8]) -> Result<Option<(HostName, Option<u16>)>, Error> {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    if raw.iter().any(|&b| b != b'\t' && (b < 0x20 || b == 0x7f)) {
+        return Err(Error::InvalidHeader {
+            reason: "control character in Host",
+        });
+    }
+    let raw = raw.trim_ascii();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    name::split_authority(raw).map(Some)
+}
+
+/// Position of the first `\n`, eight bytes at a time.
+fn find_lf(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let mut i = 0;
+    while let Some(chunk) = s.get(i..).and_then(|r| r.first_chunk::<8>()) {
+        let x = u64::from_le_bytes(*chunk) ^ LFS;
+        // Classic zero-byte test: the lowest flagged byte is always a real zero.
+        let hit = x.wrapping_sub(ONES) & !x & HIGHS;
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s.get(i..)?.iter().position(|&b| b == b'\n').map(|p| i + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(input: &[u8]) -> Result<Status<HttpRequest>, Error> {
+        parse(input, &Limits::default())
+    }
+
+    fn complete(input: &[u8]) -> HttpRequest {
+        match parse_all(input) {
+            Ok(Status::Complete(r)) => r,
+            other => panic!("expected complete, got {other:?}"),
+        }
+    }
+
+    fn host(input: &[u8]) -> (Option<std::string::String>, Option<u16>) {
+        let r = complete(input);
+        (r.host().map(|h| h.as_str().into()), r.port())
+    }
+
+    fn err(input: &[u8]) -> Error {
+        parse_all(input).unwrap_err()
+    }
+
+    const GET: &[u8] = b"GET /index.html HTTP/1.1\r\nUser-Agent: t\r\nHost: Example.com\r\nAccept: */*\r\n\r\nbody";
+
+    #[test]
+    fn host_is_lowercased_and_consumed_ends_at_the_empty_line() {
+        let r = complete(GET);
+        assert_eq!(r.host().unwrap(), "example.com");
+        assert_eq!(r.port(), None);
+        assert_eq!(r.minor_version(), 1);
+        assert_eq!(r.consumed(), GET.len() - 4);
+    }
+
+    #[test]
+    fn every_prefix_is_partial_then_the_same_answer() {
+        let whole = complete(GET);
+        for cut in 0..GET.len() - 4 {
+            assert_eq!(
+                parse_all(&GET[..cut]),
+                Ok(Status::Partial(Needed::Unknown)),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(complete(&GET[..GET.len() - 4]), whole);
+    }
+
+    #[test]
+    fn port_and_ipv6_literal() {
+        assert_eq!(
+            host(b"GET / HTTP/1.1\r\nHost: a.com:8080\r\n\r\n"),
+            (Some("a.com".into()), Some(8080))
+        );
+        assert_eq!(
+            host(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"),
+            (Some("::1".into()), Some(8080))
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: ::1\r\n\r\n"),
+            Error::InvalidName {
+                reason: "IPv6 literal without brackets"
+            }
+        );
+    }
+
+    #[test]
+    fn absolute_form_takes_precedence() {
+        let r =
+            complete(b"GET http://Origin.example:81/x?y HTTP/1.1\r\nHost: other.example\r\n\r\n");
+        assert_eq!(
+            (r.host().unwrap().as_str(), r.port()),
+            ("origin.example", Some(81))
+        );
+        assert!(r.is_absolute_form());
+        assert_eq!(
+            err(b"GET http://u@a.com/ HTTP/1.1\r\nHost: a.com\r\n\r\n"),
+            Error::InvalidRequestLine {
+                reason: "userinfo in the request target"
+            }
+        );
+        assert_eq!(
+            err(b"GET a.com HTTP/1.1\r\nHost: a.com\r\n\r\n"),
+            Error::InvalidRequestLine {
+                reason: "target is neither origin, absolute, authority nor asterisk form"
+            }
+        );
+    }
+
+    #[test]
+    fn connect_authority_is_flagged() {
+        let r = complete(b"CONNECT a.com:443 HTTP/1.1\r\nHost: a.com:443\r\n\r\n");
+        assert!(r.is_connect());
+        assert_eq!((r.host().unwrap().as_str(), r.port()), ("a.com", Some(443)));
+    }
+
+    #[test]
+    fn header_name_is_case_insensitive_and_value_trimmed() {
+        assert_eq!(
+            host(b"GET / HTTP/1.1\r\nhOsT: \t a.com \t\r\n\r\n"),
+            (Some("a.com".into()), None)
+        );
+    }
+
+    #[test]
+    fn leading_empty_lines_and_bare_lf_are_accepted() {
+        assert_eq!(
+            host(b"\r\n\r\nGET / HTTP/1.1\nHost: a.com\n\n"),
+            (Some("a.com".into()), None)
+        );
+    }
+
+    #[test]
+    fn http10_without_host_is_no_name_but_http11_is_an_error() {
+        assert_eq!(host(b"GET / HTTP/1.0\r\nAccept: */*\r\n\r\n"), (None, None));
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n"),
+            Error::MissingHost
+        );
+        assert_eq!(host(b"GET / HTTP/1.1\r\nHost:\r\n\r\n"), (None, None));
+    }
+
+    #[test]
+    fn duplicate_host_is_an_error_even_when_equal() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a.com\r\nHost: a.com\r\n\r\n"),
+            Error::DuplicateHost
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a.com\r\nhost: b.com\r\n\r\n"),
+            Error::DuplicateHost
+        );
+    }
+
+    #[test]
+    fn whitespace_before_colon_is_an_error() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost : a.com\r\n\r\n"),
+            Error::WhitespaceBeforeColon
+        );
+    }
+
+    #[test]
+    fn obs_fold_is_an_error() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a.com\r\n  .b\r\n\r\n"),
+            Error::ObsFold
+        );
+    }
+
+    #[test]
+    fn invalid_characters_are_errors() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHo(st: a\r\n\r\n"),
+            Error::InvalidHeader {
+                reason: "character not allowed in a header name"
+            }
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\x01.com\r\n\r\n"),
+            Error::InvalidHeader {
+                reason: "control character in Host"
+            }
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"),
+            Error::InvalidName {
+                reason: "character not allowed in a host name"
+            }
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\n: x\r\n\r\n"),
+            Error::InvalidHeader {
+                reason: "empty header name"
+            }
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\n\rx\r\n\r\n"),
+            Error::InvalidHeader {
+                reason: "CR not followed by LF"
+            }
+        );
+    }
+
+    #[test]
+    fn request_line_errors() {
+        assert_eq!(
+            err(b"GET / HTTP/2.0\r\n"),
+            Error::InvalidRequestLine {
+                reason: "not HTTP/1.x"
+            }
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1x\r\n"),
+            Error::InvalidRequestLine {
+                reason: "bytes after the version"
+            }
+        );
+    }
+
+    #[test]
+    fn not_http_as_soon_as_the_bytes_prove_it() {
+        assert_eq!(err(b"\x00"), Error::NotHttp);
+        assert_eq!(err(b"GET\t"), Error::NotHttp);
+        assert_eq!(err(b"GET / FTP"), Error::NotHttp);
+        assert_eq!(err(b"GET /\x01"), Error::NotHttp);
+        assert_eq!(err(&[b'A'; MAX_METHOD_LEN + 1]), Error::NotHttp);
+        assert_eq!(parse_all(b"GET / HT"), Ok(Status::Partial(Needed::Unknown)));
+    }
+
+    #[test]
+    fn header_cap() {
+        let limits = Limits {
+            max_header_len: 32,
+            ..Limits::default()
+        };
+        assert_eq!(
+            parse(GET, &limits),
+            Err(Error::HeadersTooLarge { limit: 32 })
+        );
+        assert_eq!(
+            parse(&GET[..40], &limits),
+            Err(Error::HeadersTooLarge { limit: 32 })
+        );
+        assert_eq!(
+            parse(&GET[..20], &limits),
+            Ok(Status::Partial(Needed::Unknown))
+        );
+    }
+
+    #[test]
+    fn find_lf_matches_a_plain_search() {
+        for at in 0..40 {
+            let mut buf = [b'a'; 40];
+            buf[at] = b'\n';
+            buf[(at + 3) % 40] = b'\n';
+            for start in 0..40 {
+                let want = buf[start..].iter().position(|&b| b == b'\n');
+                assert_eq!(find_lf(&buf[start..]), want, "lf at {at}, from {start}");
+            }
+        }
+        assert_eq!(find_lf(&[]), None);
+        assert_eq!(find_lf(&[0x8a; 17]), None);
+    }
+}

@@ -1,0 +1,249 @@
+//! # sni-peek
+//!
+//! Decide where a connection goes from its first bytes, without terminating TLS: the server name
+//! of a TLS ClientHello, the Host of an HTTP/1.x request, or the `:authority` of an HTTP/2
+//! prior-knowledge request. The bytes can be split anywhere, by TCP or across TLS records.
+//!
+//! ```text
+//!  socket ──bytes so far──▶ peek(input, scratch, limits)
+//!                              │
+//!            ┌─────────────────┼───────────────────┬───────────────────┐
+//!      Partial(needed)   Complete(Tls)       Complete(Http/H2)   Complete(Unknown)     Err(Error)
+//!      read more, call   sni, alpn, ech,     host, port,         not TLS, not HTTP:
+//!      again             versions, consumed  consumed            the bytes prove it
+//! ```
+//!
+//! What it deliberately does not do: no network I/O and no clock in the core (the optional `tokio`
+//! feature adds a thin reader with a deadline), no allocation (a hello spread over several records
+//! is joined in a scratch buffer the caller provides), no decryption of ECH, no IDNA. It never
+//! consumes bytes: after the decision the caller forwards everything it read, untouched.
+//!
+//! ```
+//! use sni_peek::{peek, Detected, Limits, Status};
+//!
+//! let limits = Limits::default();
+//! let mut scratch = [0u8; 1024];
+//! let request = b"GET / HTTP/1.1\r\nHost: Example.COM:8080\r\n\r\n";
+//!
+//! // A TCP segment that ends inside the Host line is not enough.
+//! assert!(matches!(peek(&request[..20], &mut scratch, &limits), Ok(Status::Partial(_))));
+//!
+//! match peek(request, &mut scratch, &limits).unwrap() {
+//!     Status::Complete(Detected::Http(req)) => {
+//!         assert_eq!(req.host().unwrap(), "example.com");
+//!         assert_eq!(req.port(), Some(8080));
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
+//!
+//! The separate entry points [`tls::parse`], [`http1::parse`] and [`h2::parse`] each read one
+//! protocol. MSRV: Rust 1.85.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations)]
+
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+mod error;
+pub mod h2;
+mod hello;
+mod hpack;
+pub mod http1;
+mod huffman;
+mod name;
+mod reader;
+pub mod tls;
+
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+#[cfg(any(test, feature = "internal"))]
+#[doc(hidden)]
+pub mod internal;
+
+use core::num::NonZeroUsize;
+
+pub use error::Error;
+pub use h2::H2Request;
+pub use hello::{AlpnProtocols, ClientHello, ProtocolVersion, Versions};
+pub use http1::HttpRequest;
+pub use name::{HostName, MAX_NAME_LEN};
+
+/// The outcome of a parse that did not fail: done, or waiting for more bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status<T> {
+    /// Enough bytes were there.
+    Complete(T),
+    /// More bytes are needed; call again with the longer buffer.
+    Partial(Needed),
+}
+
+impl<T> Status<T> {
+    /// The value, if complete.
+    pub fn complete(self) -> Option<T> {
+        match self {
+            Status::Complete(t) => Some(t),
+            Status::Partial(_) => None,
+        }
+    }
+}
+
+/// How many more bytes a [`Status::Partial`] parse needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needed {
+    /// At least this many more. Exact when the missing bytes are all announced by a length field
+    /// already received (the rest of a TLS record, an h2 frame); a lower bound otherwise.
+    Size(NonZeroUsize),
+    /// The format gives no length (an HTTP/1 header block ends at an empty line).
+    Unknown,
+}
+
+impl Needed {
+    pub(crate) fn bytes(n: usize) -> Needed {
+        NonZeroUsize::new(n).map_or(Needed::Unknown, Needed::Size)
+    }
+}
+
+/// Caps that bound the work and memory spent on one connection's first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest ClientHello body accepted (the handshake length field). Default 16 KiB.
+    pub max_hello_len: usize,
+    /// Most TLS records a ClientHello may be spread over. Default 64: real clients use one.
+    pub max_records: usize,
+    /// Largest HTTP/1 header block, or HTTP/2 preface plus frames up to the first header block's
+    /// end. Default 16 KiB.
+    pub max_header_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_hello_len: 16 * 1024,
+            max_records: 64,
+            max_header_len: 16 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The scratch size that is always enough under these limits.
+    pub fn scratch_len(&self) -> usize {
+        (tls::HANDSHAKE_HEADER_LEN + self.max_hello_len).max(self.max_header_len)
+    }
+}
+
+/// What the first bytes of a connection turned out to be.
+#[derive(Debug, Clone, Copy)]
+pub enum Detected<'a> {
+    /// A TLS (or SSLv2-compatible) ClientHello.
+    Tls(ClientHello<'a>),
+    /// An HTTP/1.x request.
+    Http(HttpRequest),
+    /// An HTTP/2 prior-knowledge connection.
+    H2(H2Request),
+    /// Neither TLS nor HTTP: the bytes already received prove it.
+    Unknown,
+}
+
+/// The protocol family of a [`Route`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// TLS.
+    Tls,
+    /// HTTP/1.x.
+    Http1,
+    /// HTTP/2 with prior knowledge.
+    H2,
+    /// Neither.
+    Unknown,
+}
+
+/// The routing summary of a [`Detected`]: owned, `Copy`, enough to pick a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Which protocol.
+    pub protocol: Protocol,
+    /// The name to route on, if any.
+    pub host: Option<HostName>,
+    /// The port given with an HTTP host, if any.
+    pub port: Option<u16>,
+    /// TLS with an `encrypted_client_hello` extension: `host` is the outer name.
+    pub ech: bool,
+    /// Input bytes the decision was made from (all of them are still to be forwarded).
+    pub consumed: usize,
+}
+
+impl Detected<'_> {
+    /// The owned routing summary.
+    pub fn route(&self) -> Route {
+        let (protocol, host, port, ech, consumed) = match self {
+            Detected::Tls(h) => (
+                Protocol::Tls,
+                h.server_name().copied(),
+                None,
+                h.has_ech(),
+                h.consumed(),
+            ),
+            Detected::Http(r) => (
+                Protocol::Http1,
+                r.host().copied(),
+                r.port(),
+                false,
+                r.consumed(),
+            ),
+            Detected::H2(r) => (
+                Protocol::H2,
+                r.host().copied(),
+                r.port(),
+                false,
+                r.consumed(),
+            ),
+            Detected::Unknown => (Protocol::Unknown, None, None, false, 0),
+        };
+        Route {
+            protocol,
+            host,
+            port,
+            ech,
+            consumed,
+        }
+    }
+}
+
+/// Reads whatever the first bytes are: TLS, HTTP/1.x, HTTP/2 prior knowledge, or none of them.
+///
+/// `scratch` joins a ClientHello spread over several records or an h2 header block spread over
+/// CONTINUATION frames; [`Limits::scratch_len`] is always enough, and it is not touched otherwise.
+pub fn peek<'a>(
+    input: &'a [u8],
+    scratch: &'a mut [u8],
+    limits: &Limits,
+) -> Result<Status<Detected<'a>>, Error> {
+    if input.is_empty() {
+        return Ok(Status::Partial(Needed::bytes(1)));
+    }
+    let head = input.get(..h2::PREFACE.len()).unwrap_or(input);
+    let outcome = if tls::may_be_tls(input) {
+        tls::parse(input, scratch, limits).map(|s| map(s, Detected::Tls))
+    } else if head.len() >= 4 && h2::PREFACE.starts_with(head) {
+        // From "PRI " on, only the h2 preface fits; "PRI" alone could still be an HTTP/1 method.
+        h2::parse(input, scratch, limits).map(|s| map(s, Detected::H2))
+    } else {
+        http1::parse(input, limits).map(|s| map(s, Detected::Http))
+    };
+    match outcome {
+        Err(Error::NotTls | Error::NotHttp) => Ok(Status::Complete(Detected::Unknown)),
+        other => other,
+    }
+}
+
+fn map<T, U>(s: Status<T>, f: impl FnOnce(T) -> U) -> Status<U> {
+    match s {
+        Status::Complete(t) => Status::Complete(f(t)),
+        Status::Partial(n) => Status::Partial(n),
+    }
+}

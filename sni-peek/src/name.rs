@@ -1,0 +1,402 @@
+//! Host names as routed on: validated, lowercased, stored inline (no allocation, no borrow).
+//!
+//! A name is copied out of the wire bytes because it must be lowercased, and because an h2
+//! `:authority` may be Huffman-coded or a TLS name split across records: there is no contiguous
+//! lowercase slice to borrow.
+
+use core::fmt;
+use core::net::IpAddr;
+
+use crate::Error;
+
+/// The longest DNS name in text form, without the trailing dot (RFC 1035 §2.3.4).
+pub const MAX_NAME_LEN: usize = 253;
+
+/// A host name: ASCII letters, digits, `-`, `_` and dots, lowercased, one trailing dot removed.
+///
+/// From an HTTP Host or `:authority` it may also be an IP literal (`192.0.2.1`, or `2001:db8::1`
+/// without its brackets); a TLS server name never is (RFC 6066 §3 forbids literals there, so one is
+/// reported as no name). `xn--` labels are kept as sent: no IDNA processing.
+#[derive(Clone, Copy)]
+pub struct HostName {
+    len: u8,
+    buf: [u8; MAX_NAME_LEN],
+}
+
+impl HostName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored, so this cannot fail; an empty fallback keeps it panic-free.
+        core::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// The name as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// The address, when the name is an IP literal (only from HTTP).
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.as_str().parse().ok()
+    }
+
+    /// Validates a DNS name and stores it lowercased, without one trailing dot.
+    ///
+    /// `Ok(None)` when it is an IP literal: those are not names to route on in TLS.
+    pub(crate) fn dns(raw: &[u8]) -> Result<Option<HostName>, Error> {
+        let raw = raw.strip_suffix(b".").unwrap_or(raw);
+        if is_ip_literal(raw) {
+            return Ok(None);
+        }
+        Self::validated(raw).map(Some)
+    }
+
+    /// Validates and stores an HTTP host: a DNS name, an IPv4 literal or (unbracketed already) an
+    /// IPv6 literal.
+    pub(crate) fn http(raw: &[u8]) -> Result<HostName, Error> {
+        let raw = raw.strip_suffix(b".").unwrap_or(raw);
+        if raw.contains(&b':') {
+            return match core::str::from_utf8(raw)
+                .ok()
+                .map(str::parse::<core::net::Ipv6Addr>)
+            {
+                Some(Ok(_)) => Self::copy_lower(raw),
+                _ => Err(Error::InvalidName {
+                    reason: "not an IPv6 literal",
+                }),
+            };
+        }
+        Self::validated(raw)
+    }
+
+    /// Checks the DNS text rules and copies lowercased in the same pass.
+    fn validated(raw: &[u8]) -> Result<HostName, Error> {
+        if raw.is_empty() {
+            return Err(Error::InvalidName { reason: "empty" });
+        }
+        if raw.len() > MAX_NAME_LEN {
+            return Err(Error::InvalidName {
+                reason: "longer than 253 bytes",
+            });
+        }
+        let mut name = HostName {
+            len: 0,
+            buf: [0; MAX_NAME_LEN],
+        };
+        let mut label = 0usize;
+        for (slot, &b) in name.buf.iter_mut().zip(raw) {
+            match b {
+                b'.' => {
+                    if label == 0 {
+                        return Err(Error::InvalidName {
+                            reason: "empty label",
+                        });
+                    }
+                    label = 0;
+                }
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => {
+                    label += 1;
+                    if label > 63 {
+                        return Err(Error::InvalidName {
+                            reason: "label longer than 63 bytes",
+                        });
+                    }
+                }
+                0x80.. => {
+                    return Err(Error::InvalidName {
+                        reason: "non-ASCII byte (IDNs must be sent as xn-- labels)",
+                    });
+                }
+                _ => {
+                    return Err(Error::InvalidName {
+                        reason: "character not allowed in a host name",
+                    });
+                }
+            }
+            *slot = b.to_ascii_lowercase();
+        }
+        if label == 0 {
+            // Only reachable for a name that ended in two dots: one was stripped already.
+            return Err(Error::InvalidName {
+                reason: "empty label",
+            });
+        }
+        name.len = raw.len() as u8; // <= 253, checked above
+        Ok(name)
+    }
+
+    fn copy_lower(raw: &[u8]) -> Result<HostName, Error> {
+        let mut name = HostName {
+            len: 0,
+            buf: [0; MAX_NAME_LEN],
+        };
+        let slot = name.buf.get_mut(..raw.len()).ok_or(Error::InvalidName {
+            reason: "longer than 253 bytes",
+        })?;
+        slot.copy_from_slice(raw);
+        slot.make_ascii_lowercase();
+        name.len = raw.len() as u8;
+        Ok(name)
+    }
+
+    /// Builds a name from decoded bytes that are appended piecewise (HPACK Huffman output).
+    pub(crate) fn builder() -> NameBuilder {
+        NameBuilder {
+            len: 0,
+            buf: [0; MAX_NAME_LEN + 8],
+        }
+    }
+}
+
+/// Collects the bytes of an authority before it is split and validated; longer input is an error.
+#[derive(Debug)]
+pub(crate) struct NameBuilder {
+    len: usize,
+    // Room for "[" + 253 + "]:65535" would not fit a longer valid authority; 8 spare bytes cover the port.
+    buf: [u8; MAX_NAME_LEN + 8],
+}
+
+impl NameBuilder {
+    pub(crate) fn push(&mut self, b: u8) -> Result<(), Error> {
+        let slot = self.buf.get_mut(self.len).ok_or(Error::InvalidName {
+            reason: "longer than 253 bytes",
+        })?;
+        *slot = b;
+        self.len += 1;
+        Ok(())
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+fn is_ip_literal(raw: &[u8]) -> bool {
+    // Cheap pre-check: a DNS name almost always has a letter, a literal never does (but `::ffff:a.b`).
+    let looks_numeric = raw
+        .iter()
+        .all(|b| b.is_ascii_hexdigit() || *b == b'.' || *b == b':');
+    looks_numeric
+        && core::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .is_some()
+}
+
+/// Splits an authority (`host`, `host:port`, `[v6]`, `[v6]:port`) and validates both parts.
+pub(crate) fn split_authority(raw: &[u8]) -> Result<(HostName, Option<u16>), Error> {
+    let (host, port) = if let Some(rest) = raw.strip_prefix(b"[") {
+        let close = rest
+            .iter()
+            .position(|&b| b == b']')
+            .ok_or(Error::InvalidName {
+                reason: "unclosed '[' in IPv6 literal",
+            })?;
+        let after = &rest[close + 1..];
+        let port = match after {
+            [] => None,
+            [b':', port @ ..] => Some(port),
+            _ => {
+                return Err(Error::InvalidName {
+                    reason: "bytes after ']' that are not a port",
+                });
+            }
+        };
+        let host = &rest[..close];
+        if !host.contains(&b':') {
+            return Err(Error::InvalidName {
+                reason: "brackets around a non-IPv6 host",
+            });
+        }
+        (host, port)
+    } else {
+        match raw.iter().position(|&b| b == b':') {
+            None => (raw, None),
+            Some(i) if raw[i + 1..].contains(&b':') => {
+                return Err(Error::InvalidName {
+                    reason: "IPv6 literal without brackets",
+                });
+            }
+            Some(i) => (&raw[..i], Some(&raw[i + 1..])),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) => Some(parse_port(p)?),
+    };
+    Ok((HostName::http(host)?, port))
+}
+
+fn parse_port(raw: &[u8]) -> Result<u16, Error> {
+    if raw.is_empty() || raw.len() > 5 {
+        return Err(Error::InvalidPort);
+    }
+    let mut n: u32 = 0;
+    for &b in raw {
+        if !b.is_ascii_digit() {
+            return Err(Error::InvalidPort);
+        }
+        n = n * 10 + u32::from(b - b'0');
+    }
+    u16::try_from(n).map_err(|_| Error::InvalidPort)
+}
+
+impl PartialEq for HostName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for HostName {}
+
+impl core::hash::Hash for HostName {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq<str> for HostName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for HostName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    fn dns(s: &str) -> Result<Option<HostName>, Error> {
+        HostName::dns(s.as_bytes())
+    }
+
+    fn reason(r: Result<Option<HostName>, Error>) -> &'static str {
+        match r {
+            Err(Error::InvalidName { reason }) => reason,
+            other => panic!("expected InvalidName, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn uppercase_is_lowercased_and_one_trailing_dot_stripped() {
+        assert_eq!(dns("WWW.Example.COM.").unwrap().unwrap(), "www.example.com");
+        assert_eq!(reason(dns("example.com..")), "empty label");
+    }
+
+    #[test]
+    fn underscore_and_punycode_are_kept() {
+        assert_eq!(dns("_acme.example").unwrap().unwrap(), "_acme.example");
+        assert_eq!(
+            dns("xn--bcher-kva.example").unwrap().unwrap(),
+            "xn--bcher-kva.example"
+        );
+    }
+
+    #[test]
+    fn ip_literals_are_no_name() {
+        assert_eq!(dns("192.0.2.1").unwrap(), None);
+        assert_eq!(dns("2001:db8::1").unwrap(), None);
+        assert_eq!(dns("192.0.2.1.").unwrap(), None);
+        // Digits alone that are not an address are a (strange but valid) name.
+        assert_eq!(dns("1234").unwrap().unwrap(), "1234");
+    }
+
+    #[test]
+    fn invalid_names_each_say_why() {
+        assert_eq!(reason(dns("")), "empty");
+        assert_eq!(reason(dns(".")), "empty");
+        assert_eq!(reason(dns("a..b")), "empty label");
+        assert_eq!(reason(dns(".a")), "empty label");
+        assert_eq!(reason(dns("a b")), "character not allowed in a host name");
+        assert_eq!(reason(dns("a/b")), "character not allowed in a host name");
+        assert_eq!(reason(dns("a\0b")), "character not allowed in a host name");
+        assert_eq!(
+            reason(dns("bücher.example")),
+            "non-ASCII byte (IDNs must be sent as xn-- labels)"
+        );
+        let long_label = "a".repeat(64);
+        assert_eq!(reason(dns(&long_label)), "label longer than 63 bytes");
+        assert!(dns(&"a".repeat(63)).unwrap().is_some());
+    }
+
+    #[test]
+    fn name_length_limit_is_253_without_the_dot() {
+        let label = "a".repeat(63);
+        let ok = [label.as_str(); 4].join(".")[..253].to_string();
+        assert_eq!(dns(&ok).unwrap().unwrap().as_str().len(), 253);
+        assert_eq!(
+            dns(&(ok.clone() + ".")).unwrap().unwrap().as_str().len(),
+            253
+        );
+        assert_eq!(reason(dns(&(ok + "a"))), "longer than 253 bytes");
+    }
+
+    #[test]
+    fn authority_splits_port_and_brackets() {
+        let (h, p) = split_authority(b"A.com:8080").unwrap();
+        assert_eq!((h.as_str(), p), ("a.com", Some(8080)));
+        let (h, p) = split_authority(b"[::1]:8080").unwrap();
+        assert_eq!((h.as_str(), p), ("::1", Some(8080)));
+        assert_eq!(h.ip(), Some("::1".parse().unwrap()));
+        let (h, p) = split_authority(b"[2001:DB8::1]").unwrap();
+        assert_eq!((h.as_str(), p), ("2001:db8::1", None));
+        let (h, p) = split_authority(b"192.0.2.7").unwrap();
+        assert_eq!((h.as_str(), p), ("192.0.2.7", None));
+    }
+
+    #[test]
+    fn authority_errors() {
+        let e = |s: &[u8]| split_authority(s).unwrap_err();
+        assert_eq!(
+            e(b"::1"),
+            Error::InvalidName {
+                reason: "IPv6 literal without brackets"
+            }
+        );
+        assert_eq!(
+            e(b"[::1"),
+            Error::InvalidName {
+                reason: "unclosed '[' in IPv6 literal"
+            }
+        );
+        assert_eq!(
+            e(b"[a.com]"),
+            Error::InvalidName {
+                reason: "brackets around a non-IPv6 host"
+            }
+        );
+        assert_eq!(
+            e(b"[::g]"),
+            Error::InvalidName {
+                reason: "not an IPv6 literal"
+            }
+        );
+        assert_eq!(e(b"a.com:"), Error::InvalidPort);
+        assert_eq!(e(b"a.com:65536"), Error::InvalidPort);
+        assert_eq!(e(b"a.com:8o"), Error::InvalidPort);
+        assert_eq!(
+            e(b"[::1]x"),
+            Error::InvalidName {
+                reason: "bytes after ']' that are not a port"
+            }
+        );
+    }
+}
