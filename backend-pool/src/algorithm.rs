@@ -1,0 +1,121 @@
+//! The one selection trait. An algorithm only proposes backends; the pool decides whether a
+//! proposal is usable (health, tier, already tried, slow start), so every algorithm gets those
+//! rules, retries included, without reimplementing them.
+
+use core::fmt;
+
+use crate::health::BackendState;
+use crate::pool::Entry;
+use crate::tried::Tried;
+use crate::{PoolError, Rng};
+
+/// A backend as an algorithm sees it when building: its position in the snapshot, its weight
+/// (never 0: drained backends are left out) and a hash of its identity that is the same in every
+/// process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Index into the snapshot; what `propose` returns.
+    pub index: u32,
+    /// Weight, at least 1.
+    pub weight: u32,
+    /// Stable hash of the backend's identity.
+    pub id_hash: u64,
+}
+
+/// A selection algorithm, built once per snapshot and tier, then read by many threads at once.
+pub trait Algorithm: Sized + Send + Sync + fmt::Debug + 'static {
+    /// Its settings.
+    type Config: Clone + Default + Send + Sync + fmt::Debug + 'static;
+
+    /// True when the pick is a function of the request key (hashing): slow start and fallbacks
+    /// then draw from the key instead of the random generator, so a key keeps its backend.
+    const KEYED: bool = false;
+
+    /// Builds over the tier's members (in snapshot order, never empty). `seed` changes with
+    /// every rebuild, so a fleet of proxies does not move in lockstep.
+    fn build(members: &[Member], config: &Self::Config, seed: u64) -> Result<Self, PoolError>;
+
+    /// Proposes the next candidate, or `None` when the algorithm has nothing more to offer.
+    /// Called again (with `attempt` increased) when a proposal is unusable or for a retry; the
+    /// pool stops after a few proposals and falls back to a weighted scan.
+    fn propose(&self, proposal: &mut Proposal<'_>) -> Option<u32>;
+}
+
+/// What an algorithm may consult while proposing.
+#[derive(Debug)]
+pub struct Proposal<'a> {
+    pub(crate) key: &'a [u8],
+    pub(crate) rng: &'a mut Rng,
+    pub(crate) attempt: u32,
+    pub(crate) cursor: &'a mut u64,
+    pub(crate) filter: &'a Filter<'a>,
+}
+
+impl Proposal<'_> {
+    /// The request key (client address, SNI, any bytes); empty when the caller gave none.
+    pub fn key(&self) -> &[u8] {
+        self.key
+    }
+
+    /// The caller's random generator.
+    pub fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
+
+    /// Proposals made so far for this request: 0 for the very first.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Scratch state kept across the proposals of one request (a position, a hash).
+    pub fn cursor(&mut self) -> &mut u64 {
+        self.cursor
+    }
+
+    /// Whether the pool would accept this index now (in range, not tried, healthy or panic mode).
+    pub fn is_usable(&self, index: u32) -> bool {
+        self.filter.usable(index)
+    }
+
+    /// Connections in flight to this index (0 when out of range).
+    pub fn in_flight(&self, index: u32) -> u64 {
+        self.filter.state(index).map_or(0, |s| {
+            s.in_flight.load(core::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
+    /// The configured weight of this index (0 when out of range).
+    pub fn weight(&self, index: u32) -> u32 {
+        self.filter
+            .entries
+            .get(index as usize)
+            .map_or(0, |e| e.backend.weight)
+    }
+}
+
+/// The pool's usability rule for one request.
+#[derive(Debug)]
+pub(crate) struct Filter<'a> {
+    pub(crate) entries: &'a [Entry],
+    pub(crate) now: u64,
+    pub(crate) ignore_health: bool,
+    pub(crate) tried: &'a Tried,
+}
+
+impl Filter<'_> {
+    fn state(&self, index: u32) -> Option<&BackendState> {
+        self.entries.get(index as usize).map(|e| &*e.state)
+    }
+
+    #[inline]
+    pub(crate) fn usable(&self, index: u32) -> bool {
+        match self.entries.get(index as usize) {
+            Some(e) => {
+                e.backend.weight > 0
+                    && !self.tried.contains(index)
+                    && (self.ignore_health || e.state.in_service(self.now))
+            }
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Handing out backends for one request: the first pick, then bounded retries with no duplicates,
+//! each one counted in flight until its guard is dropped.
+
+use core::sync::atomic::Ordering;
+use core::time::Duration;
+use std::sync::Arc;
+
+use crate::algorithm::{Algorithm, Filter, Proposal};
+use crate::backend::{Backend, BackendId};
+use crate::config::nanos;
+use crate::health::BackendState;
+use crate::pool::{Entry, Snapshot};
+use crate::rng::{Rng, mix64, scale, stable_hash};
+use crate::tried::Tried;
+
+/// Proposals asked of the algorithm per candidate before the weighted scan takes over.
+const PROBES: u32 = 16;
+const ADMIT_SEED: u64 = 0x736c_6f77;
+
+/// The candidates for one request, best first: the algorithm's pick, then its retries. Bounded by
+/// `PoolConfig::max_attempts`, never the same backend twice, never a drained or (outside panic
+/// mode) unhealthy one. Allocation-free.
+#[derive(Debug)]
+pub struct Candidates<'s, 'r, A: Algorithm> {
+    snapshot: &'s Snapshot<A>,
+    algorithm: &'s A,
+    tier: usize,
+    ignore_health: bool,
+    key: &'r [u8],
+    rng: &'r mut Rng,
+    now: u64,
+    tried: Tried,
+    attempt: u32,
+    cursor: u64,
+    key_hash: Option<u64>,
+    max: usize,
+}
+
+impl<'s, 'r, A: Algorithm> Candidates<'s, 'r, A> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        snapshot: &'s Snapshot<A>,
+        algorithm: &'s A,
+        tier: usize,
+        ignore_health: bool,
+        key: &'r [u8],
+        rng: &'r mut Rng,
+        now: u64,
+        max: usize,
+    ) -> Self {
+        Self {
+            snapshot,
+            algorithm,
+            tier,
+            ignore_health,
+            key,
+            rng,
+            now,
+            tried: Tried::new(),
+            attempt: 0,
+            cursor: 0,
+            key_hash: None,
+            max,
+        }
+    }
+
+    fn key_hash(&mut self) -> u64 {
+        *self
+            .key_hash
+            .get_or_insert_with(|| stable_hash(self.key, ADMIT_SEED))
+    }
+
+    /// Slow start: a ramping backend is accepted with probability equal to its current share.
+    /// Keyed algorithms decide by the key, so a key admitted at share s stays admitted above s.
+    fn admit(&mut self, index: u32) -> bool {
+        let Some(share) = self.snapshot.entries()[index as usize].state.ramp(self.now) else {
+            return true;
+        };
+        let draw = if A::KEYED {
+            mix64(self.key_hash() ^ u64::from(index).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        } else {
+            self.rng.next_u64()
+        };
+        (draw >> 32) < share
+    }
+
+    /// After the probes: a weighted draw over every usable backend of the tier, O(n), so even a
+    /// pool with most backends down spreads by weight rather than onto a neighbour.
+    fn fallback(&mut self) -> Option<u32> {
+        let bits = if A::KEYED {
+            mix64(self.key_hash() ^ u64::from(self.attempt))
+        } else {
+            self.rng.next_u64()
+        };
+        let entries = self.snapshot.entries();
+        let filter = Filter {
+            entries,
+            now: self.now,
+            ignore_health: self.ignore_health,
+            tried: &self.tried,
+        };
+        let in_tier =
+            |i: usize, e: &Entry| e.backend.tier.index() == self.tier && filter.usable(i as u32);
+        let total: u64 = entries
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| in_tier(*i, e))
+            .map(|(_, e)| u64::from(e.backend.weight))
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut draw = scale(bits, total);
+        for (i, e) in entries.iter().enumerate() {
+            if in_tier(i, e) {
+                let w = u64::from(e.backend.weight);
+                if draw < w {
+                    return Some(i as u32);
+                }
+                draw -= w;
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, index: u32) -> Candidate<'s> {
+        self.tried.insert(index);
+        let entry = &self.snapshot.entries()[index as usize];
+        entry.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        Candidate { entry }
+    }
+}
+
+impl<'s, A: Algorithm> Iterator for Candidates<'s, '_, A> {
+    type Item = Candidate<'s>;
+
+    fn next(&mut self) -> Option<Candidate<'s>> {
+        if self.tried.len() >= self.max {
+            return None;
+        }
+        for _ in 0..PROBES {
+            let filter = Filter {
+                entries: self.snapshot.entries(),
+                now: self.now,
+                ignore_health: self.ignore_health,
+                tried: &self.tried,
+            };
+            let mut proposal = Proposal {
+                key: self.key,
+                rng: self.rng,
+                attempt: self.attempt,
+                cursor: &mut self.cursor,
+                filter: &filter,
+            };
+            let picked = self.algorithm.propose(&mut proposal);
+            let usable = picked.is_some_and(|i| {
+                filter.usable(i)
+                    && self.snapshot.entries()[i as usize].backend.tier.index() == self.tier
+            });
+            self.attempt = self.attempt.wrapping_add(1);
+            match picked {
+                None => break,
+                Some(i) if usable && self.admit(i) => return Some(self.take(i)),
+                Some(_) => {}
+            }
+        }
+        let index = self.fallback()?;
+        Some(self.take(index))
+    }
+}
+
+/// One backend handed out for a request, counted in flight until dropped (success, error,
+/// cancellation or panic: the count goes down exactly once).
+#[derive(Debug)]
+#[must_use = "dropping the candidate ends its in-flight count at once"]
+pub struct Candidate<'s> {
+    entry: &'s Entry,
+}
+
+impl<'s> Candidate<'s> {
+    /// The backend to connect to.
+    pub fn backend(&self) -> &'s Backend {
+        &self.entry.backend
+    }
+
+    /// Passive health: the connection worked.
+    pub fn record_success(&self, now: Duration) {
+        self.entry.state.record_success(nanos(now));
+    }
+
+    /// Passive health: the connection failed.
+    pub fn record_failure(&self, now: Duration) {
+        self.entry.state.record_failure(nanos(now));
+    }
+
+    /// Keeps the in-flight count beyond the snapshot's lifetime (for a long connection held while
+    /// the pool is updated).
+    pub fn detach(self) -> InFlight {
+        let state = Arc::clone(&self.entry.state);
+        let id = self.entry.backend.id.clone();
+        core::mem::forget(self); // the count now belongs to the InFlight
+        InFlight { state, id }
+    }
+}
+
+impl Drop for Candidate<'_> {
+    fn drop(&mut self) {
+        self.entry.state.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// An owned in-flight count, independent of any snapshot.
+#[derive(Debug)]
+#[must_use = "dropping it ends the in-flight count at once"]
+pub struct InFlight {
+    state: Arc<BackendState>,
+    id: BackendId,
+}
+
+impl InFlight {
+    /// Which backend this counts against.
+    pub fn id(&self) -> &BackendId {
+        &self.id
+    }
+
+    /// Passive health: the connection worked.
+    pub fn record_success(&self, now: Duration) {
+        self.state.record_success(nanos(now));
+    }
+
+    /// Passive health: the connection failed.
+    pub fn record_failure(&self, now: Duration) {
+        self.state.record_failure(nanos(now));
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}

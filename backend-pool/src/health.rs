@@ -1,0 +1,335 @@
+//! Per-backend state that outlives snapshots: in-flight count, passive ejection, active up/down,
+//! and the start of a slow-start ramp. Readers use atomics only; reports take a short per-backend
+//! lock (reports are off the pick path).
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::config::{PoolConfig, nanos};
+
+/// No ramp in progress.
+pub(crate) const NO_RAMP: u64 = u64::MAX;
+
+/// Pool-wide signals every backend state can raise.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: PoolConfig,
+    pub(crate) slow_start: u64,
+    /// Bumped after every health transition: cached tier decisions compare against it.
+    pub(crate) generation: AtomicU64,
+    /// Earliest end of an ejection, so a pick notices time-based returns without scanning.
+    pub(crate) next_return: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(config: PoolConfig) -> Self {
+        Self {
+            slow_start: nanos(config.slow_start),
+            config,
+            generation: AtomicU64::new(0),
+            next_return: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    pub(crate) fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Passive {
+    consecutive_failures: u32,
+    /// Ejections since the last passed probation; > 0 while out of service or on probation.
+    ejections: u32,
+}
+
+#[derive(Debug, Default)]
+struct Streaks {
+    ok: u32,
+    failed: u32,
+}
+
+/// One backend's live state, shared by every snapshot that lists it.
+#[derive(Debug)]
+pub(crate) struct BackendState {
+    pub(crate) in_flight: AtomicU64,
+    /// Nanoseconds at which the current ejection ends; 0 when not ejected.
+    ejected_until: AtomicU64,
+    actively_down: AtomicBool,
+    /// When the backend last came back (slow start measures from here), or `NO_RAMP`.
+    ramp_from: AtomicU64,
+    passive: Mutex<Passive>,
+    active: Mutex<Streaks>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// A read-only view of one backend's health, for operators and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthStatus {
+    /// Connections picked and not yet dropped.
+    pub in_flight: u64,
+    /// Passive ejection in force at the time asked.
+    pub ejected: bool,
+    /// Returned from an ejection and not yet proven by a success: one failure re-ejects.
+    pub on_probation: bool,
+    /// Active checks have taken it down.
+    pub actively_down: bool,
+}
+
+impl BackendState {
+    pub(crate) fn new(shared: Arc<Shared>, ramp_from: u64) -> Self {
+        Self {
+            in_flight: AtomicU64::new(0),
+            ejected_until: AtomicU64::new(0),
+            actively_down: AtomicBool::new(false),
+            ramp_from: AtomicU64::new(ramp_from),
+            passive: Mutex::default(),
+            active: Mutex::default(),
+            shared,
+        }
+    }
+
+    /// Neither ejected (an ejection that has run out counts as over) nor actively down.
+    #[inline]
+    pub(crate) fn in_service(&self, now: u64) -> bool {
+        let until = self.ejected_until.load(Ordering::SeqCst);
+        (until == 0 || until <= now) && !self.actively_down.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn ejected_until(&self) -> u64 {
+        self.ejected_until.load(Ordering::SeqCst)
+    }
+
+    /// Slow-start share in 1/2^32 units, or `None` at full weight.
+    #[inline]
+    pub(crate) fn ramp(&self, now: u64) -> Option<u64> {
+        let window = self.shared.slow_start;
+        if window == 0 {
+            return None;
+        }
+        let from = self.ramp_from.load(Ordering::Relaxed);
+        if from == NO_RAMP || now < from || now - from >= window {
+            return None;
+        }
+        let floor = u128::from(self.shared.config.slow_start_floor_percent) * (1 << 32) / 100;
+        let share = floor + ((1u128 << 32) - floor) * u128::from(now - from) / u128::from(window);
+        Some(share as u64)
+    }
+
+    pub(crate) fn record_success(&self, now: u64) {
+        let mut p = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
+        p.consecutive_failures = 0;
+        let until = self.ejected_until.load(Ordering::SeqCst);
+        if until > now {
+            // A connection made before the ejection worked: return early, still on probation.
+            self.ejected_until.store(0, Ordering::SeqCst);
+            self.ramp_from.store(now, Ordering::Relaxed);
+            self.shared.changed();
+        } else if p.ejections > 0 {
+            p.ejections = 0;
+            self.ejected_until.store(0, Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn record_failure(&self, now: u64) {
+        let config = &self.shared.config;
+        if config.failures_to_eject == 0 {
+            return;
+        }
+        let mut p = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.ejected_until.load(Ordering::SeqCst) > now {
+            return; // late failures of an already ejected backend change nothing
+        }
+        p.consecutive_failures += 1;
+        let on_probation = p.ejections > 0;
+        if !on_probation && p.consecutive_failures < config.failures_to_eject {
+            return;
+        }
+        let factor = 1u64 << p.ejections.min(32);
+        let backoff = nanos(config.base_ejection)
+            .saturating_mul(factor)
+            .min(nanos(config.max_ejection));
+        p.ejections = p.ejections.saturating_add(1);
+        p.consecutive_failures = 0;
+        let until = now.saturating_add(backoff).max(1);
+        self.ejected_until.store(until, Ordering::SeqCst);
+        // Slow start begins when the ejection ends.
+        self.ramp_from.store(until, Ordering::Relaxed);
+        self.shared.next_return.fetch_min(until, Ordering::SeqCst);
+        self.shared.changed();
+    }
+
+    pub(crate) fn record_probe(&self, ok: bool, now: u64) {
+        let config = &self.shared.config;
+        let mut s = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let down = self.actively_down.load(Ordering::SeqCst);
+        if ok {
+            s.failed = 0;
+            s.ok = s.ok.saturating_add(1);
+            if down && s.ok >= config.rise {
+                self.actively_down.store(false, Ordering::SeqCst);
+                self.ramp_from.store(now, Ordering::Relaxed);
+                self.shared.changed();
+            }
+        } else {
+            s.ok = 0;
+            s.failed = s.failed.saturating_add(1);
+            if !down && s.failed >= config.fall {
+                self.actively_down.store(true, Ordering::SeqCst);
+                self.shared.changed();
+            }
+        }
+    }
+
+    pub(crate) fn status(&self, now: u64) -> HealthStatus {
+        let p = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = self.ejected_until.load(Ordering::SeqCst);
+        let ejected = until > now;
+        HealthStatus {
+            in_flight: self.in_flight.load(Ordering::SeqCst),
+            ejected,
+            on_probation: !ejected && p.ejections > 0,
+            actively_down: self.actively_down.load(Ordering::SeqCst),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::time::Duration;
+
+    const S: u64 = 1_000_000_000;
+
+    fn state(config: PoolConfig) -> BackendState {
+        BackendState::new(Arc::new(Shared::new(config)), NO_RAMP)
+    }
+
+    #[test]
+    fn consecutive_failures_eject_and_back_off_grows_on_failed_probation() {
+        let st = state(PoolConfig {
+            failures_to_eject: 3,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(35),
+            ..Default::default()
+        });
+        st.record_failure(0);
+        st.record_failure(0);
+        st.record_success(0); // breaks the streak
+        st.record_failure(0);
+        st.record_failure(0);
+        assert!(st.in_service(0));
+        st.record_failure(S);
+        assert!(!st.in_service(S));
+        assert_eq!(st.ejected_until(), 11 * S);
+        assert!(
+            st.in_service(11 * S),
+            "back in service when the back-off ends"
+        );
+        assert!(st.status(11 * S).on_probation);
+        // One failure on probation re-ejects, for twice as long, then capped.
+        st.record_failure(12 * S);
+        assert_eq!(st.ejected_until(), 32 * S);
+        st.record_failure(32 * S);
+        assert_eq!(
+            st.ejected_until(),
+            32 * S + 35 * S,
+            "capped at max_ejection"
+        );
+        // A success after the back-off ends passes probation: the next ejection is short again.
+        st.record_success(100 * S);
+        assert!(!st.status(100 * S).on_probation);
+        for _ in 0..3 {
+            st.record_failure(100 * S);
+        }
+        assert_eq!(st.ejected_until(), 110 * S);
+    }
+
+    #[test]
+    fn success_while_ejected_returns_early_on_probation() {
+        let st = state(PoolConfig {
+            failures_to_eject: 1,
+            ..Default::default()
+        });
+        st.record_failure(S);
+        assert!(!st.in_service(2 * S));
+        st.record_success(2 * S);
+        assert!(st.in_service(2 * S));
+        assert!(st.status(2 * S).on_probation);
+        st.record_failure(3 * S);
+        assert_eq!(
+            st.ejected_until(),
+            23 * S,
+            "probation failure doubles the back-off"
+        );
+    }
+
+    #[test]
+    fn late_failures_do_not_extend_an_ejection() {
+        let st = state(PoolConfig {
+            failures_to_eject: 1,
+            ..Default::default()
+        });
+        st.record_failure(0);
+        let until = st.ejected_until();
+        st.record_failure(S);
+        assert_eq!(st.ejected_until(), until);
+    }
+
+    #[test]
+    fn passive_off_never_ejects() {
+        let st = state(PoolConfig {
+            failures_to_eject: 0,
+            ..Default::default()
+        });
+        for _ in 0..100 {
+            st.record_failure(0);
+        }
+        assert!(st.in_service(0));
+    }
+
+    #[test]
+    fn rise_and_fall_hysteresis() {
+        let st = state(PoolConfig {
+            rise: 2,
+            fall: 3,
+            ..Default::default()
+        });
+        st.record_probe(false, 0);
+        st.record_probe(false, 0);
+        st.record_probe(true, 0); // resets the fall streak
+        st.record_probe(false, 0);
+        st.record_probe(false, 0);
+        assert!(st.in_service(0));
+        st.record_probe(false, 0);
+        assert!(!st.in_service(0));
+        st.record_probe(true, 0);
+        st.record_probe(false, 0); // resets the rise streak
+        st.record_probe(true, 0);
+        assert!(!st.in_service(0));
+        st.record_probe(true, 0);
+        assert!(st.in_service(0));
+    }
+
+    #[test]
+    fn slow_start_ramp_is_monotone_from_floor_to_full() {
+        let st = state(PoolConfig {
+            failures_to_eject: 1,
+            base_ejection: Duration::from_secs(10),
+            slow_start: Duration::from_secs(60),
+            slow_start_floor_percent: 10,
+            ..Default::default()
+        });
+        assert_eq!(st.ramp(0), None, "no ramp at process start");
+        st.record_failure(0);
+        let floor = (1u64 << 32) / 10;
+        assert_eq!(st.ramp(10 * S), Some(floor));
+        let mut last = 0;
+        for t in (10..70).map(|s| s * S) {
+            let share = st.ramp(t).unwrap();
+            assert!(share >= last && share < 1 << 32);
+            last = share;
+        }
+        assert_eq!(st.ramp(70 * S), None, "full weight after the window");
+    }
+}

@@ -1,0 +1,50 @@
+//! Least-connections by weighted power of two choices: draw two distinct backends in proportion to
+//! weight, keep the one with fewer connections per unit of weight. O(1), no global scan, and
+//! without load it reduces to weighted random.
+
+use crate::PoolError;
+use crate::algorithm::{Algorithm, Member, Proposal};
+use crate::alias::AliasTable;
+
+/// Weighted power-of-two-choices on in-flight counts (`in_flight / weight`).
+#[derive(Debug)]
+pub struct LeastConn {
+    table: AliasTable,
+}
+
+/// Redraws allowed to find a second backend distinct from the first.
+const REDRAWS: u32 = 4;
+
+impl Algorithm for LeastConn {
+    type Config = ();
+
+    fn build(members: &[Member], _: &(), _seed: u64) -> Result<Self, PoolError> {
+        Ok(Self {
+            table: AliasTable::new(members),
+        })
+    }
+
+    #[inline]
+    fn propose(&self, p: &mut Proposal<'_>) -> Option<u32> {
+        let a = self.table.sample(p.rng())?;
+        if self.table.len() < 2 {
+            return Some(a);
+        }
+        let mut b = a;
+        for _ in 0..REDRAWS {
+            b = self.table.sample(p.rng())?;
+            if b != a {
+                break;
+            }
+        }
+        match (p.is_usable(a), p.is_usable(b)) {
+            (true, false) | (false, false) => return Some(a),
+            (false, true) => return Some(b),
+            (true, true) => {}
+        }
+        // a/wa ≤ b/wb  ⇔  a·wb ≤ b·wa, in integers; ties keep the first (weighted) draw
+        let load_a = u128::from(p.in_flight(a)) * u128::from(p.weight(b));
+        let load_b = u128::from(p.in_flight(b)) * u128::from(p.weight(a));
+        Some(if load_b < load_a { b } else { a })
+    }
+}

@@ -1,0 +1,74 @@
+//! # backend-pool
+//!
+//! Picks the backend for each connection from a weighted set, fast and fairly, and stays honest
+//! about health:
+//!
+//! - **Algorithms, one trait** ([`Algorithm`]): [`SmoothWeighted`] (nginx's smooth weighted
+//!   round-robin, exact sequence, O(1) per pick from a precomputed cycle and one atomic counter,
+//!   random start per rebuild), [`LeastConn`] (weighted power of two choices on in-flight counts),
+//!   [`Maglev`] (consistent hashing over any key, prime table ≥ 100·n), [`WeightedRandom`].
+//! - **Retries** ([`Candidates`]): bounded, no duplicates, never a drained (weight 0) or unhealthy
+//!   backend, in the algorithm's order, with no allocation.
+//! - **In-flight guards** ([`Candidate`]): dropping one decrements exactly once, whatever happened;
+//!   counts survive rebuilds.
+//! - **Health keyed by identity**, so it survives weight and membership changes: passive ejection
+//!   with growing back-off and probation, active checks with rise/fall (the `tokio` feature runs
+//!   them), slow start, a backup tier, a panic threshold.
+//! - **Lock-free reads**: membership changes publish a new immutable [`Snapshot`] through
+//!   `arc-swap`; a pick takes no lock and allocates nothing.
+//! - **Time and randomness are inputs** (`now`, [`Rng`]), so tests need no sleeps and runs
+//!   reproduce from a seed.
+//!
+//! It does no network I/O outside the optional `tokio` health checker, and no DNS: identities are
+//! addresses or names the caller resolves.
+//!
+//! ```
+//! use backend_pool::{Backend, Pool, PoolConfig, Rng, SmoothWeighted, SmoothConfig};
+//! use std::time::Duration;
+//!
+//! let backends = [Backend::new("a", 5), Backend::new("b", 1), Backend::new("c", 1)];
+//! let config = SmoothConfig { random_start: false, ..Default::default() };
+//! let pool = Pool::<SmoothWeighted>::new(backends, PoolConfig::default(), config, 1)?;
+//! let mut rng = Rng::new(1);
+//! let now = Duration::ZERO;
+//! let snapshot = pool.load();
+//! let mut seen = String::new();
+//! for _ in 0..7 {
+//!     let pick = snapshot.pick(b"", now, &mut rng)?;
+//!     seen += &pick.backend().id.to_string();
+//! }
+//! assert_eq!(seen, "aabacaa");
+//! # Ok::<(), backend_pool::PoolError>(())
+//! ```
+//!
+//! MSRV: Rust 1.85.
+#![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations)]
+
+mod algorithm;
+mod alias;
+mod backend;
+mod candidate;
+mod config;
+mod error;
+mod health;
+mod least_conn;
+mod maglev;
+mod pool;
+mod random;
+mod rng;
+mod swrr;
+mod tried;
+
+pub use algorithm::{Algorithm, Member, Proposal};
+pub use backend::{Backend, BackendId, Tier};
+pub use candidate::{Candidate, Candidates, InFlight};
+pub use config::PoolConfig;
+pub use error::PoolError;
+pub use health::HealthStatus;
+pub use least_conn::LeastConn;
+pub use maglev::{Maglev, MaglevConfig};
+pub use pool::{Pool, Snapshot, SnapshotRef};
+pub use random::WeightedRandom;
+pub use rng::Rng;
+pub use swrr::{SmoothConfig, SmoothWeighted};

@@ -1,0 +1,304 @@
+//! Maglev consistent hashing (Eisenbud et al., NSDI 2016), weighted: a prime-sized table filled
+//! from each backend's own permutation, so a key maps to the same backend in every process and
+//! removing one of n backends moves about 1/n of the keys. Unhealthy backends are skipped at pick
+//! time by rehashing the key, never by rebuilding the table.
+
+use crate::PoolError;
+use crate::algorithm::{Algorithm, Member, Proposal};
+use crate::rng::{mix64, scale, stable_hash};
+
+/// Settings for [`Maglev`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaglevConfig {
+    /// Table slots per backend; the table size is the smallest prime ≥ this × n (and ≥
+    /// `min_table_size`). 100 keeps every backend's share within 1 % of its due.
+    pub slots_per_backend: u32,
+    /// Smallest table, in slots: small pools get Envoy's 65537 so removing a backend disturbs few
+    /// keys.
+    pub min_table_size: u64,
+    /// Largest table allowed, in slots (4 bytes each).
+    pub max_table_size: u64,
+}
+
+impl Default for MaglevConfig {
+    fn default() -> Self {
+        Self {
+            slots_per_backend: 100,
+            min_table_size: 65537,
+            max_table_size: 1 << 26,
+        }
+    }
+}
+
+/// Maglev lookup table over one tier.
+#[derive(Debug)]
+pub struct Maglev {
+    table: Box<[u32]>,
+}
+
+/// Key hashes do not depend on the rebuild seed: a key must keep its backend across rebuilds.
+const KEY_SEED: u64 = 0x6d61_676c_6576;
+const EMPTY: u32 = u32::MAX;
+
+impl Maglev {
+    /// The lookup table: slot → snapshot index.
+    pub fn table(&self) -> &[u32] {
+        &self.table
+    }
+}
+
+impl Algorithm for Maglev {
+    type Config = MaglevConfig;
+    const KEYED: bool = true;
+
+    fn build(members: &[Member], config: &MaglevConfig, _seed: u64) -> Result<Self, PoolError> {
+        if config.slots_per_backend == 0 {
+            return Err(PoolError::InvalidConfig("slots_per_backend must be >= 1"));
+        }
+        if members.is_empty() {
+            return Ok(Self {
+                table: Box::default(),
+            });
+        }
+        let wanted = (members.len() as u64)
+            .saturating_mul(u64::from(config.slots_per_backend))
+            .max(config.min_table_size)
+            .max(2);
+        if wanted > config.max_table_size || wanted >= u64::from(EMPTY) {
+            return Err(PoolError::TableTooLarge {
+                size: wanted,
+                limit: config.max_table_size,
+            });
+        }
+        let size = next_prime(wanted);
+        Ok(Self {
+            table: populate(members, size),
+        })
+    }
+
+    #[inline]
+    fn propose(&self, p: &mut Proposal<'_>) -> Option<u32> {
+        let size = self.table.len() as u64;
+        if size == 0 {
+            return None;
+        }
+        let hash = if p.attempt() == 0 {
+            let h = stable_hash(p.key(), KEY_SEED);
+            *p.cursor() = h;
+            h
+        } else {
+            // Rehash rather than step to the next slot: an unhealthy backend's keys spread by
+            // weight over the others instead of landing on one neighbour.
+            mix64(*p.cursor() ^ u64::from(p.attempt()).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        };
+        self.table.get(scale(hash, size) as usize).copied()
+    }
+}
+
+/// Each backend walks its permutation (offset + j·skip mod size) and claims the first free slot,
+/// taking turns; a backend of weight w takes a turn in w / max_weight of the rounds.
+fn populate(members: &[Member], size: u64) -> Box<[u32]> {
+    // Placement order by identity, not by list order, so the table is the same whatever order the
+    // caller listed the backends in.
+    let mut order: Vec<&Member> = members.iter().collect();
+    order.sort_by_key(|m| (m.id_hash, m.index));
+    let max_weight = u64::from(order.iter().map(|m| m.weight).max().unwrap_or(1));
+    let mut position: Vec<u64> = order.iter().map(|m| mix64(m.id_hash ^ 1) % size).collect();
+    let skip: Vec<u64> = order
+        .iter()
+        .map(|m| mix64(m.id_hash ^ 2) % (size - 1) + 1)
+        .collect();
+    let mut claimed = vec![0u64; order.len()];
+    let mut table = vec![EMPTY; size as usize];
+    let mut filled = 0u64;
+    let mut round = 0u64;
+    while filled < size {
+        round += 1;
+        for (k, m) in order.iter().enumerate() {
+            if claimed[k] * max_weight >= round * u64::from(m.weight) {
+                continue;
+            }
+            loop {
+                let slot = position[k] as usize;
+                position[k] = (position[k] + skip[k]) % size;
+                if table[slot] == EMPTY {
+                    table[slot] = m.index;
+                    break;
+                }
+            }
+            claimed[k] += 1;
+            filled += 1;
+            if filled == size {
+                break;
+            }
+        }
+    }
+    table.into_boxed_slice()
+}
+
+fn next_prime(mut n: u64) -> u64 {
+    while !is_prime(n) {
+        n += 1;
+    }
+    n
+}
+
+fn is_prime(n: u64) -> bool {
+    if n < 4 {
+        return n >= 2;
+    }
+    if n % 2 == 0 {
+        return false;
+    }
+    let mut d = 3;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 2;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendId;
+
+    fn members(n: usize, weight: u32) -> Vec<Member> {
+        (0..n)
+            .map(|i| Member {
+                index: i as u32,
+                weight,
+                id_hash: BackendId::name(&format!("backend-{i}")).stable_hash(),
+            })
+            .collect()
+    }
+
+    fn shares(table: &[u32], n: usize) -> Vec<u64> {
+        let mut counts = vec![0u64; n];
+        for &b in table {
+            counts[b as usize] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn table_is_prime_and_at_least_100n() {
+        let config = MaglevConfig {
+            min_table_size: 0,
+            ..Default::default()
+        };
+        let m = Maglev::build(&members(100, 1), &config, 0).unwrap();
+        assert_eq!(m.table.len(), 10007);
+        let m = Maglev::build(&members(1000, 1), &MaglevConfig::default(), 0).unwrap();
+        assert_eq!(m.table.len(), 100_003);
+        let m = Maglev::build(&members(3, 1), &MaglevConfig::default(), 0).unwrap();
+        assert_eq!(m.table.len(), 65537);
+        assert!(is_prime(10007) && !is_prime(10001));
+    }
+
+    #[test]
+    fn balance_max_over_mean_at_n_100() {
+        let config = MaglevConfig {
+            min_table_size: 0,
+            ..Default::default()
+        };
+        let m = Maglev::build(&members(100, 1), &config, 0).unwrap();
+        let counts = shares(&m.table, 100);
+        let mean = m.table.len() as f64 / 100.0;
+        let max = *counts.iter().max().unwrap() as f64;
+        assert!(max / mean <= 1.01, "max/mean {}", max / mean);
+    }
+
+    #[test]
+    fn weighted_shares_follow_weights() {
+        let mut ms = members(10, 1);
+        for (i, m) in ms.iter_mut().enumerate() {
+            m.weight = 1 + i as u32;
+        }
+        let m = Maglev::build(&ms, &MaglevConfig::default(), 0).unwrap();
+        let counts = shares(&m.table, 10);
+        let size = m.table.len() as f64;
+        for (i, &c) in counts.iter().enumerate() {
+            let due = size * (1 + i) as f64 / 55.0;
+            assert!((c as f64 - due).abs() / due < 0.03, "{i}: {c} vs {due}");
+        }
+    }
+
+    #[test]
+    fn removing_one_of_n_moves_at_most_2_over_n() {
+        for n in [10usize, 100] {
+            let all = members(n, 1);
+            let before = Maglev::build(&all, &MaglevConfig::default(), 0).unwrap();
+            let size = before.table.len() as u64;
+            let remaining: Vec<Member> = all.iter().copied().filter(|m| m.index != 3).collect();
+            let after = Maglev {
+                table: populate(&remaining, size),
+            };
+            let moved = before
+                .table
+                .iter()
+                .zip(after.table.iter())
+                .filter(|(b, a)| b != a)
+                .count();
+            let share = moved as f64 / size as f64;
+            assert!(share <= 2.0 / n as f64, "n={n}: {share}");
+        }
+    }
+
+    #[test]
+    fn same_table_whatever_the_listing_order_and_seed() {
+        let ms = members(50, 3);
+        let a = Maglev::build(&ms, &MaglevConfig::default(), 1).unwrap();
+        // the same identities listed backwards, snapshot indices renumbered accordingly
+        let reversed: Vec<Member> = ms
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, m)| Member {
+                index: i as u32,
+                ..*m
+            })
+            .collect();
+        let b = Maglev::build(&reversed, &MaglevConfig::default(), 2).unwrap();
+        for (x, y) in a.table.iter().zip(b.table.iter()) {
+            assert_eq!(ms[*x as usize].id_hash, reversed[*y as usize].id_hash);
+        }
+    }
+
+    // Pinned: a key must map to the same backend in every process and every release.
+    #[test]
+    fn key_placement_is_pinned_across_processes() {
+        let m = Maglev::build(&members(20, 1), &MaglevConfig::default(), 0).unwrap();
+        let size = m.table.len() as u64;
+        let lookup = |key: &[u8]| m.table[scale(stable_hash(key, KEY_SEED), size) as usize];
+        assert_eq!(size, 65537);
+        let got: Vec<u32> = [
+            &b"198.51.100.7"[..],
+            b"example.com",
+            b"",
+            b"\x20\x01\x0d\xb8",
+        ]
+        .iter()
+        .map(|k| lookup(k))
+        .collect();
+        assert_eq!(got, vec![4, 16, 16, 5]);
+    }
+
+    #[test]
+    fn oversized_table_is_a_typed_error() {
+        let config = MaglevConfig {
+            slots_per_backend: 100,
+            min_table_size: 0,
+            max_table_size: 1000,
+        };
+        assert_eq!(
+            Maglev::build(&members(11, 1), &config, 0).unwrap_err(),
+            PoolError::TableTooLarge {
+                size: 1100,
+                limit: 1000
+            }
+        );
+    }
+}

@@ -1,0 +1,805 @@
+//! The pool: an immutable snapshot of the membership, published atomically, plus per-backend
+//! state keyed by identity that every snapshot shares.
+//!
+//! ```text
+//!  update(list) ──build──▶ Snapshot { entries, algorithm per tier } ──ArcSwap──▶ readers
+//!                               │ entries share, by identity:
+//!                               ▼
+//!                    BackendState { in_flight, ejection, active up/down, ramp }
+//! ```
+
+use core::fmt;
+use core::ops::Deref;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::algorithm::{Algorithm, Member};
+use crate::backend::{Backend, BackendId, Tier};
+use crate::candidate::{Candidate, Candidates};
+use crate::config::{PoolConfig, nanos};
+use crate::health::{BackendState, HealthStatus, NO_RAMP, Shared};
+use crate::rng::mix64;
+use crate::{PoolError, Rng};
+
+/// One backend in a snapshot with its shared live state.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) backend: Backend,
+    pub(crate) state: Arc<BackendState>,
+}
+
+/// A set of weighted backends with health, read lock-free by any number of threads.
+pub struct Pool<A: Algorithm> {
+    current: ArcSwap<Snapshot<A>>,
+    shared: Arc<Shared>,
+    registry: Mutex<Registry>,
+    algorithm: A::Config,
+    seed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    states: HashMap<BackendId, Arc<BackendState>>,
+    rebuilds: u64,
+}
+
+impl<A: Algorithm> fmt::Debug for Pool<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("current", &self.current.load())
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Algorithm> Pool<A> {
+    /// A pool over `backends`. `seed` fixes every per-rebuild random choice (such as smooth
+    /// round-robin's start offset), so a run reproduces; give each proxy of a fleet its own.
+    pub fn new(
+        backends: impl IntoIterator<Item = Backend>,
+        config: PoolConfig,
+        algorithm: A::Config,
+        seed: u64,
+    ) -> Result<Self, PoolError> {
+        config.validate()?;
+        let shared = Arc::new(Shared::new(config));
+        let mut registry = Registry::default();
+        let (snapshot, states) = build(
+            backends.into_iter().collect(),
+            None,
+            &shared,
+            &algorithm,
+            seed,
+            &mut registry,
+        )?;
+        registry.states = states;
+        Ok(Self {
+            current: ArcSwap::from_pointee(snapshot),
+            shared,
+            registry: Mutex::new(registry),
+            algorithm,
+            seed,
+        })
+    }
+
+    /// Replaces membership and weights by publishing a new snapshot. Health and in-flight counts
+    /// carry over by identity; a newcomer slow-starts from `now`. Readers never wait and never see
+    /// a half-built state; on error nothing changes.
+    pub fn update(
+        &self,
+        backends: impl IntoIterator<Item = Backend>,
+        now: Duration,
+    ) -> Result<(), PoolError> {
+        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let (snapshot, states) = build(
+            backends.into_iter().collect(),
+            Some(nanos(now)),
+            &self.shared,
+            &self.algorithm,
+            self.seed,
+            &mut registry,
+        )?;
+        registry.states = states;
+        // Ejections in force in the new membership decide when a pick must look again.
+        self.shared.next_return.store(u64::MAX, Ordering::SeqCst);
+        for entry in snapshot.entries() {
+            let until = entry.state.ejected_until();
+            if until != 0 {
+                self.shared.next_return.fetch_min(until, Ordering::SeqCst);
+            }
+        }
+        self.current.store(Arc::new(snapshot));
+        self.shared.changed();
+        Ok(())
+    }
+
+    /// The current snapshot, without a lock or an allocation. Hold it for one request; it keeps
+    /// that membership alive until dropped.
+    pub fn load(&self) -> SnapshotRef<A> {
+        SnapshotRef(self.current.load())
+    }
+
+    /// The current snapshot as an owned `Arc`, to keep for longer.
+    pub fn snapshot(&self) -> Arc<Snapshot<A>> {
+        self.current.load_full()
+    }
+
+    /// Passive health by identity (for outcomes learnt away from the [`Candidate`]); false when
+    /// the identity is not in the pool.
+    pub fn record_success(&self, id: &BackendId, now: Duration) -> bool {
+        self.with_state(id, |s| s.record_success(nanos(now)))
+    }
+
+    /// Passive health by identity; false when the identity is not in the pool.
+    pub fn record_failure(&self, id: &BackendId, now: Duration) -> bool {
+        self.with_state(id, |s| s.record_failure(nanos(now)))
+    }
+
+    /// Active health: the result of one probe; false when the identity is not in the pool.
+    pub fn record_probe(&self, id: &BackendId, ok: bool, now: Duration) -> bool {
+        self.with_state(id, |s| s.record_probe(ok, nanos(now)))
+    }
+
+    /// Health and in-flight count of one backend at `now`.
+    pub fn status(&self, id: &BackendId, now: Duration) -> Option<HealthStatus> {
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.states.get(id).map(|s| s.status(nanos(now)))
+    }
+
+    /// The configuration the pool was built with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    fn with_state(&self, id: &BackendId, f: impl FnOnce(&BackendState)) -> bool {
+        let state = {
+            let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+            registry.states.get(id).cloned()
+        };
+        state.map(|s| f(&s)).is_some()
+    }
+}
+
+type Built<A> = (Snapshot<A>, HashMap<BackendId, Arc<BackendState>>);
+
+fn build<A: Algorithm>(
+    list: Vec<Backend>,
+    now: Option<u64>,
+    shared: &Arc<Shared>,
+    config: &A::Config,
+    seed: u64,
+    registry: &mut Registry,
+) -> Result<Built<A>, PoolError> {
+    let limit = u32::MAX as usize - 1;
+    if list.len() > limit {
+        return Err(PoolError::TooManyBackends {
+            count: list.len(),
+            limit,
+        });
+    }
+    let mut states = HashMap::with_capacity(list.len());
+    let mut entries = Vec::with_capacity(list.len());
+    for backend in list {
+        let state = match registry.states.get(&backend.id) {
+            Some(state) => Arc::clone(state),
+            // A newcomer to a running pool ramps up; at process start nobody does.
+            None => Arc::new(BackendState::new(
+                Arc::clone(shared),
+                now.unwrap_or(NO_RAMP),
+            )),
+        };
+        if states
+            .insert(backend.id.clone(), Arc::clone(&state))
+            .is_some()
+        {
+            return Err(PoolError::DuplicateBackend);
+        }
+        entries.push(Entry { backend, state });
+    }
+    let rebuild_seed = mix64(seed ^ (registry.rebuilds + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut tiers = [None, None];
+    for tier in [Tier::Primary, Tier::Backup] {
+        let members: Vec<Member> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.backend.tier == tier && e.backend.weight > 0)
+            .map(|(i, e)| Member {
+                index: i as u32,
+                weight: e.backend.weight,
+                id_hash: e.backend.id.stable_hash(),
+            })
+            .collect();
+        if !members.is_empty() {
+            let tier_seed = mix64(rebuild_seed ^ tier.index() as u64);
+            tiers[tier.index()] = Some(A::build(&members, config, tier_seed)?);
+        }
+    }
+    registry.rebuilds += 1;
+    let snapshot = Snapshot {
+        entries: entries.into_boxed_slice(),
+        tiers,
+        plan: AtomicU64::new(u64::MAX),
+        shared: Arc::clone(shared),
+    };
+    Ok((snapshot, states))
+}
+
+/// A loaded snapshot (see [`Pool::load`]).
+pub struct SnapshotRef<A: Algorithm>(Guard<Arc<Snapshot<A>>>);
+
+impl<A: Algorithm> Deref for SnapshotRef<A> {
+    type Target = Snapshot<A>;
+    fn deref(&self) -> &Snapshot<A> {
+        &self.0
+    }
+}
+
+impl<A: Algorithm> fmt::Debug for SnapshotRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+/// One immutable membership: backends in the order given, and the algorithm built per tier.
+#[derive(Debug)]
+pub struct Snapshot<A: Algorithm> {
+    entries: Box<[Entry]>,
+    tiers: [Option<A>; 2],
+    /// Cached routing decision: health generation << 3 | route.
+    plan: AtomicU64,
+    shared: Arc<Shared>,
+}
+
+const GENERATION_MASK: u64 = (1 << 61) - 1;
+const EMPTY: u64 = 0;
+const DRAINED: u64 = 1;
+const NO_HEALTHY: u64 = 2;
+const PRIMARY: u64 = 3;
+const PRIMARY_PANIC: u64 = 4;
+const BACKUP: u64 = 5;
+const BACKUP_PANIC: u64 = 6;
+
+impl<A: Algorithm> Snapshot<A> {
+    /// The backends, in the order given.
+    pub fn backends(&self) -> impl ExactSizeIterator<Item = &Backend> {
+        self.entries.iter().map(|e| &e.backend)
+    }
+
+    /// How many backends (drained ones included).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No backends at all.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The algorithm built over one tier, if the tier has a backend with weight.
+    pub fn algorithm(&self, tier: Tier) -> Option<&A> {
+        self.tiers[tier.index()].as_ref()
+    }
+
+    pub(crate) fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The candidates for one request: `key` feeds hashing algorithms (may be empty for the
+    /// others), `now` is the caller's monotonic clock, `rng` the caller's generator.
+    pub fn candidates<'s, 'r>(
+        &'s self,
+        key: &'r [u8],
+        now: Duration,
+        rng: &'r mut Rng,
+    ) -> Result<Candidates<'s, 'r, A>, PoolError> {
+        let now = nanos(now);
+        let (tier, panic) = self.route(now)?;
+        let algorithm = self.tiers[tier].as_ref().ok_or(PoolError::NoHealthy)?;
+        let max = self.shared.config.max_attempts as usize;
+        Ok(Candidates::new(
+            self, algorithm, tier, panic, key, rng, now, max,
+        ))
+    }
+
+    /// The first candidate only.
+    pub fn pick(
+        &self,
+        key: &[u8],
+        now: Duration,
+        rng: &mut Rng,
+    ) -> Result<Candidate<'_>, PoolError> {
+        self.candidates(key, now, rng)?
+            .next()
+            .ok_or(PoolError::NoHealthy)
+    }
+
+    /// Which tier serves, and whether health is ignored (panic mode). Recomputed, O(n), only
+    /// after a health transition or when an ejection has run out; otherwise three loads.
+    #[inline]
+    fn route(&self, now: u64) -> Result<(usize, bool), PoolError> {
+        if now >= self.shared.next_return.load(Ordering::SeqCst) {
+            self.ejections_ran_out(now);
+        }
+        let generation = self.shared.generation.load(Ordering::SeqCst) & GENERATION_MASK;
+        let plan = self.plan.load(Ordering::Acquire);
+        let route = if plan >> 3 == generation {
+            plan & 7
+        } else {
+            let route = self.decide(now);
+            self.plan.store(generation << 3 | route, Ordering::Release);
+            route
+        };
+        match route {
+            PRIMARY => Ok((0, false)),
+            PRIMARY_PANIC => Ok((0, true)),
+            BACKUP => Ok((1, false)),
+            BACKUP_PANIC => Ok((1, true)),
+            EMPTY => Err(PoolError::Empty),
+            DRAINED => Err(PoolError::AllDrained),
+            _ => Err(PoolError::NoHealthy),
+        }
+    }
+
+    /// Some ejection has ended: invalidate cached routes and find the next end.
+    #[cold]
+    fn ejections_ran_out(&self, now: u64) {
+        let next = &self.shared.next_return;
+        next.store(u64::MAX, Ordering::SeqCst);
+        self.shared.changed();
+        for entry in self.entries.iter() {
+            let until = entry.state.ejected_until();
+            if until > now {
+                next.fetch_min(until, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[cold]
+    fn decide(&self, now: u64) -> u64 {
+        let (mut total, mut healthy) = ([0u64; 2], [0u64; 2]);
+        for e in self.entries.iter().filter(|e| e.backend.weight > 0) {
+            let t = e.backend.tier.index();
+            total[t] += 1;
+            healthy[t] += u64::from(e.state.in_service(now));
+        }
+        if total == [0, 0] {
+            return if self.entries.is_empty() {
+                EMPTY
+            } else {
+                DRAINED
+            };
+        }
+        let panic = u64::from(self.shared.config.panic_threshold_percent);
+        let below = |t: usize| healthy[t] * 100 < panic * total[t];
+        if healthy[0] > 0 {
+            if below(0) { PRIMARY_PANIC } else { PRIMARY }
+        } else if healthy[1] > 0 {
+            if below(1) { BACKUP_PANIC } else { BACKUP }
+        } else if panic == 0 {
+            NO_HEALTHY
+        } else if total[0] > 0 {
+            PRIMARY_PANIC
+        } else {
+            BACKUP_PANIC
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LeastConn, Maglev, SmoothConfig, SmoothWeighted, WeightedRandom};
+
+    const T0: Duration = Duration::ZERO;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn named(weights: &[u32]) -> Vec<Backend> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Backend::new(format!("b{i}").as_str(), w))
+            .collect()
+    }
+
+    fn index_of<A: Algorithm>(snapshot: &Snapshot<A>, backend: &Backend) -> usize {
+        snapshot.backends().position(|b| b == backend).unwrap()
+    }
+
+    /// Picks `n` times (guards dropped at once) and counts per backend.
+    fn counts<A: Algorithm>(pool: &Pool<A>, n: usize, now: Duration, rng: &mut Rng) -> Vec<u64> {
+        let snapshot = pool.load();
+        let mut counts = vec![0u64; snapshot.len()];
+        for i in 0..n {
+            let key = (i as u64).to_le_bytes();
+            let pick = snapshot.pick(&key, now, rng).unwrap();
+            counts[index_of(&snapshot, pick.backend())] += 1;
+        }
+        counts
+    }
+
+    fn within_4_sigma(counts: &[u64], weights: &[u32]) {
+        let n: u64 = counts.iter().sum();
+        let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+        for (&c, &w) in counts.iter().zip(weights) {
+            let p = f64::from(w) / total;
+            let mean = n as f64 * p;
+            let sigma = (n as f64 * p * (1.0 - p)).sqrt();
+            assert!(
+                (c as f64 - mean).abs() <= 4.0 * sigma.max(0.5),
+                "{counts:?} vs {weights:?}"
+            );
+        }
+    }
+
+    fn strict() -> PoolConfig {
+        PoolConfig {
+            failures_to_eject: 1,
+            base_ejection: secs(10),
+            panic_threshold_percent: 0,
+            max_attempts: 32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn empty_drained_duplicate_and_bad_config_are_typed_errors() {
+        let mut rng = Rng::new(1);
+        let pool = Pool::<SmoothWeighted>::new([], strict(), Default::default(), 1).unwrap();
+        assert_eq!(
+            pool.load().pick(b"", T0, &mut rng).unwrap_err(),
+            PoolError::Empty
+        );
+        pool.update(named(&[0, 0]), T0).unwrap();
+        assert_eq!(
+            pool.load().pick(b"", T0, &mut rng).unwrap_err(),
+            PoolError::AllDrained
+        );
+        let dup = [Backend::new("x", 1), Backend::new("x", 2)];
+        assert_eq!(pool.update(dup, T0), Err(PoolError::DuplicateBackend));
+        assert_eq!(pool.load().len(), 2, "a failed update changes nothing");
+        let bad = PoolConfig {
+            rise: 0,
+            ..Default::default()
+        };
+        assert!(Pool::<Maglev>::new(named(&[1]), bad, Default::default(), 1).is_err());
+    }
+
+    #[test]
+    fn exact_counts_over_whole_cycles_from_a_random_start() {
+        let weights = [5, 3, 1, 0, 7];
+        for seed in 0..5 {
+            let pool =
+                Pool::<SmoothWeighted>::new(named(&weights), strict(), Default::default(), seed)
+                    .unwrap();
+            let k = 4;
+            let c = counts(&pool, 16 * k, T0, &mut Rng::new(seed));
+            let expected: Vec<u64> = weights.iter().map(|&w| u64::from(w) * k as u64).collect();
+            assert_eq!(c, expected);
+        }
+    }
+
+    #[test]
+    fn nginx_sequence_through_the_pool() {
+        let config = SmoothConfig {
+            random_start: false,
+            ..Default::default()
+        };
+        let pool = Pool::<SmoothWeighted>::new(named(&[5, 1, 1]), strict(), config, 9).unwrap();
+        let snapshot = pool.load();
+        let mut rng = Rng::new(0);
+        let seq: String = (0..14)
+            .map(|_| {
+                let p = snapshot.pick(b"", T0, &mut rng).unwrap();
+                p.backend().id.to_string().replace('b', "")
+            })
+            .collect();
+        assert_eq!(seq, "00102000010200");
+    }
+
+    fn zero_weight_never_picked<A: Algorithm>() {
+        let weights = [3, 0, 2, 0, 1];
+        let pool = Pool::<A>::new(named(&weights), strict(), Default::default(), 3).unwrap();
+        let snapshot = pool.load();
+        let mut rng = Rng::new(3);
+        for i in 0..300u64 {
+            let key = i.to_le_bytes();
+            let got: Vec<usize> = snapshot
+                .candidates(&key, T0, &mut rng)
+                .unwrap()
+                .map(|c| index_of(&snapshot, c.backend()))
+                .collect();
+            let mut sorted = got.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, vec![0, 2, 4], "each eligible exactly once: {got:?}");
+        }
+    }
+
+    #[test]
+    fn zero_weight_never_picked_and_retries_cover_all_once() {
+        zero_weight_never_picked::<SmoothWeighted>();
+        zero_weight_never_picked::<LeastConn>();
+        zero_weight_never_picked::<Maglev>();
+        zero_weight_never_picked::<WeightedRandom>();
+    }
+
+    #[test]
+    fn retries_are_bounded_by_max_attempts() {
+        let config = PoolConfig {
+            max_attempts: 2,
+            ..strict()
+        };
+        let pool = Pool::<WeightedRandom>::new(named(&[1; 10]), config, (), 1).unwrap();
+        let mut rng = Rng::new(1);
+        assert_eq!(
+            pool.load().candidates(b"", T0, &mut rng).unwrap().count(),
+            2
+        );
+    }
+
+    #[test]
+    fn smooth_retry_follows_the_cycle() {
+        let config = SmoothConfig {
+            random_start: false,
+            ..Default::default()
+        };
+        let pool = Pool::<SmoothWeighted>::new(named(&[5, 1, 1]), strict(), config, 1).unwrap();
+        let snapshot = pool.load();
+        let mut rng = Rng::new(1);
+        // cycle a a b a c a a: first pick a (slot 0), retries walk on: b, then c
+        let order: Vec<usize> = snapshot
+            .candidates(b"", T0, &mut rng)
+            .unwrap()
+            .map(|c| index_of(&snapshot, c.backend()))
+            .collect();
+        assert_eq!(order, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn random_and_least_conn_within_4_sigma_and_reproducible() {
+        let weights = [1, 2, 3, 4, 0, 10];
+        let random = Pool::<WeightedRandom>::new(named(&weights), strict(), (), 1).unwrap();
+        let c = counts(&random, 20_000, T0, &mut Rng::new(11));
+        within_4_sigma(&c, &weights);
+        assert_eq!(c, counts(&random, 20_000, T0, &mut Rng::new(11)));
+        // without load, least-connections is weighted random
+        let lc = Pool::<LeastConn>::new(named(&weights), strict(), (), 1).unwrap();
+        within_4_sigma(&counts(&lc, 20_000, T0, &mut Rng::new(12)), &weights);
+    }
+
+    #[test]
+    fn least_conn_avoids_the_loaded_backend() {
+        let pool = Pool::<LeastConn>::new(named(&[1, 1]), strict(), (), 1).unwrap();
+        let snapshot = pool.load();
+        let mut rng = Rng::new(5);
+        let held: Vec<Candidate<'_>> = (0..10)
+            .map(|_| snapshot.pick(b"", T0, &mut rng).unwrap())
+            .collect();
+        // each new pick goes to the backend with fewer in flight, so they stay level
+        let on_0 = held
+            .iter()
+            .filter(|c| c.backend().id.to_string() == "b0")
+            .count();
+        assert_eq!(on_0, 5);
+        drop(held);
+        assert_eq!(pool.status(&"b0".into(), T0).unwrap().in_flight, 0);
+    }
+
+    #[test]
+    fn ejection_returns_after_back_off_and_skips_meanwhile() {
+        let pool = Pool::<SmoothWeighted>::new(named(&[1, 1, 1]), strict(), Default::default(), 1)
+            .unwrap();
+        let b1: BackendId = "b1".into();
+        assert!(pool.record_failure(&b1, secs(1)));
+        let mut rng = Rng::new(1);
+        assert_eq!(counts(&pool, 30, secs(2), &mut rng)[1], 0);
+        assert!(pool.status(&b1, secs(2)).unwrap().ejected);
+        // back-off over (1 s + 10 s): back, on probation
+        let c = counts(&pool, 30, secs(11), &mut rng);
+        assert_eq!(c, vec![10, 10, 10]);
+        assert!(pool.status(&b1, secs(11)).unwrap().on_probation);
+        // fails on probation: out for twice as long
+        pool.record_failure(&b1, secs(12));
+        assert_eq!(counts(&pool, 30, secs(31), &mut rng)[1], 0);
+        assert_eq!(counts(&pool, 30, secs(32), &mut rng)[1], 10);
+    }
+
+    #[test]
+    fn all_ejected_without_panic_mode_is_an_error_then_recovers() {
+        let pool = Pool::<Maglev>::new(named(&[1, 1]), strict(), Default::default(), 1).unwrap();
+        pool.record_failure(&"b0".into(), T0);
+        pool.record_failure(&"b1".into(), T0);
+        let mut rng = Rng::new(1);
+        assert_eq!(
+            pool.load().pick(b"k", secs(1), &mut rng).unwrap_err(),
+            PoolError::NoHealthy
+        );
+        assert!(pool.load().pick(b"k", secs(10), &mut rng).is_ok());
+    }
+
+    #[test]
+    fn backup_only_when_no_primary_is_healthy_and_fails_back() {
+        let backends = vec![
+            Backend::new("p0", 1),
+            Backend::new("p1", 1),
+            Backend::new("s0", 1).backup(),
+        ];
+        let pool = Pool::<WeightedRandom>::new(backends, strict(), (), 1).unwrap();
+        let mut rng = Rng::new(2);
+        assert_eq!(counts(&pool, 100, T0, &mut rng)[2], 0, "backup idle");
+        pool.record_failure(&"p0".into(), T0);
+        assert_eq!(counts(&pool, 100, secs(1), &mut rng), vec![0, 100, 0]);
+        pool.record_failure(&"p1".into(), secs(2));
+        assert_eq!(counts(&pool, 100, secs(3), &mut rng), vec![0, 0, 100]);
+        // p0 back at 10 s: fail-back, with no update or explicit refresh
+        assert_eq!(counts(&pool, 100, secs(10), &mut rng), vec![100, 0, 0]);
+        // active checks take the backup down too: the retry list skips it
+        for _ in 0..3 {
+            pool.record_probe(&"s0".into(), false, secs(10));
+        }
+        let snapshot = pool.load();
+        assert_eq!(
+            snapshot
+                .candidates(b"", secs(10), &mut rng)
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn panic_mode_uses_every_backend_below_the_threshold() {
+        let config = PoolConfig {
+            panic_threshold_percent: 50,
+            ..strict()
+        };
+        let pool = Pool::<WeightedRandom>::new(named(&[1, 1, 1, 1]), config, (), 1).unwrap();
+        let mut rng = Rng::new(4);
+        pool.record_failure(&"b0".into(), T0);
+        pool.record_failure(&"b1".into(), T0);
+        // 2 of 4 healthy = 50 %: not below, healthy only
+        let c = counts(&pool, 400, secs(1), &mut rng);
+        assert_eq!((c[0], c[1]), (0, 0));
+        pool.record_failure(&"b2".into(), T0);
+        // 1 of 4: panic, all four share the traffic
+        let c = counts(&pool, 4000, secs(1), &mut rng);
+        within_4_sigma(&c, &[1, 1, 1, 1]);
+        pool.record_failure(&"b3".into(), T0);
+        assert!(
+            pool.load().pick(b"", secs(1), &mut rng).is_ok(),
+            "panic, not error"
+        );
+    }
+
+    #[test]
+    fn health_survives_weight_and_membership_changes() {
+        let pool = Pool::<SmoothWeighted>::new(named(&[1, 1, 1]), strict(), Default::default(), 1)
+            .unwrap();
+        pool.record_failure(&"b1".into(), T0);
+        let mut changed = named(&[1, 5, 1, 1]);
+        changed.remove(0);
+        pool.update(changed, secs(1)).unwrap();
+        assert!(pool.status(&"b1".into(), secs(1)).unwrap().ejected);
+        let mut rng = Rng::new(1);
+        let snapshot = pool.load();
+        for _ in 0..50 {
+            let pick = snapshot.pick(b"", secs(1), &mut rng).unwrap();
+            assert_ne!(pick.backend().id.to_string(), "b1");
+        }
+        assert!(pool.status(&"b0".into(), secs(1)).is_none(), "removed");
+    }
+
+    #[test]
+    fn in_flight_returns_to_zero_after_panic_and_survives_rebuild() {
+        let pool = Pool::<LeastConn>::new(named(&[1]), strict(), (), 1).unwrap();
+        let id: BackendId = "b0".into();
+        let detached = {
+            let snapshot = pool.load();
+            let mut rng = Rng::new(1);
+            let held = snapshot.pick(b"", T0, &mut rng).unwrap();
+            let outcome = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+                let _inner = snapshot.pick(b"", T0, &mut Rng::new(2)).unwrap();
+                panic!("connection handler panicked");
+            }));
+            assert!(outcome.is_err());
+            assert_eq!(pool.status(&id, T0).unwrap().in_flight, 1);
+            held.detach()
+        };
+        pool.update(named(&[3, 1]), secs(1)).unwrap();
+        assert_eq!(
+            pool.status(&id, secs(1)).unwrap().in_flight,
+            1,
+            "survives rebuild"
+        );
+        detached.record_success(secs(1));
+        drop(detached);
+        assert_eq!(pool.status(&id, secs(1)).unwrap().in_flight, 0);
+    }
+
+    #[test]
+    fn slow_start_ramps_a_recovered_backend_never_at_start() {
+        let config = PoolConfig {
+            slow_start: secs(100),
+            slow_start_floor_percent: 10,
+            ..strict()
+        };
+        let pool = Pool::<WeightedRandom>::new(named(&[1, 1]), config, (), 1).unwrap();
+        let mut rng = Rng::new(6);
+        within_4_sigma(&counts(&pool, 4000, T0, &mut rng), &[1, 1]);
+        pool.record_failure(&"b1".into(), T0); // back at 10 s, full at 110 s
+        let mut last = 0;
+        for t in [10, 35, 60, 85, 110] {
+            let share = counts(&pool, 4000, secs(t), &mut rng)[1];
+            assert!(
+                share + 120 >= last,
+                "monotone within noise: {share} after {last}"
+            );
+            last = share;
+        }
+        let at_floor = counts(&pool, 4000, secs(10), &mut rng)[1];
+        assert!(at_floor < 600, "about 10 % of its due: {at_floor}");
+        within_4_sigma(&counts(&pool, 4000, secs(110), &mut rng), &[1, 1]);
+    }
+
+    #[test]
+    fn newcomer_slow_starts_on_update() {
+        let config = PoolConfig {
+            slow_start: secs(100),
+            ..strict()
+        };
+        let pool = Pool::<WeightedRandom>::new(named(&[1]), config, (), 1).unwrap();
+        pool.update(named(&[1, 1]), secs(50)).unwrap();
+        let c = counts(&pool, 4000, secs(50), &mut Rng::new(1));
+        assert!(c[1] < 600, "newcomer at the floor: {c:?}");
+    }
+
+    #[test]
+    fn maglev_ejection_spreads_keys_without_rebuilding() {
+        let pool = Pool::<Maglev>::new(named(&[1; 10]), strict(), Default::default(), 1).unwrap();
+        let snapshot = pool.snapshot();
+        let mut rng = Rng::new(1);
+        let before: Vec<usize> = (0..5000u64)
+            .map(|k| {
+                index_of(
+                    &snapshot,
+                    snapshot
+                        .pick(&k.to_le_bytes(), T0, &mut rng)
+                        .unwrap()
+                        .backend(),
+                )
+            })
+            .collect();
+        pool.record_failure(&"b3".into(), T0);
+        assert!(Arc::ptr_eq(&snapshot, &pool.snapshot()), "no new snapshot");
+        let mut moved_to = [0u32; 10];
+        for (k, &was) in before.iter().enumerate() {
+            let now = index_of(
+                &snapshot,
+                snapshot
+                    .pick(&(k as u64).to_le_bytes(), secs(1), &mut rng)
+                    .unwrap()
+                    .backend(),
+            );
+            if was == 3 {
+                moved_to[now] += 1;
+            } else {
+                assert_eq!(now, was, "only the ejected backend's keys move");
+            }
+        }
+        assert_eq!(moved_to[3], 0);
+        assert!(
+            moved_to.iter().filter(|&&m| m > 0).count() >= 8,
+            "spread, not dumped on a neighbour: {moved_to:?}"
+        );
+        // and the same key comes back to it when it returns
+        let k = before.iter().position(|&b| b == 3).unwrap() as u64;
+        let back = snapshot.pick(&k.to_le_bytes(), secs(10), &mut rng).unwrap();
+        assert_eq!(back.backend().id.to_string(), "b3");
+    }
+}

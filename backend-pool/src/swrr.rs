@@ -1,0 +1,316 @@
+//! Smooth weighted round-robin with nginx's exact sequence, at O(1) per pick: the whole cycle is
+//! computed when the snapshot is built, then walked with one shared atomic counter.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::PoolError;
+use crate::algorithm::{Algorithm, Member, Proposal};
+use crate::rng::mix64;
+
+/// Settings for [`SmoothWeighted`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmoothConfig {
+    /// Start each rebuilt cycle at a random position (from the rebuild seed) so a fleet of proxies
+    /// does not send its first picks to the same backend. Off only for reproducing nginx exactly.
+    pub random_start: bool,
+    /// Longest cycle (sum of weights / their gcd) to precompute, in picks; 4 bytes each.
+    pub max_period: u64,
+}
+
+impl Default for SmoothConfig {
+    fn default() -> Self {
+        Self {
+            random_start: true,
+            max_period: 1 << 22,
+        }
+    }
+}
+
+/// nginx's smooth weighted round-robin (`a a b a c a a` for weights 5, 1, 1), precomputed.
+#[derive(Debug)]
+pub struct SmoothWeighted {
+    schedule: Box<[u32]>,
+    next: AtomicU64,
+}
+
+impl SmoothWeighted {
+    /// One full cycle, as snapshot indices.
+    pub fn schedule(&self) -> &[u32] {
+        &self.schedule
+    }
+}
+
+impl Algorithm for SmoothWeighted {
+    type Config = SmoothConfig;
+
+    fn build(members: &[Member], config: &SmoothConfig, seed: u64) -> Result<Self, PoolError> {
+        let schedule = nginx_cycle(members, config.max_period)?;
+        let start = if config.random_start && !schedule.is_empty() {
+            mix64(seed) % schedule.len() as u64
+        } else {
+            0
+        };
+        Ok(Self {
+            schedule,
+            next: AtomicU64::new(start),
+        })
+    }
+
+    #[inline]
+    fn propose(&self, p: &mut Proposal<'_>) -> Option<u32> {
+        let len = self.schedule.len() as u64;
+        if len == 0 {
+            return None;
+        }
+        // Only the first proposal of a request takes a slot from the shared counter; retries walk
+        // on from there, so they too follow the smooth order.
+        let slot = if p.attempt() == 0 {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            p.cursor().wrapping_add(1)
+        };
+        *p.cursor() = slot;
+        self.schedule.get((slot % len) as usize).copied()
+    }
+}
+
+/// One group of members with the same weight: nginx picks them in list order, one per round.
+struct Group {
+    weight: u64,
+    members: Vec<u32>,
+    next: usize,
+    rounds: u64,
+}
+
+/// nginx's selection, step by step: every peer's current weight grows by its weight, the largest
+/// wins (first in list order on a tie) and loses the total. Peers of equal weight are always
+/// picked in turn, so one step costs O(distinct weights), not O(n).
+fn nginx_cycle(members: &[Member], max_period: u64) -> Result<Box<[u32]>, PoolError> {
+    let gcd = members
+        .iter()
+        .fold(0u64, |g, m| gcd(g, u64::from(m.weight)));
+    if gcd == 0 {
+        return Ok(Box::default());
+    }
+    let period: u64 = members.iter().map(|m| u64::from(m.weight) / gcd).sum();
+    if period > max_period {
+        return Err(PoolError::PeriodTooLong {
+            period,
+            limit: max_period,
+        });
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    for m in members {
+        let weight = u64::from(m.weight) / gcd;
+        match groups.iter_mut().find(|g| g.weight == weight) {
+            Some(g) => g.members.push(m.index),
+            None => groups.push(Group {
+                weight,
+                members: vec![m.index],
+                next: 0,
+                rounds: 0,
+            }),
+        }
+    }
+    let total = i128::from(period);
+    let mut cycle = Vec::with_capacity(period as usize);
+    for t in 1..=i128::from(period) {
+        // current weight of a group's next member = t·w − total·(times it was picked)
+        let mut best: Option<(i128, u32, usize)> = None;
+        for (gi, g) in groups.iter().enumerate() {
+            let value = t * i128::from(g.weight) - total * i128::from(g.rounds);
+            let index = g.members[g.next];
+            let better = match best {
+                None => true,
+                Some((v, i, _)) => value > v || (value == v && index < i),
+            };
+            if better {
+                best = Some((value, index, gi));
+            }
+        }
+        let Some((_, index, gi)) = best else { break };
+        cycle.push(index);
+        let g = &mut groups[gi];
+        g.next += 1;
+        if g.next == g.members.len() {
+            g.next = 0;
+            g.rounds += 1;
+        }
+    }
+    Ok(cycle.into_boxed_slice())
+}
+
+const fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        let r = a % b;
+        a = b;
+        b = r;
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+
+    fn members(weights: &[u32]) -> Vec<Member> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &weight)| Member {
+                index: i as u32,
+                weight,
+                id_hash: i as u64,
+            })
+            .collect()
+    }
+
+    fn letters(cycle: &[u32]) -> String {
+        cycle.iter().map(|&i| (b'a' + i as u8) as char).collect()
+    }
+
+    /// nginx's loop as written (O(n) per pick), to check the precomputed cycle against.
+    fn nginx_reference(weights: &[u32], picks: usize) -> Vec<u32> {
+        let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+        let mut current = vec![0i64; weights.len()];
+        let mut out = Vec::new();
+        for _ in 0..picks {
+            let mut best: Option<usize> = None;
+            for (i, &w) in weights.iter().enumerate() {
+                current[i] += i64::from(w);
+                if best.is_none_or(|b| current[i] > current[b]) {
+                    best = Some(i);
+                }
+            }
+            let b = best.unwrap();
+            current[b] -= total;
+            out.push(b as u32);
+        }
+        out
+    }
+
+    #[test]
+    fn nginx_golden_sequences() {
+        let cycle = |w: &[u32]| letters(&nginx_cycle(&members(w), 1 << 20).unwrap());
+        assert_eq!(cycle(&[5, 1, 1]), "aabacaa");
+        assert_eq!(cycle(&[4, 2, 1]), "abacaba");
+        assert_eq!(cycle(&[2, 1]), "aba");
+        assert_eq!(cycle(&[1, 1, 1]), "abc");
+        assert_eq!(cycle(&[10, 2, 2]), "aabacaa", "scaled by the gcd");
+    }
+
+    #[test]
+    fn matches_nginx_loop_for_random_weights() {
+        let mut rng = Rng::new(42);
+        for _ in 0..200 {
+            let n = 1 + rng.below(12) as usize;
+            let weights: Vec<u32> = (0..n).map(|_| 1 + rng.below(20) as u32).collect();
+            let cycle = nginx_cycle(&members(&weights), 1 << 20).unwrap();
+            let g = weights.iter().fold(0, |g, &w| gcd(g, u64::from(w)));
+            let reduced: Vec<u32> = weights.iter().map(|&w| (u64::from(w) / g) as u32).collect();
+            assert_eq!(
+                &*cycle,
+                nginx_reference(&reduced, cycle.len()),
+                "{weights:?}"
+            );
+            // and nginx with the unreduced weights is the same sequence
+            assert_eq!(
+                &*cycle,
+                nginx_reference(&weights, cycle.len()),
+                "{weights:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn exact_counts_per_cycle_and_window_smoothness() {
+        let mut rng = Rng::new(7);
+        for _ in 0..100 {
+            let n = 1 + rng.below(8) as usize;
+            let weights: Vec<u32> = (0..n).map(|_| 1 + rng.below(30) as u32).collect();
+            let g = weights.iter().fold(0, |g, &w| gcd(g, u64::from(w)));
+            let w: Vec<u64> = weights.iter().map(|&x| u64::from(x) / g).collect();
+            let total: u64 = w.iter().sum();
+            let cycle = nginx_cycle(&members(&weights), 1 << 20).unwrap();
+            for (i, &wi) in w.iter().enumerate() {
+                let count = cycle.iter().filter(|&&c| c == i as u32).count() as u64;
+                assert_eq!(count, wi);
+            }
+            // every window of every length, wrapping around the cycle (it repeats forever)
+            let len = cycle.len();
+            for (i, &wi) in w.iter().enumerate() {
+                let mut prefix = vec![0u64; 2 * len + 1];
+                for k in 0..2 * len {
+                    prefix[k + 1] = prefix[k] + u64::from(cycle[k % len] == i as u32);
+                }
+                for l in 1..=len {
+                    for start in 0..len {
+                        let count = prefix[start + l] - prefix[start];
+                        assert!(
+                            count <= (l as u64 * wi).div_ceil(total) + 1,
+                            "{weights:?} window {l} at {start}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn longest_run_for_100_1_1_is_nginx_s() {
+        let cycle = nginx_cycle(&members(&[100, 1, 1]), 1 << 20).unwrap();
+        let doubled: Vec<u32> = cycle.iter().chain(cycle.iter()).copied().collect();
+        let longest = doubled
+            .chunk_by(|a, b| a == b)
+            .map(<[u32]>::len)
+            .max()
+            .unwrap();
+        let reference = nginx_reference(&[100, 1, 1], 204);
+        let ref_longest = reference
+            .chunk_by(|a, b| a == b)
+            .map(<[u32]>::len)
+            .max()
+            .unwrap();
+        assert_eq!(longest, ref_longest);
+        assert!(longest < 100, "smoother than an expanded array: {longest}");
+    }
+
+    #[test]
+    fn overlong_cycle_is_a_typed_error() {
+        let err = nginx_cycle(&members(&[u32::MAX, 1]), 1 << 20).unwrap_err();
+        assert_eq!(
+            err,
+            PoolError::PeriodTooLong {
+                period: u64::from(u32::MAX) + 1,
+                limit: 1 << 20
+            }
+        );
+        // Huge but proportional weights reduce by the gcd and are fine.
+        let ok = nginx_cycle(&members(&[u32::MAX, u32::MAX]), 4).unwrap();
+        assert_eq!(&*ok, &[0, 1]);
+    }
+
+    #[test]
+    fn random_start_spreads_a_fleet_by_weight() {
+        let m = members(&[5, 1, 1]);
+        let config = SmoothConfig::default();
+        let mut first = [0u32; 3];
+        let fleet = 7000;
+        for seed in 0..fleet {
+            let s = SmoothWeighted::build(&m, &config, mix64(seed)).unwrap();
+            let start = s.next.load(Ordering::Relaxed) as usize;
+            first[s.schedule[start] as usize] += 1;
+        }
+        // binomial bounds, 4σ
+        for (i, &w) in [5.0, 1.0, 1.0].iter().enumerate() {
+            let p = w / 7.0;
+            let mean = fleet as f64 * p;
+            let sigma = (fleet as f64 * p * (1.0 - p)).sqrt();
+            assert!(
+                (f64::from(first[i]) - mean).abs() <= 4.0 * sigma,
+                "{first:?}"
+            );
+        }
+    }
+}
