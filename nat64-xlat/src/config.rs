@@ -1,0 +1,72 @@
+//! The translator's configuration: a plain struct, borrowed tables, no allocation.
+
+use core::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::eam::Eam;
+use crate::prefix::{Ipv4Prefix, Ipv6Prefix};
+use crate::rfc6052::{DEFAULT_NON_GLOBAL, Pool6};
+
+/// What to do with an unfragmented IPv4 UDP datagram whose checksum is zero (RFC 7915 §4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpZeroChecksum {
+    /// Drop it and answer ICMPv4 Destination Unreachable 3/13 (administratively prohibited).
+    Drop,
+    /// Compute the checksum over the whole datagram and translate it.
+    Compute,
+}
+
+/// Everything a stateless translator needs to know. Build it with [`Config::new`] and adjust fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Config<'a> {
+    /// The RFC 6052 prefix ("pool6"); `None` for an EAM-only translator.
+    pub pool6: Option<Pool6>,
+    /// IPv4 ranges the Well-Known Prefix refuses (RFC 6052 §3.1).
+    pub non_global: &'a [Ipv4Prefix],
+    /// RFC 7757 explicit address mappings, consulted before `pool6`.
+    pub eam: &'a [Eam],
+    /// RFC 6791 pool: IPv4 sources for ICMPv6 errors whose source cannot be translated.
+    /// `None` falls back to `own_v4`.
+    pub rfc6791_v4: Option<Ipv4Prefix>,
+    /// The same for ICMPv4 errors whose source cannot be mapped to IPv6; `None` falls back to `own_v6`.
+    pub rfc6791_v6: Option<Ipv6Prefix>,
+    /// The translator's IPv4 address: source of the ICMPv4 errors it generates. `None`: it sends none.
+    pub own_v4: Option<Ipv4Addr>,
+    /// The translator's IPv6 address: source of the ICMPv6 errors it generates. `None`: it sends none.
+    pub own_v6: Option<Ipv6Addr>,
+    /// Largest IPv6 packet made from a DF-clear IPv4 packet before fragmenting (RFC 7915 §4, default 1280).
+    pub lowest_ipv6_mtu: u16,
+    /// MTU of the IPv4-side link.
+    pub mtu4: u16,
+    /// MTU of the IPv6-side link.
+    pub mtu6: u16,
+    /// `None` copies TOS ↔ traffic class (RFC 7915 default); `Some(v)` writes `v` into IPv6 packets.
+    pub traffic_class: Option<u8>,
+    /// Policy for IPv4 UDP checksum zero.
+    pub udp_zero_checksum: UdpZeroChecksum,
+    /// RFC 7757 §4.2.2 intrinsic hairpinning: IPv6 packets whose IPv4 destination falls in an EAM
+    /// IPv4 range are translated straight back to IPv6.
+    pub hairpinning: bool,
+}
+
+impl<'a> Config<'a> {
+    /// A translator with `pool6`, the default non-global list, no EAM, no RFC 6791 pools, no own
+    /// addresses, 1500-byte links, lowest-ipv6-mtu 1280, TOS copied, zero UDP checksums dropped, and
+    /// hairpinning on.
+    pub const fn new(pool6: Option<Pool6>) -> Self {
+        Self {
+            pool6,
+            non_global: DEFAULT_NON_GLOBAL,
+            eam: &[],
+            rfc6791_v4: None,
+            rfc6791_v6: None,
+            own_v4: None,
+            own_v6: None,
+            lowest_ipv6_mtu: 1280,
+            mtu4: 1500,
+            mtu6: 1500,
+            traffic_class: None,
+            udp_zero_checksum: UdpZeroChecksum::Drop,
+            hairpinning: true,
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Writing headers into the caller's buffer, and the few bytes of a copied payload that change.
+
+use core::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::checksum;
+use crate::outcome::DropReason;
+
+/// Up to three single-byte changes to an upper-layer payload (ICMP type, checksum high and low),
+/// applied after the payload is copied, so fragments and whole packets share one path.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Patches {
+    at: [(usize, u8); 3],
+    n: usize,
+}
+
+impl Patches {
+    pub(crate) fn byte(&mut self, at: usize, v: u8) {
+        if self.n < self.at.len() {
+            self.at[self.n] = (at, v);
+            self.n += 1;
+        }
+    }
+
+    pub(crate) fn word(&mut self, at: usize, v: u16) {
+        let [hi, lo] = v.to_be_bytes();
+        self.byte(at, hi);
+        self.byte(at + 1, lo);
+    }
+
+    /// Applies the patches that fall in `dst`, a copy of the payload starting at payload offset `start`.
+    pub(crate) fn apply(&self, dst: &mut [u8], start: usize) {
+        for &(at, v) in &self.at[..self.n] {
+            if let Some(b) = at.checked_sub(start).and_then(|i| dst.get_mut(i)) {
+                *b = v;
+            }
+        }
+    }
+}
+
+/// The fields of an IPv6 header the translator writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hdr6 {
+    pub(crate) traffic_class: u8,
+    pub(crate) next: u8,
+    pub(crate) hop_limit: u8,
+    pub(crate) src: Ipv6Addr,
+    pub(crate) dst: Ipv6Addr,
+}
+
+/// An IPv6 Fragment header's fields.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frag6 {
+    pub(crate) offset: u16,
+    pub(crate) more: bool,
+    pub(crate) id: u32,
+}
+
+/// Writes an IPv6 header (and Fragment header) announcing `upper_len` bytes after them; returns the
+/// header length.
+pub(crate) fn ipv6_header(
+    out: &mut [u8],
+    h: &Hdr6,
+    frag: Option<Frag6>,
+    upper_len: usize,
+) -> Result<usize, DropReason> {
+    let hlen = if frag.is_some() { 48 } else { 40 };
+    let plen = u16::try_from(upper_len + hlen - 40).map_err(|_| DropReason::TooBig)?;
+    let b = out.get_mut(..hlen).ok_or(DropReason::BufferTooSmall)?;
+    b[0] = 0x60 | (h.traffic_class >> 4);
+    b[1] = h.traffic_class << 4;
+    b[2] = 0;
+    b[3] = 0;
+    b[4..6].copy_from_slice(&plen.to_be_bytes());
+    b[6] = if frag.is_some() {
+        crate::wire::proto::FRAGMENT
+    } else {
+        h.next
+    };
+    b[7] = h.hop_limit;
+    b[8..24].copy_from_slice(&h.src.octets());
+    b[24..40].copy_from_slice(&h.dst.octets());
+    if let Some(f) = frag {
+        b[40] = h.next;
+        b[41] = 0;
+        let off = (f.offset << 3) | u16::from(f.more);
+        b[42..44].copy_from_slice(&off.to_be_bytes());
+        b[44..48].copy_from_slice(&f.id.to_be_bytes());
+    }
+    Ok(hlen)
+}
+
+/// The fields of an IPv4 header the translator writes (always IHL 5).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hdr4 {
+    pub(crate) tos: u8,
+    pub(crate) id: u16,
+    pub(crate) df: bool,
+    pub(crate) mf: bool,
+    pub(crate) offset: u16,
+    pub(crate) ttl: u8,
+    pub(crate) proto: u8,
+    pub(crate) src: Ipv4Addr,
+    pub(crate) dst: Ipv4Addr,
+}
+
+/// Writes a 20-byte IPv4 header with total length `20 + upper_len` and its checksum.
+pub(crate) fn ipv4_header(out: &mut [u8], h: &Hdr4, upper_len: usize) -> Result<usize, DropReason> {
+    let total = u16::try_from(upper_len + 20).map_err(|_| DropReason::TooBig)?;
+    let b = out.get_mut(..20).ok_or(DropReason::BufferTooSmall)?;
+    b[0] = 0x45;
+    b[1] = h.tos;
+    b[2..4].copy_from_slice(&total.to_be_bytes());
+    b[4..6].copy_from_slice(&h.id.to_be_bytes());
+    let flags = (u16::from(h.df) << 14) | (u16::from(h.mf) << 13) | (h.offset & 0x1fff);
+    b[6..8].copy_from_slice(&flags.to_be_bytes());
+    b[8] = h.ttl;
+    b[9] = h.proto;
+    b[10] = 0;
+    b[11] = 0;
+    b[12..16].copy_from_slice(&h.src.octets());
+    b[16..20].copy_from_slice(&h.dst.octets());
+    let c = checksum::finish(checksum::sum(b));
+    b[10..12].copy_from_slice(&c.to_be_bytes());
+    Ok(20)
+}
+
+/// Copies `data` to `out[at..]`, failing cleanly when it does not fit.
+pub(crate) fn copy(out: &mut [u8], at: usize, data: &[u8]) -> Result<(), DropReason> {
+    out.get_mut(at..at + data.len())
+        .ok_or(DropReason::BufferTooSmall)?
+        .copy_from_slice(data);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches_land_only_inside_their_fragment() {
+        let mut p = Patches::default();
+        p.byte(0, 0xaa);
+        p.word(10, 0xbbcc);
+        let mut first = [0u8; 8];
+        p.apply(&mut first, 0);
+        assert_eq!(first, [0xaa, 0, 0, 0, 0, 0, 0, 0]);
+        let mut second = [0u8; 8];
+        p.apply(&mut second, 8);
+        assert_eq!(second, [0, 0, 0xbb, 0xcc, 0, 0, 0, 0]);
+        let mut third = [0u8; 8];
+        p.apply(&mut third, 16);
+        assert_eq!(third, [0; 8]);
+    }
+
+    #[test]
+    fn headers_refuse_small_buffers() {
+        let h = Hdr6 {
+            traffic_class: 0xb8,
+            next: 17,
+            hop_limit: 63,
+            src: Ipv6Addr::LOCALHOST,
+            dst: Ipv6Addr::LOCALHOST,
+        };
+        let mut small = [0u8; 47];
+        assert_eq!(
+            ipv6_header(
+                &mut small,
+                &h,
+                Some(Frag6 {
+                    offset: 1,
+                    more: true,
+                    id: 7
+                }),
+                8
+            ),
+            Err(DropReason::BufferTooSmall)
+        );
+        let mut buf = [0u8; 48];
+        assert_eq!(
+            ipv6_header(
+                &mut buf,
+                &h,
+                Some(Frag6 {
+                    offset: 1,
+                    more: true,
+                    id: 7
+                }),
+                8
+            ),
+            Ok(48)
+        );
+        assert_eq!(&buf[..8], &[0x6b, 0x80, 0, 0, 0, 16, 44, 63]);
+        assert_eq!(&buf[40..48], &[17, 0, 0, 9, 0, 0, 0, 7]);
+        let h4 = Hdr4 {
+            tos: 0,
+            id: 1,
+            df: true,
+            mf: false,
+            offset: 0,
+            ttl: 63,
+            proto: 6,
+            src: Ipv4Addr::LOCALHOST,
+            dst: Ipv4Addr::LOCALHOST,
+        };
+        assert_eq!(
+            ipv4_header(&mut buf[..19], &h4, 0),
+            Err(DropReason::BufferTooSmall)
+        );
+        assert_eq!(ipv4_header(&mut buf, &h4, 0xffff), Err(DropReason::TooBig));
+        assert_eq!(ipv4_header(&mut buf, &h4, 8), Ok(20));
+        assert_eq!(checksum::fold(checksum::sum(&buf[..20])), 0xffff);
+        assert_eq!(&buf[6..8], &[0x40, 0]);
+    }
+}

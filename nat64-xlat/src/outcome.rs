@@ -1,0 +1,174 @@
+//! What the translator did with a packet: the caller's answer, written into the caller's buffer.
+
+use core::fmt;
+
+/// The result of one translation. Packets are written back to back at the start of the output buffer;
+/// walk them with [`Emitted::packets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// One packet, or several fragments, to send out of the other side.
+    Translated(Emitted),
+    /// RFC 7757 §4.2.2 hairpinning: the packet went IPv6 → IPv4 → IPv6 and goes back out of the
+    /// IPv6 side.
+    Hairpinned(Emitted),
+    /// The input was refused and an ICMP error goes back to its sender, out of the side it came in on.
+    IcmpError {
+        /// Why the input was refused.
+        reason: DropReason,
+        /// The error message.
+        reply: Emitted,
+    },
+    /// Nothing to send.
+    Dropped(DropReason),
+}
+
+/// Where the emitted packets lie in the output buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Emitted {
+    /// Bytes written, all packets together.
+    pub len: usize,
+    /// Number of packets (more than one only for fragments).
+    pub count: usize,
+}
+
+impl Emitted {
+    /// The emitted packets, each a slice of `out` (the buffer given to the translator).
+    pub fn packets<'b>(&self, out: &'b [u8]) -> Packets<'b> {
+        Packets {
+            rest: out.get(..self.len).unwrap_or(&[]),
+        }
+    }
+}
+
+/// Iterator over packets written back to back; each packet's length comes from its own IP header.
+#[derive(Debug, Clone)]
+pub struct Packets<'b> {
+    rest: &'b [u8],
+}
+
+impl<'b> Iterator for Packets<'b> {
+    type Item = &'b [u8];
+
+    fn next(&mut self) -> Option<&'b [u8]> {
+        let first = *self.rest.first()?;
+        let len = match first >> 4 {
+            4 if self.rest.len() >= 4 => {
+                usize::from(u16::from_be_bytes([self.rest[2], self.rest[3]]))
+            }
+            6 if self.rest.len() >= 6 => {
+                40 + usize::from(u16::from_be_bytes([self.rest[4], self.rest[5]]))
+            }
+            _ => self.rest.len(),
+        };
+        let len = len.clamp(1, self.rest.len());
+        let (pkt, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Some(pkt)
+    }
+}
+
+/// Why a packet was not translated. Open for additions: match with a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The input is shorter than its headers say, or than a header.
+    Truncated,
+    /// Wrong IP version, IPv4 IHL below 5, or an impossible length field.
+    Malformed,
+    /// The IPv4 header checksum is wrong.
+    Ipv4HeaderChecksum,
+    /// No mapping (EAM or RFC 6052) for the source address.
+    UntranslatableSource,
+    /// No mapping (EAM or RFC 6052) for the destination address.
+    UntranslatableDestination,
+    /// TTL or hop limit would reach zero (RFC 7915 §4.1 / §5.1).
+    Expired,
+    /// The IPv4 packet carries an unexpired loose or strict source route (RFC 7915 §4.1).
+    SourceRoute,
+    /// A Routing header with Segments Left non-zero (RFC 7915 §5.1).
+    SegmentsLeft,
+    /// An extension header after the Fragment header (RFC 7915 §5.1).
+    ExtensionAfterFragment,
+    /// A non-last fragment whose payload is not a multiple of 8 bytes (RFC 791, RFC 8200 §4.5).
+    UnalignedFragment,
+    /// An ICMP type or code with no counterpart (RFC 7915 §4.2 / §5.2).
+    UntranslatableIcmp,
+    /// A Parameter Problem pointer with no counterpart (RFC 7915 §4.2 / §5.2 tables).
+    UntranslatablePointer,
+    /// An ICMP error inside an ICMP error (RFC 7915 §4.3 / §5.3: one level only).
+    NestedIcmpError,
+    /// The packet quoted inside an ICMP error cannot be translated.
+    InnerPacket,
+    /// A fragmented ICMP message: its checksum cannot be translated.
+    FragmentedIcmp,
+    /// An IPv4 UDP datagram with checksum zero, refused by policy (RFC 7915 §4.5).
+    UdpZeroChecksum,
+    /// Larger than the next link and not allowed to be fragmented.
+    TooBig,
+    /// An ICMP error the translator would send about an ICMP error, or about a non-first fragment.
+    NoErrorAboutError,
+    /// The output buffer cannot hold the result.
+    BufferTooSmall,
+}
+
+impl DropReason {
+    /// A short stable name for logs and counters.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::Malformed => "malformed",
+            Self::Ipv4HeaderChecksum => "ipv4-header-checksum",
+            Self::UntranslatableSource => "untranslatable-source",
+            Self::UntranslatableDestination => "untranslatable-destination",
+            Self::Expired => "expired",
+            Self::SourceRoute => "source-route",
+            Self::SegmentsLeft => "segments-left",
+            Self::ExtensionAfterFragment => "extension-after-fragment",
+            Self::UnalignedFragment => "unaligned-fragment",
+            Self::UntranslatableIcmp => "untranslatable-icmp",
+            Self::UntranslatablePointer => "untranslatable-pointer",
+            Self::NestedIcmpError => "nested-icmp-error",
+            Self::InnerPacket => "inner-packet",
+            Self::FragmentedIcmp => "fragmented-icmp",
+            Self::UdpZeroChecksum => "udp-zero-checksum",
+            Self::TooBig => "too-big",
+            Self::NoErrorAboutError => "no-error-about-error",
+            Self::BufferTooSmall => "buffer-too-small",
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::error::Error for DropReason {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_walks_back_to_back_headers() {
+        let mut buf = [0u8; 100];
+        // A 30-byte IPv4 packet then a 48-byte IPv6 packet.
+        buf[0] = 0x45;
+        buf[2..4].copy_from_slice(&30u16.to_be_bytes());
+        buf[30] = 0x60;
+        buf[34..36].copy_from_slice(&8u16.to_be_bytes());
+        let e = Emitted { len: 78, count: 2 };
+        let lens: [usize; 2] = {
+            let mut it = e.packets(&buf).map(<[u8]>::len);
+            [it.next().unwrap(), it.next().unwrap()]
+        };
+        assert_eq!(lens, [30, 48]);
+        assert_eq!(e.packets(&buf).count(), 2);
+    }
+
+    #[test]
+    fn reasons_have_names() {
+        assert_eq!(DropReason::TooBig.as_str(), "too-big");
+    }
+}

@@ -1,0 +1,277 @@
+//! The translator: configuration plus the IPv4 identification counter, and the entry points that
+//! turn an internal result into an [`Outcome`] (including the ICMP errors it generates itself).
+
+use core::net::{Ipv4Addr, Ipv6Addr};
+use core::sync::atomic::{AtomicU16, Ordering};
+
+use crate::checksum;
+use crate::config::Config;
+use crate::eam::EamTable;
+use crate::emit::{self, Hdr4, Hdr6};
+use crate::outcome::{DropReason, Emitted, Outcome};
+use crate::wire::{self, Parse, proto};
+use crate::{xlat46, xlat64};
+
+/// Largest ICMPv4 error the translator emits (RFC 1812 §4.3.2.3).
+pub(crate) const MAX_ICMP4_ERROR: usize = 576;
+/// Largest ICMPv6 error the translator emits (RFC 4443 §2.4 (c)).
+pub(crate) const MAX_ICMP6_ERROR: usize = 1280;
+
+/// Why a translation stopped: a silent drop, or a drop answered by an ICMP error to the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fail {
+    Drop(DropReason),
+    /// Answer with this ICMP type/code; `rest` is bytes 4-7 of the ICMP header.
+    Reply {
+        reason: DropReason,
+        ty: u8,
+        code: u8,
+        rest: u32,
+    },
+}
+
+impl From<DropReason> for Fail {
+    fn from(r: DropReason) -> Self {
+        Fail::Drop(r)
+    }
+}
+
+/// Which end of the conversation an address belongs to, for the hairpinning rules of RFC 7757 §4.2.2:
+/// in the second pass of a hairpinned packet, the "remote" addresses (outer source, quoted
+/// destination) are mapped with RFC 6052 only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Local,
+    Remote,
+}
+
+/// A stateless IPv4/IPv6 translator (SIIT, RFC 7915).
+///
+/// `&self` is enough to translate, so one translator can serve several threads; the only mutable
+/// state is the counter that numbers IPv4 packets made from unfragmented IPv6 ones.
+#[derive(Debug)]
+pub struct Translator<'a> {
+    cfg: Config<'a>,
+    next_id: AtomicU16,
+}
+
+impl<'a> Translator<'a> {
+    /// A translator with this configuration.
+    pub const fn new(cfg: Config<'a>) -> Self {
+        Self {
+            cfg,
+            next_id: AtomicU16::new(0),
+        }
+    }
+
+    /// The configuration.
+    pub const fn config(&self) -> &Config<'a> {
+        &self.cfg
+    }
+
+    /// Translates an IPv4 packet that arrived on the IPv4 side. The result (IPv6 packets, or an
+    /// ICMPv4 error for the sender) is written at the start of `out`. An `out` of
+    /// [`Translator::out_len`]`(input.len())` bytes is always enough.
+    pub fn translate_4to6(&self, input: &[u8], out: &mut [u8]) -> Outcome {
+        match xlat46::translate(self, input, out, false) {
+            Ok(e) => Outcome::Translated(e),
+            Err(f) => self.fail4(input, out, f),
+        }
+    }
+
+    /// Translates an IPv6 packet that arrived on the IPv6 side. The result (IPv4 packets, a
+    /// hairpinned IPv6 packet, or an ICMPv6 error for the sender) is written at the start of `out`.
+    /// Hairpinning uses the second half of `out` as scratch space; an `out` of
+    /// [`Translator::out_len`]`(input.len())` bytes is always enough.
+    pub fn translate_6to4(&self, input: &[u8], out: &mut [u8]) -> Outcome {
+        match xlat64::translate(self, input, out) {
+            Ok(xlat64::Done::Out(e)) => Outcome::Translated(e),
+            Ok(xlat64::Done::Hairpin(e)) => Outcome::Hairpinned(e),
+            Err(f) => self.fail6(input, out, f),
+        }
+    }
+
+    /// An output buffer size that holds any result for an input of `input_len` bytes: the worst case
+    /// is a hairpinned packet (twice, for the scratch half) or an IPv4 datagram cut into
+    /// 1280-byte IPv6 fragments (48 bytes of headers per 1232 bytes of data).
+    pub const fn out_len(input_len: usize) -> usize {
+        let frags = input_len / 1232 + 1;
+        let need = input_len + 48 * frags + 64;
+        2 * if need > MAX_ICMP6_ERROR {
+            need
+        } else {
+            MAX_ICMP6_ERROR
+        }
+    }
+
+    pub(crate) fn cfg(&self) -> &Config<'a> {
+        &self.cfg
+    }
+
+    pub(crate) fn next_id(&self) -> u16 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// IPv4 → IPv6 address: EAM first (RFC 7757), then RFC 6052. `Remote` skips the EAM in the
+    /// second pass of a hairpinned packet.
+    pub(crate) fn map_4to6(&self, a: Ipv4Addr, role: Role, hairpin: bool) -> Option<Ipv6Addr> {
+        let eam = !(hairpin && role == Role::Remote);
+        if eam {
+            if let Some(v6) = EamTable::new(self.cfg.eam).to_v6(a) {
+                return Some(v6);
+            }
+        }
+        self.cfg.pool6?.embed(a, self.cfg.non_global)
+    }
+
+    /// IPv6 → IPv4 address: EAM first (RFC 7757), then RFC 6052.
+    pub(crate) fn map_6to4(&self, a: Ipv6Addr) -> Option<Ipv4Addr> {
+        EamTable::new(self.cfg.eam)
+            .to_v4(a)
+            .or_else(|| self.cfg.pool6?.extract(a, self.cfg.non_global))
+    }
+
+    /// RFC 6791: the IPv4 source for an ICMPv6 error whose source has no mapping. The address is
+    /// picked from the pool by the untranslatable source, so one router keeps one address.
+    pub(crate) fn rfc6791_v4(&self, untranslatable: Ipv6Addr) -> Option<Ipv4Addr> {
+        match self.cfg.rfc6791_v4 {
+            Some(p) => {
+                let h = checksum::fold(checksum::sum(&untranslatable.octets()));
+                let pick = u32::from(h) % p.size().max(1);
+                Some(Ipv4Addr::from_bits(p.addr().to_bits() | pick))
+            }
+            None => self.cfg.own_v4,
+        }
+    }
+
+    /// The same for ICMPv4 errors (a Jool extension; RFC 6791 only defines the IPv4 pool).
+    pub(crate) fn rfc6791_v6(&self, untranslatable: Ipv4Addr) -> Option<Ipv6Addr> {
+        match self.cfg.rfc6791_v6 {
+            Some(p) => {
+                let span = 128 - u32::from(p.prefix_len());
+                let bits = u128::from(untranslatable.to_bits());
+                let pick = if span == 0 {
+                    0
+                } else {
+                    bits & (u128::MAX >> (128 - span.min(32)))
+                };
+                Some(Ipv6Addr::from_bits(p.addr().to_bits() | pick))
+            }
+            None => self.cfg.own_v6,
+        }
+    }
+
+    fn fail4(&self, input: &[u8], out: &mut [u8], f: Fail) -> Outcome {
+        match f {
+            Fail::Drop(r) => Outcome::Dropped(r),
+            Fail::Reply {
+                reason,
+                ty,
+                code,
+                rest,
+            } => match self.reply4(input, out, ty, code, rest) {
+                Ok(e) => Outcome::IcmpError { reason, reply: e },
+                Err(_) => Outcome::Dropped(reason),
+            },
+        }
+    }
+
+    fn fail6(&self, input: &[u8], out: &mut [u8], f: Fail) -> Outcome {
+        match f {
+            Fail::Drop(r) => Outcome::Dropped(r),
+            Fail::Reply {
+                reason,
+                ty,
+                code,
+                rest,
+            } => match self.reply6(input, out, ty, code, rest) {
+                Ok(e) => Outcome::IcmpError { reason, reply: e },
+                Err(_) => Outcome::Dropped(reason),
+            },
+        }
+    }
+
+    /// An ICMPv4 error from the translator to the sender of `input`, quoting as much as fits in 576.
+    fn reply4(
+        &self,
+        input: &[u8],
+        out: &mut [u8],
+        ty: u8,
+        code: u8,
+        rest: u32,
+    ) -> Result<Emitted, DropReason> {
+        let own = self.cfg.own_v4.ok_or(DropReason::NoErrorAboutError)?;
+        let ip = wire::Ipv4::parse(input, Parse::Lax)?;
+        let quote = &input[..usize::from(ip.total_len)
+            .min(input.len())
+            .min(MAX_ICMP4_ERROR - 28)];
+        let h = Hdr4 {
+            tos: 0,
+            id: 0,
+            df: false,
+            mf: false,
+            offset: 0,
+            ttl: 64,
+            proto: proto::ICMP,
+            src: own,
+            dst: ip.src,
+        };
+        let icmp_len = 8 + quote.len();
+        emit::ipv4_header(out, &h, icmp_len)?;
+        let msg = out
+            .get_mut(20..20 + icmp_len)
+            .ok_or(DropReason::BufferTooSmall)?;
+        msg[0] = ty;
+        msg[1] = code;
+        msg[2..4].fill(0);
+        msg[4..8].copy_from_slice(&rest.to_be_bytes());
+        msg[8..].copy_from_slice(quote);
+        let c = checksum::finish(checksum::sum(msg));
+        msg[2..4].copy_from_slice(&c.to_be_bytes());
+        Ok(Emitted {
+            len: 20 + icmp_len,
+            count: 1,
+        })
+    }
+
+    /// An ICMPv6 error from the translator to the sender of `input`, quoting as much as fits in 1280.
+    fn reply6(
+        &self,
+        input: &[u8],
+        out: &mut [u8],
+        ty: u8,
+        code: u8,
+        rest: u32,
+    ) -> Result<Emitted, DropReason> {
+        let own = self.cfg.own_v6.ok_or(DropReason::NoErrorAboutError)?;
+        let ip = wire::Ipv6::parse(input, Parse::Lax)?;
+        let end = (40 + usize::from(ip.payload_len)).min(input.len());
+        let quote = &input[..end.min(MAX_ICMP6_ERROR - 48)];
+        let h = Hdr6 {
+            traffic_class: 0,
+            next: proto::ICMPV6,
+            hop_limit: 64,
+            src: own,
+            dst: ip.src,
+        };
+        let icmp_len = 8 + quote.len();
+        emit::ipv6_header(out, &h, None, icmp_len)?;
+        let msg = out
+            .get_mut(40..40 + icmp_len)
+            .ok_or(DropReason::BufferTooSmall)?;
+        msg[0] = ty;
+        msg[1] = code;
+        msg[2..4].fill(0);
+        msg[4..8].copy_from_slice(&rest.to_be_bytes());
+        msg[8..].copy_from_slice(quote);
+        let acc = checksum::add(
+            checksum::pseudo6(own, ip.src, proto::ICMPV6, icmp_len as u32),
+            checksum::sum(msg),
+        );
+        msg[2..4].copy_from_slice(&checksum::finish(acc).to_be_bytes());
+        Ok(Emitted {
+            len: 40 + icmp_len,
+            count: 1,
+        })
+    }
+}
