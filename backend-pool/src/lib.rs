@@ -45,6 +45,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
+#[cfg(feature = "tokio")]
+mod active;
 mod algorithm;
 mod alias;
 mod backend;
@@ -60,6 +62,8 @@ mod rng;
 mod swrr;
 mod tried;
 
+#[cfg(feature = "tokio")]
+pub use active::{ActiveChecks, ActiveConfig, Probe, ProbeFuture, TcpConnect};
 pub use algorithm::{Algorithm, Member, Proposal};
 pub use backend::{Backend, BackendId, Tier};
 pub use candidate::{Candidate, Candidates, InFlight};

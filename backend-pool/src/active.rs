@@ -1,0 +1,299 @@
+//! Active health checks (feature `tokio`): a task probes every backend of the current snapshot at
+//! a jittered interval, each probe under a timeout, and feeds the results to the pool's rise/fall
+//! counters. The task holds the pool weakly: it ends with the pool, or when its handle is dropped.
+
+use core::future::Future;
+use core::pin::Pin;
+use core::time::Duration;
+use std::sync::{Arc, Weak};
+
+use tokio::net::TcpStream;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::config::nanos;
+use crate::{Algorithm, Backend, BackendId, Pool, PoolError, Rng};
+
+/// What a probe returns: true when the backend is fit for traffic.
+pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
+/// A health probe. [`TcpConnect`] is the default; implement this for an HTTP check, a PROXY
+/// protocol handshake or anything else.
+pub trait Probe: Send + Sync + 'static {
+    /// Probes one backend. The checker applies the timeout, so this may simply await.
+    fn probe<'a>(&'a self, backend: &'a Backend) -> ProbeFuture<'a>;
+}
+
+/// Healthy when a TCP connection to the backend's address opens. Backends identified by name
+/// need a custom [`Probe`] that knows how to resolve them; here they always fail.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpConnect;
+
+impl Probe for TcpConnect {
+    fn probe<'a>(&'a self, backend: &'a Backend) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            match &backend.id {
+                BackendId::Addr(addr) => TcpStream::connect(*addr).await.is_ok(),
+                BackendId::Name(_) => false,
+            }
+        })
+    }
+}
+
+/// When and how long to probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveConfig {
+    /// Time between rounds.
+    pub interval: Duration,
+    /// Each round's wait varies by up to this percent either way, so a fleet does not probe in
+    /// lockstep.
+    pub jitter_percent: u8,
+    /// A probe that takes longer has failed.
+    pub timeout: Duration,
+}
+
+impl Default for ActiveConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            jitter_percent: 10,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The running checker; dropping it stops the checks.
+#[derive(Debug)]
+pub struct ActiveChecks {
+    task: JoinHandle<()>,
+}
+
+impl ActiveChecks {
+    /// Stops the checks (the same as dropping the handle).
+    pub fn stop(self) {}
+
+    /// True once the task has ended (its pool was dropped, or it was stopped).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+impl Drop for ActiveChecks {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<A: Algorithm> Pool<A> {
+    /// Starts active checks on the current tokio runtime. `epoch` is the instant the caller's
+    /// `now` values count from, so probe results and picks share one clock.
+    pub fn start_active_checks(
+        self: &Arc<Self>,
+        config: ActiveConfig,
+        probe: Arc<dyn Probe>,
+        epoch: Instant,
+        seed: u64,
+    ) -> Result<ActiveChecks, PoolError> {
+        if config.interval.is_zero() || config.timeout.is_zero() {
+            return Err(PoolError::InvalidConfig("interval and timeout must be > 0"));
+        }
+        if config.jitter_percent > 100 {
+            return Err(PoolError::InvalidConfig("jitter_percent must be <= 100"));
+        }
+        let pool = Arc::downgrade(self);
+        let task = tokio::spawn(run(pool, config, probe, epoch, Rng::new(seed)));
+        Ok(ActiveChecks { task })
+    }
+}
+
+async fn run<A: Algorithm>(
+    pool: Weak<Pool<A>>,
+    config: ActiveConfig,
+    probe: Arc<dyn Probe>,
+    epoch: Instant,
+    mut rng: Rng,
+) {
+    loop {
+        let Some(snapshot) = pool.upgrade().map(|p| p.snapshot()) else {
+            return;
+        };
+        let mut probes = JoinSet::new();
+        for backend in snapshot.backends() {
+            let (backend, probe) = (backend.clone(), Arc::clone(&probe));
+            probes.spawn(async move {
+                let ok = tokio::time::timeout(config.timeout, probe.probe(&backend))
+                    .await
+                    .unwrap_or(false);
+                (backend.id, ok)
+            });
+        }
+        drop(snapshot);
+        while let Some(joined) = probes.join_next().await {
+            // A probe that panicked says nothing about the backend: skip it.
+            let Ok((id, ok)) = joined else { continue };
+            let Some(pool) = pool.upgrade() else { return };
+            pool.record_probe(&id, ok, epoch.elapsed());
+        }
+        tokio::time::sleep(jittered(&config, &mut rng)).await;
+    }
+}
+
+fn jittered(config: &ActiveConfig, rng: &mut Rng) -> Duration {
+    let base = nanos(config.interval);
+    let spread = base / 100 * u64::from(config.jitter_percent);
+    let low = base - spread;
+    Duration::from_nanos(low + rng.below(spread.saturating_mul(2).saturating_add(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PoolConfig, WeightedRandom};
+    use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    struct Switch {
+        healthy: AtomicBool,
+        calls: AtomicU32,
+    }
+
+    impl Probe for Switch {
+        fn probe<'a>(&'a self, _: &'a Backend) -> ProbeFuture<'a> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let ok = self.healthy.load(Ordering::SeqCst);
+            Box::pin(async move { ok })
+        }
+    }
+
+    /// Never answers: only the timeout ends it.
+    struct Hang;
+
+    impl Probe for Hang {
+        fn probe<'a>(&'a self, _: &'a Backend) -> ProbeFuture<'a> {
+            Box::pin(core::future::pending())
+        }
+    }
+
+    fn pool() -> Arc<Pool<WeightedRandom>> {
+        let config = PoolConfig {
+            rise: 2,
+            fall: 3,
+            ..Default::default()
+        };
+        Arc::new(Pool::new([Backend::new("a", 1)], config, (), 1).unwrap())
+    }
+
+    fn down(pool: &Pool<WeightedRandom>) -> bool {
+        pool.status(&"a".into(), Duration::ZERO)
+            .unwrap()
+            .actively_down
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn custom_probe_with_fall_and_rise() {
+        let pool = pool();
+        let probe = Arc::new(Switch {
+            healthy: AtomicBool::new(false),
+            calls: AtomicU32::new(0),
+        });
+        let config = ActiveConfig {
+            interval: Duration::from_secs(1),
+            jitter_percent: 0,
+            timeout: Duration::from_millis(100),
+        };
+        let checks = pool
+            .start_active_checks(config, probe.clone(), Instant::now(), 1)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!down(&pool), "two failures are not yet three");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(down(&pool));
+        probe.healthy.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(down(&pool), "one success is not yet two");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!down(&pool));
+        // stopping ends the probes
+        checks.stop();
+        let calls = probe.calls.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(probe.calls.load(Ordering::SeqCst), calls);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_that_hangs_fails_by_timeout_and_the_task_ends_with_the_pool() {
+        let pool = pool();
+        let config = ActiveConfig {
+            interval: Duration::from_secs(1),
+            jitter_percent: 50,
+            timeout: Duration::from_millis(200),
+        };
+        let checks = pool
+            .start_active_checks(config, Arc::new(Hang), Instant::now(), 1)
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(down(&pool));
+        drop(pool);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(checks.is_finished());
+    }
+
+    #[test]
+    fn jitter_stays_within_its_band() {
+        let config = ActiveConfig {
+            interval: Duration::from_secs(10),
+            jitter_percent: 20,
+            timeout: Duration::from_secs(1),
+        };
+        let mut rng = Rng::new(1);
+        let waits: Vec<Duration> = (0..1000).map(|_| jittered(&config, &mut rng)).collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| *w >= Duration::from_secs(8) && *w <= Duration::from_secs(12))
+        );
+        assert!(waits.iter().any(|w| *w < Duration::from_secs(9)));
+        assert!(waits.iter().any(|w| *w > Duration::from_secs(11)));
+    }
+
+    #[tokio::test]
+    async fn tcp_connect_probe_against_real_sockets() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live = listener.local_addr().unwrap();
+        let closed = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap()
+        };
+        let accept = tokio::spawn(async move {
+            loop {
+                if listener.accept().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let config = PoolConfig {
+            fall: 2,
+            ..Default::default()
+        };
+        let backends = [Backend::new(live, 1), Backend::new(closed, 1)];
+        let pool = Arc::new(Pool::<WeightedRandom>::new(backends, config, (), 1).unwrap());
+        let active = ActiveConfig {
+            interval: Duration::from_millis(20),
+            jitter_percent: 10,
+            timeout: Duration::from_secs(1),
+        };
+        let _checks = pool
+            .start_active_checks(active, Arc::new(TcpConnect), Instant::now(), 2)
+            .unwrap();
+        let status = |addr| pool.status(&BackendId::Addr(addr), Duration::ZERO).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !status(closed).actively_down && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            status(closed).actively_down,
+            "refused connections take it down"
+        );
+        assert!(!status(live).actively_down);
+        accept.abort();
+    }
+}
