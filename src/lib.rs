@@ -7,6 +7,7 @@
 //! |----------------|----------------------------|----------------------------------------------------------|
 //! | `proxy-proto`  | [`proxy_proto`]            | PROXY protocol v1/v2: parse and emit, every TLV, sans-IO |
 //! | `sni-peek`     | [`sni_peek`]               | TLS SNI/ALPN/ECH, HTTP/1 Host, h2 `:authority`, split anywhere |
+//! | `backend-pool` | [`backend_pool`]           | weighted picks (smooth WRR, least-conn, Maglev), health  |
 //! | `tokio`        | (adds to the above)        | read a PROXY header off a stream with a trust policy     |
 //!
 //! The protocol crates are `#![no_std]` and allocation-free; depend on them directly with
@@ -21,3 +22,7 @@ pub use proxy_proto;
 #[cfg(feature = "sni-peek")]
 #[doc(inline)]
 pub use sni_peek;
+
+#[cfg(feature = "backend-pool")]
+#[doc(inline)]
+pub use backend_pool;
