@@ -57,7 +57,7 @@ fn is_grease(v: u16) -> bool {
 }
 
 /// What a ClientHello says about where the connection should go.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientHello<'a> {
     server_name: Option<HostName>,
     alpn: &'a [u8],

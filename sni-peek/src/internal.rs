@@ -110,27 +110,38 @@ pub fn build_hello(spec: &HelloSpec<'_>) -> Vec<u8> {
         }
     }
 
-    let mut body = vec![0x03, 0x03];
-    body.extend((0..32).map(|i| i as u8)); // random
-    body.push(32);
-    body.extend([0x5a; 32]); // legacy_session_id
     let mut suites = Vec::new();
     if spec.grease {
         suites.extend([0x2a, 0x2a]);
     }
     suites.extend([0x13, 0x01, 0x13, 0x02, 0xc0, 0x2f]);
-    body.extend(with_len16(&suites));
+    let exts: Vec<(u16, &[u8])> = exts.iter().map(|(t, d)| (*t, &d[..])).collect();
+    frame_hello(&hello_body(&suites, &exts))
+}
+
+/// A ClientHello body: TLS 1.2 legacy_version, fixed random, a 32-byte session id, the given
+/// cipher suites, null compression, and the given extensions in order.
+pub fn hello_body(cipher_suites: &[u8], exts: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut body = vec![0x03, 0x03];
+    body.extend((0..32).map(|i| i as u8)); // random
+    body.push(32);
+    body.extend([0x5a; 32]); // legacy_session_id
+    body.extend(with_len16(cipher_suites));
     body.extend([1, 0]); // compression: null
     let mut ext_block = Vec::new();
-    for (t, data) in &exts {
+    for (t, data) in exts {
         ext_block.extend_from_slice(&t.to_be_bytes());
         ext_block.extend(with_len16(data));
     }
     body.extend(with_len16(&ext_block));
+    body
+}
 
+/// Wraps a ClientHello body in its handshake header and in records of at most 2^14 bytes.
+pub fn frame_hello(body: &[u8]) -> Vec<u8> {
     let mut message = vec![1];
     message.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    message.extend(body);
+    message.extend_from_slice(body);
     let mut out = Vec::new();
     for chunk in message.chunks(crate::tls::MAX_RECORD_LEN) {
         out.extend([22, 3, 1]);
@@ -140,13 +151,15 @@ pub fn build_hello(spec: &HelloSpec<'_>) -> Vec<u8> {
     out
 }
 
-fn with_len16(data: &[u8]) -> Vec<u8> {
+/// `data` behind its two-byte length.
+pub fn with_len16(data: &[u8]) -> Vec<u8> {
     let mut v = (data.len() as u16).to_be_bytes().to_vec();
     v.extend_from_slice(data);
     v
 }
 
-fn with_len8(data: &[u8]) -> Vec<u8> {
+/// `data` behind its one-byte length.
+pub fn with_len8(data: &[u8]) -> Vec<u8> {
     let mut v = vec![data.len() as u8];
     v.extend_from_slice(data);
     v

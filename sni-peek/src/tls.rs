@@ -60,8 +60,8 @@ enum Class {
 /// Decides from the first three bytes: a TLS record, an SSLv2-compatible hello, or neither.
 fn classify(input: &[u8]) -> Class {
     match input {
-        [] => Class::Partial(3),
-        [content_type::HANDSHAKE] => Class::Partial(2),
+        [] => Class::Partial(RECORD_HEADER_LEN),
+        [content_type::HANDSHAKE] => Class::Partial(RECORD_HEADER_LEN - 1),
         [content_type::HANDSHAKE, 3, ..] => Class::Records,
         // SSLv2 record: 2-byte length with the top bit set, then msg_type CLIENT-HELLO (1).
         [b, ..] if b & 0x80 != 0 => match input.get(2) {
@@ -152,13 +152,9 @@ fn walk(input: &[u8], limits: &Limits) -> Result<Status<Walk>, Error> {
             }
         }
         let [_, v0, v1, l0, l1, ..] = *rest else {
-            // At least this header, then the rest of the hello if it came in one more record.
-            let hello_left = match total {
-                Some(t) => t - seen,
-                None => HANDSHAKE_HEADER_LEN - seen,
-            };
+            // The header first: its length says what comes next.
             return Ok(Status::Partial(Needed::bytes(
-                RECORD_HEADER_LEN - rest.len() + hello_left,
+                RECORD_HEADER_LEN - rest.len(),
             )));
         };
         records += 1;
@@ -227,14 +223,19 @@ fn walk(input: &[u8], limits: &Limits) -> Result<Status<Walk>, Error> {
             _ => {
                 seen += len;
                 if record_missing > 0 {
+                    // The rest of this record, then, when the hello is known to go on past it, one
+                    // more header and the rest of the hello (the fewest bytes that could do).
                     let hello_left = match total {
                         Some(t) => t - seen,
-                        None => HANDSHAKE_HEADER_LEN.saturating_sub(seen),
+                        None if seen < HANDSHAKE_HEADER_LEN => HANDSHAKE_HEADER_LEN - seen,
+                        None => 0,
                     };
-                    // The rest of this record, then a header and the rest of the hello.
-                    return Ok(Status::Partial(Needed::bytes(
-                        record_missing + RECORD_HEADER_LEN + hello_left,
-                    )));
+                    let next = if hello_left > 0 {
+                        RECORD_HEADER_LEN + hello_left
+                    } else {
+                        0
+                    };
+                    return Ok(Status::Partial(Needed::bytes(record_missing + next)));
                 }
                 pos = payload_end;
             }
@@ -274,4 +275,706 @@ fn reassemble<'a>(input: &[u8], scratch: &'a mut [u8], total: usize) -> Result<&
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::internal::{HelloSpec, build_hello, frame_hello, hello_body, reframe, with_len16};
+    use std::string::{String, ToString};
+    use std::vec::Vec;
+    use std::{format, vec};
+
+    const TLS13_ALPN: &[u8] = include_bytes!("../testdata/rustls_tls13_alpn.bin");
+    const NO_SNI: &[u8] = include_bytes!("../testdata/rustls_no_sni.bin");
+    const TLS12_ONLY: &[u8] = include_bytes!("../testdata/rustls_tls12_only.bin");
+    const PQ_SIZED: &[u8] = include_bytes!("../testdata/rustls_pq_sized.bin");
+    const OPENSSL: &[u8] = include_bytes!("../testdata/openssl_s_client.bin");
+    const CURL: &[u8] = include_bytes!("../testdata/curl.bin");
+    const GNUTLS: &[u8] = include_bytes!("../testdata/gnutls_cli.bin");
+    const CHROME_LIKE: &[u8] = include_bytes!("../testdata/chrome_like.bin");
+    const CHROME_LIKE_PQ: &[u8] = include_bytes!("../testdata/chrome_like_pq.bin");
+
+    /// A test hello: file name, its bytes, the name and ALPN protocols it must give.
+    type Sample = (
+        &'static str,
+        &'static [u8],
+        Option<&'static str>,
+        &'static [&'static [u8]],
+    );
+
+    const CAPTURED: &[Sample] = &[
+        (
+            "rustls_tls13_alpn",
+            TLS13_ALPN,
+            Some("rustls.example"),
+            &[b"h2", b"http/1.1"],
+        ),
+        ("rustls_no_sni", NO_SNI, None, &[b"http/1.1"]),
+        ("rustls_tls12_only", TLS12_ONLY, Some("tls12.example"), &[]),
+        (
+            "rustls_pq_sized",
+            PQ_SIZED,
+            Some("pq.example"),
+            &[b"h2", b"http/1.1"],
+        ),
+        (
+            "openssl_s_client",
+            OPENSSL,
+            Some("openssl.example"),
+            &[b"h2", b"http/1.1"],
+        ),
+        ("curl", CURL, Some("curl.example"), &[b"h2", b"http/1.1"]),
+        (
+            "gnutls_cli",
+            GNUTLS,
+            Some("gnutls.example"),
+            &[b"h2", b"http/1.1"],
+        ),
+        (
+            "chrome_like",
+            CHROME_LIKE,
+            Some("chrome.example"),
+            &[b"h2", b"http/1.1"],
+        ),
+        (
+            "chrome_like_pq",
+            CHROME_LIKE_PQ,
+            Some("pq.chrome.example"),
+            &[b"h2", b"http/1.1"],
+        ),
+    ];
+
+    fn parse_with(input: &[u8], limits: &Limits) -> Result<Status<ClientHello<'static>>, Error> {
+        // Leak-free 'static: copy into a fresh box per call, like a caller's growing buffer.
+        let input: &'static [u8] = std::boxed::Box::leak(input.into());
+        let scratch: &'static mut [u8] = std::boxed::Box::leak(vec![0u8; 20_000].into());
+        parse(input, scratch, limits)
+    }
+
+    fn hello(input: &[u8]) -> ClientHello<'static> {
+        match parse_with(input, &Limits::default()) {
+            Ok(Status::Complete(h)) => h,
+            other => panic!("expected a complete hello, got {other:?}"),
+        }
+    }
+
+    fn err(input: &[u8]) -> Error {
+        match parse_with(input, &Limits::default()) {
+            Err(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    fn answer(h: &ClientHello<'_>) -> (Option<String>, Vec<Vec<u8>>) {
+        (
+            h.server_name().map(|n| n.to_string()),
+            h.alpn().map(<[u8]>::to_vec).collect(),
+        )
+    }
+
+    fn expected(name: Option<&str>, alpn: &[&[u8]]) -> (Option<String>, Vec<Vec<u8>>) {
+        (
+            name.map(String::from),
+            alpn.iter().map(|p| p.to_vec()).collect(),
+        )
+    }
+
+    /// Every prefix must be Partial, and its `needed` must never overshoot the real end.
+    fn assert_prefixes_partial(input: &[u8], end: usize, limits: &Limits, what: &str) {
+        for cut in 0..end {
+            match parse_with(&input[..cut], limits) {
+                Ok(Status::Partial(Needed::Size(n))) => {
+                    assert!(
+                        cut + n.get() <= end,
+                        "{what}: cut {cut} needs {n} past {end}"
+                    )
+                }
+                other => panic!("{what}: cut {cut}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn captured_and_generated_hellos_give_name_and_alpn() {
+        for (file, bytes, name, alpn) in CAPTURED {
+            let h = hello(bytes);
+            assert_eq!(answer(&h), expected(*name, alpn), "{file}");
+            assert_eq!(h.consumed(), bytes.len(), "{file}");
+            assert_eq!(h.record_count(), 1, "{file}");
+        }
+    }
+
+    #[test]
+    fn every_split_offset_is_partial_then_the_same_answer() {
+        for (file, bytes, name, alpn) in CAPTURED {
+            assert_prefixes_partial(bytes, bytes.len(), &Limits::default(), file);
+            assert_eq!(answer(&hello(bytes)), expected(*name, alpn));
+        }
+    }
+
+    #[test]
+    fn needed_is_exact_once_the_single_record_header_is_in() {
+        let h = TLS13_ALPN;
+        for cut in RECORD_HEADER_LEN..h.len() {
+            assert_eq!(
+                parse_with(&h[..cut], &Limits::default()),
+                Ok(Status::Partial(Needed::bytes(h.len() - cut)))
+            );
+        }
+    }
+
+    #[test]
+    fn reframed_into_1_2_3_byte_records_every_prefix_then_the_same_answer() {
+        let many = Limits {
+            max_records: usize::MAX,
+            ..Limits::default()
+        };
+        for (file, bytes, name, alpn) in CAPTURED {
+            for payload in [1, 2, 3] {
+                let framed = reframe(bytes, payload);
+                let what = format!("{file} in {payload}-byte records");
+                assert_prefixes_partial(&framed, framed.len(), &many, &what);
+                match parse_with(&framed, &many) {
+                    Ok(Status::Complete(h)) => {
+                        assert_eq!(answer(&h), expected(*name, alpn), "{what}");
+                        assert_eq!(h.consumed(), framed.len());
+                    }
+                    other => panic!("{what}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn three_records_and_split_inside_the_handshake_header_and_the_name() {
+        // Records cut at 2 bytes (inside the handshake header), then inside the SNI.
+        let spec = HelloSpec {
+            server_name: Some(b"split.example"),
+            ..HelloSpec::default()
+        };
+        let one = build_hello(&spec);
+        let message = &one[RECORD_HEADER_LEN..];
+        let name_at = message.windows(5).position(|w| w == b"split").unwrap() + 3;
+        let mut framed = Vec::new();
+        for part in [&message[..2], &message[2..name_at], &message[name_at..]] {
+            framed.extend([22, 3, 1]);
+            framed.extend((part.len() as u16).to_be_bytes());
+            framed.extend_from_slice(part);
+        }
+        let h = hello(&framed);
+        assert_eq!(h.server_name().unwrap(), "split.example");
+        assert_eq!(h.record_count(), 3);
+    }
+
+    #[test]
+    fn one_to_four_bytes_need_the_rest_of_the_record_header() {
+        for n in 0..RECORD_HEADER_LEN {
+            assert_eq!(
+                parse_with(&TLS13_ALPN[..n], &Limits::default()),
+                Ok(Status::Partial(Needed::bytes(RECORD_HEADER_LEN - n)))
+            );
+        }
+    }
+
+    #[test]
+    fn not_tls_from_the_first_byte() {
+        assert_eq!(err(b"G"), Error::NotTls);
+        assert_eq!(err(&[0x16, 0x02]), Error::NotTls);
+        assert_eq!(err(&[0x80, 0x2e, 0x02]), Error::NotTls);
+    }
+
+    #[test]
+    fn too_many_records_under_the_default_cap() {
+        let framed = reframe(TLS13_ALPN, 1);
+        assert_eq!(err(&framed), Error::TooManyRecords { limit: 64 });
+    }
+
+    #[test]
+    fn zero_length_record_is_an_error() {
+        let mut input = vec![22, 3, 1, 0, 0];
+        input.extend_from_slice(TLS13_ALPN);
+        assert_eq!(err(&input), Error::EmptyRecord);
+    }
+
+    #[test]
+    fn record_longer_than_2_14_is_an_error() {
+        assert_eq!(
+            err(&[22, 3, 1, 0x40, 0x01, 1]),
+            Error::RecordOverflow { len: 16385 }
+        );
+    }
+
+    #[test]
+    fn handshake_length_over_the_cap_fails_at_once() {
+        // Only 9 bytes: the record header and the handshake header announcing 64 KiB.
+        assert_eq!(
+            err(&[22, 3, 1, 0x40, 0x00, 1, 0x01, 0x00, 0x00]),
+            Error::HelloTooLarge {
+                len: 0x10000,
+                limit: 16384
+            }
+        );
+    }
+
+    #[test]
+    fn alert_or_ccs_before_the_hello_completes_is_an_error() {
+        let mut framed = reframe(TLS13_ALPN, 100);
+        let second = RECORD_HEADER_LEN + 100;
+        framed.splice(second..second, [21, 3, 3, 0, 2, 2, 40]);
+        assert_eq!(err(&framed), Error::InterleavedRecord { content_type: 21 });
+        // As soon as its first byte is there.
+        assert_eq!(
+            err(&framed[..second + 1]),
+            Error::InterleavedRecord { content_type: 21 }
+        );
+    }
+
+    #[test]
+    fn ccs_and_early_data_after_the_hello_are_left_for_forwarding() {
+        let mut input = TLS13_ALPN.to_vec();
+        input.extend([20, 3, 3, 0, 1, 1, 23, 3, 3, 0, 3, 9, 9, 9]);
+        let h = hello(&input);
+        assert_eq!(h.server_name().unwrap(), "rustls.example");
+        assert_eq!(h.consumed(), TLS13_ALPN.len());
+    }
+
+    #[test]
+    fn handshake_type_other_than_client_hello_fails_at_its_first_byte() {
+        assert_eq!(
+            err(&[22, 3, 3, 0, 50, 2]),
+            Error::NotClientHello { handshake_type: 2 }
+        );
+    }
+
+    #[test]
+    fn handshake_bytes_after_the_hello_in_its_record_are_an_error() {
+        let mut input = TLS13_ALPN.to_vec();
+        input.extend([20, 0, 0, 0]);
+        let len = (TLS13_ALPN.len() - RECORD_HEADER_LEN + 4) as u16;
+        input[3..5].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(err(&input), Error::DataAfterHello { count: 4 });
+    }
+
+    #[test]
+    fn record_versions_0300_to_0303_accepted() {
+        for minor in 0..=3 {
+            let mut input = TLS13_ALPN.to_vec();
+            input[2] = minor;
+            assert_eq!(
+                hello(&input).record_version(),
+                ProtocolVersion(0x0300 | u16::from(minor))
+            );
+        }
+    }
+
+    #[test]
+    fn sslv2_hello_is_tls_without_a_name() {
+        // msg_type 1, version 3.1, cipher_spec 3, session 0, challenge 16.
+        let mut v2 = vec![
+            0x80, 0x1c, 0x01, 0x03, 0x01, 0x00, 0x03, 0x00, 0x00, 0x00, 0x10,
+        ];
+        v2.extend([0x00, 0x00, 0x2f]);
+        v2.extend([0xab; 16]);
+        assert_eq!(
+            parse_with(&v2[..4], &Limits::default()),
+            Ok(Status::Partial(Needed::bytes(1)))
+        );
+        assert_eq!(
+            parse_with(&v2[..10], &Limits::default()),
+            Ok(Status::Partial(Needed::bytes(20)))
+        );
+        let h = hello(&v2);
+        assert!(h.is_sslv2());
+        assert_eq!(h.server_name(), None);
+        assert_eq!(h.legacy_version(), ProtocolVersion::TLSV1_0);
+        assert_eq!(h.consumed(), 30);
+        assert_eq!(
+            err(&[0x80, 0x04, 0x01, 3, 1]),
+            Error::Truncated {
+                layer: "SSLv2 ClientHello",
+                required: 9,
+                got: 4
+            }
+        );
+    }
+
+    #[test]
+    fn ssl3_hello_without_extensions_has_no_name() {
+        let mut body = hello_body(&[0x00, 0x2f], &[]);
+        body.truncate(body.len() - 2); // drop the empty extensions block
+        body[..2].copy_from_slice(&[3, 0]);
+        let h = hello(&frame_hello(&body));
+        assert_eq!(h.server_name(), None);
+        assert_eq!(h.alpn().count(), 0);
+        assert_eq!(h.max_version(), ProtocolVersion::SSLV3);
+    }
+
+    #[test]
+    fn no_sni_still_reports_alpn() {
+        let h = hello(NO_SNI);
+        assert_eq!(h.server_name(), None);
+        assert_eq!(h.alpn().collect::<Vec<_>>(), [b"http/1.1"]);
+    }
+
+    fn with_ext(t: u16, data: &[u8]) -> Vec<u8> {
+        frame_hello(&hello_body(&[0x13, 0x01], &[(t, data)]))
+    }
+
+    fn sni(entries: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut list = Vec::new();
+        for (kind, name) in entries {
+            list.push(*kind);
+            list.extend(with_len16(name));
+        }
+        with_len16(&list)
+    }
+
+    #[test]
+    fn empty_sni_extension_is_an_error() {
+        assert_eq!(
+            err(&with_ext(0, &[])),
+            Error::Empty {
+                field: "server_name extension"
+            }
+        );
+        assert_eq!(
+            err(&with_ext(0, &[0, 0])),
+            Error::Empty {
+                field: "server_name_list"
+            }
+        );
+        assert_eq!(
+            err(&with_ext(0, &sni(&[(0, b"")]))),
+            Error::Empty { field: "host_name" }
+        );
+    }
+
+    #[test]
+    fn sni_list_length_not_filling_the_extension_is_an_error() {
+        let mut data = sni(&[(0, b"a.example")]);
+        data.push(0);
+        assert_eq!(
+            err(&with_ext(0, &data)),
+            Error::LengthMismatch {
+                layer: "server_name_list",
+                declared: 12,
+                actual: 13
+            }
+        );
+    }
+
+    #[test]
+    fn name_overrunning_its_list_is_an_error() {
+        let mut data = sni(&[(0, b"a.example")]);
+        data[4] = 20; // host_name length past the list
+        assert_eq!(
+            err(&with_ext(0, &data)),
+            Error::Truncated {
+                layer: "server_name_list",
+                required: 20,
+                got: 9
+            }
+        );
+    }
+
+    #[test]
+    fn two_host_names_are_an_error() {
+        let data = sni(&[(0, b"a.example"), (0, b"b.example")]);
+        assert_eq!(err(&with_ext(0, &data)), Error::DuplicateHostName);
+    }
+
+    #[test]
+    fn unknown_name_type_is_no_name() {
+        assert_eq!(
+            hello(&with_ext(0, &sni(&[(7, b"opaque")]))).server_name(),
+            None
+        );
+        let h = hello(&with_ext(0, &sni(&[(7, b"opaque"), (0, b"b.example")])));
+        assert_eq!(h.server_name().unwrap(), "b.example");
+    }
+
+    #[test]
+    fn duplicate_extension_is_an_error() {
+        let body = hello_body(&[0x13, 0x01], &[(23, &[]), (10, &[0, 2, 0, 29]), (23, &[])]);
+        assert_eq!(
+            err(&frame_hello(&body)),
+            Error::DuplicateExtension { ext_type: 23 }
+        );
+        // Same low bits (the filter collides), different types: not duplicates.
+        let body = hello_body(&[0x13, 0x01], &[(23, &[]), (23 + 1024, &[])]);
+        assert!(hello(&frame_hello(&body)).server_name().is_none());
+    }
+
+    #[test]
+    fn names_are_normalised_or_refused() {
+        let name = |n: &[u8]| hello(&with_ext(0, &sni(&[(0, n)]))).server_name().copied();
+        assert_eq!(name(b"WWW.Example.COM.").unwrap(), "www.example.com");
+        assert_eq!(name(b"_dmarc.example").unwrap(), "_dmarc.example");
+        assert_eq!(
+            name(b"xn--nxasmq6b.example").unwrap(),
+            "xn--nxasmq6b.example"
+        );
+        assert_eq!(name(b"192.0.2.1"), None);
+        for bad in [
+            &b"a\0b"[..],
+            b"a b",
+            b"a/b",
+            "é.example".as_bytes(),
+            b"a..b",
+        ] {
+            assert!(
+                matches!(
+                    err(&with_ext(0, &sni(&[(0, bad)]))),
+                    Error::InvalidName { .. }
+                ),
+                "{bad:?}"
+            );
+        }
+        let long_label = [b'a'; 64];
+        assert!(matches!(
+            err(&with_ext(0, &sni(&[(0, &long_label)]))),
+            Error::InvalidName { .. }
+        ));
+        let long_name = [b'a'; 254].map(|_| b'a');
+        let mut dotted = long_name;
+        for i in (60..254).step_by(60) {
+            dotted[i] = b'.';
+        }
+        assert_eq!(
+            err(&with_ext(0, &sni(&[(0, &dotted)]))),
+            Error::InvalidName {
+                reason: "longer than 253 bytes"
+            }
+        );
+    }
+
+    #[test]
+    fn grease_is_ignored_everywhere() {
+        let spec = HelloSpec {
+            server_name: Some(b"grease.example"),
+            alpn: &[b"\x1a\x1a", b"h2"],
+            grease: true,
+            ..HelloSpec::default()
+        };
+        let h = hello(&build_hello(&spec));
+        assert_eq!(h.server_name().unwrap(), "grease.example");
+        assert_eq!(h.alpn().collect::<Vec<_>>(), [b"h2"]);
+        assert_eq!(
+            h.supported_versions().collect::<Vec<_>>(),
+            [ProtocolVersion::TLSV1_3, ProtocolVersion::TLSV1_2]
+        );
+        assert_eq!(h.cipher_suites().count(), 3);
+    }
+
+    #[test]
+    fn ech_flags_the_outer_name() {
+        let h = hello(CHROME_LIKE);
+        assert!(h.has_ech());
+        assert_eq!(h.server_name().unwrap(), "chrome.example");
+        assert!(!hello(TLS13_ALPN).has_ech());
+    }
+
+    #[test]
+    fn empty_alpn_list_or_protocol_is_an_error() {
+        assert_eq!(
+            err(&with_ext(16, &[0, 0])),
+            Error::Empty {
+                field: "protocol_name_list"
+            }
+        );
+        assert_eq!(
+            err(&with_ext(16, &[0, 4, 2, b'h', b'2', 0])),
+            Error::Empty {
+                field: "ALPN protocol name"
+            }
+        );
+        assert_eq!(
+            err(&with_ext(16, &[0, 3, 2, b'h'])),
+            Error::LengthMismatch {
+                layer: "protocol_name_list",
+                declared: 3,
+                actual: 2
+            }
+        );
+    }
+
+    #[test]
+    fn extension_bytes_left_over_are_an_error() {
+        // ALPN list shorter than its extension.
+        assert_eq!(
+            err(&with_ext(16, &[0, 3, 2, b'h', b'2', 0xff])),
+            Error::LengthMismatch {
+                layer: "protocol_name_list",
+                declared: 3,
+                actual: 4
+            }
+        );
+        // supported_versions likewise, and odd.
+        assert_eq!(
+            err(&with_ext(43, &[2, 3, 4, 9])),
+            Error::LengthMismatch {
+                layer: "supported_versions",
+                declared: 2,
+                actual: 3
+            }
+        );
+        assert_eq!(
+            err(&with_ext(43, &[1, 3])),
+            Error::OddLength {
+                field: "supported_versions",
+                len: 1
+            }
+        );
+        // Bytes after the extensions block.
+        let mut body = hello_body(&[0x13, 0x01], &[]);
+        body.push(0);
+        assert_eq!(
+            err(&frame_hello(&body)),
+            Error::TrailingBytes {
+                layer: "ClientHello",
+                count: 1
+            }
+        );
+        // An extension running past the block.
+        let mut body = hello_body(&[0x13, 0x01], &[(23, &[1, 2])]);
+        let n = body.len();
+        body[n - 3] = 9;
+        assert_eq!(
+            err(&frame_hello(&body)),
+            Error::Truncated {
+                layer: "extensions",
+                required: 9,
+                got: 2
+            }
+        );
+    }
+
+    #[test]
+    fn session_id_cipher_suites_and_compression_are_checked() {
+        let good = hello_body(&[0x13, 0x01], &[]);
+        let mut long_sid = good.clone();
+        long_sid[34] = 33;
+        assert_eq!(
+            err(&frame_hello(&long_sid)),
+            Error::SessionIdTooLong { len: 33 }
+        );
+        assert_eq!(
+            err(&frame_hello(&hello_body(&[0x13, 0x01, 0x13], &[]))),
+            Error::OddLength {
+                field: "cipher_suites",
+                len: 3
+            }
+        );
+        assert_eq!(
+            err(&frame_hello(&hello_body(&[], &[]))),
+            Error::Empty {
+                field: "cipher_suites"
+            }
+        );
+        let mut no_comp = good.clone();
+        let at = 2 + 32 + 1 + 32 + 2 + 2;
+        no_comp.splice(at..at + 2, [0]);
+        assert_eq!(
+            err(&frame_hello(&no_comp)),
+            Error::Empty {
+                field: "legacy_compression_methods"
+            }
+        );
+        // A hello cut short inside the random.
+        assert_eq!(
+            err(&frame_hello(&good[..20])),
+            Error::Truncated {
+                layer: "ClientHello",
+                required: 32,
+                got: 18
+            }
+        );
+    }
+
+    #[test]
+    fn padding_up_to_the_cap_still_gives_the_name() {
+        let spec = HelloSpec {
+            server_name: Some(b"padded.example"),
+            padding: 16_000,
+            ..HelloSpec::default()
+        };
+        let input = build_hello(&spec);
+        assert_eq!(hello(&input).server_name().unwrap(), "padded.example");
+        let over = HelloSpec {
+            padding: 17_000,
+            ..spec
+        };
+        assert!(matches!(
+            err(&build_hello(&over)),
+            Error::HelloTooLarge { .. }
+        ));
+        let roomy = Limits {
+            max_hello_len: 20_000,
+            ..Limits::default()
+        };
+        // Over 2^14: two records, joined in scratch.
+        let h = parse_with(&build_hello(&over), &roomy)
+            .unwrap()
+            .complete()
+            .unwrap();
+        assert_eq!(
+            (h.server_name().unwrap().as_str(), h.record_count()),
+            ("padded.example", 2)
+        );
+    }
+
+    #[test]
+    fn scratch_too_small_for_a_multi_record_hello() {
+        let framed = reframe(TLS13_ALPN, 100);
+        let mut scratch = [0u8; 100];
+        assert_eq!(
+            parse(&framed, &mut scratch, &Limits::default()).unwrap_err(),
+            Error::ScratchTooSmall {
+                required: TLS13_ALPN.len() - RECORD_HEADER_LEN,
+                got: 100
+            }
+        );
+        // A single-record hello never touches it.
+        assert!(parse(TLS13_ALPN, &mut [], &Limits::default()).is_ok());
+    }
+
+    /// Writes the synthetic Chrome-like hellos: `SNI_PEEK_WRITE_TESTDATA=1 cargo test -p sni-peek`.
+    #[test]
+    fn synthetic_testdata_is_what_the_generator_makes() {
+        let alpn: &[&[u8]] = &[b"h2", b"http/1.1"];
+        // Sizes as Chrome sends them: ~570 bytes classic, ~1.8 KB with an X25519MLKEM768 share.
+        let chrome = |name: &'static [u8], key_share_len, padding, shuffle| HelloSpec {
+            server_name: Some(name),
+            alpn,
+            grease: true,
+            ech_len: 186,
+            key_share_len,
+            padding,
+            shuffle,
+        };
+        for (file, spec, bytes) in [
+            (
+                "chrome_like",
+                chrome(b"chrome.example", 32, 165, 7),
+                CHROME_LIKE,
+            ),
+            (
+                "chrome_like_pq",
+                chrome(b"pq.chrome.example", 1216, 165, 11),
+                CHROME_LIKE_PQ,
+            ),
+        ] {
+            let made = build_hello(&spec);
+            if std::env::var_os("SNI_PEEK_WRITE_TESTDATA").is_some() {
+                let path = format!("{}/testdata/{file}.bin", env!("CARGO_MANIFEST_DIR"));
+                std::fs::write(path, &made).unwrap();
+            } else {
+                assert_eq!(
+                    made, bytes,
+                    "{file}: regenerate with SNI_PEEK_WRITE_TESTDATA=1"
+                );
+            }
+        }
+    }
 }
