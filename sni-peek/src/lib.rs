@@ -247,3 +247,126 @@ fn map<T, U>(s: Status<T>, f: impl FnOnce(T) -> U) -> Status<U> {
         Status::Partial(n) => Status::Partial(n),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::internal::{HelloSpec, build_hello, reframe};
+    use proptest::prelude::*;
+    use std::string::String;
+    use std::vec::Vec;
+
+    fn host_name() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec("[a-zA-Z0-9_][a-zA-Z0-9_-]{0,20}", 1..5),
+            any::<bool>(),
+        )
+            .prop_map(|(labels, dot)| labels.join(".") + if dot { "." } else { "" })
+    }
+
+    fn protocols() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        proptest::collection::vec(proptest::collection::vec(0x21u8..0x7f, 1..12), 0..5)
+    }
+
+    proptest! {
+        #[test]
+        fn generated_hellos_give_back_name_and_alpn(
+            name in proptest::option::of(host_name()),
+            alpn in protocols(),
+            grease in any::<bool>(),
+            ech_len in prop_oneof![Just(0usize), 1usize..300],
+            key_share_len in prop_oneof![Just(32usize), Just(1216usize), 0usize..100],
+            padding in prop_oneof![Just(0usize), 1usize..2000],
+            shuffle in any::<u64>(),
+            payload in 1usize..700,
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let alpn_refs: Vec<&[u8]> = alpn.iter().map(Vec::as_slice).collect();
+            let spec = HelloSpec {
+                server_name: name.as_deref().map(str::as_bytes),
+                alpn: &alpn_refs,
+                grease,
+                ech_len,
+                key_share_len,
+                padding,
+                shuffle,
+            };
+            let input = reframe(&build_hello(&spec), payload);
+            let limits = Limits { max_records: usize::MAX, ..Limits::default() };
+            let mut scratch = std::vec![0u8; limits.scratch_len()];
+            let Ok(Status::Complete(Detected::Tls(h))) = peek(&input, &mut scratch, &limits) else {
+                panic!("not a complete hello");
+            };
+            let want = name.map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+            prop_assert_eq!(h.server_name().map(|n| String::from(n.as_str())), want);
+            prop_assert_eq!(h.alpn().collect::<Vec<_>>(), alpn_refs);
+            prop_assert_eq!(h.has_ech(), ech_len > 0);
+            prop_assert_eq!(h.consumed(), input.len());
+            let cut = cut.index(input.len());
+            let mut scratch = std::vec![0u8; limits.scratch_len()];
+            let partial = peek(&input[..cut], &mut scratch, &limits);
+            prop_assert!(matches!(partial, Ok(Status::Partial(_))), "cut {}: {:?}", cut, partial);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            prefix in prop_oneof![
+                Just(&b""[..]),
+                Just(&b"\x16\x03\x01"[..]),
+                Just(&b"\x16\x03\x01\x01\x00\x01\x00\x00\xfc\x03\x03"[..]),
+                Just(&b"GET / HTTP/1.1\r\n"[..]),
+                Just(&h2::PREFACE[..]),
+            ],
+            tail in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let mut input = prefix.to_vec();
+            input.extend(tail);
+            let mut scratch = [0u8; 512];
+            let _ = peek(&input, &mut scratch, &Limits::default());
+        }
+    }
+
+    #[test]
+    fn peek_routes_each_protocol_and_unknown() {
+        let mut scratch = [0u8; 64];
+        let limits = Limits::default();
+        let mut route = |input: &[u8]| match peek(input, &mut scratch, &limits) {
+            Ok(Status::Complete(d)) => d.route(),
+            other => panic!("{other:?}"),
+        };
+        let r = route(b"GET / HTTP/1.1\r\nHost: a.example:81\r\n\r\n");
+        assert_eq!(
+            (r.protocol, r.host.unwrap().as_str(), r.port),
+            (Protocol::Http1, "a.example", Some(81))
+        );
+        assert_eq!(route(b"SSH-2.0-x\r\n").protocol, Protocol::Unknown);
+        assert_eq!(route(b"\x00\x00").protocol, Protocol::Unknown);
+        assert_eq!(route(&[0x16, 0x01]).protocol, Protocol::Unknown);
+        let r = route(&h2::tests::request(b"h2.example"));
+        assert_eq!(
+            (r.protocol, r.host.unwrap().as_str()),
+            (Protocol::H2, "h2.example")
+        );
+        let tls = include_bytes!("../testdata/rustls_tls13_alpn.bin");
+        let r = route(tls);
+        assert_eq!(
+            (r.protocol, r.host.unwrap().as_str(), r.consumed),
+            (Protocol::Tls, "rustls.example", tls.len())
+        );
+    }
+
+    #[test]
+    fn ambiguous_starts_wait() {
+        let mut scratch = [0u8; 64];
+        let limits = Limits::default();
+        for input in [&b""[..], b"P", b"PRI", b"PRI * HTTP/2.0\r\n", b"\x16"] {
+            assert!(
+                matches!(peek(input, &mut scratch, &limits), Ok(Status::Partial(_))),
+                "{input:?}"
+            );
+        }
+        assert!(
+            matches!(peek(b"PRI * HTTP/2.0\r\n", &mut scratch, &limits), Ok(Status::Partial(Needed::Size(n))) if n.get() == 8)
+        );
+    }
+}
