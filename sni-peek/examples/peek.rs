@@ -11,7 +11,7 @@
 //!
 //! Usage: `cargo run -p sni-peek --example peek -- FILE` (or bytes on stdin).
 
-use std::fmt::Write as _;
+use core::fmt::Write as _;
 use std::io::Read;
 use std::process::ExitCode;
 
