@@ -50,6 +50,12 @@ pub fn update(old: u16, removed: u32, added: u32) -> u16 {
     !fold(acc)
 }
 
+/// A UDP checksum that came out as zero is sent as all ones: zero means "none" (RFC 768), and
+/// IPv6 forbids it (RFC 8200 §8.1). Both are the same value in one's-complement arithmetic.
+pub fn udp(c: u16) -> u16 {
+    if c == 0 { 0xffff } else { c }
+}
+
 /// Sum of the IPv4 pseudo-header (RFC 768 / RFC 793).
 pub fn pseudo4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u32) -> u32 {
     let mut acc = sum(&src.octets());

@@ -76,6 +76,8 @@ mod outcome;
 mod prefix;
 mod rfc4884;
 mod rfc6052;
+#[cfg(test)]
+mod testpkt;
 mod translator;
 mod wire;
 mod xlat46;

@@ -86,14 +86,14 @@ pub(crate) fn translate(
                         checksum::sum(payload),
                     );
                     let c = checksum::finish(acc);
-                    patches.word(6, if c == 0 { 0xffff } else { c });
+                    patches.word(6, checksum::udp(c));
                 } else {
                     let c = checksum::update(
                         old,
                         checksum::addrs4(ip.src, ip.dst),
                         checksum::addrs6(src, dst),
                     );
-                    patches.word(6, c);
+                    patches.word(6, checksum::udp(c));
                 }
             }
             proto::ICMP => {
@@ -320,7 +320,7 @@ fn inner_packet(
                         checksum::addrs4(inner.src, inner.dst),
                         checksum::addrs6(src, dst),
                     );
-                    patches.word(6, c);
+                    patches.word(6, checksum::udp(c));
                 }
             }
             proto::ICMP => {
@@ -362,4 +362,576 @@ fn inner_packet(
     let hl = emit::ipv6_header(out, &h, frag, claimed)?;
     write_payload(out, hl, data, &patches, 0)?;
     Ok(hl + data.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::config::{Config, UdpZeroChecksum};
+    use crate::outcome::Outcome;
+    use crate::testpkt::{
+        self, V4, V4_HOST, V6_HOST_AS_V4, a6, config, v4_host_as_v6, v6_host, verify,
+    };
+    use core::net::Ipv4Addr;
+
+    fn run(cfg: Config<'_>, input: &[u8]) -> (Outcome, Vec<u8>) {
+        let t = Translator::new(cfg);
+        let mut out = std::vec![0u8; Translator::out_len(input.len())];
+        let o = t.translate_4to6(input, &mut out);
+        (o, out)
+    }
+
+    fn packets(o: Outcome, out: &[u8]) -> Vec<Vec<u8>> {
+        let e = match o {
+            Outcome::Translated(e)
+            | Outcome::Hairpinned(e)
+            | Outcome::IcmpError { reply: e, .. } => e,
+            Outcome::Dropped(r) => panic!("dropped: {r}"),
+        };
+        let v: Vec<Vec<u8>> = e.packets(out).map(<[u8]>::to_vec).collect();
+        assert_eq!(v.len(), e.count);
+        v
+    }
+
+    fn translated(cfg: Config<'_>, input: &[u8]) -> Vec<u8> {
+        let (o, out) = run(cfg, input);
+        assert!(matches!(o, Outcome::Translated(_)), "{o:?}");
+        let mut p = packets(o, &out);
+        assert_eq!(p.len(), 1);
+        p.remove(0)
+    }
+
+    fn udp(data: &[u8]) -> Vec<u8> {
+        let mut u = std::vec![0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 0];
+        u[4..6].copy_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        u.extend_from_slice(data);
+        u
+    }
+
+    fn tcp_syn() -> Vec<u8> {
+        let mut t = std::vec![0u8; 20];
+        t[..4].copy_from_slice(&[0xc0, 0x01, 0x00, 0x50]);
+        t[4..8].copy_from_slice(&7u32.to_be_bytes());
+        t[12] = 0x50;
+        t[13] = 0x02;
+        t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        t
+    }
+
+    // RFC 7915 §4.1: every field of the IPv6 header.
+    #[test]
+    fn header_fields() {
+        let mut h = V4::new(17);
+        h.tos = 0xb8;
+        let input = h.build(&udp(b"hello"), true);
+        let out = translated(config(), &input);
+        assert_eq!(out[0], 0x6b, "version 6, traffic class copied from TOS");
+        assert_eq!(out[1], 0x80, "flow label zero");
+        assert_eq!(&out[2..4], &[0, 0]);
+        assert_eq!(
+            u16::from_be_bytes([out[4], out[5]]),
+            13,
+            "payload length = total - IHL"
+        );
+        assert_eq!(out[6], 17);
+        assert_eq!(out[7], 63, "hop limit = TTL - 1");
+        assert_eq!(&out[8..24], &v4_host_as_v6().octets());
+        assert_eq!(&out[24..40], &v6_host().octets());
+        verify(&out).unwrap();
+    }
+
+    #[test]
+    fn traffic_class_can_be_forced() {
+        let mut h = V4::new(17);
+        h.tos = 0xb8;
+        let mut cfg = config();
+        cfg.traffic_class = Some(0);
+        let out = translated(cfg, &h.build(&udp(b"x"), true));
+        assert_eq!(&out[..2], &[0x60, 0x00]);
+    }
+
+    // RFC 7915 §4.1 + RFC 1624: TCP checksum updated, not recomputed; a wrong one stays wrong by
+    // the same amount.
+    #[test]
+    fn tcp_checksum_incremental() {
+        let input = V4::new(6).build(&tcp_syn(), true);
+        let out = translated(config(), &input);
+        verify(&out).unwrap();
+        let mut bad = input.clone();
+        bad[36] ^= 0x01;
+        let out_bad = translated(config(), &bad);
+        assert!(verify(&out_bad).is_err());
+        assert_eq!(out_bad[56] ^ out[56], 0x01);
+        assert_eq!(out_bad[57], out[57]);
+    }
+
+    // RFC 7915 §4.1: options are not translated; an unexpired source route is refused with 3/5.
+    #[test]
+    fn ipv4_options() {
+        let mut h = V4::new(17);
+        h.options = std::vec![7, 7, 4, 0, 0, 0, 0, 0]; // record route
+        let out = translated(config(), &h.build(&udp(b"opt"), true));
+        assert_eq!(u16::from_be_bytes([out[4], out[5]]), 11);
+        verify(&out).unwrap();
+
+        h.options = std::vec![0x83, 7, 4, 1, 2, 3, 4, 0]; // LSRR, one hop left
+        let (o, out) = run(config(), &h.build(&udp(b"opt"), true));
+        let Outcome::IcmpError {
+            reason: DropReason::SourceRoute,
+            ..
+        } = o
+        else {
+            panic!("{o:?}")
+        };
+        let r = &packets(o, &out)[0];
+        assert_eq!((r[20], r[21]), (3, 5));
+        verify(r).unwrap();
+
+        h.options = std::vec![0x89, 7, 8, 1, 2, 3, 4, 0]; // SSRR, used up
+        translated(config(), &h.build(&udp(b"opt"), true));
+    }
+
+    // RFC 7915 §4.1 / §4.4: TTL 1 is answered with Time Exceeded from the translator's address.
+    #[test]
+    fn ttl_expiry() {
+        let mut h = V4::new(17);
+        h.ttl = 1;
+        let input = h.build(&udp(b"ttl"), true);
+        let (o, out) = run(config(), &input);
+        let Outcome::IcmpError {
+            reason: DropReason::Expired,
+            ..
+        } = o
+        else {
+            panic!("{o:?}")
+        };
+        let r = &packets(o, &out)[0];
+        assert_eq!(&r[12..16], &testpkt::OWN_V4.octets());
+        assert_eq!(&r[16..20], &V4_HOST.octets());
+        assert_eq!(r[8], 64);
+        assert_eq!((r[20], r[21]), (11, 0));
+        assert_eq!(&r[28..], &input[..], "the whole small packet is quoted");
+        verify(r).unwrap();
+
+        h.ttl = 0;
+        assert_eq!(
+            run(config(), &h.build(&udp(b"ttl"), true)).0,
+            Outcome::Dropped(DropReason::Expired)
+        );
+
+        // Without an own address there is nobody to send the error from.
+        let mut cfg = config();
+        cfg.own_v4 = None;
+        h.ttl = 1;
+        assert_eq!(
+            run(cfg, &h.build(&udp(b"ttl"), true)).0,
+            Outcome::Dropped(DropReason::Expired)
+        );
+    }
+
+    // RFC 7915 §4.1: the Fragment header only for packets that are already fragments.
+    #[test]
+    fn fragment_header_only_for_fragments() {
+        let mut h = V4::new(17);
+        h.df = false;
+        let out = translated(config(), &h.build(&udp(b"small"), true));
+        assert_eq!(
+            out[6], 17,
+            "DF clear alone adds no Fragment header (RFC 8021)"
+        );
+
+        h.mf = true;
+        h.id = 0xbeef;
+        let out = translated(config(), &h.build(&udp(b"sixteen bytes!!!"), true));
+        assert_eq!(out[6], 44);
+        assert_eq!(
+            &out[40..48],
+            &[17, 0, 0, 1, 0, 0, 0xbe, 0xef],
+            "offset 0, M=1, ID zero-extended"
+        );
+
+        // A later fragment: offset kept, payload untouched.
+        h.mf = false;
+        h.offset = 3;
+        let data = [0xaau8; 13];
+        let input = h.build(&data, false);
+        let out = translated(config(), &input);
+        assert_eq!(&out[42..44], &[0, 24]);
+        assert_eq!(&out[48..], &data);
+    }
+
+    #[test]
+    fn unaligned_non_last_fragment_dropped() {
+        let mut h = V4::new(17);
+        h.df = false;
+        h.mf = true;
+        let (o, _) = run(config(), &h.build(&udp(b"odd length!"), true));
+        assert_eq!(o, Outcome::Dropped(DropReason::UnalignedFragment));
+    }
+
+    // RFC 7915 §4 / §4.1: DF clear and bigger than lowest-ipv6-mtu: fragments of multiples of 8.
+    #[test]
+    fn fragments_at_lowest_ipv6_mtu() {
+        let mut h = V4::new(17);
+        h.df = false;
+        h.id = 77;
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let input = h.build(&udp(&data), true);
+        let (o, out) = run(config(), &input);
+        let frags = packets(o, &out);
+        assert_eq!(frags.len(), 3);
+        let mut reassembled = Vec::new();
+        for (i, f) in frags.iter().enumerate() {
+            assert!(f.len() <= 1280);
+            let off = u16::from_be_bytes([f[42], f[43]]);
+            assert_eq!(usize::from(off >> 3) * 8, reassembled.len());
+            assert_eq!(off & 1 == 1, i < 2, "M set on all but the last");
+            assert_eq!(&f[44..48], &[0, 0, 0, 77]);
+            if i < 2 {
+                assert_eq!((f.len() - 48) % 8, 0);
+            }
+            reassembled.extend_from_slice(&f[48..]);
+        }
+        let mut whole = frags[0][..40].to_vec();
+        whole[6] = 17;
+        whole[4..6].copy_from_slice(&(reassembled.len() as u16).to_be_bytes());
+        whole.extend_from_slice(&reassembled);
+        verify(&whole).unwrap();
+        assert_eq!(&reassembled[8..], &data[..]);
+
+        let mut cfg = config();
+        cfg.lowest_ipv6_mtu = 1500;
+        let (o, out) = run(cfg, &input);
+        assert_eq!(packets(o, &out)[0].len(), 1496);
+    }
+
+    // DF set and too big for the IPv6 link: Fragmentation Needed with the IPv6 MTU less 20.
+    #[test]
+    fn df_too_big() {
+        let mut cfg = config();
+        cfg.mtu6 = 1280;
+        let input = V4::new(17).build(&udp(&[0u8; 1300]), true);
+        let (o, out) = run(cfg, &input);
+        let Outcome::IcmpError {
+            reason: DropReason::TooBig,
+            ..
+        } = o
+        else {
+            panic!("{o:?}")
+        };
+        let r = &packets(o, &out)[0];
+        assert_eq!(r.len(), 576, "quote cut to fit 576");
+        assert_eq!((r[20], r[21]), (3, 4));
+        assert_eq!(u16::from_be_bytes([r[26], r[27]]), 1260);
+        verify(r).unwrap();
+        // DF set and fitting: one packet, never fragmented even above lowest-ipv6-mtu.
+        let fits = V4::new(17).build(&udp(&[0u8; 1400]), true);
+        assert_eq!(translated(config(), &fits).len(), 1448);
+    }
+
+    // RFC 7915 §4.5: UDP checksum zero.
+    #[test]
+    fn udp_zero_checksum_policy() {
+        let mut h = V4::new(17);
+        let mut input = h.build(&udp(b"zero"), false);
+        input[26..28].fill(0);
+        let (o, out) = run(config(), &input);
+        let Outcome::IcmpError {
+            reason: DropReason::UdpZeroChecksum,
+            ..
+        } = o
+        else {
+            panic!("{o:?}")
+        };
+        assert_eq!((packets(o, &out)[0][20], packets(o, &out)[0][21]), (3, 13));
+
+        let mut cfg = config();
+        cfg.udp_zero_checksum = UdpZeroChecksum::Compute;
+        let out = translated(cfg, &input);
+        assert_ne!(&out[46..48], &[0, 0]);
+        verify(&out).unwrap();
+
+        // A zero-checksum first fragment cannot be fixed: refused whatever the policy.
+        h.df = false;
+        h.mf = true;
+        let mut frag = h.build(&udp(b"sixteen bytes!!!"), false);
+        frag[26..28].fill(0);
+        let (o, _) = run(cfg, &frag);
+        assert!(matches!(
+            o,
+            Outcome::IcmpError {
+                reason: DropReason::UdpZeroChecksum,
+                ..
+            }
+        ));
+    }
+
+    // RFC 7915 §4.2: Echo Request/Reply change type; the checksum gains the pseudo-header.
+    #[test]
+    fn icmp_echo() {
+        for (ty, ty6) in [(8u8, 128u8), (0, 129)] {
+            let echo = [ty, 0, 0, 0, 0x12, 0x34, 0, 1, b'p', b'i', b'n', b'g'];
+            let out = translated(config(), &V4::new(1).build(&echo, true));
+            assert_eq!(out[6], 58);
+            assert_eq!(out[40], ty6);
+            assert_eq!(&out[44..], &echo[4..]);
+            verify(&out).unwrap();
+        }
+        // Timestamp (13) has no ICMPv6 counterpart.
+        let ts = [13u8, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            run(config(), &V4::new(1).build(&ts, true)).0,
+            Outcome::Dropped(DropReason::UntranslatableIcmp)
+        );
+        // A fragmented ICMP message is dropped.
+        let mut h = V4::new(1);
+        h.mf = true;
+        let echo = [8u8, 0, 0, 0, 0, 1, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8];
+        assert_eq!(
+            run(config(), &h.build(&echo, true)).0,
+            Outcome::Dropped(DropReason::FragmentedIcmp)
+        );
+    }
+
+    /// An ICMPv4 error from `from` about a UDP packet the IPv6 host sent to 198.51.100.2.
+    fn icmp4_error(
+        ty: u8,
+        code: u8,
+        rest: [u8; 4],
+        from: Ipv4Addr,
+        quote_data: &[u8],
+    ) -> (Vec<u8>, Vec<u8>) {
+        let mut orig = V4::new(17);
+        orig.src = V6_HOST_AS_V4;
+        orig.dst = V4_HOST;
+        orig.ttl = 5;
+        let inner = orig.build(&udp(quote_data), true);
+        let mut msg = std::vec![ty, code, 0, 0];
+        msg.extend_from_slice(&rest);
+        msg.extend_from_slice(&inner);
+        let mut outer = V4::new(1);
+        outer.src = from;
+        outer.dst = V6_HOST_AS_V4;
+        (outer.build(&msg, true), inner)
+    }
+
+    // RFC 7915 §4.3: the quoted packet is translated with addresses in their roles, TTL kept.
+    #[test]
+    fn icmp_error_inner_packet() {
+        let router = Ipv4Addr::new(203, 0, 113, 1);
+        let (input, inner) = icmp4_error(3, 3, [0; 4], router, b"payload");
+        let out = translated(config(), &input);
+        verify(&out).unwrap();
+        assert_eq!(&out[8..24], &a6("2001:db8:1cb:71:1::").octets());
+        assert_eq!((out[40], out[41]), (1, 4), "port unreachable");
+        let q = &out[48..];
+        assert_eq!(q[0] >> 4, 6);
+        assert_eq!(q[7], 5, "inner hop limit is the inner TTL, untouched");
+        assert_eq!(
+            &q[8..24],
+            &v6_host().octets(),
+            "inner source: the IPv6 host"
+        );
+        assert_eq!(&q[24..40], &v4_host_as_v6().octets());
+        assert_eq!(u16::from_be_bytes([q[4], q[5]]), (inner.len() - 20) as u16);
+        verify(q).unwrap();
+        assert_eq!(&q[40..46], &inner[20..26], "ports and length kept");
+        assert_eq!(&q[48..], &inner[28..], "data kept");
+    }
+
+    #[test]
+    fn icmp_error_truncated_inner_is_fine() {
+        let (mut input, _) = icmp4_error(11, 0, [0; 4], V4_HOST, &[7u8; 100]);
+        // Cut the quote to the inner header plus 8 bytes, as routers do (RFC 792).
+        input.truncate(20 + 8 + 28);
+        input[2..4].copy_from_slice(&56u16.to_be_bytes());
+        input[10..12].fill(0);
+        let c = checksum::finish(checksum::sum(&input[..20]));
+        input[10..12].copy_from_slice(&c.to_be_bytes());
+        crate::testpkt::fix_l4_checksum(&mut input[20..], 1, 0);
+        let out = translated(config(), &input);
+        assert_eq!((out[40], out[41]), (3, 0));
+        assert_eq!(out.len(), 40 + 8 + 48);
+        assert_eq!(
+            u16::from_be_bytes([out[52], out[53]]),
+            108,
+            "inner length from its own header"
+        );
+        verify(&out).unwrap();
+    }
+
+    #[test]
+    fn icmp_error_mtu_and_pointers() {
+        let (input, _) = icmp4_error(3, 4, [0, 0, 0x04, 0xb0], V4_HOST, b"x");
+        let out = translated(config(), &input);
+        assert_eq!((out[40], out[41]), (2, 0));
+        assert_eq!(
+            u32::from_be_bytes([out[44], out[45], out[46], out[47]]),
+            1280,
+            "1280 floor"
+        );
+        let (input, _) = icmp4_error(3, 4, [0, 0, 0x05, 0xdc], V4_HOST, b"x");
+        assert_eq!(
+            u32::from_be_bytes(translated(config(), &input)[44..48].try_into().unwrap()),
+            1500
+        );
+
+        let (input, _) = icmp4_error(3, 2, [0; 4], V4_HOST, b"x");
+        let out = translated(config(), &input);
+        assert_eq!(
+            (out[40], out[41], out[47]),
+            (4, 1, 6),
+            "protocol unreachable -> next header"
+        );
+
+        let (input, _) = icmp4_error(12, 0, [9, 0, 0, 0], V4_HOST, b"x");
+        let out = translated(config(), &input);
+        assert_eq!(
+            (out[40], out[41], out[47]),
+            (4, 0, 6),
+            "pointer 9 (protocol) -> 6"
+        );
+        verify(&out).unwrap();
+        let (input, _) = icmp4_error(12, 0, [4, 0, 0, 0], V4_HOST, b"x");
+        assert_eq!(
+            run(config(), &input).0,
+            Outcome::Dropped(DropReason::UntranslatablePointer)
+        );
+        let (input, _) = icmp4_error(12, 1, [0; 4], V4_HOST, b"x");
+        assert_eq!(
+            run(config(), &input).0,
+            Outcome::Dropped(DropReason::UntranslatableIcmp)
+        );
+    }
+
+    #[test]
+    fn never_an_error_about_an_error() {
+        let (mut input, _) = icmp4_error(3, 3, [0; 4], V4_HOST, b"x");
+        input[8] = 1;
+        input[10..12].fill(0);
+        let c = checksum::finish(checksum::sum(&input[..20]));
+        input[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(
+            run(config(), &input).0,
+            Outcome::Dropped(DropReason::Expired)
+        );
+    }
+
+    #[test]
+    fn nested_icmp_error_dropped() {
+        let (err, _) = icmp4_error(3, 3, [0; 4], V4_HOST, b"x");
+        let mut inner = err.clone();
+        // Make the quoted error come from the IPv6 host so its addresses map.
+        inner[12..16].copy_from_slice(&V6_HOST_AS_V4.octets());
+        inner[16..20].copy_from_slice(&V4_HOST.octets());
+        let mut msg = std::vec![3, 1, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&inner);
+        let outer = V4::new(1).build(&msg, true);
+        assert_eq!(
+            run(config(), &outer).0,
+            Outcome::Dropped(DropReason::NestedIcmpError)
+        );
+    }
+
+    // Translated ICMPv6 errors never exceed 1280 bytes.
+    #[test]
+    fn icmp_error_capped_at_1280() {
+        let (input, _) = icmp4_error(3, 1, [0; 4], V4_HOST, &[1u8; 1400]);
+        let out = translated(config(), &input);
+        assert_eq!(out.len(), 1280);
+        verify(&out).unwrap();
+    }
+
+    // RFC 4884: the length attribute moves from 32-bit words to 64-bit words; the quote is padded.
+    #[test]
+    fn rfc4884_extension_rescaled() {
+        let (input, inner) = icmp4_error(3, 1, [0; 4], V4_HOST, &[3u8; 80]);
+        assert_eq!(inner.len(), 108);
+        // Quote padded to 128 bytes (length 32 words), then a 16-byte extension.
+        let mut msg = std::vec![3u8, 1, 0, 0, 0, 32, 0, 0];
+        msg.extend_from_slice(&inner);
+        msg.resize(8 + 128, 0);
+        let ext: Vec<u8> = (0..16).collect();
+        msg.extend_from_slice(&ext);
+        let mut outer = V4::new(1);
+        outer.src = Ipv4Addr::from_bits(input[12..16].try_into().map(u32::from_be_bytes).unwrap());
+        let input = outer.build(&msg, true);
+        let out = translated(config(), &input);
+        verify(&out).unwrap();
+        assert_eq!(out[44], 16, "108 + 20 = 128 bytes of quote: 16 words of 8");
+        assert_eq!(&out[out.len() - 16..], &ext[..]);
+        assert_eq!(out.len(), 48 + 128 + 16);
+    }
+
+    #[test]
+    fn untranslatable_addresses() {
+        // No pool6, no EAM: nothing maps.
+        let mut cfg = config();
+        cfg.pool6 = None;
+        assert_eq!(
+            run(cfg, &V4::new(17).build(&udp(b"x"), true)).0,
+            Outcome::Dropped(DropReason::UntranslatableSource)
+        );
+        // The Well-Known Prefix refuses private IPv4 addresses (RFC 6052 §3.1).
+        let mut cfg = config();
+        cfg.pool6 = Some(crate::Pool6::new(crate::WELL_KNOWN_PREFIX).unwrap());
+        let mut h = V4::new(17);
+        h.src = Ipv4Addr::new(192, 168, 1, 1);
+        h.dst = Ipv4Addr::new(10, 0, 0, 5); // EAM-mapped
+        assert_eq!(
+            run(cfg, &h.build(&udp(b"x"), true)).0,
+            Outcome::Dropped(DropReason::UntranslatableSource)
+        );
+        h.src = Ipv4Addr::new(8, 8, 8, 8);
+        let out = translated(cfg, &h.build(&udp(b"x"), true));
+        assert_eq!(&out[8..24], &a6("64:ff9b::808:808").octets());
+        assert_eq!(
+            &out[24..40],
+            &a6("2001:db8:2::5").octets(),
+            "EAM consulted before pool6"
+        );
+    }
+
+    #[test]
+    fn garbage_is_dropped_cleanly() {
+        let good = V4::new(17).build(&udp(b"x"), true);
+        for n in 0..good.len() {
+            let (o, _) = run(config(), &good[..n]);
+            assert!(matches!(o, Outcome::Dropped(_)), "prefix {n}: {o:?}");
+        }
+        let mut bad = good.clone();
+        bad[0] = 0x44;
+        assert_eq!(
+            run(config(), &bad).0,
+            Outcome::Dropped(DropReason::Malformed)
+        );
+        let mut bad = good.clone();
+        bad[10] ^= 0xff;
+        assert_eq!(
+            run(config(), &bad).0,
+            Outcome::Dropped(DropReason::Ipv4HeaderChecksum)
+        );
+        let mut bad = good;
+        bad[0] = 0x65;
+        assert_eq!(
+            run(config(), &bad).0,
+            Outcome::Dropped(DropReason::Malformed)
+        );
+    }
+
+    #[test]
+    fn small_buffer_is_reported() {
+        let input = V4::new(17).build(&udp(&[0u8; 200]), true);
+        let t = Translator::new(config());
+        for n in [0, 10, 40, 47, 100, 247] {
+            let mut out = std::vec![0u8; n];
+            assert_eq!(
+                t.translate_4to6(&input, &mut out),
+                Outcome::Dropped(DropReason::BufferTooSmall),
+                "{n}"
+            );
+        }
+    }
 }

@@ -131,13 +131,16 @@ fn to_ipv4(
                 patches.word(16, c);
             }
             proto::UDP => {
+                // Zero (only legal over IPv6 for RFC 6935 tunnels) stays zero: "no checksum" in IPv4.
                 let old = read16(payload, 6)?;
-                let c = checksum::update(
-                    old,
-                    checksum::addrs6(ip.src, ip.dst),
-                    checksum::addrs4(src, dst),
-                );
-                patches.word(6, c);
+                if old != 0 {
+                    let c = checksum::update(
+                        old,
+                        checksum::addrs6(ip.src, ip.dst),
+                        checksum::addrs4(src, dst),
+                    );
+                    patches.word(6, checksum::udp(c));
+                }
             }
             proto::ICMPV6 => {
                 let old = read16(payload, 2)?;
@@ -331,7 +334,7 @@ fn inner_packet(t: &Translator<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<
                         checksum::addrs6(inner.src, inner.dst),
                         checksum::addrs4(src, dst),
                     );
-                    patches.word(at, c);
+                    patches.word(at, if at == 6 { checksum::udp(c) } else { c });
                 }
             }
             proto::ICMPV6 => {
@@ -387,4 +390,405 @@ fn inner_packet(t: &Translator<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<
     emit::copy(out, 20, data)?;
     patches.apply(&mut out[20..20 + data.len()], 0);
     Ok(20 + data.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::outcome::Outcome;
+    use crate::testpkt::{
+        V4_HOST, V6, V6_HOST_AS_V4, a6, config, ext8, frag6, v4_host_as_v6, v6_host, verify,
+    };
+
+    fn run(cfg: Config<'_>, input: &[u8]) -> (Outcome, Vec<u8>) {
+        let t = Translator::new(cfg);
+        let mut out = std::vec![0u8; Translator::out_len(input.len())];
+        let o = t.translate_6to4(input, &mut out);
+        (o, out)
+    }
+
+    fn packets(o: Outcome, out: &[u8]) -> Vec<Vec<u8>> {
+        let e = match o {
+            Outcome::Translated(e)
+            | Outcome::Hairpinned(e)
+            | Outcome::IcmpError { reply: e, .. } => e,
+            Outcome::Dropped(r) => panic!("dropped: {r}"),
+        };
+        e.packets(out).map(<[u8]>::to_vec).collect()
+    }
+
+    fn translated(cfg: Config<'_>, input: &[u8]) -> Vec<u8> {
+        let (o, out) = run(cfg, input);
+        assert!(matches!(o, Outcome::Translated(_)), "{o:?}");
+        packets(o, &out).remove(0)
+    }
+
+    fn refused(cfg: Config<'_>, input: &[u8], want: DropReason) -> Vec<u8> {
+        let (o, out) = run(cfg, input);
+        match o {
+            Outcome::IcmpError { reason, .. } if reason == want => {}
+            _ => panic!("expected an ICMP error for {want}, got {o:?}"),
+        }
+        let r = packets(o, &out).remove(0);
+        verify(&r).unwrap();
+        assert_eq!(
+            &r[8..24],
+            &a6("2001:db8:1c0:2:1::").octets(),
+            "from the translator"
+        );
+        assert_eq!(&r[24..40], &v6_host().octets(), "to the sender");
+        assert_eq!(r[7], 64);
+        r
+    }
+
+    fn udp(data: &[u8]) -> Vec<u8> {
+        let mut u = std::vec![0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 0];
+        u[4..6].copy_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        u.extend_from_slice(data);
+        u
+    }
+
+    // RFC 7915 §5.1: every field of the IPv4 header; DF only above 1260 bytes.
+    #[test]
+    fn header_fields_and_df_rule() {
+        let mut h = V6::new(17);
+        h.traffic_class = 0xb8;
+        let out = translated(config(), &h.build(&udp(b"hello"), true));
+        assert_eq!(out[0], 0x45);
+        assert_eq!(out[1], 0xb8, "TOS copied from traffic class");
+        assert_eq!(usize::from(u16::from_be_bytes([out[2], out[3]])), out.len());
+        assert_eq!(
+            out[6] & 0xe0,
+            0,
+            "DF clear at or below 1260 bytes, MF clear"
+        );
+        assert_eq!(out[8], 63, "TTL = hop limit - 1");
+        assert_eq!(out[9], 17);
+        assert_eq!(&out[12..16], &V6_HOST_AS_V4.octets());
+        assert_eq!(&out[16..20], &V4_HOST.octets());
+        verify(&out).unwrap();
+
+        let at_1260 = translated(config(), &h.build(&udp(&[0u8; 1232]), true));
+        assert_eq!(at_1260.len(), 1260);
+        assert_eq!(at_1260[6] & 0x40, 0);
+        let at_1261 = translated(config(), &h.build(&udp(&[0u8; 1233]), true));
+        assert_eq!(at_1261[6] & 0x40, 0x40, "DF set above 1260 bytes");
+    }
+
+    #[test]
+    fn identification_varies_without_fragment_header() {
+        let t = Translator::new(config());
+        let input = V6::new(17).build(&udp(b"id"), true);
+        let mut a = [0u8; 4096];
+        let mut b = [0u8; 4096];
+        t.translate_6to4(&input, &mut a);
+        t.translate_6to4(&input, &mut b);
+        assert_ne!(&a[4..6], &b[4..6]);
+    }
+
+    // RFC 7915 §5.1: Hop-by-Hop, Destination Options and Routing (Segments Left 0) are skipped.
+    #[test]
+    fn extension_headers_skipped() {
+        let mut h = V6::new(17);
+        h.exts = std::vec![ext8(0, 0), ext8(60, 0), ext8(43, 0)];
+        let out = translated(config(), &h.build(&udp(b"ext"), true));
+        assert_eq!(out.len(), 20 + 11);
+        assert_eq!(out[9], 17);
+        verify(&out).unwrap();
+    }
+
+    #[test]
+    fn segments_left_refused_with_pointer() {
+        let mut h = V6::new(17);
+        h.exts = std::vec![ext8(0, 0), ext8(43, 2)];
+        let r = refused(
+            config(),
+            &h.build(&udp(b"rt"), true),
+            DropReason::SegmentsLeft,
+        );
+        assert_eq!((r[40], r[41]), (4, 0));
+        assert_eq!(u32::from_be_bytes([r[44], r[45], r[46], r[47]]), 40 + 8 + 3);
+    }
+
+    #[test]
+    fn extension_after_fragment_refused() {
+        let mut h = V6::new(17);
+        h.exts = std::vec![frag6(0, false, 1), ext8(60, 0)];
+        let r = refused(
+            config(),
+            &h.build(&udp(b"x"), true),
+            DropReason::ExtensionAfterFragment,
+        );
+        assert_eq!((r[40], r[41]), (1, 1));
+    }
+
+    // RFC 7915 §5.1.1: the Fragment header's fields go to the IPv4 header.
+    #[test]
+    fn fragments() {
+        let mut h = V6::new(17);
+        h.exts = std::vec![frag6(0, true, 0x0102_0304)];
+        let out = translated(config(), &h.build(&udp(b"sixteen bytes!!!"), true));
+        assert_eq!(
+            &out[4..8],
+            &[0x03, 0x04, 0x20, 0x00],
+            "ID low 16 bits, MF, offset 0, DF clear"
+        );
+        assert_eq!(out.len(), 20 + 24);
+
+        // Non-first fragment: offset kept, payload (even what looks like a header) untouched.
+        h.exts = std::vec![frag6(100, false, 7)];
+        let data = [0x3au8; 21];
+        let out = translated(config(), &h.build(&data, false));
+        assert_eq!(&out[4..8], &[0, 7, 0, 100]);
+        assert_eq!(&out[20..], &data);
+
+        // Atomic fragment (RFC 6946): accepted, ID kept, DF clear.
+        h.exts = std::vec![frag6(0, false, 0xabcd)];
+        let out = translated(config(), &h.build(&udp(&[0u8; 1300]), true));
+        assert_eq!(&out[4..8], &[0xab, 0xcd, 0, 0]);
+        verify(&out).unwrap();
+
+        // Non-last fragment not a multiple of 8: dropped.
+        h.exts = std::vec![frag6(0, true, 1)];
+        assert_eq!(
+            run(config(), &h.build(&udp(b"odd!"), true)).0,
+            Outcome::Dropped(DropReason::UnalignedFragment)
+        );
+    }
+
+    #[test]
+    fn hop_limit_expiry() {
+        let mut h = V6::new(17);
+        h.hop_limit = 1;
+        let input = h.build(&udp(b"hl"), true);
+        let r = refused(config(), &input, DropReason::Expired);
+        assert_eq!((r[40], r[41]), (3, 0));
+        assert_eq!(&r[48..], &input[..]);
+        h.hop_limit = 0;
+        assert_eq!(
+            run(config(), &h.build(&udp(b"hl"), true)).0,
+            Outcome::Dropped(DropReason::Expired)
+        );
+    }
+
+    // RFC 7915 §5.2: echo; MLD and ND are dropped.
+    #[test]
+    fn icmpv6_informational() {
+        for (ty, ty4) in [(128u8, 8u8), (129, 0)] {
+            let echo = [ty, 0, 0, 0, 0, 9, 0, 1, b'p', b'o', b'n', b'g'];
+            let out = translated(config(), &V6::new(58).build(&echo, true));
+            assert_eq!(out[9], 1);
+            assert_eq!(out[20], ty4);
+            verify(&out).unwrap();
+        }
+        for ty in [130u8, 133, 135, 136, 200] {
+            let m = [ty, 0, 0, 0, 0, 0, 0, 0];
+            assert_eq!(
+                run(config(), &V6::new(58).build(&m, true)).0,
+                Outcome::Dropped(DropReason::UntranslatableIcmp),
+                "type {ty}"
+            );
+        }
+    }
+
+    /// An ICMPv6 error from `from` about a UDP packet the IPv4 host's IPv6 form sent to the IPv6 host.
+    fn icmp6_error(ty: u8, code: u8, rest: u32, from: core::net::Ipv6Addr, data: &[u8]) -> Vec<u8> {
+        let mut orig = V6::new(17);
+        orig.src = v6_host();
+        orig.dst = v4_host_as_v6();
+        orig.hop_limit = 9;
+        let inner = orig.build(&udp(data), true);
+        let mut msg = std::vec![ty, code, 0, 0];
+        msg.extend_from_slice(&rest.to_be_bytes());
+        msg.extend_from_slice(&inner);
+        let mut outer = V6::new(58);
+        outer.src = from;
+        outer.dst = v6_host();
+        outer.build(&msg, true)
+    }
+
+    // RFC 7915 §5.3: quoted packet translated, TTL kept, addresses in their roles.
+    #[test]
+    fn icmpv6_error_inner_packet() {
+        let input = icmp6_error(1, 4, 0, v4_host_as_v6(), b"quoted");
+        let out = translated(config(), &input);
+        verify(&out).unwrap();
+        assert_eq!((out[20], out[21]), (3, 3));
+        let q = &out[28..];
+        assert_eq!(q[8], 9, "inner TTL is the inner hop limit");
+        assert_eq!(&q[12..16], &V6_HOST_AS_V4.octets());
+        assert_eq!(&q[16..20], &V4_HOST.octets());
+        verify(q).unwrap();
+    }
+
+    #[test]
+    fn icmpv6_error_mappings() {
+        let out = translated(config(), &icmp6_error(2, 0, 1280, v4_host_as_v6(), b"x"));
+        assert_eq!(
+            (out[20], out[21], u16::from_be_bytes([out[26], out[27]])),
+            (3, 4, 1260)
+        );
+        let out = translated(config(), &icmp6_error(4, 0, 7, v4_host_as_v6(), b"x"));
+        assert_eq!(
+            (out[20], out[21], out[24]),
+            (12, 0, 8),
+            "hop limit pointer -> TTL"
+        );
+        let out = translated(config(), &icmp6_error(4, 1, 40, v4_host_as_v6(), b"x"));
+        assert_eq!((out[20], out[21]), (3, 2));
+        verify(&out).unwrap();
+        assert_eq!(
+            run(config(), &icmp6_error(4, 0, 2, v4_host_as_v6(), b"x")).0,
+            Outcome::Dropped(DropReason::UntranslatablePointer)
+        );
+        assert_eq!(
+            run(config(), &icmp6_error(4, 2, 0, v4_host_as_v6(), b"x")).0,
+            Outcome::Dropped(DropReason::UntranslatableIcmp)
+        );
+    }
+
+    // RFC 6791: an untranslatable error source takes an address from the pool, or the own address.
+    #[test]
+    fn rfc6791_source() {
+        let input = icmp6_error(3, 0, 0, a6("4000::1"), b"x");
+        let out = translated(config(), &input);
+        assert_eq!(&out[12..16], &[203, 0, 113, 8]);
+        let mut cfg = config();
+        cfg.rfc6791_v4 = None;
+        assert_eq!(&translated(cfg, &input)[12..16], &[198, 51, 100, 1]);
+        // Not an error: no pool, just a drop.
+        let mut h = V6::new(17);
+        h.src = a6("4000::1");
+        assert_eq!(
+            run(config(), &h.build(&udp(b"x"), true)).0,
+            Outcome::Dropped(DropReason::UntranslatableSource)
+        );
+    }
+
+    #[test]
+    fn icmpv6_error_capped_at_576() {
+        let out = translated(
+            config(),
+            &icmp6_error(1, 0, 0, v4_host_as_v6(), &[5u8; 900]),
+        );
+        assert_eq!(out.len(), 576);
+        verify(&out).unwrap();
+    }
+
+    // RFC 4884: 64-bit words become 32-bit words; a quote that shrank is padded back to 128.
+    #[test]
+    fn rfc4884_rescaled() {
+        let mut input = icmp6_error(1, 0, 0, v4_host_as_v6(), &[1u8; 80]);
+        // Inner is 40 + 88 = 128 bytes: length 16 words of 8, then an 8-byte extension.
+        input[44] = 16;
+        input.extend_from_slice(&[0xee; 8]);
+        let plen = (input.len() - 40) as u16;
+        input[4..6].copy_from_slice(&plen.to_be_bytes());
+        crate::testpkt::fix_l4_checksum(
+            &mut input[40..],
+            58,
+            checksum::pseudo6(v4_host_as_v6(), v6_host(), 58, u32::from(plen)),
+        );
+        let out = translated(config(), &input);
+        verify(&out).unwrap();
+        assert_eq!(out[25], 32, "128 bytes in 32-bit words");
+        assert_eq!(out.len(), 28 + 128 + 8);
+        assert_eq!(&out[28 + 108..28 + 128], &[0u8; 20], "padding");
+        assert_eq!(&out[28 + 128..], &[0xee; 8]);
+    }
+
+    // Too big for the IPv4 link: Packet Too Big (never below 1280), or fragmentation when small.
+    #[test]
+    fn ipv4_link_mtu() {
+        let mut cfg = config();
+        cfg.mtu4 = 1400;
+        let big = V6::new(17).build(&udp(&[0u8; 1400]), true);
+        let r = refused(cfg, &big, DropReason::TooBig);
+        assert_eq!((r[40], r[41]), (2, 0));
+        assert_eq!(u32::from_be_bytes([r[44], r[45], r[46], r[47]]), 1420);
+        assert_eq!(r.len(), 1280);
+
+        let mut cfg = config();
+        cfg.mtu4 = 576;
+        let small = V6::new(17).build(&udp(&[9u8; 1000]), true);
+        let (o, out) = run(cfg, &small);
+        let frags = packets(o, &out);
+        assert_eq!(frags.len(), 2);
+        assert_eq!(frags[0].len(), 572);
+        assert_eq!(frags[0][6] & 0x20, 0x20);
+        assert_eq!(frags[1][6] & 0x20, 0);
+        assert_eq!(u16::from_be_bytes([frags[1][6], frags[1][7]]) & 0x1fff, 69);
+        assert_eq!(frags[0][4..6], frags[1][4..6]);
+    }
+
+    // RFC 7757 §4.2.2: an IPv6 packet for an address inside an EAM IPv4 range comes back as IPv6.
+    #[test]
+    fn hairpinning() {
+        let mut h = V6::new(17);
+        h.src = a6("2001:db8:3::8"); // EAM: 1.0.0.8
+        h.dst = a6("2001:db8:101:0:9::"); // pool6: 1.0.0.9, inside the EAM range
+        let input = h.build(&udp(b"hairpin"), true);
+        let (o, out) = run(config(), &input);
+        assert!(matches!(o, Outcome::Hairpinned(_)), "{o:?}");
+        let p = packets(o, &out).remove(0);
+        assert_eq!(p[0] >> 4, 6);
+        assert_eq!(p[7], 63, "hop limit decremented once");
+        assert_eq!(
+            &p[8..24],
+            &a6("2001:db8:101:0:8::").octets(),
+            "source via pool6"
+        );
+        assert_eq!(
+            &p[24..40],
+            &a6("2001:db8:3::9").octets(),
+            "destination via the EAM"
+        );
+        verify(&p).unwrap();
+        let mut cfg = config();
+        cfg.hairpinning = false;
+        assert!(matches!(run(cfg, &input).0, Outcome::Translated(_)));
+    }
+
+    #[test]
+    fn unknown_upper_layer_copied_verbatim() {
+        let data = [1u8, 2, 3, 4, 5, 6, 7, 8, 9];
+        let out = translated(config(), &V6::new(59).build(&[], false));
+        assert_eq!((out.len(), out[9]), (20, 59));
+        let out = translated(config(), &V6::new(33).build(&data, false));
+        assert_eq!(&out[20..], &data);
+    }
+
+    #[test]
+    fn garbage_is_dropped_cleanly() {
+        let mut h = V6::new(6);
+        h.exts = std::vec![ext8(0, 0), frag6(0, false, 3)];
+        let good = h.build(&[0u8; 20], true);
+        for n in 0..good.len() {
+            let (o, _) = run(config(), &good[..n]);
+            assert!(matches!(o, Outcome::Dropped(_)), "prefix {n}: {o:?}");
+        }
+        let mut bad = good;
+        bad[0] = 0x45;
+        assert_eq!(
+            run(config(), &bad).0,
+            Outcome::Dropped(DropReason::Malformed)
+        );
+    }
+
+    #[test]
+    fn small_buffer_is_reported() {
+        let input = V6::new(17).build(&udp(&[0u8; 200]), true);
+        let t = Translator::new(config());
+        for n in [0, 19, 20, 227] {
+            let mut out = std::vec![0u8; n];
+            assert_eq!(
+                t.translate_6to4(&input, &mut out),
+                Outcome::Dropped(DropReason::BufferTooSmall),
+                "{n}"
+            );
+        }
+    }
 }
