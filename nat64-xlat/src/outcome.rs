@@ -105,8 +105,6 @@ pub enum DropReason {
     UdpZeroChecksum,
     /// Larger than the next link and not allowed to be fragmented.
     TooBig,
-    /// An ICMP error the translator would send about an ICMP error, or about a non-first fragment.
-    NoErrorAboutError,
     /// The output buffer cannot hold the result.
     BufferTooSmall,
 }
@@ -132,7 +130,6 @@ impl DropReason {
             Self::FragmentedIcmp => "fragmented-icmp",
             Self::UdpZeroChecksum => "udp-zero-checksum",
             Self::TooBig => "too-big",
-            Self::NoErrorAboutError => "no-error-about-error",
             Self::BufferTooSmall => "buffer-too-small",
         }
     }

@@ -192,6 +192,7 @@ impl<'a> Translator<'a> {
     }
 
     /// An ICMPv4 error from the translator to the sender of `input`, quoting as much as fits in 576.
+    /// Fails (and the caller just drops) without an own address to send it from.
     fn reply4(
         &self,
         input: &[u8],
@@ -200,7 +201,7 @@ impl<'a> Translator<'a> {
         code: u8,
         rest: u32,
     ) -> Result<Emitted, DropReason> {
-        let own = self.cfg.own_v4.ok_or(DropReason::NoErrorAboutError)?;
+        let own = self.cfg.own_v4.ok_or(DropReason::UntranslatableSource)?;
         let ip = wire::Ipv4::parse(input, Parse::Lax)?;
         let quote = &input[..usize::from(ip.total_len)
             .min(input.len())
@@ -243,7 +244,7 @@ impl<'a> Translator<'a> {
         code: u8,
         rest: u32,
     ) -> Result<Emitted, DropReason> {
-        let own = self.cfg.own_v6.ok_or(DropReason::NoErrorAboutError)?;
+        let own = self.cfg.own_v6.ok_or(DropReason::UntranslatableSource)?;
         let ip = wire::Ipv6::parse(input, Parse::Lax)?;
         let end = (40 + usize::from(ip.payload_len)).min(input.len());
         let quote = &input[..end.min(MAX_ICMP6_ERROR - 48)];
