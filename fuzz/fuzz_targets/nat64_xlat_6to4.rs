@@ -1,0 +1,12 @@
+//! Arbitrary bytes into the IPv6 → IPv4 translator (hairpinning included): never a panic, never a
+//! byte written past the buffer it was given, and whatever it claims to have emitted is well-formed.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "nat64_xlat_common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    common::check(data, common::Direction::SixToFour);
+});
