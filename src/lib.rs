@@ -8,6 +8,7 @@
 //! | `proxy-proto`  | [`proxy_proto`]            | PROXY protocol v1/v2: parse and emit, every TLV, sans-IO |
 //! | `sni-peek`     | [`sni_peek`]               | TLS SNI/ALPN/ECH, HTTP/1 Host, h2 `:authority`, split anywhere |
 //! | `backend-pool` | [`backend_pool`]           | weighted picks (smooth WRR, least-conn, Maglev), health  |
+//! | `nat64-xlat`   | [`nat64_xlat`]             | stateless IPv4/IPv6 translation (RFC 7915, 6052, 7757, 6791) |
 //! | `tokio`        | (adds to the above)        | read a PROXY header off a stream with a trust policy     |
 //!
 //! The protocol crates are `#![no_std]` and allocation-free; depend on them directly with
@@ -26,3 +27,7 @@ pub use sni_peek;
 #[cfg(feature = "backend-pool")]
 #[doc(inline)]
 pub use backend_pool;
+
+#[cfg(feature = "nat64-xlat")]
+#[doc(inline)]
+pub use nat64_xlat;
