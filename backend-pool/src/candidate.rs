@@ -32,7 +32,6 @@ pub struct Candidates<'s, 'r, A: Algorithm> {
     tried: Tried,
     attempt: u32,
     cursor: u64,
-    key_hash: Option<u64>,
     max: usize,
 }
 
@@ -59,36 +58,15 @@ impl<'s, 'r, A: Algorithm> Candidates<'s, 'r, A> {
             tried: Tried::new(),
             attempt: 0,
             cursor: 0,
-            key_hash: None,
             max,
         }
-    }
-
-    fn key_hash(&mut self) -> u64 {
-        *self
-            .key_hash
-            .get_or_insert_with(|| stable_hash(self.key, ADMIT_SEED))
-    }
-
-    /// Slow start: a ramping backend is accepted with probability equal to its current share.
-    /// Keyed algorithms decide by the key, so a key admitted at share s stays admitted above s.
-    fn admit(&mut self, index: u32) -> bool {
-        let Some(share) = self.snapshot.entries()[index as usize].state.ramp(self.now) else {
-            return true;
-        };
-        let draw = if A::KEYED {
-            mix64(self.key_hash() ^ u64::from(index).wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        } else {
-            self.rng.next_u64()
-        };
-        (draw >> 32) < share
     }
 
     /// After the probes: a weighted draw over every usable backend of the tier, O(n), so even a
     /// pool with most backends down spreads by weight rather than onto a neighbour.
     fn fallback(&mut self) -> Option<u32> {
         let bits = if A::KEYED {
-            mix64(self.key_hash() ^ u64::from(self.attempt))
+            mix64(stable_hash(self.key, ADMIT_SEED) ^ u64::from(self.attempt))
         } else {
             self.rng.next_u64()
         };
@@ -125,9 +103,7 @@ impl<'s, 'r, A: Algorithm> Candidates<'s, 'r, A> {
 
     fn take(&mut self, index: u32) -> Candidate<'s> {
         self.tried.insert(index);
-        let entry = &self.snapshot.entries()[index as usize];
-        entry.state.in_flight.fetch_add(1, Ordering::Relaxed);
-        Candidate { entry }
+        Candidate::counted(&self.snapshot.entries()[index as usize])
     }
 }
 
@@ -160,13 +136,38 @@ impl<'s, A: Algorithm> Iterator for Candidates<'s, '_, A> {
             self.attempt = self.attempt.wrapping_add(1);
             match picked {
                 None => break,
-                Some(i) if usable && self.admit(i) => return Some(self.take(i)),
+                Some(i)
+                    if usable
+                        && admitted::<A>(
+                            &self.snapshot.entries()[i as usize],
+                            self.now,
+                            self.key,
+                            self.rng,
+                        ) =>
+                {
+                    return Some(self.take(i));
+                }
                 Some(_) => {}
             }
         }
         let index = self.fallback()?;
         Some(self.take(index))
     }
+}
+
+/// Slow start: a ramping backend is accepted with probability equal to its current share. Keyed
+/// algorithms decide by the key, so a key admitted at share s stays admitted above s.
+#[inline]
+pub(crate) fn admitted<A: Algorithm>(entry: &Entry, now: u64, key: &[u8], rng: &mut Rng) -> bool {
+    let Some(share) = entry.state.ramp(now) else {
+        return true;
+    };
+    let draw = if A::KEYED {
+        mix64(stable_hash(key, ADMIT_SEED) ^ entry.backend.id.stable_hash())
+    } else {
+        rng.next_u64()
+    };
+    (draw >> 32) < share
 }
 
 /// One backend handed out for a request, counted in flight until dropped (success, error,
@@ -178,6 +179,12 @@ pub struct Candidate<'s> {
 }
 
 impl<'s> Candidate<'s> {
+    #[inline]
+    pub(crate) fn counted(entry: &'s Entry) -> Self {
+        entry.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self { entry }
+    }
+
     /// The backend to connect to.
     pub fn backend(&self) -> &'s Backend {
         &self.entry.backend

@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::algorithm::{Algorithm, Member};
+use crate::algorithm::{Algorithm, Filter, Member, Proposal};
 use crate::backend::{Backend, BackendId, Tier};
-use crate::candidate::{Candidate, Candidates};
+use crate::candidate::{Candidate, Candidates, admitted};
 use crate::config::{PoolConfig, nanos};
 use crate::health::{BackendState, HealthStatus, NO_RAMP, Shared};
 use crate::rng::mix64;
+use crate::tried::Tried;
 use crate::{PoolError, Rng};
 
 /// One backend in a snapshot with its shared live state.
@@ -305,8 +306,68 @@ impl<A: Algorithm> Snapshot<A> {
         ))
     }
 
-    /// The first candidate only.
+    /// The first candidate only, counted in flight until dropped.
+    #[inline]
     pub fn pick(
+        &self,
+        key: &[u8],
+        now: Duration,
+        rng: &mut Rng,
+    ) -> Result<Candidate<'_>, PoolError> {
+        match self.first_proposal(key, nanos(now), rng)? {
+            Some(entry) => Ok(Candidate::counted(entry)),
+            None => self.slow_pick(key, now, rng),
+        }
+    }
+
+    /// The first choice, same rules as [`pick`](Self::pick), but not counted in flight: for
+    /// callers that need no count, with any algorithm but [`LeastConn`](crate::LeastConn) (which
+    /// balances on those counts). Saves two atomic read-modify-writes per pick.
+    #[inline]
+    pub fn select(&self, key: &[u8], now: Duration, rng: &mut Rng) -> Result<&Backend, PoolError> {
+        match self.first_proposal(key, nanos(now), rng)? {
+            Some(entry) => Ok(&entry.backend),
+            None => self.slow_pick(key, now, rng).map(|c| c.backend()),
+        }
+    }
+
+    /// The algorithm's first proposal when it is usable, as it nearly always is: no retry state.
+    #[inline]
+    fn first_proposal(
+        &self,
+        key: &[u8],
+        now: u64,
+        rng: &mut Rng,
+    ) -> Result<Option<&Entry>, PoolError> {
+        static NOTHING_TRIED: Tried = Tried::new();
+        let (tier, ignore_health) = self.route(now)?;
+        let algorithm = self.tiers[tier].as_ref().ok_or(PoolError::NoHealthy)?;
+        let filter = Filter {
+            entries: &self.entries,
+            now,
+            ignore_health,
+            tried: &NOTHING_TRIED,
+        };
+        let mut cursor = 0;
+        let mut proposal = Proposal {
+            key,
+            rng,
+            attempt: 0,
+            cursor: &mut cursor,
+            filter: &filter,
+        };
+        let Some(index) = algorithm.propose(&mut proposal) else {
+            return Ok(None);
+        };
+        Ok(self.entries.get(index as usize).filter(|entry| {
+            filter.usable(index)
+                && entry.backend.tier.index() == tier
+                && admitted::<A>(entry, now, key, rng)
+        }))
+    }
+
+    #[cold]
+    fn slow_pick(
         &self,
         key: &[u8],
         now: Duration,
@@ -527,6 +588,20 @@ mod tests {
         zero_weight_never_picked::<LeastConn>();
         zero_weight_never_picked::<Maglev>();
         zero_weight_never_picked::<WeightedRandom>();
+    }
+
+    #[test]
+    fn select_follows_pick_rules_without_counting() {
+        let pool = Pool::<SmoothWeighted>::new(named(&[2, 0, 1]), strict(), Default::default(), 4)
+            .unwrap();
+        pool.record_failure(&"b2".into(), T0);
+        let snapshot = pool.load();
+        let mut rng = Rng::new(1);
+        for _ in 0..30 {
+            let b = snapshot.select(b"", secs(1), &mut rng).unwrap();
+            assert_eq!(b.id.to_string(), "b0");
+        }
+        assert_eq!(pool.status(&"b0".into(), T0).unwrap().in_flight, 0);
     }
 
     #[test]

@@ -31,6 +31,7 @@ impl Default for SmoothConfig {
 pub struct SmoothWeighted {
     schedule: Box<[u32]>,
     next: AtomicU64,
+    len: FastMod,
 }
 
 impl SmoothWeighted {
@@ -51,6 +52,7 @@ impl Algorithm for SmoothWeighted {
             0
         };
         Ok(Self {
+            len: FastMod::new(schedule.len() as u64),
             schedule,
             next: AtomicU64::new(start),
         })
@@ -58,8 +60,7 @@ impl Algorithm for SmoothWeighted {
 
     #[inline]
     fn propose(&self, p: &mut Proposal<'_>) -> Option<u32> {
-        let len = self.schedule.len() as u64;
-        if len == 0 {
+        if self.schedule.is_empty() {
             return None;
         }
         // Only the first proposal of a request takes a slot from the shared counter; retries walk
@@ -70,7 +71,39 @@ impl Algorithm for SmoothWeighted {
             p.cursor().wrapping_add(1)
         };
         *p.cursor() = slot;
-        self.schedule.get((slot % len) as usize).copied()
+        self.schedule.get(self.len.rem(slot) as usize).copied()
+    }
+}
+
+/// `a % d` by multiplications with a precomputed reciprocal (Lemire, Kaser, Kurz 2019): a 64-bit
+/// division costs tens of cycles on many CPUs, and every pick needs one.
+#[derive(Debug)]
+struct FastMod {
+    m: u128,
+    d: u64,
+}
+
+impl FastMod {
+    fn new(d: u64) -> Self {
+        let m = if d > 1 {
+            u128::MAX / u128::from(d) + 1
+        } else {
+            0
+        };
+        Self { m, d }
+    }
+
+    #[inline]
+    fn rem(&self, a: u64) -> u64 {
+        if self.d <= 1 {
+            return 0;
+        }
+        // (m·a mod 2^128) · d / 2^128, with the 128×64 product split in halves
+        let low = self.m.wrapping_mul(u128::from(a));
+        let d = u128::from(self.d);
+        let lo = (low & u128::from(u64::MAX)) * d;
+        let hi = (low >> 64) * d;
+        ((hi + (lo >> 64)) >> 64) as u64
     }
 }
 
@@ -188,6 +221,32 @@ mod tests {
             out.push(b as u32);
         }
         out
+    }
+
+    #[test]
+    fn fast_mod_equals_remainder() {
+        let mut rng = Rng::new(3);
+        let divisors = [
+            1u64,
+            2,
+            3,
+            7,
+            505,
+            50_500,
+            1 << 22,
+            (1 << 32) + 15,
+            u64::MAX,
+        ];
+        for d in divisors {
+            let f = FastMod::new(d);
+            for a in [0, 1, d - 1, d, d.wrapping_add(1), u64::MAX, u64::MAX - 1] {
+                assert_eq!(f.rem(a), a % d, "{a} % {d}");
+            }
+            for _ in 0..10_000 {
+                let a = rng.next_u64();
+                assert_eq!(f.rem(a), a % d, "{a} % {d}");
+            }
+        }
     }
 
     #[test]

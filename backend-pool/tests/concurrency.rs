@@ -1,7 +1,7 @@
 //! Many threads picking while another publishes updates: no panic, counts add up, a removed
 //! backend stops being picked, and every in-flight count returns to zero.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -67,27 +67,28 @@ fn picks_during_updates() {
     let pool =
         Arc::new(Pool::<LeastConn>::new(named(&[3, 2, 1]), PoolConfig::default(), (), 1).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
+    let picked = Arc::new(AtomicU64::new(0));
     let pickers: Vec<_> = (0..THREADS)
         .map(|t| {
-            let (pool, stop) = (Arc::clone(&pool), Arc::clone(&stop));
+            let (pool, stop, picked) = (Arc::clone(&pool), Arc::clone(&stop), Arc::clone(&picked));
             thread::spawn(move || {
                 let mut rng = Rng::new(t as u64);
-                let mut picks = 0u64;
                 let mut held = Vec::new();
+                let mut mine = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let snapshot = pool.snapshot();
-                    if let Ok(pick) = snapshot.pick(b"", Duration::ZERO, &mut rng) {
-                        picks += 1;
-                        // keep some connections open across updates
-                        if picks % 7 == 0 {
-                            held.push(pick.detach());
-                        }
+                    let pick = snapshot.pick(b"", Duration::ZERO, &mut rng).unwrap();
+                    mine += 1;
+                    picked.fetch_add(1, Ordering::Relaxed);
+                    // keep some connections open across updates
+                    if mine % 7 == 0 {
+                        held.push(pick.detach());
                     }
                     if held.len() > 16 {
                         held.clear();
                     }
                 }
-                picks
+                mine
             })
         })
         .collect();
@@ -95,6 +96,11 @@ fn picks_during_updates() {
         let weights: &[u32] = if round % 2 == 0 { &[3, 2] } else { &[1, 4, 2] };
         pool.update(named(weights), Duration::from_millis(u64::from(round)))
             .unwrap();
+        // let the pickers run against this snapshot before publishing the next
+        let seen = picked.load(Ordering::Relaxed);
+        while picked.load(Ordering::Relaxed) < seen + THREADS as u64 {
+            thread::yield_now();
+        }
     }
     pool.update(named(&[3, 2]), Duration::from_secs(1)).unwrap();
     // After the last publish, b2 is gone for every new load.
@@ -107,8 +113,12 @@ fn picks_during_updates() {
         assert_ne!(pick.backend().id.to_string(), "b2");
     }
     stop.store(true, Ordering::Relaxed);
-    let total: u64 = pickers.into_iter().map(|h| h.join().unwrap()).sum();
-    assert!(total > 0);
+    let per_thread: Vec<u64> = pickers.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        per_thread.iter().sum::<u64>(),
+        picked.load(Ordering::Relaxed),
+        "counts add up"
+    );
     for id in ["b0", "b1"] {
         let status = pool.status(&id.into(), Duration::from_secs(1)).unwrap();
         assert_eq!(status.in_flight, 0, "{id}");
