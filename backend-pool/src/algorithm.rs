@@ -67,6 +67,11 @@ impl Proposal<'_> {
         self.attempt
     }
 
+    /// True once the request has been given a candidate: this proposal is for a retry.
+    pub fn is_retry(&self) -> bool {
+        self.filter.tried.len() > 0
+    }
+
     /// Scratch state kept across the proposals of one request (a position, a hash).
     pub fn cursor(&mut self) -> &mut u64 {
         self.cursor

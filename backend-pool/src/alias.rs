@@ -45,17 +45,28 @@ impl AliasTable {
 
     #[inline]
     pub(crate) fn sample(&self, rng: &mut Rng) -> Option<u32> {
+        self.sample_position(rng).map(|j| self.index[j])
+    }
+
+    /// Position of the drawn member in the table (0..len).
+    #[inline]
+    pub(crate) fn sample_position(&self, rng: &mut Rng) -> Option<usize> {
         let n = self.index.len() as u64;
         if n == 0 {
             return None;
         }
         let column = rng.below(n) as usize;
-        let j = if rng.next_u64() < self.keep[column] {
+        Some(if rng.next_u64() < self.keep[column] {
             column
         } else {
             self.alias[column] as usize
-        };
-        self.index.get(j).copied()
+        })
+    }
+
+    /// The snapshot index at a position.
+    #[inline]
+    pub(crate) fn index(&self, position: usize) -> u32 {
+        self.index[position % self.index.len()]
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -26,17 +26,23 @@ impl Algorithm for LeastConn {
 
     #[inline]
     fn propose(&self, p: &mut Proposal<'_>) -> Option<u32> {
-        let a = self.table.sample(p.rng())?;
+        let first = self.table.sample_position(p.rng())?;
+        let a = self.table.index(first);
         if self.table.len() < 2 {
             return Some(a);
         }
-        let mut b = a;
+        // Two distinct backends: redraw a few times, then take the next one in the table.
+        let mut second = first;
         for _ in 0..REDRAWS {
-            b = self.table.sample(p.rng())?;
-            if b != a {
+            second = self.table.sample_position(p.rng())?;
+            if second != first {
                 break;
             }
         }
+        if second == first {
+            second = first + 1;
+        }
+        let b = self.table.index(second);
         match (p.is_usable(a), p.is_usable(b)) {
             (true, false) | (false, false) => return Some(a),
             (false, true) => return Some(b),

@@ -605,6 +605,69 @@ mod tests {
     }
 
     #[test]
+    fn smooth_skips_keep_exact_shares_for_the_others() {
+        let weights = [5, 3, 2, 1];
+        let pool =
+            Pool::<SmoothWeighted>::new(named(&weights), strict(), Default::default(), 8).unwrap();
+        pool.record_failure(&"b1".into(), T0);
+        let k = 5;
+        // the cycle minus b1's slots: 8 picks per cycle, in exact shares
+        let c = counts(&pool, 8 * k, secs(1), &mut Rng::new(1));
+        assert_eq!(c, vec![5 * k as u64, 0, 2 * k as u64, k as u64]);
+    }
+
+    #[test]
+    fn least_conn_compares_two_distinct_backends() {
+        // With one connection held on b0, a P2C that compared b0 with itself would sometimes
+        // return it; two distinct choices always prefer idle b1.
+        let pool = Pool::<LeastConn>::new(named(&[1, 1]), strict(), (), 1).unwrap();
+        let snapshot = pool.load();
+        let mut rng = Rng::new(9);
+        let held = loop {
+            let c = snapshot.pick(b"", T0, &mut rng).unwrap();
+            if c.backend().id.to_string() == "b0" {
+                break c;
+            }
+        };
+        for _ in 0..1000 {
+            let c = snapshot.pick(b"", T0, &mut rng).unwrap();
+            assert_eq!(c.backend().id.to_string(), "b1");
+        }
+        drop(held);
+    }
+
+    #[test]
+    fn more_than_65536_backends() {
+        let many: Vec<Backend> = (0..70_000u32)
+            .map(|i| Backend::new(format!("n{i}").as_str(), 1 + i % 3))
+            .collect();
+        let swrr =
+            Pool::<SmoothWeighted>::new(many.clone(), strict(), Default::default(), 1).unwrap();
+        let random = Pool::<WeightedRandom>::new(many, strict(), (), 1).unwrap();
+        let mut rng = Rng::new(1);
+        let last = swrr.load().backends().count();
+        assert_eq!(last, 70_000);
+        let mut high = false;
+        for _ in 0..2000 {
+            let a = swrr
+                .load()
+                .pick(b"", T0, &mut rng)
+                .unwrap()
+                .backend()
+                .clone();
+            let b = random
+                .load()
+                .pick(b"", T0, &mut rng)
+                .unwrap()
+                .backend()
+                .clone();
+            let index = |b: &Backend| b.id.to_string()[1..].parse::<u32>().unwrap();
+            high |= index(&a) >= 65_536 || index(&b) >= 65_536;
+        }
+        assert!(high, "indices above u16 are reachable");
+    }
+
+    #[test]
     fn retries_are_bounded_by_max_attempts() {
         let config = PoolConfig {
             max_attempts: 2,

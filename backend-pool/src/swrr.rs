@@ -63,12 +63,13 @@ impl Algorithm for SmoothWeighted {
         if self.schedule.is_empty() {
             return None;
         }
-        // Only the first proposal of a request takes a slot from the shared counter; retries walk
-        // on from there, so they too follow the smooth order.
-        let slot = if p.attempt() == 0 {
-            self.next.fetch_add(1, Ordering::Relaxed)
-        } else {
+        // A first pick takes its slot from the shared counter, again after an unusable one, so
+        // the others keep exact shares: the cycle minus the skipped backend's slots. A retry walks
+        // on from its pick's slot, so it too follows the smooth order.
+        let slot = if p.is_retry() {
             p.cursor().wrapping_add(1)
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed)
         };
         *p.cursor() = slot;
         self.schedule.get(self.len.rem(slot) as usize).copied()
@@ -107,6 +108,9 @@ impl FastMod {
     }
 }
 
+/// Cycle length × distinct weights allowed when precomputing (about a second of work).
+const MAX_BUILD_STEPS: u64 = 1 << 30;
+
 /// One group of members with the same weight: nginx picks them in list order, one per round.
 struct Group {
     weight: u64,
@@ -144,6 +148,14 @@ fn nginx_cycle(members: &[Member], max_period: u64) -> Result<Box<[u32]>, PoolEr
                 rounds: 0,
             }),
         }
+    }
+    // Each step compares every group: refuse cycles that would take too long to precompute.
+    let work = period.saturating_mul(groups.len() as u64);
+    if work > MAX_BUILD_STEPS {
+        return Err(PoolError::PeriodTooLong {
+            period,
+            limit: (MAX_BUILD_STEPS / groups.len() as u64).min(max_period),
+        });
     }
     let total = i128::from(period);
     let mut cycle = Vec::with_capacity(period as usize);
@@ -345,6 +357,15 @@ mod tests {
                 limit: 1 << 20
             }
         );
+        // Many distinct weights make a long build: refused rather than hanging.
+        let distinct: Vec<u32> = (1..=3000).collect();
+        assert!(matches!(
+            nginx_cycle(&members(&distinct), u64::MAX),
+            Err(PoolError::PeriodTooLong {
+                period: 4_501_500,
+                ..
+            })
+        ));
         // Huge but proportional weights reduce by the gcd and are fine.
         let ok = nginx_cycle(&members(&[u32::MAX, u32::MAX]), 4).unwrap();
         assert_eq!(&*ok, &[0, 1]);
