@@ -146,6 +146,25 @@ fn openssl_s_client_hello() {
 }
 
 #[test]
+fn openssl_s_client_tls12_hello() {
+    let Some((seen, bytes)) = run_client(
+        "openssl",
+        &[
+            "s_client",
+            "-connect",
+            "127.0.0.1:{port}",
+            "-tls1_2",
+            "-servername",
+            "tls12.openssl.example.",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(seen, tls(Some("tls12.openssl.example"), &[]));
+    save("openssl_tls12", &bytes);
+}
+
+#[test]
 fn openssl_s_client_tls12_to_an_ip_sends_no_name() {
     let Some((seen, _)) = run_client(
         "openssl",

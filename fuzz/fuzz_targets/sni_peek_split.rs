@@ -51,6 +51,9 @@ fuzz_target!(|data: &[u8]| {
         let mut framed = reframe(&input[..whole.consumed], usize::from(knobs % 16) + 1);
         framed.extend_from_slice(&input[whole.consumed..]);
         let (again, alpn_again) = answer(&framed, &limits).expect("re-framed hello decides");
-        assert_eq!((again.host, again.ech, alpn_again), (whole.host, whole.ech, alpn));
+        assert_eq!(
+            (again.host, again.ech, alpn_again),
+            (whole.host, whole.ech, alpn)
+        );
     }
 });

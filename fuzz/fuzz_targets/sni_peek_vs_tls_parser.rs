@@ -14,8 +14,7 @@ fn is_grease(p: &[u8]) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(Status::Complete(ours)) = sni_peek::tls::parse(data, &mut [], &Limits::default())
-    else {
+    let Ok(Status::Complete(ours)) = sni_peek::tls::parse(data, &mut [], &Limits::default()) else {
         return;
     };
     if ours.is_sslv2() || ours.record_count() != 1 {

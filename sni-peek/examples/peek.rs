@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             let alpn: Vec<String> = h.alpn().map(printable).collect();
             let line = format!(
                 "tls sni={} alpn={} ech={} consumed={}",
-                name_or_dash(h.server_name()),
+                name_or_dash(h.server_name().as_ref()),
                 if alpn.is_empty() {
                     "-".into()
                 } else {
@@ -54,14 +54,16 @@ fn main() -> ExitCode {
             (line, 0)
         }
         Ok(Status::Complete(Detected::Http(r))) => {
-            let mut line = format!("http host={}", name_or_dash(r.host()));
+            let mut line = format!("http host={}", name_or_dash(r.host().as_ref()));
             if let Some(port) = r.port() {
                 let _ = write!(line, " port={port}");
             }
             let _ = write!(line, " consumed={}", r.consumed());
             (line, 0)
         }
-        Ok(Status::Complete(Detected::H2(r))) => (format!("h2 host={}", name_or_dash(r.host())), 0),
+        Ok(Status::Complete(Detected::H2(r))) => {
+            (format!("h2 host={}", name_or_dash(r.host().as_ref())), 0)
+        }
         Ok(Status::Complete(Detected::Unknown)) => ("unknown".into(), 3),
         Ok(Status::Partial(Needed::Size(n))) => (format!("partial needed={n}"), 2),
         Ok(Status::Partial(Needed::Unknown)) => ("partial needed=unknown".into(), 2),

@@ -36,8 +36,8 @@ pub struct H2Request {
 
 impl H2Request {
     /// The host from `:authority` (or `host` when there is none): lowercased, no port.
-    pub fn host(&self) -> Option<&HostName> {
-        self.authority.as_ref()
+    pub fn host(&self) -> Option<HostName> {
+        self.authority
     }
 
     /// The port, when the authority gives one.

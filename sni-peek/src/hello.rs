@@ -4,7 +4,7 @@
 use core::fmt;
 
 use crate::Error;
-use crate::name::HostName;
+use crate::name::{self, HostName};
 use crate::reader::Reader;
 
 /// A TLS protocol version code point (open: unknown values pass through).
@@ -59,7 +59,8 @@ fn is_grease(v: u16) -> bool {
 /// What a ClientHello says about where the connection should go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientHello<'a> {
-    server_name: Option<HostName>,
+    /// Validated, without its trailing dot; lowercased only when asked for (a copy).
+    server_name: Option<&'a [u8]>,
     alpn: &'a [u8],
     ech: bool,
     legacy_version: ProtocolVersion,
@@ -77,8 +78,8 @@ impl<'a> ClientHello<'a> {
     /// `None` when there is no `server_name` extension, when it holds only unknown name types, or
     /// when the name is an IP literal (not allowed there by RFC 6066 §3). With [`Self::has_ech`],
     /// this is the outer (public) name, not the one the client really wants.
-    pub fn server_name(&self) -> Option<&HostName> {
-        self.server_name.as_ref()
+    pub fn server_name(&self) -> Option<HostName> {
+        self.server_name.map(HostName::from_checked)
     }
 
     /// Every ALPN protocol offered, in the client's order (GREASE values skipped).
@@ -315,14 +316,14 @@ pub(crate) fn parse(body: &[u8]) -> Result<ClientHello<'_>, Error> {
 }
 
 /// `server_name` (RFC 6066 §3): one `host_name` at most; other name types are skipped.
-fn server_name(mut data: Reader<'_>) -> Result<Option<HostName>, Error> {
+fn server_name<'a>(mut data: Reader<'a>) -> Result<Option<&'a [u8]>, Error> {
     if data.is_empty() {
         return Err(Error::Empty {
             field: "server_name extension",
         });
     }
     let mut list = list_filling(&mut data, "server_name_list")?;
-    let mut found: Option<Option<HostName>> = None;
+    let mut found: Option<Option<&'a [u8]>> = None;
     while !list.is_empty() {
         let name_type = list.u8()?;
         let name = list.sub_u16("server_name_list")?.rest();
@@ -335,7 +336,7 @@ fn server_name(mut data: Reader<'_>) -> Result<Option<HostName>, Error> {
         if name.is_empty() {
             return Err(Error::Empty { field: "host_name" });
         }
-        found = Some(HostName::dns(name)?);
+        found = Some(name::check_dns(name)?);
     }
     Ok(found.flatten())
 }

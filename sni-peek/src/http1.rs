@@ -3,9 +3,9 @@
 //! The whole header block is waited for, not just the Host line: a second Host further down must
 //! still be refused, and an HTTP/1.0 request only proves it has no Host at the empty line.
 //!
-//! Only what routing depends on is validated byte by byte: the request line, header names, and the
-//! Host value. The other values are scanned for their line end only; they reach the backend
-//! untouched, and it validates them.
+//! Only what routing depends on is validated byte by byte: the request line, and the name and value
+//! of every line that starts like `Host`. Other lines are checked for folding and a valid first
+//! byte, then scanned for their end only; they reach the backend untouched, and it validates them.
 
 use crate::name::{self, HostName};
 use crate::{Error, Limits, Needed, Status};
@@ -16,8 +16,9 @@ const MAX_METHOD_LEN: usize = 24;
 
 /// The routing facts of an HTTP/1.x request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpRequest {
-    host: Option<HostName>,
+pub struct HttpRequest<'a> {
+    /// Validated, without brackets or trailing dot; lowercased only when asked for (a copy).
+    host: Option<&'a [u8]>,
     port: Option<u16>,
     minor_version: u8,
     connect: bool,
@@ -25,12 +26,12 @@ pub struct HttpRequest {
     consumed: usize,
 }
 
-impl HttpRequest {
+impl HttpRequest<'_> {
     /// The host: from an absolute-form or CONNECT target if there is one (RFC 9112 §3.2.2), else
     /// from Host. Lowercased, without port or IPv6 brackets. `None` for an HTTP/1.0 request without
     /// Host, or an empty Host.
-    pub fn host(&self) -> Option<&HostName> {
-        self.host.as_ref()
+    pub fn host(&self) -> Option<HostName> {
+        self.host.map(HostName::from_checked)
     }
 
     /// The port given with the host, if any.
@@ -59,6 +60,9 @@ impl HttpRequest {
     }
 }
 
+/// A validated host and its port, borrowed from the input.
+type Authority<'a> = (&'a [u8], Option<u16>);
+
 /// What went wrong while scanning: more bytes would help, or the input cannot be HTTP/1.
 enum Stop {
     More,
@@ -74,7 +78,7 @@ impl From<Error> for Stop {
 /// Parses the request line and header block received so far.
 ///
 /// Errors with [`Error::NotHttp`] as soon as the bytes cannot start an HTTP/1 request.
-pub fn parse(input: &[u8], limits: &Limits) -> Result<Status<HttpRequest>, Error> {
+pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Result<Status<HttpRequest<'a>>, Error> {
     match scan(input) {
         Ok(req) if req.consumed > limits.max_header_len => Err(Error::HeadersTooLarge {
             limit: limits.max_header_len,
@@ -88,7 +92,7 @@ pub fn parse(input: &[u8], limits: &Limits) -> Result<Status<HttpRequest>, Error
     }
 }
 
-fn scan(input: &[u8]) -> Result<HttpRequest, Stop> {
+fn scan(input: &[u8]) -> Result<HttpRequest<'_>, Stop> {
     // RFC 9112 §2.2: empty lines before the request line are ignored.
     let mut pos = input
         .iter()
@@ -103,13 +107,13 @@ fn scan(input: &[u8]) -> Result<HttpRequest, Stop> {
     let mut from_target = None;
     let mut absolute_form = false;
     if connect {
-        from_target = Some(name::split_authority(target)?);
+        from_target = Some(name::check_authority(target)?);
     } else if target.first() != Some(&b'/') && target != b"*" {
         from_target = absolute_authority(target)?;
         absolute_form = true;
     }
 
-    let mut host_header: Option<Option<(HostName, Option<u16>)>> = None;
+    let mut host_header: Option<Option<Authority<'_>>> = None;
     loop {
         match input.get(pos) {
             None => return Err(Stop::More),
@@ -131,7 +135,17 @@ fn scan(input: &[u8]) -> Result<HttpRequest, Stop> {
                 }
             },
             Some(b' ' | b'\t') => return Err(Error::ObsFold.into()),
-            Some(_) => {}
+            Some(b'h' | b'H') => {}
+            Some(&b) => {
+                // Not Host: no backend can read it as Host either, so only its end is looked for.
+                header_name_end(&[b], 0).or_else(|e| match e {
+                    Stop::More => Ok(0),
+                    fail => Err(fail),
+                })?;
+                let lf = find_lf(input.get(pos..).unwrap_or_default()).ok_or(Stop::More)?;
+                pos += lf + 1;
+                continue;
+            }
         }
         let colon = header_name_end(input, pos)?;
         let name = &input[pos..colon];
@@ -165,11 +179,21 @@ fn scan(input: &[u8]) -> Result<HttpRequest, Stop> {
     })
 }
 
-/// RFC 9110 §5.6.2 tchar.
+/// RFC 9110 §5.6.2 tchar, as a table: header names are scanned byte by byte.
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = matches!(b as u8,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`'
+            | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z');
+        b += 1;
+    }
+    t
+};
+
 fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`'
-        | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+    TCHAR[usize::from(b)]
 }
 
 fn token_until_space<'a>(input: &'a [u8], pos: &mut usize) -> Result<&'a [u8], Stop> {
@@ -236,7 +260,7 @@ fn version_line(input: &[u8], pos: &mut usize) -> Result<u8, Stop> {
 }
 
 /// The authority of an absolute-form target (`scheme://authority/path`), if it has one.
-fn absolute_authority(target: &[u8]) -> Result<Option<(HostName, Option<u16>)>, Error> {
+fn absolute_authority(target: &[u8]) -> Result<Option<Authority<'_>>, Error> {
     const NOT_A_FORM: Error = Error::InvalidRequestLine {
         reason: "target is neither origin, absolute, authority nor asterisk form",
     };
@@ -266,36 +290,34 @@ fn absolute_authority(target: &[u8]) -> Result<Option<(HostName, Option<u16>)>, 
     if authority.is_empty() {
         return Ok(None);
     }
-    name::split_authority(authority).map(Some)
+    name::check_authority(authority).map(Some)
 }
 
 /// Where the colon after a header name is; the name must be a non-empty token.
 fn header_name_end(input: &[u8], start: usize) -> Result<usize, Stop> {
-    let mut i = start;
-    loop {
-        match input.get(i) {
-            None => return Err(Stop::More),
-            Some(b':') if i > start => return Ok(i),
-            Some(b':') => {
-                return Err(Error::InvalidHeader {
-                    reason: "empty header name",
-                }
-                .into());
-            }
-            Some(b' ' | b'\t') => return Err(Error::WhitespaceBeforeColon.into()),
-            Some(&b) if is_tchar(b) => i += 1,
-            Some(_) => {
-                return Err(Error::InvalidHeader {
-                    reason: "character not allowed in a header name",
-                }
-                .into());
-            }
+    let name_len = input
+        .get(start..)
+        .unwrap_or_default()
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .ok_or(Stop::More)?;
+    let end = start + name_len;
+    match input[end] {
+        b':' if name_len > 0 => Ok(end),
+        b':' => Err(Error::InvalidHeader {
+            reason: "empty header name",
         }
+        .into()),
+        b' ' | b'\t' => Err(Error::WhitespaceBeforeColon.into()),
+        _ => Err(Error::InvalidHeader {
+            reason: "character not allowed in a header name",
+        }
+        .into()),
     }
 }
 
 /// The Host field value between colon and LF: trimmed, checked, split. Empty means no name.
-fn host_value(raw: &[u8]) -> Result<Option<(HostName, Option<u16>)>, Error> {
+fn host_value(raw: &[u8]) -> Result<Option<Authority<'_>>, Error> {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     if raw.iter().any(|&b| b != b'\t' && (b < 0x20 || b == 0x7f)) {
         return Err(Error::InvalidHeader {
@@ -306,7 +328,7 @@ fn host_value(raw: &[u8]) -> Result<Option<(HostName, Option<u16>)>, Error> {
     if raw.is_empty() {
         return Ok(None);
     }
-    name::split_authority(raw).map(Some)
+    name::check_authority(raw).map(Some)
 }
 
 /// Position of the first `\n`, eight bytes at a time.
@@ -331,11 +353,11 @@ fn find_lf(s: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn parse_all(input: &[u8]) -> Result<Status<HttpRequest>, Error> {
+    fn parse_all(input: &[u8]) -> Result<Status<HttpRequest<'_>>, Error> {
         parse(input, &Limits::default())
     }
 
-    fn complete(input: &[u8]) -> HttpRequest {
+    fn complete(input: &[u8]) -> HttpRequest<'_> {
         match parse_all(input) {
             Ok(Status::Complete(r)) => r,
             other => panic!("expected complete, got {other:?}"),

@@ -45,7 +45,7 @@ pub struct HelloSpec<'a> {
     pub alpn: &'a [&'a [u8]],
     /// GREASE cipher suite, extensions (one empty, one with a byte) and version, as Chrome sends.
     pub grease: bool,
-    /// An `encrypted_client_hello` extension of this many payload bytes (none when 0).
+    /// An outer `encrypted_client_hello` extension with this many payload bytes (none when 0).
     pub ech_len: usize,
     /// Key share bytes (X25519 is 32, X25519MLKEM768 is 1216; none when 0).
     pub key_share_len: usize,
@@ -91,7 +91,13 @@ pub fn build_hello(spec: &HelloSpec<'_>) -> Vec<u8> {
         exts.push((51, with_len16(&share)));
     }
     if spec.ech_len > 0 {
-        exts.push((0xfe0d, (0..spec.ech_len).map(|i| (i * 7) as u8).collect()));
+        // An outer ECHClientHello: type, HPKE KDF and AEAD, config_id, a 32-byte enc, the payload.
+        let mut ech = vec![0, 0x00, 0x01, 0x00, 0x01, 0x42];
+        ech.extend(with_len16(&[0x99; 32]));
+        ech.extend(with_len16(
+            &(0..spec.ech_len).map(|i| (i * 7) as u8).collect::<Vec<_>>(),
+        ));
+        exts.push((0xfe0d, ech));
     }
     if spec.grease {
         exts.push((0x1a1a, vec![0]));

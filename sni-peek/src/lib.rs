@@ -141,7 +141,7 @@ pub enum Detected<'a> {
     /// A TLS (or SSLv2-compatible) ClientHello.
     Tls(ClientHello<'a>),
     /// An HTTP/1.x request.
-    Http(HttpRequest),
+    Http(HttpRequest<'a>),
     /// An HTTP/2 prior-knowledge connection.
     H2(H2Request),
     /// Neither TLS nor HTTP: the bytes already received prove it.
@@ -183,25 +183,13 @@ impl Detected<'_> {
         let (protocol, host, port, ech, consumed) = match self {
             Detected::Tls(h) => (
                 Protocol::Tls,
-                h.server_name().copied(),
+                h.server_name(),
                 None,
                 h.has_ech(),
                 h.consumed(),
             ),
-            Detected::Http(r) => (
-                Protocol::Http1,
-                r.host().copied(),
-                r.port(),
-                false,
-                r.consumed(),
-            ),
-            Detected::H2(r) => (
-                Protocol::H2,
-                r.host().copied(),
-                r.port(),
-                false,
-                r.consumed(),
-            ),
+            Detected::Http(r) => (Protocol::Http1, r.host(), r.port(), false, r.consumed()),
+            Detected::H2(r) => (Protocol::H2, r.host(), r.port(), false, r.consumed()),
             Detected::Unknown => (Protocol::Unknown, None, None, false, 0),
         };
         Route {

@@ -43,100 +43,23 @@ impl HostName {
     /// Validates a DNS name and stores it lowercased, without one trailing dot.
     ///
     /// `Ok(None)` when it is an IP literal: those are not names to route on in TLS.
+    #[cfg(test)]
     pub(crate) fn dns(raw: &[u8]) -> Result<Option<HostName>, Error> {
-        let raw = raw.strip_suffix(b".").unwrap_or(raw);
-        if is_ip_literal(raw) {
-            return Ok(None);
-        }
-        Self::validated(raw).map(Some)
+        Ok(check_dns(raw)?.map(HostName::from_checked))
     }
 
-    /// Validates and stores an HTTP host: a DNS name, an IPv4 literal or (unbracketed already) an
-    /// IPv6 literal.
-    pub(crate) fn http(raw: &[u8]) -> Result<HostName, Error> {
-        let raw = raw.strip_suffix(b".").unwrap_or(raw);
-        if raw.contains(&b':') {
-            return match core::str::from_utf8(raw)
-                .ok()
-                .map(str::parse::<core::net::Ipv6Addr>)
-            {
-                Some(Ok(_)) => Self::copy_lower(raw),
-                _ => Err(Error::InvalidName {
-                    reason: "not an IPv6 literal",
-                }),
-            };
-        }
-        Self::validated(raw)
-    }
-
-    /// Checks the DNS text rules and copies lowercased in the same pass.
-    fn validated(raw: &[u8]) -> Result<HostName, Error> {
-        if raw.is_empty() {
-            return Err(Error::InvalidName { reason: "empty" });
-        }
-        if raw.len() > MAX_NAME_LEN {
-            return Err(Error::InvalidName {
-                reason: "longer than 253 bytes",
-            });
-        }
+    /// Copies a name that [`check_dns`] accepted, lowercased.
+    pub(crate) fn from_checked(raw: &[u8]) -> HostName {
         let mut name = HostName {
             len: 0,
             buf: [0; MAX_NAME_LEN],
         };
-        let mut label = 0usize;
-        for (slot, &b) in name.buf.iter_mut().zip(raw) {
-            match b {
-                b'.' => {
-                    if label == 0 {
-                        return Err(Error::InvalidName {
-                            reason: "empty label",
-                        });
-                    }
-                    label = 0;
-                }
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => {
-                    label += 1;
-                    if label > 63 {
-                        return Err(Error::InvalidName {
-                            reason: "label longer than 63 bytes",
-                        });
-                    }
-                }
-                0x80.. => {
-                    return Err(Error::InvalidName {
-                        reason: "non-ASCII byte (IDNs must be sent as xn-- labels)",
-                    });
-                }
-                _ => {
-                    return Err(Error::InvalidName {
-                        reason: "character not allowed in a host name",
-                    });
-                }
-            }
+        let n = raw.len().min(MAX_NAME_LEN);
+        for (slot, b) in name.buf.iter_mut().zip(&raw[..n]) {
             *slot = b.to_ascii_lowercase();
         }
-        if label == 0 {
-            // Only reachable for a name that ended in two dots: one was stripped already.
-            return Err(Error::InvalidName {
-                reason: "empty label",
-            });
-        }
-        name.len = raw.len() as u8; // <= 253, checked above
-        Ok(name)
-    }
-
-    fn copy_lower(raw: &[u8]) -> Result<HostName, Error> {
-        let mut name = HostName {
-            len: 0,
-            buf: [0; MAX_NAME_LEN],
-        };
-        let slot = name.buf.get_mut(..raw.len()).ok_or(Error::InvalidName {
-            reason: "longer than 253 bytes",
-        })?;
-        slot.copy_from_slice(raw);
-        slot.make_ascii_lowercase();
-        name.len = raw.len() as u8;
-        Ok(name)
+        name.len = n as u8;
+        name
     }
 
     /// Builds a name from decoded bytes that are appended piecewise (HPACK Huffman output).
@@ -171,6 +94,65 @@ impl NameBuilder {
     }
 }
 
+/// Validates a TLS server name without copying it: the name without one trailing dot, or `None`
+/// for an IP literal.
+pub(crate) fn check_dns(raw: &[u8]) -> Result<Option<&[u8]>, Error> {
+    let raw = raw.strip_suffix(b".").unwrap_or(raw);
+    if is_ip_literal(raw) {
+        return Ok(None);
+    }
+    check_text(raw)?;
+    Ok(Some(raw))
+}
+
+/// The DNS text rules: 1 to 253 bytes of letters, digits, `-` and `_`, in labels of 1 to 63.
+fn check_text(raw: &[u8]) -> Result<(), Error> {
+    if raw.is_empty() {
+        return Err(Error::InvalidName { reason: "empty" });
+    }
+    if raw.len() > MAX_NAME_LEN {
+        return Err(Error::InvalidName {
+            reason: "longer than 253 bytes",
+        });
+    }
+    let mut label = 0usize;
+    for &b in raw {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => {
+                label += 1;
+                if label > 63 {
+                    return Err(Error::InvalidName {
+                        reason: "label longer than 63 bytes",
+                    });
+                }
+            }
+            b'.' if label > 0 => label = 0,
+            b'.' => {
+                return Err(Error::InvalidName {
+                    reason: "empty label",
+                });
+            }
+            0x80.. => {
+                return Err(Error::InvalidName {
+                    reason: "non-ASCII byte (IDNs must be sent as xn-- labels)",
+                });
+            }
+            _ => {
+                return Err(Error::InvalidName {
+                    reason: "character not allowed in a host name",
+                });
+            }
+        }
+    }
+    if label == 0 {
+        // Only reachable for a name that ended in two dots: one was stripped already.
+        return Err(Error::InvalidName {
+            reason: "empty label",
+        });
+    }
+    Ok(())
+}
+
 fn is_ip_literal(raw: &[u8]) -> bool {
     // Cheap pre-check: a DNS name almost always has a letter, a literal never does (but `::ffff:a.b`).
     let looks_numeric = raw
@@ -183,8 +165,16 @@ fn is_ip_literal(raw: &[u8]) -> bool {
             .is_some()
 }
 
-/// Splits an authority (`host`, `host:port`, `[v6]`, `[v6]:port`) and validates both parts.
+/// Splits an authority (`host`, `host:port`, `[v6]`, `[v6]:port`), validates both parts, and
+/// copies the host lowercased.
 pub(crate) fn split_authority(raw: &[u8]) -> Result<(HostName, Option<u16>), Error> {
+    let (host, port) = check_authority(raw)?;
+    Ok((HostName::from_checked(host), port))
+}
+
+/// Splits and validates an authority without copying: the host (no brackets, no trailing dot)
+/// and the port.
+pub(crate) fn check_authority(raw: &[u8]) -> Result<(&[u8], Option<u16>), Error> {
     let (host, port) = if let Some(rest) = raw.strip_prefix(b"[") {
         let close = rest
             .iter()
@@ -192,8 +182,7 @@ pub(crate) fn split_authority(raw: &[u8]) -> Result<(HostName, Option<u16>), Err
             .ok_or(Error::InvalidName {
                 reason: "unclosed '[' in IPv6 literal",
             })?;
-        let after = &rest[close + 1..];
-        let port = match after {
+        let port = match &rest[close + 1..] {
             [] => None,
             [b':', port @ ..] => Some(port),
             _ => {
@@ -208,9 +197,14 @@ pub(crate) fn split_authority(raw: &[u8]) -> Result<(HostName, Option<u16>), Err
                 reason: "brackets around a non-IPv6 host",
             });
         }
+        if !core::str::from_utf8(host).is_ok_and(|h| h.parse::<core::net::Ipv6Addr>().is_ok()) {
+            return Err(Error::InvalidName {
+                reason: "not an IPv6 literal",
+            });
+        }
         (host, port)
     } else {
-        match raw.iter().position(|&b| b == b':') {
+        let (host, port) = match raw.iter().position(|&b| b == b':') {
             None => (raw, None),
             Some(i) if raw[i + 1..].contains(&b':') => {
                 return Err(Error::InvalidName {
@@ -218,13 +212,16 @@ pub(crate) fn split_authority(raw: &[u8]) -> Result<(HostName, Option<u16>), Err
                 });
             }
             Some(i) => (&raw[..i], Some(&raw[i + 1..])),
-        }
+        };
+        let host = host.strip_suffix(b".").unwrap_or(host);
+        check_text(host)?;
+        (host, port)
     };
     let port = match port {
         None => None,
         Some(p) => Some(parse_port(p)?),
     };
-    Ok((HostName::http(host)?, port))
+    Ok((host, port))
 }
 
 fn parse_port(raw: &[u8]) -> Result<u16, Error> {

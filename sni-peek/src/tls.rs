@@ -290,6 +290,7 @@ mod tests {
     const TLS12_ONLY: &[u8] = include_bytes!("../testdata/rustls_tls12_only.bin");
     const PQ_SIZED: &[u8] = include_bytes!("../testdata/rustls_pq_sized.bin");
     const OPENSSL: &[u8] = include_bytes!("../testdata/openssl_s_client.bin");
+    const OPENSSL_TLS12: &[u8] = include_bytes!("../testdata/openssl_tls12.bin");
     const CURL: &[u8] = include_bytes!("../testdata/curl.bin");
     const GNUTLS: &[u8] = include_bytes!("../testdata/gnutls_cli.bin");
     const CHROME_LIKE: &[u8] = include_bytes!("../testdata/chrome_like.bin");
@@ -323,6 +324,12 @@ mod tests {
             OPENSSL,
             Some("openssl.example"),
             &[b"h2", b"http/1.1"],
+        ),
+        (
+            "openssl_tls12",
+            OPENSSL_TLS12,
+            Some("tls12.openssl.example"),
+            &[],
         ),
         ("curl", CURL, Some("curl.example"), &[b"h2", b"http/1.1"]),
         (
@@ -708,7 +715,7 @@ mod tests {
 
     #[test]
     fn names_are_normalised_or_refused() {
-        let name = |n: &[u8]| hello(&with_ext(0, &sni(&[(0, n)]))).server_name().copied();
+        let name = |n: &[u8]| hello(&with_ext(0, &sni(&[(0, n)]))).server_name();
         assert_eq!(name(b"WWW.Example.COM.").unwrap(), "www.example.com");
         assert_eq!(name(b"_dmarc.example").unwrap(), "_dmarc.example");
         assert_eq!(
@@ -948,7 +955,7 @@ mod tests {
             server_name: Some(name),
             alpn,
             grease: true,
-            ech_len: 186,
+            ech_len: 144,
             key_share_len,
             padding,
             shuffle,
