@@ -248,6 +248,45 @@ mod tests {
     }
 
     #[test]
+    fn adding_one_moves_keys_mostly_to_it() {
+        let all = members(101, 1);
+        let before = Maglev::build(&all[..100], &MaglevConfig::default(), 0).unwrap();
+        let size = before.table.len() as u64;
+        let after = Maglev {
+            table: populate(&all, size),
+        };
+        let (mut to_new, mut elsewhere) = (0, 0);
+        for (b, a) in before.table.iter().zip(after.table.iter()) {
+            if b != a {
+                if *a == 100 {
+                    to_new += 1
+                } else {
+                    elsewhere += 1
+                }
+            }
+        }
+        let share = |x: u64| x as f64 / size as f64;
+        assert!((share(to_new) - 1.0 / 101.0).abs() < 0.001, "{to_new}");
+        assert!(share(elsewhere) <= 1.0 / 101.0, "{elsewhere}");
+    }
+
+    #[test]
+    fn extreme_weight_ratios_build_and_terminate() {
+        let mut ms = members(2, 1);
+        ms[0].weight = u32::MAX;
+        let m = Maglev::build(&ms, &MaglevConfig::default(), 0).unwrap();
+        let counts = shares(&m.table, 2);
+        assert_eq!(counts[0] + counts[1], m.table.len() as u64);
+        assert!(
+            counts[1] <= 1,
+            "weight 1 against u32::MAX gets at most a slot: {counts:?}"
+        );
+        ms[0].weight = 1_000_000;
+        let m = Maglev::build(&ms, &MaglevConfig::default(), 0).unwrap();
+        assert!(shares(&m.table, 2)[1] <= 1);
+    }
+
+    #[test]
     fn same_table_whatever_the_listing_order_and_seed() {
         let ms = members(50, 3);
         let a = Maglev::build(&ms, &MaglevConfig::default(), 1).unwrap();
