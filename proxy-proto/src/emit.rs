@@ -404,12 +404,13 @@ impl<'a> Builder<'a> {
                 Ok(n)
             }
             Version::V2 => {
-                let n = 16 + self.v2_len()?;
+                let (len, family) = (self.v2_len()?, self.family_byte()?);
+                let n = 16 + len;
                 let got = out.len();
                 let dst = out
                     .get_mut(..n)
                     .ok_or(EmitError::BufferTooSmall { required: n, got })?;
-                self.v2_write(&mut SliceSink { out: dst, at: 0 }, 0)?;
+                self.v2_write(&mut SliceSink { out: dst, at: 0 }, len, family, 0);
                 if self.crc32c {
                     // The CRC TLV comes right after the address block; its value after 3 bytes.
                     let at = 16 + self.addresses.v2_len() + 3;
@@ -435,15 +436,16 @@ impl<'a> Builder<'a> {
         match self.version {
             Version::V1 => self.v1_line()?.write_to(&mut BufSink(out)),
             Version::V2 => {
+                let (len, family) = (n - 16, self.family_byte()?);
                 let crc = match self.crc32c {
                     true => {
                         let mut sum = CrcSink(0);
-                        self.v2_write(&mut sum, 0)?;
+                        self.v2_write(&mut sum, len, family, 0);
                         sum.0
                     }
                     false => 0,
                 };
-                self.v2_write(&mut BufSink(out), crc)?;
+                self.v2_write(&mut BufSink(out), len, family, crc);
             }
         }
         Ok(n)
@@ -521,14 +523,14 @@ impl<'a> Builder<'a> {
         Ok(len)
     }
 
-    fn v2_write(&self, sink: &mut impl Sink, crc: u32) -> Result<(), EmitError> {
-        let len = self.v2_len()?;
+    /// Writes a v2 header whose length field and family byte were worked out (and checked).
+    fn v2_write(&self, sink: &mut impl Sink, len: usize, family: u8, crc: u32) {
         let command = match self.command {
             Command::Local => 0x20,
             Command::Proxy => 0x21,
         };
         sink.put(&V2_SIGNATURE);
-        sink.put(&[command, self.family_byte()?]);
+        sink.put(&[command, family]);
         sink.put(&(len as u16).to_be_bytes());
         match self.addresses {
             Addresses::Unspec => {}
@@ -575,7 +577,6 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        Ok(())
     }
 }
 

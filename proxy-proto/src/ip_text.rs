@@ -30,82 +30,97 @@ fn parse_decimal(s: &[u8], max_digits: usize, lenient: bool) -> Option<u32> {
     })
 }
 
+/// Hex digit values; 0xFF for anything else.
+const HEX: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// IPv6 in any RFC 4291 §2.2 text form: full, `::`-compressed, with an IPv4 tail. No zone ids.
 pub(crate) fn parse_ipv6(s: &[u8]) -> Option<Ipv6Addr> {
     // Longest form: 8 groups of 4 digits and 7 colons, or 6 groups plus a dotted quad (45).
     if s.len() < 2 || s.len() > 45 {
         return None;
     }
-    let mut head = [0u16; 8];
-    let mut tail = [0u16; 8];
-    let (mut n_head, mut n_tail) = (0usize, 0usize);
-    let mut compressed = false;
+    let mut groups = [0u16; 8];
+    let mut count = 0;
+    // Where `::` stands: the index of the group that follows it.
+    let mut gap = None;
     let mut i = 0;
-    if s.starts_with(b"::") {
-        compressed = true;
-        i = 2;
+    if s[0] == b':' {
+        if s[1] != b':' {
+            return None;
+        }
         if s.len() == 2 {
             return Some(Ipv6Addr::UNSPECIFIED);
         }
+        (gap, i) = (Some(0), 2);
     }
     loop {
         let start = i;
-        let mut group: u32 = 0;
-        while i < s.len() && i - start < 5 {
-            match (s[i] as char).to_digit(16) {
-                Some(d) => group = group * 16 + d,
-                None => break,
-            }
-            i += 1;
-        }
-        let (groups, count) = if compressed {
-            (&mut tail, &mut n_tail)
-        } else {
-            (&mut head, &mut n_head)
-        };
-        if i < s.len() && s[i] == b'.' {
-            // An embedded IPv4 address ends the text and fills the last two groups.
-            let v4 = parse_ipv4(&s[start..], false)?.octets();
-            if *count + 2 > 8 {
-                return None;
-            }
-            groups[*count] = u16::from_be_bytes([v4[0], v4[1]]);
-            groups[*count + 1] = u16::from_be_bytes([v4[2], v4[3]]);
-            *count += 2;
-            break;
-        }
-        if i == start || i - start > 4 || *count == 8 {
-            return None;
-        }
-        groups[*count] = group as u16;
-        *count += 1;
-        if i == s.len() {
-            break;
-        }
-        if s[i] != b':' {
-            return None;
-        }
-        i += 1;
-        if i < s.len() && s[i] == b':' {
-            if compressed {
-                return None;
-            }
-            compressed = true;
-            i += 1;
-            if i == s.len() {
+        let mut group = 0u32;
+        while let Some(&b) = s.get(i) {
+            let digit = HEX[usize::from(b)];
+            if digit == 0xFF {
                 break;
             }
-        } else if i == s.len() {
+            group = group << 4 | u32::from(digit);
+            i += 1;
+        }
+        if s.get(i) == Some(&b'.') {
+            // An embedded IPv4 address ends the text and fills two groups.
+            if count > 6 {
+                return None;
+            }
+            let [a, b, c, d] = parse_ipv4(&s[start..], false)?.octets();
+            groups[count] = u16::from_be_bytes([a, b]);
+            groups[count + 1] = u16::from_be_bytes([c, d]);
+            count += 2;
+            break;
+        }
+        if i == start || i - start > 4 || count == 8 {
             return None;
         }
+        groups[count] = group as u16;
+        count += 1;
+        match s.get(i) {
+            None => break,
+            Some(b':') => i += 1,
+            Some(_) => return None,
+        }
+        match s.get(i) {
+            None => return None,
+            Some(b':') if gap.is_none() => {
+                (gap, i) = (Some(count), i + 1);
+                if i == s.len() {
+                    break;
+                }
+            }
+            Some(b':') => return None,
+            Some(_) => {}
+        }
     }
-    let total = n_head + n_tail;
-    if (compressed && total > 7) || (!compressed && total != 8) {
-        return None;
+    match gap {
+        None if count == 8 => {}
+        Some(at) if count < 8 => {
+            let tail = count - at;
+            groups.copy_within(at..count, 8 - tail);
+            groups[at..8 - tail].fill(0);
+        }
+        _ => return None,
     }
-    let mut out = head;
-    out[8 - n_tail..].copy_from_slice(&tail[..n_tail]);
-    Some(Ipv6Addr::from(out))
+    Some(Ipv6Addr::from(groups))
 }
 
 /// Whether `partial` can still grow into a valid field: it is valid itself or one of a few

@@ -40,6 +40,7 @@ impl Parser {
     }
 
     /// Parses either version, told apart by the first byte.
+    #[inline]
     pub fn parse<'a>(&self, buf: &'a [u8]) -> Result<Status<Header<'a>>, Error> {
         match buf.first() {
             None => Ok(Status::Partial(Needed::AtLeast(15))),
@@ -50,17 +51,20 @@ impl Parser {
     }
 
     /// Parses a v1 line only.
+    #[inline]
     pub fn parse_v1<'a>(&self, buf: &'a [u8]) -> Result<Status<Header<'a>>, Error> {
         v1::parse(buf, self.lenient_v1)
     }
 
     /// Parses a v2 header only.
+    #[inline]
     pub fn parse_v2<'a>(&self, buf: &'a [u8]) -> Result<Status<Header<'a>>, Error> {
         v2::parse(buf, self.max_v2_len)
     }
 }
 
 /// Parses either version with the default (strict) options. See [`Parser::parse`].
+#[inline]
 pub fn parse(buf: &[u8]) -> Result<Status<Header<'_>>, Error> {
     Parser::new().parse(buf)
 }

@@ -138,37 +138,55 @@ impl<'a> Iterator for Tlvs<'a> {
     }
 }
 
-/// Every TLV's 3-byte head and value lie inside the region. `within` names the enclosing TLV in
-/// errors about sub-TLVs.
-fn check_structure(mut region: &[u8], within: TlvType) -> Result<(), Error> {
-    while !region.is_empty() {
-        let [kind, hi, lo, rest @ ..] = region else {
+/// Walks a TLV region once, checking that every 3-byte head and value lies inside it, and calls
+/// `each(offset of the value, TLV)`. `within` names the enclosing TLV in errors about sub-TLVs.
+fn walk<'a>(
+    region: &'a [u8],
+    within: TlvType,
+    mut each: impl FnMut(usize, Tlv<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut at = 0;
+    while at < region.len() {
+        let Some(&[kind, hi, lo]) = region.get(at..at + 3) else {
             return Err(Error::Tlv {
                 tlv: within,
                 reason: "TLV header runs past the end",
             });
         };
-        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
-        let Some((_, rest)) = rest.split_at_checked(len) else {
+        let kind = TlvType(kind);
+        let value_at = at + 3;
+        let end = value_at + usize::from(u16::from_be_bytes([hi, lo]));
+        let Some(value) = region.get(value_at..end) else {
             return Err(Error::Tlv {
-                tlv: TlvType(*kind),
+                tlv: kind,
                 reason: "value runs past the end",
             });
         };
-        region = rest;
+        each(value_at, Tlv { kind, value })?;
+        at = end;
     }
     Ok(())
+}
+
+fn check_structure(region: &[u8], within: TlvType) -> Result<(), Error> {
+    walk(region, within, |_, _| Ok(()))
+}
+
+/// UTF-8, with the common all-ASCII case decided eight bytes at a time.
+fn is_text(v: &[u8]) -> bool {
+    let chunks = v.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(0u8, |acc, &b| acc | b);
+    let high = chunks.fold(0u64, |acc, c| {
+        acc | u64::from_ne_bytes(c.try_into().unwrap_or_default())
+    });
+    (high & 0x8080_8080_8080_8080 == 0 && tail < 0x80) || core::str::from_utf8(v).is_ok()
 }
 
 /// The checks of a v2 TLV region, done once at parse so that accessors never fail. Returns the
 /// offset (within the region) of the one CRC32C value, if sent.
 pub(crate) fn check_region(region: &[u8]) -> Result<Option<usize>, Error> {
-    check_structure(region, TlvType(0))?;
     let mut crc_at = None;
-    let mut offset = 0;
-    for tlv in Tlvs::new_checked(region) {
-        let value_at = offset + 3;
-        offset = value_at + tlv.value.len();
+    walk(region, TlvType(0), |value_at, tlv| {
         let fail = |reason| {
             Err(Error::Tlv {
                 tlv: tlv.kind,
@@ -187,14 +205,13 @@ pub(crate) fn check_region(region: &[u8]) -> Result<Option<usize>, Error> {
                 }
             }
             TlvType::UNIQUE_ID if tlv.value.len() > 128 => return fail("longer than 128 bytes"),
-            TlvType::AUTHORITY if core::str::from_utf8(tlv.value).is_err() => {
-                return fail("not UTF-8");
-            }
+            TlvType::AUTHORITY if !is_text(tlv.value) => return fail("not UTF-8"),
             TlvType::NETNS if !tlv.value.is_ascii() => return fail("not US-ASCII"),
             TlvType::SSL => check_ssl(tlv.value)?,
             _ => {}
         }
-    }
+        Ok(())
+    })?;
     Ok(crc_at)
 }
 
@@ -205,8 +222,7 @@ fn check_ssl(value: &[u8]) -> Result<(), Error> {
             reason: "shorter than its 5-byte head",
         });
     };
-    check_structure(subs, TlvType::SSL)?;
-    for sub in Tlvs::new_checked(subs) {
+    walk(subs, TlvType::SSL, |_, sub| {
         let text = matches!(
             sub.kind,
             TlvType::SSL_VERSION
@@ -217,14 +233,14 @@ fn check_ssl(value: &[u8]) -> Result<(), Error> {
                 | TlvType::SSL_GROUP
                 | TlvType::SSL_SIG_SCHEME
         );
-        if text && core::str::from_utf8(sub.value).is_err() {
-            return Err(Error::Tlv {
+        match text && !is_text(sub.value) {
+            true => Err(Error::Tlv {
                 tlv: sub.kind,
                 reason: "not UTF-8",
-            });
+            }),
+            false => Ok(()),
         }
-    }
-    Ok(())
+    })
 }
 
 pub(crate) fn be_u32(v: &[u8]) -> Option<u32> {

@@ -10,6 +10,11 @@ use crate::{Addresses, Command, Error, Header, Needed, Status, Transport, V1_MAX
 const MIN_LEN: usize = 15;
 
 pub(crate) fn parse(buf: &[u8], lenient: bool) -> Result<Status<Header<'_>>, Error> {
+    if !lenient {
+        if let Some(header) = fast_path(buf) {
+            return Ok(Status::Complete(header));
+        }
+    }
     let sig = buf.len().min(5);
     if buf[..sig] != b"PROXY"[..sig] {
         return Err(Error::NotProxy);
@@ -50,6 +55,125 @@ pub(crate) fn parse(buf: &[u8], lenient: bool) -> Result<Status<Header<'_>>, Err
             check_line(line, false, lenient)?;
             Ok(Status::Partial(Needed::Exactly(1)))
         }
+    }
+}
+
+/// The common case in one pass: a whole, strict `TCP4`/`TCP6` line. `None` sends the input
+/// through the general path, which also finds partial lines and says precisely what is wrong.
+fn fast_path(buf: &[u8]) -> Option<Header<'_>> {
+    let mut line = Cursor {
+        rest: buf.strip_prefix(b"PROXY TCP")?,
+    };
+    let v6 = match line.byte()? {
+        b'4' => false,
+        b'6' => true,
+        _ => return None,
+    };
+    line.expect(b' ')?;
+    let addresses = if v6 {
+        let src = parse_ipv6(line.field()?)?;
+        let dst = parse_ipv6(line.field()?)?;
+        let (sport, dport) = (line.port(b' ')?, line.port(b'\r')?);
+        Addresses::Ipv6 {
+            src: SocketAddrV6::new(src, sport, 0, 0),
+            dst: SocketAddrV6::new(dst, dport, 0, 0),
+        }
+    } else {
+        let src = line.ipv4()?;
+        let dst = line.ipv4()?;
+        let (sport, dport) = (line.port(b' ')?, line.port(b'\r')?);
+        Addresses::Ipv4 {
+            src: SocketAddrV4::new(src, sport),
+            dst: SocketAddrV4::new(dst, dport),
+        }
+    };
+    line.expect(b'\n')?;
+    let len = buf.len() - line.rest.len();
+    (len <= V1_MAX_LEN).then_some(Header {
+        version: Version::V1,
+        command: Command::Proxy,
+        transport: Transport::Stream,
+        addresses,
+        tlvs: &[],
+        len,
+    })
+}
+
+/// The unread rest of a line, for [`fast_path`].
+struct Cursor<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.rest.split_first()?;
+        self.rest = rest;
+        Some(b)
+    }
+
+    fn expect(&mut self, want: u8) -> Option<()> {
+        (self.byte()? == want).then_some(())
+    }
+
+    /// Up to the next space, which is consumed.
+    fn field(&mut self) -> Option<&'a [u8]> {
+        let window = &self.rest[..self.rest.len().min(46)];
+        let end = window.iter().position(|&b| b == b' ')?;
+        let (field, rest) = self.rest.split_at(end);
+        self.rest = &rest[1..];
+        Some(field)
+    }
+
+    /// A decimal of at most `max_digits` without leading zero, then `end` (consumed).
+    fn decimal(&mut self, max_digits: usize, end: u8) -> Option<u32> {
+        let s = self.rest;
+        let mut value = 0u32;
+        let mut digits = 0;
+        while let Some(&b) = s.get(digits) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 || digits == max_digits {
+                break;
+            }
+            value = value * 10 + u32::from(d);
+            digits += 1;
+        }
+        let leading_zero = digits > 1 && s[0] == b'0';
+        if digits == 0 || leading_zero || s.get(digits) != Some(&end) {
+            return None;
+        }
+        self.rest = &s[digits + 1..];
+        Some(value)
+    }
+
+    /// A dotted quad without leading zeros, then a space (consumed), in one pass.
+    fn ipv4(&mut self) -> Option<core::net::Ipv4Addr> {
+        let mut octets = [0u8; 4];
+        let (mut index, mut value, mut digits) = (0, 0u32, 0);
+        for (at, &b) in self.rest.iter().enumerate().take(16) {
+            let d = b.wrapping_sub(b'0');
+            if d <= 9 {
+                if digits == 3 || (digits == 1 && value == 0) {
+                    return None;
+                }
+                (value, digits) = (value * 10 + u32::from(d), digits + 1);
+                continue;
+            }
+            let last = index == 3;
+            if digits == 0 || value > 255 || b != if last { b' ' } else { b'.' } {
+                return None;
+            }
+            octets[index] = value as u8;
+            if last {
+                self.rest = &self.rest[at + 1..];
+                return Some(octets.into());
+            }
+            (index, value, digits) = (index + 1, 0, 0);
+        }
+        None
+    }
+
+    fn port(&mut self, end: u8) -> Option<u16> {
+        self.decimal(5, end)?.try_into().ok()
     }
 }
 

@@ -10,7 +10,38 @@ use crate::{Addresses, Command, Error, Header, Needed, Status, Transport, V2_SIG
 /// Signature, version/command, family/transport and the length: 16 bytes.
 const PREAMBLE: usize = 16;
 
+/// The signature as the top 96 bits of the big-endian preamble, to check it in one compare.
+const SIGNATURE_BITS: u128 = {
+    let mut bits = 0u128;
+    let mut i = 0;
+    while i < 12 {
+        bits = bits << 8 | V2_SIGNATURE[i] as u128;
+        i += 1;
+    }
+    bits << 32
+};
+
+#[inline]
 pub(crate) fn parse(buf: &[u8], max_len: usize) -> Result<Status<Header<'_>>, Error> {
+    let Some(preamble) = buf.first_chunk::<PREAMBLE>() else {
+        return parse_short(buf);
+    };
+    let bits = u128::from_be_bytes(*preamble);
+    if bits & !0xFFFF_FFFF != SIGNATURE_BITS {
+        return Err(Error::NotProxy);
+    }
+    let [.., ver_cmd, fam, hi, lo] = *preamble;
+    let command = command(ver_cmd)?;
+    let family = family(fam);
+    if command == Command::Proxy && family.is_none() {
+        return Err(Error::V2("unknown address family or transport for PROXY"));
+    }
+    let len = usize::from(u16::from_be_bytes([hi, lo]));
+    parse_body(buf, max_len, command, family, len)
+}
+
+/// Fewer than 16 bytes: refuse what can already be refused, else ask for the rest.
+fn parse_short(buf: &[u8]) -> Result<Status<Header<'_>>, Error> {
     let sig = buf.len().min(V2_SIGNATURE.len());
     if buf[..sig] != V2_SIGNATURE[..sig] {
         return Err(Error::NotProxy);
@@ -20,17 +51,19 @@ pub(crate) fn parse(buf: &[u8], max_len: usize) -> Result<Status<Header<'_>>, Er
         Some(&ver_cmd) => Some(command(ver_cmd)?),
         None => None,
     };
-    let family = match (command, buf.get(13)) {
-        (Some(Command::Proxy), Some(&fam)) => {
-            Some(family(fam).ok_or(Error::V2("unknown address family or transport for PROXY"))?)
-        }
-        (_, Some(&fam)) => family(fam),
-        _ => None,
-    };
-    let (Some(command), [_, _, hi, lo, ..]) = (command, &buf[12.min(buf.len())..]) else {
-        return Ok(Status::Partial(Needed::AtLeast(PREAMBLE - buf.len())));
-    };
-    let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+    if let (Some(Command::Proxy), Some(&fam)) = (command, buf.get(13)) {
+        family(fam).ok_or(Error::V2("unknown address family or transport for PROXY"))?;
+    }
+    Ok(Status::Partial(Needed::AtLeast(PREAMBLE - buf.len())))
+}
+
+fn parse_body(
+    buf: &[u8],
+    max_len: usize,
+    command: Command,
+    family: Option<(u8, Transport)>,
+    len: usize,
+) -> Result<Status<Header<'_>>, Error> {
     let total = PREAMBLE + len;
     if total > max_len {
         return Err(Error::TooLarge {
@@ -53,7 +86,11 @@ pub(crate) fn parse(buf: &[u8], max_len: usize) -> Result<Status<Header<'_>>, Er
         Some((fam, transport)) if len >= block => (transport, addresses(fam, body), &body[block..]),
         _ => (Transport::Unspec, Addresses::Unspec, &body[..0]),
     };
-    if let Some(at) = check_region(tlvs)? {
+    let crc_at = match tlvs.is_empty() {
+        true => None,
+        false => check_region(tlvs)?,
+    };
+    if let Some(at) = crc_at {
         let at = PREAMBLE + block + at;
         let sent = be_u32(&header[at..at + 4]).unwrap_or_default();
         let computed = header_checksum(header, at);
@@ -84,44 +121,35 @@ fn command(ver_cmd: u8) -> Result<Command, Error> {
 
 /// The seven defined family/transport bytes: `00 11 12 21 22 31 32`.
 fn family(byte: u8) -> Option<(u8, Transport)> {
-    let transport = match byte & 0x0F {
-        0 => Transport::Unspec,
-        1 => Transport::Stream,
-        2 => Transport::Dgram,
+    Some(match byte {
+        0x00 => (0, Transport::Unspec),
+        0x11 => (1, Transport::Stream),
+        0x12 => (1, Transport::Dgram),
+        0x21 => (2, Transport::Stream),
+        0x22 => (2, Transport::Dgram),
+        0x31 => (3, Transport::Stream),
+        0x32 => (3, Transport::Dgram),
         _ => return None,
-    };
-    let fam = byte >> 4;
-    match (fam, transport) {
-        (0, Transport::Unspec) | (1..=3, Transport::Stream | Transport::Dgram) => {
-            Some((fam, transport))
-        }
-        _ => None,
-    }
+    })
 }
 
 /// The address block of a known family; `body` is at least as long as the block.
 fn addresses(fam: u8, body: &[u8]) -> Addresses<'_> {
-    let port = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
-    match fam {
-        1 => {
-            let ip = |at: usize| Ipv4Addr::new(body[at], body[at + 1], body[at + 2], body[at + 3]);
-            Addresses::Ipv4 {
-                src: SocketAddrV4::new(ip(0), port(8)),
-                dst: SocketAddrV4::new(ip(4), port(10)),
-            }
-        }
-        2 => {
-            let ip = |at: usize| {
-                let mut octets = [0u8; 16];
-                octets.copy_from_slice(&body[at..at + 16]);
-                Ipv6Addr::from(octets)
-            };
+    match (fam, body.first_chunk::<12>(), body.first_chunk::<36>()) {
+        (1, Some(&[a, b, c, d, e, f, g, h, sp0, sp1, dp0, dp1]), _) => Addresses::Ipv4 {
+            src: SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), u16::from_be_bytes([sp0, sp1])),
+            dst: SocketAddrV4::new(Ipv4Addr::new(e, f, g, h), u16::from_be_bytes([dp0, dp1])),
+        },
+        (2, _, Some(block)) => {
+            let v = u128::from_be_bytes(*block.first_chunk::<16>().unwrap_or(&[0; 16]));
+            let w = u128::from_be_bytes(*block[16..].first_chunk::<16>().unwrap_or(&[0; 16]));
+            let [.., sp0, sp1, dp0, dp1] = *block;
             Addresses::Ipv6 {
-                src: SocketAddrV6::new(ip(0), port(32), 0, 0),
-                dst: SocketAddrV6::new(ip(16), port(34), 0, 0),
+                src: SocketAddrV6::new(Ipv6Addr::from(v), u16::from_be_bytes([sp0, sp1]), 0, 0),
+                dst: SocketAddrV6::new(Ipv6Addr::from(w), u16::from_be_bytes([dp0, dp1]), 0, 0),
             }
         }
-        3 => {
+        (3, ..) if body.len() >= 216 => {
             // A path ends at its first NUL; one that fills all 108 bytes has none.
             let path =
                 |raw: &'_ [u8]| -> usize { raw.iter().position(|&b| b == 0).unwrap_or(raw.len()) };
