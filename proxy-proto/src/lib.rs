@@ -60,6 +60,18 @@
 //! that covers the address block, well-formed TLVs, and a matching CRC32C when one is sent.
 //! [`Parser::lenient_v1`] accepts what nginx 1.22 sends (mixed families, leading zeros).
 //!
+//! Choices where the specification is silent:
+//! - **Two CRC32C TLVs are an error.** Each would be computed with only its own field zeroed, so
+//!   neither could vouch for the other; one checksum per header is what the format means.
+//! - Other repeated TLVs are kept; the typed accessors return the first, [`Header::tlvs`] all.
+//! - LOCAL headers are accepted with any family byte, with or without an address block; the
+//!   block is read when whole (see [`Header::source`] for why it is still not the client).
+//! - With the UNSPEC family everything after the preamble is TLVs, as HAProxy's health checks
+//!   send it (LOCAL, UNSPEC, CRC32C).
+//! - Text TLVs (AUTHORITY, the SSL strings) must be UTF-8 and NETNS US-ASCII; UNIQUE_ID at most
+//!   128 bytes. The cloud TLVs (AWS `0xEA`, Azure `0xEE`, GCP `0xE0`) live in the custom range
+//!   that anyone may use, so an unexpected shape there is not an error — the accessor says `None`.
+//!
 //! Minimum supported Rust version: 1.85.
 //!
 //! [PROXY protocol]: https://www.haproxy.org/download/3.1/doc/proxy-protocol.txt
