@@ -15,13 +15,28 @@ pub enum Direction {
 const CANARY: u8 = 0xa5;
 
 pub fn check(data: &[u8], dir: Direction) {
-    let [knobs, size, packet @ ..] = data else { return };
+    let [knobs, size, packet @ ..] = data else {
+        return;
+    };
     let eams = [
-        Eam::new("1.0.0.0/24".parse().unwrap(), "2001:db8:3::/120".parse().unwrap()),
-        Eam::new("10.0.0.0/16".parse().unwrap(), "2001:db8:2::/120".parse().unwrap()),
+        Eam::new(
+            "1.0.0.0/24".parse().unwrap(),
+            "2001:db8:3::/120".parse().unwrap(),
+        ),
+        Eam::new(
+            "10.0.0.0/16".parse().unwrap(),
+            "2001:db8:2::/120".parse().unwrap(),
+        ),
     ];
-    let prefixes = ["2001:db8:100::/40", "64:ff9b::/96", "2001:db8::/32", "64:ff9b:1::/48"];
-    let mut cfg = Config::new(Some(Pool6::new(prefixes[usize::from(knobs & 3)].parse().unwrap()).unwrap()));
+    let prefixes = [
+        "2001:db8:100::/40",
+        "64:ff9b::/96",
+        "2001:db8::/32",
+        "64:ff9b:1::/48",
+    ];
+    let mut cfg = Config::new(Some(
+        Pool6::new(prefixes[usize::from(knobs & 3)].parse().unwrap()).unwrap(),
+    ));
     cfg.eam = &eams;
     if knobs & 4 != 0 {
         cfg.own_v4 = Some(Ipv4Addr::new(198, 51, 100, 1));
@@ -41,18 +56,25 @@ pub fn check(data: &[u8], dir: Direction) {
 
     // Sometimes a generous buffer, sometimes a tight one.
     let full = Translator::out_len(packet.len());
-    let len = if size & 1 == 0 { full } else { (usize::from(*size) * 16).min(full) };
+    let len = if size & 1 == 0 {
+        full
+    } else {
+        (usize::from(*size) * 16).min(full)
+    };
     let mut buf = vec![CANARY; len + 64];
     let outcome = match dir {
         Direction::FourToSix => t.translate_4to6(packet, &mut buf[..len]),
         Direction::SixToFour => t.translate_6to4(packet, &mut buf[..len]),
     };
-    assert!(buf[len..].iter().all(|&b| b == CANARY), "wrote past the buffer");
+    assert!(
+        buf[len..].iter().all(|&b| b == CANARY),
+        "wrote past the buffer"
+    );
     let emitted = match outcome {
         Outcome::Translated(e) | Outcome::Hairpinned(e) | Outcome::IcmpError { reply: e, .. } => e,
         Outcome::Dropped(_) => return,
     };
-    assert!(emitted.len <= len && emitted.count >= 1);
+    assert!(emitted.len() <= len && emitted.count() >= 1);
     let want_version = match (dir, outcome) {
         (Direction::FourToSix, Outcome::Translated(_)) => 6,
         (Direction::FourToSix, _) => 4,
@@ -65,13 +87,19 @@ pub fn check(data: &[u8], dir: Direction) {
         assert_eq!(p[0] >> 4, want_version);
         if want_version == 4 {
             assert_eq!(usize::from(u16::from_be_bytes([p[2], p[3]])), p.len());
-            assert_eq!(nat64_xlat::checksum::fold(nat64_xlat::checksum::sum(&p[..20])), 0xffff);
+            assert_eq!(
+                nat64_xlat::checksum::fold(nat64_xlat::checksum::sum(&p[..20])),
+                0xffff
+            );
         } else {
             assert_eq!(40 + usize::from(u16::from_be_bytes([p[4], p[5]])), p.len());
         }
         if !matches!(outcome, Outcome::Translated(_)) {
-            assert!(p.len() <= if want_version == 4 { 576 } else { 1280 } || matches!(outcome, Outcome::Hairpinned(_)));
+            assert!(
+                p.len() <= if want_version == 4 { 576 } else { 1280 }
+                    || matches!(outcome, Outcome::Hairpinned(_))
+            );
         }
     }
-    assert_eq!(n, emitted.count);
+    assert_eq!(n, emitted.count());
 }

@@ -55,7 +55,14 @@ fuzz_target!(|d: Datagram| {
     let (src, dst) = (Ipv4Addr::from_bits(d.src), Ipv4Addr::from_bits(d.dst));
     if at != usize::MAX {
         payload[at..at + 2].fill(0);
-        let acc = if proto == 1 { sum(&payload) } else { add(pseudo4(src, dst, proto, payload.len() as u32), sum(&payload)) };
+        let acc = if proto == 1 {
+            sum(&payload)
+        } else {
+            add(
+                pseudo4(src, dst, proto, payload.len() as u32),
+                sum(&payload),
+            )
+        };
         let mut c = finish(acc);
         if proto == 17 && c == 0 {
             c = 0xffff;
@@ -73,12 +80,18 @@ fuzz_target!(|d: Datagram| {
     p[10..12].copy_from_slice(&c.to_be_bytes());
 
     let prefix = PREFIXES[usize::from(d.prefix) % PREFIXES.len()];
-    let t = Translator::new(Config::new(Some(Pool6::new(prefix.parse().unwrap()).unwrap())));
+    let t = Translator::new(Config::new(Some(
+        Pool6::new(prefix.parse().unwrap()).unwrap(),
+    )));
     let mut mid = vec![0u8; Translator::out_len(p.len())];
-    let Outcome::Translated(e) = t.translate_4to6(&p, &mut mid) else { panic!("4to6 refused a valid datagram") };
+    let Outcome::Translated(e) = t.translate_4to6(&p, &mut mid) else {
+        panic!("4to6 refused a valid datagram")
+    };
     let v6 = e.packets(&mid).next().unwrap().to_vec();
     let mut back = vec![0u8; Translator::out_len(v6.len())];
-    let Outcome::Translated(e) = t.translate_6to4(&v6, &mut back) else { panic!("6to4 refused its own output") };
+    let Outcome::Translated(e) = t.translate_6to4(&v6, &mut back) else {
+        panic!("6to4 refused its own output")
+    };
     let v4 = e.packets(&back).next().unwrap();
     assert_eq!(v4.len(), p.len());
     assert_eq!(&v4[..4], &p[..4]);
@@ -95,5 +108,8 @@ fuzz_target!(|d: Datagram| {
     assert_eq!(&v4[12..c], &p[12..c]);
     assert_eq!(&v4[c + 2..], &p[c + 2..]);
     let (got, want) = ([v4[c], v4[c + 1]], [p[c], p[c + 1]]);
-    assert!(got == want || (want == [0xff, 0xff] && got == [0, 0]), "checksum {got:?} != {want:?}");
+    assert!(
+        got == want || (want == [0xff, 0xff] && got == [0, 0]),
+        "checksum {got:?} != {want:?}"
+    );
 });

@@ -4,9 +4,18 @@
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// One's-complement sum of `data` as big-endian 16-bit words (odd tail padded with zero), not folded.
+///
+/// Reads eight bytes at a time: the one's-complement sum does not care how the words are grouped
+/// (RFC 1071 §2(B)), so two 32-bit halves per step give the same result with fewer additions.
+#[inline]
 pub fn sum(data: &[u8]) -> u32 {
     let mut acc: u64 = 0;
-    let mut words = data.chunks_exact(2);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        acc += (v >> 32) + (v & 0xffff_ffff);
+    }
+    let mut words = chunks.remainder().chunks_exact(2);
     for w in &mut words {
         acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
     }
@@ -16,6 +25,7 @@ pub fn sum(data: &[u8]) -> u32 {
     fold64(acc)
 }
 
+#[inline]
 fn fold64(mut acc: u64) -> u32 {
     while acc > 0xffff_ffff {
         acc = (acc & 0xffff_ffff) + (acc >> 32);
@@ -24,6 +34,7 @@ fn fold64(mut acc: u64) -> u32 {
 }
 
 /// Folds a 32-bit accumulator to 16 bits (end-around carry), without complementing.
+#[inline]
 pub fn fold(mut acc: u32) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
@@ -32,6 +43,7 @@ pub fn fold(mut acc: u32) -> u16 {
 }
 
 /// Adds two unfolded sums without losing carries.
+#[inline]
 pub fn add(a: u32, b: u32) -> u32 {
     let (s, carry) = a.overflowing_add(b);
     s + u32::from(carry)
@@ -45,6 +57,7 @@ pub fn finish(acc: u32) -> u16 {
 /// RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`, where `removed` sums the old words and `added` the new.
 ///
 /// Works on whatever the old checksum was, so a wrong checksum stays exactly as wrong.
+#[inline]
 pub fn update(old: u16, removed: u32, added: u32) -> u16 {
     let acc = add(add(u32::from(!old), u32::from(!fold(removed))), added);
     !fold(acc)
@@ -74,13 +87,17 @@ pub fn pseudo6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, len: u32) -> u32 {
 
 /// Sum of the addresses alone: the part of a pseudo-header a translation replaces when the length
 /// and protocol stay equal.
+#[inline]
 pub fn addrs4(src: Ipv4Addr, dst: Ipv4Addr) -> u32 {
-    add(sum(&src.octets()), sum(&dst.octets()))
+    fold64(u64::from(src.to_bits()) + u64::from(dst.to_bits()))
 }
 
 /// See [`addrs4`].
+#[inline]
 pub fn addrs6(src: Ipv6Addr, dst: Ipv6Addr) -> u32 {
-    add(sum(&src.octets()), sum(&dst.octets()))
+    let halves = |a: u128| (a >> 64) as u64 as u128 + (a as u64) as u128;
+    let wide = halves(src.to_bits()) + halves(dst.to_bits());
+    fold64((wide >> 64) as u64 + ((wide as u64) >> 32) + (wide as u64 & 0xffff_ffff))
 }
 
 /// The IPv4 header checksum of `header` (its checksum field is taken as zero).
@@ -102,6 +119,30 @@ mod tests {
     fn rfc1071_example() {
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(&data)), 0xddf2);
+    }
+
+    #[test]
+    fn grouping_does_not_matter() {
+        let data: [u8; 37] = core::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
+        for n in 0..=data.len() {
+            let mut acc = 0u32;
+            for w in data[..n].chunks(2) {
+                acc += u32::from(w[0]) << 8 | u32::from(*w.get(1).unwrap_or(&0));
+            }
+            assert_eq!(fold(sum(&data[..n])), fold(acc), "{n} bytes");
+        }
+        let a: Ipv6Addr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let b: Ipv6Addr = "2001:db8:ffff::fffe".parse().unwrap();
+        let bytes = [a.octets(), b.octets()].concat();
+        assert_eq!(fold(addrs6(a, b)), fold(sum(&bytes)));
+        let (c, d) = (
+            Ipv4Addr::new(255, 255, 255, 255),
+            Ipv4Addr::new(255, 255, 0, 1),
+        );
+        assert_eq!(
+            fold(addrs4(c, d)),
+            fold(sum(&[c.octets(), d.octets()].concat()))
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub(crate) struct Patches {
 }
 
 impl Patches {
+    #[inline]
     pub(crate) fn byte(&mut self, at: usize, v: u8) {
         if self.n < self.at.len() {
             self.at[self.n] = (at, v);
@@ -21,6 +22,7 @@ impl Patches {
         }
     }
 
+    #[inline]
     pub(crate) fn word(&mut self, at: usize, v: u16) {
         let [hi, lo] = v.to_be_bytes();
         self.byte(at, hi);
@@ -28,6 +30,7 @@ impl Patches {
     }
 
     /// Applies the patches that fall in `dst`, a copy of the payload starting at payload offset `start`.
+    #[inline]
     pub(crate) fn apply(&self, dst: &mut [u8], start: usize) {
         for &(at, v) in &self.at[..self.n] {
             if let Some(b) = at.checked_sub(start).and_then(|i| dst.get_mut(i)) {
@@ -57,6 +60,7 @@ pub(crate) struct Frag6 {
 
 /// Writes an IPv6 header (and Fragment header) announcing `upper_len` bytes after them; returns the
 /// header length.
+#[inline]
 pub(crate) fn ipv6_header(
     out: &mut [u8],
     h: &Hdr6,
@@ -104,6 +108,7 @@ pub(crate) struct Hdr4 {
 }
 
 /// Writes a 20-byte IPv4 header with total length `20 + upper_len` and its checksum.
+#[inline]
 pub(crate) fn ipv4_header(out: &mut [u8], h: &Hdr4, upper_len: usize) -> Result<usize, DropReason> {
     let total = u16::try_from(upper_len + 20).map_err(|_| DropReason::TooBig)?;
     let b = out.get_mut(..20).ok_or(DropReason::BufferTooSmall)?;
@@ -115,16 +120,24 @@ pub(crate) fn ipv4_header(out: &mut [u8], h: &Hdr4, upper_len: usize) -> Result<
     b[6..8].copy_from_slice(&flags.to_be_bytes());
     b[8] = h.ttl;
     b[9] = h.proto;
-    b[10] = 0;
-    b[11] = 0;
+    // Summed from the values rather than read back from `out`: reading bytes just stored as wider
+    // words stalls the store buffer.
+    let words = [
+        0x4500 | u32::from(h.tos),
+        u32::from(total),
+        u32::from(h.id),
+        u32::from(flags),
+        u32::from(h.ttl) << 8 | u32::from(h.proto),
+    ];
+    let acc = words.iter().sum::<u32>() + checksum::addrs4(h.src, h.dst);
+    b[10..12].copy_from_slice(&checksum::finish(acc).to_be_bytes());
     b[12..16].copy_from_slice(&h.src.octets());
     b[16..20].copy_from_slice(&h.dst.octets());
-    let c = checksum::finish(checksum::sum(b));
-    b[10..12].copy_from_slice(&c.to_be_bytes());
     Ok(20)
 }
 
 /// Copies `data` to `out[at..]`, failing cleanly when it does not fit.
+#[inline]
 pub(crate) fn copy(out: &mut [u8], at: usize, data: &[u8]) -> Result<(), DropReason> {
     out.get_mut(at..at + data.len())
         .ok_or(DropReason::BufferTooSmall)?

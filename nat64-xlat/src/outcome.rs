@@ -23,19 +23,42 @@ pub enum Outcome {
 }
 
 /// Where the emitted packets lie in the output buffer.
+///
+/// Eight bytes, so a whole [`Outcome`] comes back in registers rather than through memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Emitted {
-    /// Bytes written, all packets together.
-    pub len: usize,
-    /// Number of packets (more than one only for fragments).
-    pub count: usize,
+    len: u32,
+    count: u32,
 }
 
 impl Emitted {
+    pub(crate) fn new(len: usize, count: usize) -> Self {
+        // Both are bounded by the 65535-byte IP datagrams they come from, fragment headers included.
+        Self {
+            len: len as u32,
+            count: count as u32,
+        }
+    }
+
+    /// Bytes written, all packets together, from the start of the output buffer.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether nothing was written (never the case for an emitted result).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of packets (more than one only for fragments).
+    pub fn count(&self) -> usize {
+        self.count as usize
+    }
+
     /// The emitted packets, each a slice of `out` (the buffer given to the translator).
     pub fn packets<'b>(&self, out: &'b [u8]) -> Packets<'b> {
         Packets {
-            rest: out.get(..self.len).unwrap_or(&[]),
+            rest: out.get(..self.len()).unwrap_or(&[]),
         }
     }
 }
@@ -155,7 +178,7 @@ mod tests {
         buf[2..4].copy_from_slice(&30u16.to_be_bytes());
         buf[30] = 0x60;
         buf[34..36].copy_from_slice(&8u16.to_be_bytes());
-        let e = Emitted { len: 78, count: 2 };
+        let e = Emitted::new(78, 2);
         let lens: [usize; 2] = {
             let mut it = e.packets(&buf).map(<[u8]>::len);
             [it.next().unwrap(), it.next().unwrap()]

@@ -83,16 +83,13 @@ pub struct Pool6 {
     prefix: Ipv6Prefix,
 }
 
-/// Byte positions of the four IPv4 octets inside the IPv6 address, per prefix length.
-const fn positions(len: u8) -> [usize; 4] {
-    match len {
-        32 => [4, 5, 6, 7],
-        40 => [5, 6, 7, 9],
-        48 => [6, 7, 9, 10],
-        56 => [7, 9, 10, 11],
-        64 => [9, 10, 11, 12],
-        _ => [12, 13, 14, 15],
-    }
+/// Where the IPv4 address goes for prefix length `len` (RFC 6052 §2.2): its top `hi` bits end at
+/// bit 64, the rest start at bit 72, after the u octet. Returns `hi` and the shift of the low part.
+const fn split(len: u8) -> (u32, u32) {
+    let hi = if len >= 64 { 0 } else { 64 - len as u32 };
+    // The low 32 - hi bits end at bit 72 + 32 - hi, which is 24 + hi bits from the right.
+    let lo_shift = if len == 96 { 0 } else { 24 + hi };
+    (hi, lo_shift)
 }
 
 impl Pool6 {
@@ -121,29 +118,40 @@ impl Pool6 {
     }
 
     /// Embeds `a` (RFC 6052 §2.2). `None` when the WKP would carry a non-global address (§3.1).
+    // Always: an out-of-line Option<Ipv6Addr> (align 1) comes back through memory and stalls
+    // store forwarding on every packet.
+    #[inline(always)]
     pub fn embed(&self, a: Ipv4Addr, non_global: &[Ipv4Prefix]) -> Option<Ipv6Addr> {
         if self.is_wkp() && non_global.iter().any(|p| p.contains(a)) {
             return None;
         }
-        let mut out = self.prefix.addr().octets();
-        for (pos, byte) in positions(self.prefix.prefix_len())
-            .into_iter()
-            .zip(a.octets())
-        {
-            out[pos] = byte;
-        }
-        Some(Ipv6Addr::from(out))
+        let v4 = u128::from(a.to_bits());
+        let (hi, lo_shift) = split(self.prefix.prefix_len());
+        let high = if hi == 0 { 0 } else { (v4 >> (32 - hi)) << 64 };
+        let low = (v4 & u128::from(u32::MAX.checked_shr(hi).unwrap_or(0))) << lo_shift;
+        Some(Ipv6Addr::from_bits(
+            self.prefix.addr().to_bits() | high | low,
+        ))
     }
 
     /// Extracts the IPv4 address from `a` when it lies in this prefix (RFC 6052 §2.3), ignoring the u
     /// octet and suffix. `None` outside the prefix, or for a non-global address under the WKP.
+    // Always: an out-of-line Option<Ipv6Addr> (align 1) comes back through memory and stalls
+    // store forwarding on every packet.
+    #[inline(always)]
     pub fn extract(&self, a: Ipv6Addr, non_global: &[Ipv4Prefix]) -> Option<Ipv4Addr> {
         if !self.prefix.contains(a) {
             return None;
         }
-        let o = a.octets();
-        let [p0, p1, p2, p3] = positions(self.prefix.prefix_len());
-        let v4 = Ipv4Addr::new(o[p0], o[p1], o[p2], o[p3]);
+        let bits = a.to_bits();
+        let (hi, lo_shift) = split(self.prefix.prefix_len());
+        let high = if hi == 0 {
+            0
+        } else {
+            ((bits >> 64) as u32 & (u32::MAX >> (32 - hi))) << (32 - hi)
+        };
+        let low = (bits >> lo_shift) as u32 & u32::MAX.checked_shr(hi).unwrap_or(0);
+        let v4 = Ipv4Addr::from_bits(high | low);
         if self.is_wkp() && non_global.iter().any(|p| p.contains(v4)) {
             return None;
         }

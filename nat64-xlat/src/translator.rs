@@ -108,12 +108,21 @@ impl<'a> Translator<'a> {
         &self.cfg
     }
 
+    #[inline]
     pub(crate) fn next_id(&self) -> u16 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        // A plain load and store, not an atomic add: two threads may now and then draw the same ID,
+        // which only matters if both datagrams also get fragmented on the IPv4 side at once; the
+        // locked add would cost more than the rest of the header translation.
+        let id = self.next_id.load(Ordering::Relaxed);
+        self.next_id.store(id.wrapping_add(1), Ordering::Relaxed);
+        id
     }
 
     /// IPv4 → IPv6 address: EAM first (RFC 7757), then RFC 6052. `Remote` skips the EAM in the
     /// second pass of a hairpinned packet.
+    // Always: an out-of-line Option<Ipv6Addr> (align 1) comes back through memory and stalls
+    // store forwarding on every packet.
+    #[inline(always)]
     pub(crate) fn map_4to6(&self, a: Ipv4Addr, role: Role, hairpin: bool) -> Option<Ipv6Addr> {
         let eam = !(hairpin && role == Role::Remote);
         if eam {
@@ -125,6 +134,9 @@ impl<'a> Translator<'a> {
     }
 
     /// IPv6 → IPv4 address: EAM first (RFC 7757), then RFC 6052.
+    // Always: an out-of-line Option<Ipv6Addr> (align 1) comes back through memory and stalls
+    // store forwarding on every packet.
+    #[inline(always)]
     pub(crate) fn map_6to4(&self, a: Ipv6Addr) -> Option<Ipv4Addr> {
         EamTable::new(self.cfg.eam)
             .to_v4(a)
@@ -229,10 +241,7 @@ impl<'a> Translator<'a> {
         msg[8..].copy_from_slice(quote);
         let c = checksum::finish(checksum::sum(msg));
         msg[2..4].copy_from_slice(&c.to_be_bytes());
-        Ok(Emitted {
-            len: 20 + icmp_len,
-            count: 1,
-        })
+        Ok(Emitted::new(20 + icmp_len, 1))
     }
 
     /// An ICMPv6 error from the translator to the sender of `input`, quoting as much as fits in 1280.
@@ -270,9 +279,6 @@ impl<'a> Translator<'a> {
             checksum::sum(msg),
         );
         msg[2..4].copy_from_slice(&checksum::finish(acc).to_be_bytes());
-        Ok(Emitted {
-            len: 40 + icmp_len,
-            count: 1,
-        })
+        Ok(Emitted::new(40 + icmp_len, 1))
     }
 }

@@ -45,6 +45,9 @@ pub(crate) struct Ipv4<'a> {
 }
 
 impl<'a> Ipv4<'a> {
+    // Always: returned out of line, the view's packed fields come back through memory and stall
+    // store forwarding.
+    #[inline(always)]
     pub(crate) fn parse(data: &'a [u8], mode: Parse) -> Result<Self, DropReason> {
         let fixed = data.get(..20).ok_or(DropReason::Truncated)?;
         if fixed[0] >> 4 != 4 {
@@ -89,16 +92,19 @@ impl<'a> Ipv4<'a> {
         })
     }
 
+    #[inline]
     pub(crate) fn is_fragment(&self) -> bool {
         self.mf || self.offset != 0
     }
 
     /// Payload length by the header (may exceed `payload.len()` in a quote).
+    #[inline]
     pub(crate) fn claimed_payload_len(&self) -> u16 {
         self.total_len - self.header.len() as u16
     }
 
     /// An unexpired loose or strict source route option (RFC 791): its pointer still lies inside it.
+    #[inline]
     pub(crate) fn has_unexpired_source_route(&self) -> bool {
         let mut opts = &self.header[20..];
         while let [kind, rest @ ..] = opts {
@@ -155,6 +161,9 @@ pub(crate) struct Ipv6<'a> {
 }
 
 impl<'a> Ipv6<'a> {
+    // Always: returned out of line, the view's packed fields come back through memory and stall
+    // store forwarding.
+    #[inline(always)]
     pub(crate) fn parse(data: &'a [u8], mode: Parse) -> Result<Self, DropReason> {
         let fixed = data.get(..40).ok_or(DropReason::Truncated)?;
         if fixed[0] >> 4 != 6 {
@@ -228,11 +237,13 @@ impl<'a> Ipv6<'a> {
         })
     }
 
+    #[inline]
     pub(crate) fn is_fragment(&self) -> bool {
         self.frag.is_some_and(|f| f.offset != 0 || f.more)
     }
 
     /// Upper-layer length by the header (may exceed `payload.len()` in a quote).
+    #[inline]
     pub(crate) fn claimed_payload_len(&self) -> usize {
         usize::from(self.payload_len).saturating_sub(self.ext_len)
     }

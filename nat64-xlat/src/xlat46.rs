@@ -150,10 +150,7 @@ pub(crate) fn translate(
         });
         let hl = emit::ipv6_header(out, &h, frag, payload.len())?;
         write_payload(out, hl, payload, &patches, 0)?;
-        return Ok(Emitted {
-            len: hl + payload.len(),
-            count: 1,
-        });
+        return Ok(Emitted::new(hl + payload.len(), 1));
     }
     // DF clear and too big for IPv6: fragment (RFC 7915 §4 / §4.1), every piece but the last a
     // multiple of 8 bytes.
@@ -174,9 +171,10 @@ pub(crate) fn translate(
         count += 1;
         start = end;
     }
-    Ok(Emitted { len: at, count })
+    Ok(Emitted::new(at, count))
 }
 
+#[inline]
 fn write_payload(
     out: &mut [u8],
     at: usize,
@@ -189,6 +187,7 @@ fn write_payload(
     Ok(())
 }
 
+#[inline]
 pub(crate) fn read16(b: &[u8], at: usize) -> Result<u16, DropReason> {
     match b.get(at..at + 2) {
         Some(&[hi, lo]) => Ok(u16::from_be_bytes([hi, lo])),
@@ -266,10 +265,7 @@ fn icmp_error_msg(
         checksum::sum(msg6),
     );
     msg6[2..4].copy_from_slice(&checksum::finish(acc).to_be_bytes());
-    Ok(Emitted {
-        len: 40 + icmp_len,
-        count: 1,
-    })
+    Ok(Emitted::new(40 + icmp_len, 1))
 }
 
 /// RFC 7915 §4.3: the IPv4 packet inside an ICMPv4 error, as an IPv6 packet. Its TTL is kept, its
@@ -391,7 +387,7 @@ mod tests {
             Outcome::Dropped(r) => panic!("dropped: {r}"),
         };
         let v: Vec<Vec<u8>> = e.packets(out).map(<[u8]>::to_vec).collect();
-        assert_eq!(v.len(), e.count);
+        assert_eq!(v.len(), e.count());
         v
     }
 

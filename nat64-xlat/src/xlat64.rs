@@ -78,7 +78,7 @@ pub(crate) fn translate(t: &Translator<'_>, input: &[u8], out: &mut [u8]) -> Res
         let half = out.len() / 2;
         let (lo, hi) = out.split_at_mut(half);
         let v4 = to_ipv4(t, &ip, src, dst, icmp_error, hi, true)?;
-        let pass = hi.get(..v4.len).ok_or(DropReason::BufferTooSmall)?;
+        let pass = hi.get(..v4.len()).ok_or(DropReason::BufferTooSmall)?;
         return match xlat46::translate(t, pass, lo, true) {
             Ok(e) => Ok(Done::Hairpin(e)),
             Err(Fail::Reply { reason, .. } | Fail::Drop(reason)) => Err(Fail::Drop(reason)),
@@ -210,10 +210,7 @@ fn to_ipv4(
         emit::ipv4_header(out, &h, payload.len())?;
         emit::copy(out, 20, payload)?;
         patches.apply(&mut out[20..20 + payload.len()], 0);
-        return Ok(Emitted {
-            len: total,
-            count: 1,
-        });
+        return Ok(Emitted::new(total, 1));
     }
     // A small DF-clear packet over a narrow IPv4 link: fragment it here.
     let chunk = (mtu4 - 20) / 8 * 8;
@@ -231,7 +228,7 @@ fn to_ipv4(
         count += 1;
         start = end;
     }
-    Ok(Emitted { len: at, count })
+    Ok(Emitted::new(at, count))
 }
 
 /// RFC 7915 §5.2 and §5.3: an ICMPv6 error becomes an ICMPv4 error with its quoted packet translated.
@@ -303,10 +300,7 @@ fn icmp_error_msg(
     }
     let c = checksum::finish(checksum::sum(msg4));
     msg4[2..4].copy_from_slice(&c.to_be_bytes());
-    Ok(Emitted {
-        len: 20 + icmp_len,
-        count: 1,
-    })
+    Ok(Emitted::new(20 + icmp_len, 1))
 }
 
 /// RFC 7915 §5.3: the IPv6 packet inside an ICMPv6 error, as an IPv4 packet (TTL kept, length from

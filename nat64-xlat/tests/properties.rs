@@ -152,7 +152,7 @@ fn checksums_ok(p: &[u8]) -> Result<(), String> {
 
 fn one(o: Outcome, out: &[u8]) -> Result<Vec<u8>, TestCaseError> {
     match o {
-        Outcome::Translated(e) if e.count == 1 => Ok(e.packets(out).next().unwrap().to_vec()),
+        Outcome::Translated(e) if e.count() == 1 => Ok(e.packets(out).next().unwrap().to_vec()),
         other => Err(TestCaseError::fail(format!(
             "not one translated packet: {other:?}"
         ))),
