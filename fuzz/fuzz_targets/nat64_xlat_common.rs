@@ -70,6 +70,13 @@ pub fn check(data: &[u8], dir: Direction) {
         buf[len..].iter().all(|&b| b == CANARY),
         "wrote past the buffer"
     );
+    if len == full {
+        assert_ne!(
+            outcome,
+            Outcome::Dropped(nat64_xlat::DropReason::BufferTooSmall),
+            "out_len is not enough"
+        );
+    }
     let emitted = match outcome {
         Outcome::Translated(e) | Outcome::Hairpinned(e) | Outcome::IcmpError { reply: e, .. } => e,
         Outcome::Dropped(_) => return,

@@ -251,6 +251,34 @@ mod tests {
         assert_eq!(p.extract(v6, DEFAULT_NON_GLOBAL), Some(a));
     }
 
+    proptest::proptest! {
+        // Embed then extract gives the address back for every prefix length, whatever the u octet
+        // and suffix bits hold on the way in (RFC 6052 §2.2-2.3).
+        #[test]
+        fn embed_extract_round_trip(len_idx in 0usize..6, v4 in proptest::prelude::any::<u32>(), noise in proptest::prelude::any::<u128>()) {
+            let len = [32u8, 40, 48, 56, 64, 96][len_idx];
+            let prefix = Ipv6Prefix::new(Ipv6Addr::from_bits(0x2001_0db8_1234_5678_00bc_def0_0000_0000 & (u128::MAX << (128 - u32::from(len)))), len).unwrap();
+            let p = Pool6::new(prefix).unwrap();
+            let a = Ipv4Addr::from_bits(v4);
+            let v6 = p.embed(a, &[]).unwrap();
+            proptest::prop_assert_eq!(v6.octets()[8], 0, "u octet zero");
+            proptest::prop_assert_eq!(p.extract(v6, &[]), Some(a));
+            // Noise in bits 64-71 and in the suffix is ignored.
+            let mut o = v6.octets();
+            let n = noise.to_be_bytes();
+            if len < 96 {
+                o[8] = n[8]; // for /96 the u octet is part of the prefix
+            }
+            let used: [usize; 4] = match len { 32 => [4, 5, 6, 7], 40 => [5, 6, 7, 9], 48 => [6, 7, 9, 10], 56 => [7, 9, 10, 11], 64 => [9, 10, 11, 12], _ => [12, 13, 14, 15] };
+            for i in (usize::from(len) / 8).max(9)..16 {
+                if !used.contains(&i) {
+                    o[i] = n[i];
+                }
+            }
+            proptest::prop_assert_eq!(p.extract(Ipv6Addr::from(o), &[]), Some(a));
+        }
+    }
+
     #[test]
     fn invalid_prefixes() {
         assert_eq!(

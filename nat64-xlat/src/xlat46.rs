@@ -802,6 +802,106 @@ mod tests {
         );
     }
 
+    // RFC 7915 §4.2, end to end: every ICMPv4 type and code either becomes the table's ICMPv6
+    // type and code, or is dropped as untranslatable.
+    #[test]
+    fn every_icmpv4_type_and_code() {
+        for ty in 0..=255u8 {
+            for code in 0..=16u8 {
+                let input = if icmp::is_error_v4(ty) {
+                    icmp4_error(ty, code, [0, 0, 0x05, 0xdc], V4_HOST, b"x").0
+                } else {
+                    V4::new(1).build(&[ty, code, 0, 0, 0, 1, 0, 2, 9, 9], true)
+                };
+                let (o, out) = run(config(), &input);
+                match icmp::map_4to6(ty, code) {
+                    None => assert_eq!(
+                        o,
+                        Outcome::Dropped(DropReason::UntranslatableIcmp),
+                        "{ty}/{code}"
+                    ),
+                    Some(m) => {
+                        let p = &packets(o, &out)[0];
+                        assert_eq!((p[40], p[41]), (m.ty, m.code), "{ty}/{code}");
+                        verify(p).unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    // RFC 7915 §4.2: a router that reports MTU 0 gets the RFC 1191 plateau below the packet size.
+    #[test]
+    fn mtu_zero_uses_plateau() {
+        let (input, inner) = icmp4_error(3, 4, [0; 4], V4_HOST, &[0u8; 1472]);
+        assert_eq!(inner.len(), 1500);
+        let mut cfg = config();
+        cfg.mtu6 = 9000;
+        cfg.mtu4 = 9000;
+        let out = translated(cfg, &input);
+        assert_eq!(
+            u32::from_be_bytes([out[44], out[45], out[46], out[47]]),
+            1492 + 20
+        );
+        // Still bounded by the IPv6 link.
+        let out = translated(config(), &input);
+        assert_eq!(
+            u32::from_be_bytes([out[44], out[45], out[46], out[47]]),
+            1500
+        );
+    }
+
+    // RFC 6791 for ICMPv4 errors: an untranslatable router address becomes the pool address, or the
+    // translator's own when there is no pool.
+    #[test]
+    fn untranslatable_error_source() {
+        let mut cfg = config();
+        cfg.pool6 = Some(crate::Pool6::new(crate::WELL_KNOWN_PREFIX).unwrap());
+        let mut orig = V4::new(17);
+        orig.src = Ipv4Addr::new(10, 0, 0, 7); // EAM: the IPv6 host 2001:db8:2::7
+        orig.dst = Ipv4Addr::new(8, 8, 8, 8);
+        let inner = orig.build(&udp(b"q"), true);
+        let mut msg = std::vec![11, 0, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&inner);
+        let mut outer = V4::new(1);
+        outer.src = Ipv4Addr::new(172, 16, 0, 1); // private: the WKP cannot carry it
+        outer.dst = Ipv4Addr::new(10, 0, 0, 7);
+        let input = outer.build(&msg, true);
+        let out = translated(cfg, &input);
+        assert_eq!(&out[8..24], &a6("2001:db8:1c0:2:1::").octets());
+        cfg.rfc6791_v6 = Some("2::2".parse().unwrap());
+        assert_eq!(&translated(cfg, &input)[8..24], &a6("2::2").octets());
+        cfg.own_v6 = None;
+        cfg.rfc6791_v6 = None;
+        assert_eq!(
+            run(cfg, &input).0,
+            Outcome::Dropped(DropReason::UntranslatableSource)
+        );
+    }
+
+    // A DF-clear IPv4 fragment too big for IPv6 is cut again; every piece keeps M=1 because more of
+    // the original datagram follows.
+    #[test]
+    fn fragment_split_again() {
+        let mut h = V4::new(17);
+        h.df = false;
+        h.mf = true;
+        h.offset = 10;
+        let data = [0x11u8; 2000];
+        let (o, out) = run(config(), &h.build(&data, false));
+        let frags = packets(o, &out);
+        assert_eq!(frags.len(), 2);
+        assert_eq!(
+            u16::from_be_bytes([frags[0][42], frags[0][43]]),
+            (10 << 3) | 1
+        );
+        assert_eq!(
+            u16::from_be_bytes([frags[1][42], frags[1][43]]),
+            ((10 + 1232 / 8) << 3) | 1
+        );
+        assert_eq!(frags[0].len() + frags[1].len(), 2000 + 2 * 48);
+    }
+
     #[test]
     fn never_an_error_about_an_error() {
         let (mut input, _) = icmp4_error(3, 3, [0; 4], V4_HOST, b"x");

@@ -644,6 +644,60 @@ mod tests {
         );
     }
 
+    // RFC 7915 §5.2, end to end: every ICMPv6 type and code either becomes the table's ICMPv4
+    // type and code, or is dropped as untranslatable.
+    #[test]
+    fn every_icmpv6_type_and_code() {
+        for ty in 0..=255u8 {
+            for code in 0..=8u8 {
+                let input = if icmp::is_error_v6(ty) {
+                    icmp6_error(
+                        ty,
+                        code,
+                        if ty == 4 { 7 } else { 1280 },
+                        v4_host_as_v6(),
+                        b"x",
+                    )
+                } else {
+                    V6::new(58).build(&[ty, code, 0, 0, 0, 1, 0, 2, 9, 9], true)
+                };
+                let (o, out) = run(config(), &input);
+                match icmp::map_6to4(ty, code) {
+                    None => assert_eq!(
+                        o,
+                        Outcome::Dropped(DropReason::UntranslatableIcmp),
+                        "{ty}/{code}"
+                    ),
+                    Some(m) => {
+                        let p = &packets(o, &out)[0];
+                        assert_eq!((p[20], p[21]), (m.ty, m.code), "{ty}/{code}");
+                        verify(p).unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    // RFC 4884 within 576 bytes: an extension that cannot fit beside a 128-byte quote is dropped and
+    // the length attribute zeroed.
+    #[test]
+    fn rfc4884_oversized_extension_dropped() {
+        let mut input = icmp6_error(3, 0, 0, v4_host_as_v6(), &[1u8; 80]);
+        input[44] = 16;
+        input.extend_from_slice(&[0xee; 440]);
+        let plen = (input.len() - 40) as u16;
+        input[4..6].copy_from_slice(&plen.to_be_bytes());
+        crate::testpkt::fix_l4_checksum(
+            &mut input[40..],
+            58,
+            checksum::pseudo6(v4_host_as_v6(), v6_host(), 58, u32::from(plen)),
+        );
+        let out = translated(config(), &input);
+        verify(&out).unwrap();
+        assert_eq!(out[25], 0, "no length attribute without the extension");
+        assert_eq!(out.len(), 28 + 108);
+    }
+
     // RFC 6791: an untranslatable error source takes an address from the pool, or the own address.
     #[test]
     fn rfc6791_source() {
