@@ -39,7 +39,8 @@ pub struct Config<'a> {
     pub mtu4: u16,
     /// MTU of the IPv6-side link.
     pub mtu6: u16,
-    /// `None` copies TOS ↔ traffic class (RFC 7915 default); `Some(v)` writes `v` into IPv6 packets.
+    /// `None` copies TOS ↔ traffic class (RFC 7915 default); `Some(v)` writes `v` into the traffic
+    /// class or TOS of every translated packet (RFC 7915 §4.1 and §5.1 let it be forced, e.g. to 0).
     pub traffic_class: Option<u8>,
     /// Policy for IPv4 UDP checksum zero.
     pub udp_zero_checksum: UdpZeroChecksum,

@@ -215,6 +215,11 @@ impl<'a> Translator<'a> {
     ) -> Result<Emitted, DropReason> {
         let own = self.cfg.own_v4.ok_or(DropReason::UntranslatableSource)?;
         let ip = wire::Ipv4::parse(input, Parse::Lax)?;
+        // RFC 1812 §4.3.2.7: no error about a datagram to or from a group or broadcast address.
+        let group = |a: Ipv4Addr| a.is_multicast() || a.is_broadcast() || a.is_unspecified();
+        if group(ip.src) || group(ip.dst) {
+            return Err(DropReason::Malformed);
+        }
         let quote = &input[..usize::from(ip.total_len)
             .min(input.len())
             .min(MAX_ICMP4_ERROR - 28)];
@@ -255,6 +260,11 @@ impl<'a> Translator<'a> {
     ) -> Result<Emitted, DropReason> {
         let own = self.cfg.own_v6.ok_or(DropReason::UntranslatableSource)?;
         let ip = wire::Ipv6::parse(input, Parse::Lax)?;
+        // RFC 4443 §2.4 (e): no error to an unspecified or multicast source, nor about a packet to a
+        // multicast group (its Packet Too Big exception is not taken).
+        if ip.src.is_unspecified() || ip.src.is_multicast() || ip.dst.is_multicast() {
+            return Err(DropReason::Malformed);
+        }
         let end = (40 + usize::from(ip.payload_len)).min(input.len());
         let quote = &input[..end.min(MAX_ICMP6_ERROR - 48)];
         let h = Hdr6 {

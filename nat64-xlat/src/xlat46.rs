@@ -517,6 +517,15 @@ mod tests {
             Outcome::Dropped(DropReason::Expired)
         );
 
+        // RFC 1812 §4.3.2.7: nothing back about a datagram to a group or broadcast address.
+        h.ttl = 1;
+        for dst in [Ipv4Addr::new(224, 0, 0, 251), Ipv4Addr::BROADCAST] {
+            h.dst = dst;
+            let o = run(config(), &h.build(&udp(b"ttl"), true)).0;
+            assert_eq!(o, Outcome::Dropped(DropReason::Expired));
+        }
+        h.dst = V6_HOST_AS_V4;
+
         // Without an own address there is nobody to send the error from.
         let mut cfg = config();
         cfg.own_v4 = None;

@@ -566,6 +566,11 @@ mod tests {
             run(config(), &h.build(&udp(b"hl"), true)).0,
             Outcome::Dropped(DropReason::Expired)
         );
+        // RFC 4443 §2.4 (e): nothing back to a multicast source.
+        h.hop_limit = 1;
+        h.src = a6("ff02::1");
+        let o = run(config(), &h.build(&udp(b"hl"), true)).0;
+        assert_eq!(o, Outcome::Dropped(DropReason::Expired));
     }
 
     // RFC 7915 §5.2: echo; MLD and ND are dropped.
