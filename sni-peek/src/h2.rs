@@ -1,8 +1,9 @@
 //! HTTP/2 with prior knowledge (RFC 9113 §3.4): the preface, then frames up to the first request's
 //! complete header block (HEADERS + CONTINUATION), whose `:authority` is decoded with HPACK.
 
+use crate::hpack::{self, EncodedAuthority};
 use crate::name::HostName;
-use crate::{Error, Limits, Needed, Status, hpack};
+use crate::{Error, Limits, Needed, Status};
 
 /// The client connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -27,22 +28,21 @@ mod flag {
 
 /// The first request of an HTTP/2 prior-knowledge connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct H2Request {
-    authority: Option<HostName>,
-    port: Option<u16>,
+pub struct H2Request<'a> {
+    authority: Option<EncodedAuthority<'a>>,
     stream_id: u32,
     consumed: usize,
 }
 
-impl H2Request {
+impl H2Request<'_> {
     /// The host from `:authority` (or `host` when there is none): lowercased, no port.
     pub fn host(&self) -> Option<HostName> {
-        self.authority
+        self.authority.and_then(|a| a.host())
     }
 
     /// The port, when the authority gives one.
     pub fn port(&self) -> Option<u16> {
-        self.port
+        self.authority.and_then(|a| a.port())
     }
 
     /// The stream carrying the request.
@@ -60,11 +60,11 @@ impl H2Request {
 ///
 /// `scratch` joins a header block split over CONTINUATION frames; it is not touched otherwise.
 /// Errors with [`Error::NotHttp`] when the input does not start with the preface.
-pub fn parse(
-    input: &[u8],
-    scratch: &mut [u8],
+pub fn parse<'a>(
+    input: &'a [u8],
+    scratch: &'a mut [u8],
     limits: &Limits,
-) -> Result<Status<H2Request>, Error> {
+) -> Result<Status<H2Request<'a>>, Error> {
     if input.len() < PREFACE.len() {
         return if PREFACE.starts_with(input) {
             Ok(Status::Partial(Needed::bytes(PREFACE.len() - input.len())))
@@ -146,7 +146,7 @@ pub fn parse(
 }
 
 /// Partial up to `end`, unless `end` is past the cap already.
-fn needed(end: usize, have: usize, limits: &Limits) -> Result<Status<H2Request>, Error> {
+fn needed(end: usize, have: usize, limits: &Limits) -> Result<Status<H2Request<'static>>, Error> {
     if end > limits.max_header_len {
         return Err(Error::HeadersTooLarge {
             limit: limits.max_header_len,
@@ -155,14 +155,9 @@ fn needed(end: usize, have: usize, limits: &Limits) -> Result<Status<H2Request>,
     Ok(Status::Partial(Needed::bytes(end - have)))
 }
 
-fn done(block: &[u8], stream_id: u32, consumed: usize) -> Result<Status<H2Request>, Error> {
-    let (authority, port) = match hpack::find_authority(block)? {
-        Some((host, port)) => (Some(host), port),
-        None => (None, None),
-    };
+fn done(block: &[u8], stream_id: u32, consumed: usize) -> Result<Status<H2Request<'_>>, Error> {
     Ok(Status::Complete(H2Request {
-        authority,
-        port,
+        authority: hpack::find_authority(block)?,
         stream_id,
         consumed,
     }))
@@ -231,11 +226,13 @@ pub(crate) mod tests {
         v
     }
 
-    fn parse_all(input: &[u8]) -> Result<Status<H2Request>, Error> {
-        parse(input, &mut [0u8; 1024], &Limits::default())
+    fn parse_all(input: &[u8]) -> Result<Status<H2Request<'_>>, Error> {
+        // Leaked: the result borrows the scratch, as a caller's would.
+        let scratch = std::boxed::Box::leak(std::vec![0u8; 1024].into_boxed_slice());
+        parse(input, scratch, &Limits::default())
     }
 
-    fn complete(input: &[u8]) -> H2Request {
+    fn complete(input: &[u8]) -> H2Request<'_> {
         match parse_all(input) {
             Ok(Status::Complete(r)) => r,
             other => panic!("expected complete, got {other:?}"),

@@ -78,8 +78,16 @@ impl<'a> ClientHello<'a> {
     /// `None` when there is no `server_name` extension, when it holds only unknown name types, or
     /// when the name is an IP literal (not allowed there by RFC 6066 §3). With [`Self::has_ech`],
     /// this is the outer (public) name, not the one the client really wants.
+    #[inline]
     pub fn server_name(&self) -> Option<HostName> {
         self.server_name.map(HostName::from_checked)
+    }
+
+    /// The `host_name` as sent, validated, without its trailing dot and not lowercased: for a
+    /// case-insensitive lookup without the copy [`Self::server_name`] makes.
+    pub fn server_name_as_sent(&self) -> Option<&'a str> {
+        // Validated as ASCII, so this cannot fail.
+        self.server_name.and_then(|n| core::str::from_utf8(n).ok())
     }
 
     /// Every ALPN protocol offered, in the client's order (GREASE values skipped).
@@ -221,6 +229,7 @@ struct SeenExtensions<'a> {
 }
 
 impl<'a> SeenExtensions<'a> {
+    #[inline(always)]
     fn check(&mut self, ext_type: u16, before: usize) -> Result<(), Error> {
         let bit = usize::from(ext_type) & 1023;
         let (word, mask) = (bit / 64, 1u64 << (bit % 64));
@@ -231,6 +240,8 @@ impl<'a> SeenExtensions<'a> {
         Ok(())
     }
 
+    #[cold]
+    #[inline(never)]
     fn seen_before(&self, ext_type: u16, before: usize) -> bool {
         let mut r = Reader::new(self.all.get(..before).unwrap_or_default(), "extensions");
         while let (Ok(t), Ok(_)) = (r.u16(), r.sub_u16("extension")) {

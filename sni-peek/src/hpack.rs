@@ -16,8 +16,31 @@ mod static_index {
     pub(super) const LEN: usize = 61;
 }
 
+/// An authority as it sits in the header block (maybe Huffman-coded), already validated; the host
+/// is decoded again when asked for, so that a request does not carry a 253-byte buffer around.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EncodedAuthority<'a> {
+    bytes: &'a [u8],
+    huffman: bool,
+    port: Option<u16>,
+}
+
+impl EncodedAuthority<'_> {
+    pub(crate) fn host(&self) -> Option<HostName> {
+        let mut value = HostName::builder();
+        decode(self.bytes, self.huffman, |b| value.push(b)).ok()?;
+        name::split_authority(value.as_bytes())
+            .ok()
+            .map(|(host, _)| host)
+    }
+
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.port
+    }
+}
+
 /// The authority of the first request: from `:authority`, else `host` (RFC 9113 §8.3.1).
-pub(crate) fn find_authority(block: &[u8]) -> Result<Option<(HostName, Option<u16>)>, Error> {
+pub(crate) fn find_authority(block: &[u8]) -> Result<Option<EncodedAuthority<'_>>, Error> {
     let mut r = Reader::new(block, "HPACK header block");
     let mut inserted = 0usize;
     while !r.is_empty() {
@@ -49,15 +72,24 @@ pub(crate) fn find_authority(block: &[u8]) -> Result<Option<(HostName, Option<u1
             check_index(name_index, inserted)?;
             matches!(name_index, static_index::AUTHORITY | static_index::HOST)
         };
+        let (bytes, huffman) = string(&mut r)?;
         if wanted {
             let mut value = HostName::builder();
-            string(&mut r, |b| value.push(b))?;
+            decode(bytes, huffman, |b| value.push(b))?;
             if value.as_bytes().is_empty() {
                 return Ok(None);
             }
-            return name::split_authority(value.as_bytes()).map(Some);
+            let (_, port) = name::check_authority(value.as_bytes())?;
+            return Ok(Some(EncodedAuthority {
+                bytes,
+                huffman,
+                port,
+            }));
         }
-        string(&mut r, |_| Ok(()))?;
+        if huffman {
+            // Skipped, but still checked: a broken Huffman string is a broken block.
+            decode(bytes, true, |_| Ok(()))?;
+        }
         if indexing {
             inserted += 1;
         }
@@ -79,7 +111,8 @@ fn literal_name(r: &mut Reader<'_>) -> Result<bool, Error> {
     const LONGEST: usize = b":authority".len();
     let mut buf = [0u8; LONGEST];
     let mut len = 0usize;
-    string(r, |b| {
+    let (bytes, huffman) = string(r)?;
+    decode(bytes, huffman, |b| {
         // Longer names are not wanted; keep counting so the comparison below fails.
         if let Some(slot) = buf.get_mut(len) {
             *slot = b;
@@ -92,13 +125,21 @@ fn literal_name(r: &mut Reader<'_>) -> Result<bool, Error> {
 }
 
 /// A string literal (§5.2): H flag, 7-bit-prefix length, then raw or Huffman-coded bytes.
-fn string(r: &mut Reader<'_>, mut out: impl FnMut(u8) -> Result<(), Error>) -> Result<(), Error> {
+fn string<'a>(r: &mut Reader<'a>) -> Result<(&'a [u8], bool), Error> {
     let first = r.u8()?;
     let len = integer(r, first, 7)?;
     let bytes = r.take(len).map_err(|_| Error::Hpack {
         reason: "string overruns the header block",
     })?;
-    if first & 0x80 != 0 {
+    Ok((bytes, first & 0x80 != 0))
+}
+
+fn decode(
+    bytes: &[u8],
+    huffman: bool,
+    mut out: impl FnMut(u8) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if huffman {
         huffman::decode(bytes, out)
     } else {
         bytes.iter().try_for_each(|&b| out(b))
@@ -155,7 +196,7 @@ pub(crate) mod tests {
     fn found(block: &[u8]) -> Option<(std::string::String, Option<u16>)> {
         find_authority(block)
             .unwrap()
-            .map(|(h, p)| (h.as_str().into(), p))
+            .map(|a| (a.host().unwrap().as_str().into(), a.port()))
     }
 
     #[test]

@@ -26,12 +26,19 @@ pub struct HttpRequest<'a> {
     consumed: usize,
 }
 
-impl HttpRequest<'_> {
+impl<'a> HttpRequest<'a> {
     /// The host: from an absolute-form or CONNECT target if there is one (RFC 9112 §3.2.2), else
     /// from Host. Lowercased, without port or IPv6 brackets. `None` for an HTTP/1.0 request without
     /// Host, or an empty Host.
     pub fn host(&self) -> Option<HostName> {
         self.host.map(HostName::from_checked)
+    }
+
+    /// The host as sent (validated, without brackets or trailing dot, not lowercased): for a
+    /// case-insensitive lookup without the copy [`Self::host`] makes.
+    pub fn host_as_sent(&self) -> Option<&'a str> {
+        // Validated as ASCII, so this cannot fail.
+        self.host.and_then(|n| core::str::from_utf8(n).ok())
     }
 
     /// The port given with the host, if any.
@@ -138,10 +145,16 @@ fn scan(input: &[u8]) -> Result<HttpRequest<'_>, Stop> {
             Some(b'h' | b'H') => {}
             Some(&b) => {
                 // Not Host: no backend can read it as Host either, so only its end is looked for.
-                header_name_end(&[b], 0).or_else(|e| match e {
-                    Stop::More => Ok(0),
-                    fail => Err(fail),
-                })?;
+                if !is_tchar(b) {
+                    return Err(Error::InvalidHeader {
+                        reason: if b == b':' {
+                            "empty header name"
+                        } else {
+                            "character not allowed in a header name"
+                        },
+                    }
+                    .into());
+                }
                 let lf = find_lf(input.get(pos..).unwrap_or_default()).ok_or(Stop::More)?;
                 pos += lf + 1;
                 continue;
@@ -213,17 +226,36 @@ fn token_until_space<'a>(input: &'a [u8], pos: &mut usize) -> Result<&'a [u8], S
 
 fn target_until_space<'a>(input: &'a [u8], pos: &mut usize) -> Result<&'a [u8], Stop> {
     let start = *pos;
-    loop {
-        match input.get(*pos) {
-            None => return Err(Stop::More),
-            Some(b' ') if *pos > start => break,
-            Some(0x21..=0x7e) => *pos += 1,
-            Some(_) => return Err(Error::NotHttp.into()),
-        }
+    let rest = input.get(start..).unwrap_or_default();
+    let len = first_not_visible(rest).ok_or(Stop::More)?;
+    if len == 0 || rest[len] != b' ' {
+        return Err(Error::NotHttp.into());
     }
-    let target = &input[start..*pos];
-    *pos += 1;
-    Ok(target)
+    *pos += len + 1;
+    Ok(&rest[..len])
+}
+
+/// Position of the first byte outside `0x21..=0x7e` (visible ASCII), sixteen bytes at a time.
+fn first_not_visible(s: &[u8]) -> Option<usize> {
+    const ONES: u128 = u128::from_ne_bytes([0x01; 16]);
+    const HIGHS: u128 = u128::from_ne_bytes([0x80; 16]);
+    const BELOW: u128 = u128::from_ne_bytes([0x21; 16]);
+    let mut rest = s;
+    while let Some((chunk, tail)) = rest.split_first_chunk::<16>() {
+        let x = u128::from_le_bytes(*chunk);
+        // Bytes below 0x21, and bytes above 0x7e: in both tests the lowest flag is exact.
+        let low = x.wrapping_sub(BELOW) & !x & HIGHS;
+        let high = (x.wrapping_add(ONES) | x) & HIGHS;
+        let hit = low | high;
+        if hit != 0 {
+            return Some(s.len() - rest.len() + (hit.trailing_zeros() / 8) as usize);
+        }
+        rest = tail;
+    }
+    let at = s.len() - rest.len();
+    rest.iter()
+        .position(|b| !(0x21..=0x7e).contains(b))
+        .map(|p| at + p)
 }
 
 /// `HTTP/1.x` then the line end; returns x.
@@ -331,22 +363,23 @@ fn host_value(raw: &[u8]) -> Result<Option<Authority<'_>>, Error> {
     name::check_authority(raw).map(Some)
 }
 
-/// Position of the first `\n`, eight bytes at a time.
+/// Position of the first `\n`, sixteen bytes at a time (SWAR: no SIMD without `unsafe`).
 fn find_lf(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
-    let mut i = 0;
-    while let Some(chunk) = s.get(i..).and_then(|r| r.first_chunk::<8>()) {
-        let x = u64::from_le_bytes(*chunk) ^ LFS;
+    const ONES: u128 = u128::from_ne_bytes([0x01; 16]);
+    const HIGHS: u128 = u128::from_ne_bytes([0x80; 16]);
+    const LFS: u128 = u128::from_ne_bytes([b'\n'; 16]);
+    let mut rest = s;
+    while let Some((chunk, tail)) = rest.split_first_chunk::<16>() {
+        let x = u128::from_le_bytes(*chunk) ^ LFS;
         // Classic zero-byte test: the lowest flagged byte is always a real zero.
         let hit = x.wrapping_sub(ONES) & !x & HIGHS;
         if hit != 0 {
-            return Some(i + (hit.trailing_zeros() / 8) as usize);
+            return Some(s.len() - rest.len() + (hit.trailing_zeros() / 8) as usize);
         }
-        i += 8;
+        rest = tail;
     }
-    s.get(i..)?.iter().position(|&b| b == b'\n').map(|p| i + p)
+    let at = s.len() - rest.len();
+    rest.iter().position(|&b| b == b'\n').map(|p| at + p)
 }
 
 #[cfg(test)]
@@ -379,6 +412,7 @@ mod tests {
     fn host_is_lowercased_and_consumed_ends_at_the_empty_line() {
         let r = complete(GET);
         assert_eq!(r.host().unwrap(), "example.com");
+        assert_eq!(r.host_as_sent(), Some("Example.com"));
         assert_eq!(r.port(), None);
         assert_eq!(r.minor_version(), 1);
         assert_eq!(r.consumed(), GET.len() - 4);
@@ -577,6 +611,25 @@ mod tests {
             parse(&GET[..20], &limits),
             Ok(Status::Partial(Needed::Unknown))
         );
+    }
+
+    #[test]
+    fn first_not_visible_matches_a_plain_search() {
+        for bad in [0x00u8, b' ', 0x20, 0x7f, 0x80, 0xff, b'\t'] {
+            for at in 0..40 {
+                let mut buf = [b'~'; 40];
+                buf[at] = bad;
+                for start in 0..40 {
+                    let want = buf[start..].iter().position(|b| !(0x21..=0x7e).contains(b));
+                    assert_eq!(first_not_visible(&buf[start..]), want, "{bad:#x} at {at}");
+                }
+            }
+        }
+        let all: std::vec::Vec<u8> = (0..=255).collect();
+        for start in 0..256 {
+            let want = all[start..].iter().position(|b| !(0x21..=0x7e).contains(b));
+            assert_eq!(first_not_visible(&all[start..]), want);
+        }
     }
 
     #[test]

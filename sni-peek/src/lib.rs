@@ -143,7 +143,7 @@ pub enum Detected<'a> {
     /// An HTTP/1.x request.
     Http(HttpRequest<'a>),
     /// An HTTP/2 prior-knowledge connection.
-    H2(H2Request),
+    H2(H2Request<'a>),
     /// Neither TLS nor HTTP: the bytes already received prove it.
     Unknown,
 }
@@ -341,6 +341,12 @@ mod tests {
             (r.protocol, r.host.unwrap().as_str(), r.consumed),
             (Protocol::Tls, "rustls.example", tls.len())
         );
+    }
+
+    #[test]
+    fn results_stay_small_to_move() {
+        // Names are copied out on request: a parse result must not carry a 253-byte buffer.
+        assert!(core::mem::size_of::<Result<Status<Detected<'_>>, Error>>() <= 128);
     }
 
     #[test]

@@ -49,15 +49,16 @@ impl HostName {
     }
 
     /// Copies a name that [`check_dns`] accepted, lowercased.
+    #[inline]
     pub(crate) fn from_checked(raw: &[u8]) -> HostName {
         let mut name = HostName {
             len: 0,
             buf: [0; MAX_NAME_LEN],
         };
         let n = raw.len().min(MAX_NAME_LEN);
-        for (slot, b) in name.buf.iter_mut().zip(&raw[..n]) {
-            *slot = b.to_ascii_lowercase();
-        }
+        let slot = &mut name.buf[..n];
+        slot.copy_from_slice(&raw[..n]);
+        slot.make_ascii_lowercase();
         name.len = n as u8;
         name
     }
@@ -105,6 +106,28 @@ pub(crate) fn check_dns(raw: &[u8]) -> Result<Option<&[u8]>, Error> {
     Ok(Some(raw))
 }
 
+/// Byte classes of host name text.
+const INVALID: u8 = 0;
+const LABEL: u8 = 1;
+const DOT: u8 = 2;
+const NON_ASCII: u8 = 3;
+
+/// The class of every byte, so that checking a name is one lookup per byte.
+const CLASS: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => LABEL,
+            b'.' => DOT,
+            0x80.. => NON_ASCII,
+            _ => INVALID,
+        };
+        b += 1;
+    }
+    t
+};
+
 /// The DNS text rules: 1 to 253 bytes of letters, digits, `-` and `_`, in labels of 1 to 63.
 fn check_text(raw: &[u8]) -> Result<(), Error> {
     if raw.is_empty() {
@@ -117,8 +140,8 @@ fn check_text(raw: &[u8]) -> Result<(), Error> {
     }
     let mut label = 0usize;
     for &b in raw {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => {
+        match CLASS[usize::from(b)] {
+            LABEL => {
                 label += 1;
                 if label > 63 {
                     return Err(Error::InvalidName {
@@ -126,13 +149,13 @@ fn check_text(raw: &[u8]) -> Result<(), Error> {
                     });
                 }
             }
-            b'.' if label > 0 => label = 0,
-            b'.' => {
+            DOT if label > 0 => label = 0,
+            DOT => {
                 return Err(Error::InvalidName {
                     reason: "empty label",
                 });
             }
-            0x80.. => {
+            NON_ASCII => {
                 return Err(Error::InvalidName {
                     reason: "non-ASCII byte (IDNs must be sent as xn-- labels)",
                 });

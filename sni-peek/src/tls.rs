@@ -717,6 +717,8 @@ mod tests {
     fn names_are_normalised_or_refused() {
         let name = |n: &[u8]| hello(&with_ext(0, &sni(&[(0, n)]))).server_name();
         assert_eq!(name(b"WWW.Example.COM.").unwrap(), "www.example.com");
+        let h = hello(&with_ext(0, &sni(&[(0, b"WWW.Example.COM.")])));
+        assert_eq!(h.server_name_as_sent(), Some("WWW.Example.COM"));
         assert_eq!(name(b"_dmarc.example").unwrap(), "_dmarc.example");
         assert_eq!(
             name(b"xn--nxasmq6b.example").unwrap(),
