@@ -208,7 +208,7 @@ proptest! {
 
     // DF clear and bigger than lowest-ipv6-mtu: fragments that reassemble to the translation.
     #[test]
-    fn fragments_reassemble(src in any::<u32>(), dst in any::<u32>(), l4 in l4(), pad in 1200usize..3000) {
+    fn fragments_reassemble(src in any::<u32>(), dst in any::<u32>(), l4 in l4(), pad in 1300usize..3000) {
         let t = translator(5);
         let mut l4 = l4;
         l4.bytes.resize(l4.bytes.len() + pad, 0x5a);
