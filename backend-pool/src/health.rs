@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::{PoolConfig, nanos};
+use crate::padded::Padded;
 
 /// No ramp in progress.
 pub(crate) const NO_RAMP: u64 = u64::MAX;
@@ -52,7 +53,8 @@ struct Streaks {
 /// One backend's live state, shared by every snapshot that lists it.
 #[derive(Debug)]
 pub(crate) struct BackendState {
-    pub(crate) in_flight: AtomicU64,
+    /// Written by every pick and drop: kept off the line the health fields are read from.
+    pub(crate) in_flight: Padded<AtomicU64>,
     /// Nanoseconds at which the current ejection ends; 0 when not ejected.
     ejected_until: AtomicU64,
     actively_down: AtomicBool,
@@ -79,7 +81,7 @@ pub struct HealthStatus {
 impl BackendState {
     pub(crate) fn new(shared: Arc<Shared>, ramp_from: u64) -> Self {
         Self {
-            in_flight: AtomicU64::new(0),
+            in_flight: Padded(AtomicU64::new(0)),
             ejected_until: AtomicU64::new(0),
             actively_down: AtomicBool::new(false),
             ramp_from: AtomicU64::new(ramp_from),

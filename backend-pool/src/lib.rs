@@ -56,6 +56,7 @@ mod error;
 mod health;
 mod least_conn;
 mod maglev;
+mod padded;
 mod pool;
 mod random;
 mod rng;

@@ -5,6 +5,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::PoolError;
 use crate::algorithm::{Algorithm, Member, Proposal};
+use crate::padded::Padded;
 use crate::rng::mix64;
 
 /// Settings for [`SmoothWeighted`].
@@ -30,7 +31,8 @@ impl Default for SmoothConfig {
 #[derive(Debug)]
 pub struct SmoothWeighted {
     schedule: Box<[u32]>,
-    next: AtomicU64,
+    /// Every pick writes it: alone on its line so the fields beside it stay cached for readers.
+    next: Padded<AtomicU64>,
     len: FastMod,
 }
 
@@ -54,7 +56,7 @@ impl Algorithm for SmoothWeighted {
         Ok(Self {
             len: FastMod::new(schedule.len() as u64),
             schedule,
-            next: AtomicU64::new(start),
+            next: Padded(AtomicU64::new(start)),
         })
     }
 
