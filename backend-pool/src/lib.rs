@@ -16,11 +16,21 @@
 //!   them), slow start, a backup tier, a panic threshold.
 //! - **Lock-free reads**: membership changes publish a new immutable [`Snapshot`] through
 //!   `arc-swap`; a pick takes no lock and allocates nothing.
-//! - **Time and randomness are inputs** (`now`, [`Rng`]), so tests need no sleeps and runs
-//!   reproduce from a seed.
+//! - **Time and randomness are inputs** (`now`, a monotonic clock that must not go backwards, and
+//!   [`Rng`]), so tests need no sleeps and runs reproduce from a seed.
+//! - [`Snapshot::select`] gives the first choice without the in-flight count (one atomic
+//!   operation per pick for smooth round-robin, none for Maglev and random) when no count is needed.
 //!
 //! It does no network I/O outside the optional `tokio` health checker, and no DNS: identities are
 //! addresses or names the caller resolves.
+//!
+//! ```text
+//!            update(backends, now)                        pick / candidates (key, now, rng)
+//!  caller ─────────────────────────▶ Pool ──ArcSwap──▶ Snapshot ──▶ tier + health rule ──▶ Algorithm
+//!                                      │                   │                                 │
+//!     record_success / failure / probe │                   └─ entries ─▶ BackendState ◀── Candidate
+//!  ───────────────────────────────────▶┘      (by identity, shared by every snapshot)      (in-flight guard)
+//! ```
 //!
 //! ```
 //! use backend_pool::{Backend, Pool, PoolConfig, Rng, SmoothWeighted, SmoothConfig};

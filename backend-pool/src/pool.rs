@@ -290,7 +290,36 @@ impl<A: Algorithm> Snapshot<A> {
     }
 
     /// The candidates for one request: `key` feeds hashing algorithms (may be empty for the
-    /// others), `now` is the caller's monotonic clock, `rng` the caller's generator.
+    /// others), `now` is the caller's monotonic clock (it must not go backwards), `rng` the
+    /// caller's generator.
+    ///
+    /// ```
+    /// use backend_pool::{Backend, Maglev, Pool, PoolConfig, Rng};
+    /// use std::time::Duration;
+    ///
+    /// let backends = (1..=4).map(|i| Backend::new(format!("web-{i}").as_str(), 1));
+    /// let config = PoolConfig { failures_to_eject: 1, ..Default::default() };
+    /// let pool = Pool::<Maglev>::new(backends, config, Default::default(), 7)?;
+    /// let (mut rng, now) = (Rng::new(1), Duration::from_secs(5));
+    ///
+    /// let snapshot = pool.load();
+    /// let mut refused = None;
+    /// for candidate in snapshot.candidates(b"198.51.100.7", now, &mut rng)? {
+    ///     if refused.is_none() {
+    ///         // say the first backend refuses the connection: report it, try the next
+    ///         candidate.record_failure(now);
+    ///         refused = Some(candidate.backend().id.clone());
+    ///         continue;
+    ///     }
+    ///     candidate.record_success(now);
+    ///     break; // a real proxy keeps `candidate` alive while the connection is open
+    /// }
+    /// // the refused backend is ejected: the same client now goes straight elsewhere
+    /// let refused = refused.unwrap();
+    /// assert!(pool.status(&refused, now).unwrap().ejected);
+    /// assert_ne!(snapshot.pick(b"198.51.100.7", now, &mut rng)?.backend().id, refused);
+    /// # Ok::<(), backend_pool::PoolError>(())
+    /// ```
     pub fn candidates<'s, 'r>(
         &'s self,
         key: &'r [u8],
