@@ -363,23 +363,9 @@ fn host_value(raw: &[u8]) -> Result<Option<Authority<'_>>, Error> {
     name::check_authority(raw).map(Some)
 }
 
-/// Position of the first `\n`, sixteen bytes at a time (SWAR: no SIMD without `unsafe`).
+/// Position of the first `\n`.
 fn find_lf(s: &[u8]) -> Option<usize> {
-    const ONES: u128 = u128::from_ne_bytes([0x01; 16]);
-    const HIGHS: u128 = u128::from_ne_bytes([0x80; 16]);
-    const LFS: u128 = u128::from_ne_bytes([b'\n'; 16]);
-    let mut rest = s;
-    while let Some((chunk, tail)) = rest.split_first_chunk::<16>() {
-        let x = u128::from_le_bytes(*chunk) ^ LFS;
-        // Classic zero-byte test: the lowest flagged byte is always a real zero.
-        let hit = x.wrapping_sub(ONES) & !x & HIGHS;
-        if hit != 0 {
-            return Some(s.len() - rest.len() + (hit.trailing_zeros() / 8) as usize);
-        }
-        rest = tail;
-    }
-    let at = s.len() - rest.len();
-    rest.iter().position(|&b| b == b'\n').map(|p| at + p)
+    memchr::memchr(b'\n', s)
 }
 
 #[cfg(test)]
