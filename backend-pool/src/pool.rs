@@ -576,6 +576,30 @@ mod tests {
     }
 
     #[test]
+    fn each_rebuild_starts_somewhere_else_reproducibly_by_seed() {
+        let first_picks = |seed: u64| -> Vec<String> {
+            let pool =
+                Pool::<SmoothWeighted>::new(named(&[1; 8]), strict(), Default::default(), seed)
+                    .unwrap();
+            (0..40)
+                .map(|round| {
+                    pool.update(named(&[1; 8]), secs(round)).unwrap();
+                    let snapshot = pool.load();
+                    let pick = snapshot.pick(b"", secs(round), &mut Rng::new(0)).unwrap();
+                    pick.backend().id.to_string()
+                })
+                .collect()
+        };
+        let a = first_picks(1);
+        assert_eq!(a, first_picks(1), "same seed, same starts");
+        assert_ne!(a, first_picks(2));
+        let mut distinct = a.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() >= 6, "starts spread over the cycle: {a:?}");
+    }
+
+    #[test]
     fn nginx_sequence_through_the_pool() {
         let config = SmoothConfig {
             random_start: false,
