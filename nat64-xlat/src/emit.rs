@@ -129,7 +129,7 @@ pub(crate) fn ipv4_header(out: &mut [u8], h: &Hdr4, upper_len: usize) -> Result<
         u32::from(flags),
         u32::from(h.ttl) << 8 | u32::from(h.proto),
     ];
-    let acc = words.iter().sum::<u32>() + checksum::addrs4(h.src, h.dst);
+    let acc = checksum::add(words.iter().sum::<u32>(), checksum::addrs4(h.src, h.dst));
     b[10..12].copy_from_slice(&checksum::finish(acc).to_be_bytes());
     b[12..16].copy_from_slice(&h.src.octets());
     b[16..20].copy_from_slice(&h.dst.octets());
@@ -221,6 +221,18 @@ mod tests {
         );
         assert_eq!(ipv4_header(&mut buf, &h4, 0xffff), Err(DropReason::TooBig));
         assert_eq!(ipv4_header(&mut buf, &h4, 8), Ok(20));
+        assert_eq!(checksum::fold(checksum::sum(&buf[..20])), 0xffff);
+        // All-ones fields must not overflow the sum (found by fuzzing).
+        let ones = Hdr4 {
+            tos: 0xff,
+            id: 0xffff,
+            ttl: 0xff,
+            proto: 0xff,
+            src: Ipv4Addr::BROADCAST,
+            dst: Ipv4Addr::new(255, 255, 255, 254),
+            ..h4
+        };
+        assert_eq!(ipv4_header(&mut buf, &ones, 0xffff - 20), Ok(20));
         assert_eq!(checksum::fold(checksum::sum(&buf[..20])), 0xffff);
         assert_eq!(&buf[6..8], &[0x40, 0]);
     }

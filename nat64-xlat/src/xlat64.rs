@@ -86,18 +86,7 @@ pub(crate) fn translate(t: &Translator<'_>, input: &[u8], out: &mut [u8]) -> Res
     }
 
     match to_ipv4(t, &ip, src, dst, icmp_error, out, false) {
-        Err(Fail::Reply {
-            reason,
-            ty,
-            code,
-            rest,
-        }) if may_reply => Err(Fail::Reply {
-            reason,
-            ty,
-            code,
-            rest,
-        }),
-        Err(Fail::Reply { reason, .. }) => Err(Fail::Drop(reason)),
+        Err(Fail::Reply { reason, .. }) if !may_reply => Err(Fail::Drop(reason)),
         r => r.map(Done::Out),
     }
 }
