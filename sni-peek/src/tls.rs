@@ -115,6 +115,41 @@ fn parse_records<'a>(
     scratch: &'a mut [u8],
     limits: &Limits,
 ) -> Result<Status<ClientHello<'a>>, Error> {
+    // Every known client: one record holding exactly the whole hello. Checked without the walk.
+    if let [
+        _,
+        _,
+        v1,
+        l0,
+        l1,
+        handshake_type::CLIENT_HELLO,
+        b0,
+        b1,
+        b2,
+        ..,
+    ] = *input
+    {
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
+        let body = usize::from(b0) << 16 | usize::from(b1) << 8 | usize::from(b2);
+        if let Some(body_bytes) = input
+            .get(RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN..)
+            .and_then(|rest| rest.get(..body))
+            .filter(|_| {
+                len == HANDSHAKE_HEADER_LEN + body
+                    && len <= MAX_RECORD_LEN
+                    && body <= limits.max_hello_len
+                    && limits.max_records >= 1
+            })
+        {
+            let hello = hello::parse(body_bytes)?;
+            let version = ProtocolVersion(u16::from_be_bytes([3, v1]));
+            return Ok(Status::Complete(hello.framed(
+                version,
+                RECORD_HEADER_LEN + len,
+                1,
+            )));
+        }
+    }
     let walk = match walk(input, limits)? {
         Status::Complete(w) => w,
         Status::Partial(n) => return Ok(Status::Partial(n)),
