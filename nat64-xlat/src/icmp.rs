@@ -161,12 +161,14 @@ pub fn mtu_4to6(reported: u16, quoted_total_len: u16, mtu6: u16, mtu4: u16) -> u
 }
 
 /// RFC 7915 §5.2: Packet Too Big → Fragmentation Needed MTU:
-/// `min(MTU - 20, IPv4 next hop MTU, IPv6 next hop MTU - 20)`, in 16 bits.
-pub fn mtu_6to4(reported: u32, mtu4: u16, mtu6: u16) -> u16 {
+/// `min(MTU - 20, IPv4 next hop MTU, IPv6 next hop MTU - 20)`, in 16 bits, where the header
+/// difference is 28 instead of 20 when the packet in error carried a Fragment header.
+pub fn mtu_6to4(reported: u32, mtu4: u16, mtu6: u16, fragment_header: bool) -> u16 {
+    let growth = if fragment_header { 28 } else { 20 };
     let m = reported
-        .saturating_sub(20)
+        .saturating_sub(growth)
         .min(u32::from(mtu4))
-        .min(u32::from(mtu6).saturating_sub(20));
+        .min(u32::from(mtu6).saturating_sub(growth));
     m.min(0xffff) as u16
 }
 
@@ -299,10 +301,11 @@ mod tests {
         assert_eq!(mtu_4to6(0, 1500, 9000, 9000), 1492 + 20);
         assert_eq!(mtu_4to6(0, 9000, 65535, 65535), 8166 + 20);
         // Packet Too Big 1280 -> 1260; bounded by both links.
-        assert_eq!(mtu_6to4(1280, 1500, 1500), 1260);
-        assert_eq!(mtu_6to4(9000, 1500, 9000), 1500);
-        assert_eq!(mtu_6to4(9000, 9000, 1500), 1480);
-        assert_eq!(mtu_6to4(10, 1500, 1500), 0);
+        assert_eq!(mtu_6to4(1280, 1500, 1500, false), 1260);
+        assert_eq!(mtu_6to4(1280, 1500, 1500, true), 1252);
+        assert_eq!(mtu_6to4(9000, 1500, 9000, false), 1500);
+        assert_eq!(mtu_6to4(9000, 9000, 1500, false), 1480);
+        assert_eq!(mtu_6to4(10, 1500, 1500, false), 0);
     }
 
     #[test]

@@ -243,7 +243,12 @@ fn icmp_error_msg(
     let (quote, ext) = rfc4884::split(&msg[8..], words, 8);
     let inner = Ipv6::parse(quote, Parse::Lax).map_err(|_| DropReason::InnerPacket)?;
     let rest = match m.rest {
-        Rest::Mtu => u32::from(icmp::mtu_6to4(word, cfg.mtu4, cfg.mtu6)),
+        Rest::Mtu => u32::from(icmp::mtu_6to4(
+            word,
+            cfg.mtu4,
+            cfg.mtu6,
+            inner.frag.is_some(),
+        )),
         Rest::Pointer => {
             u32::from(icmp::pointer_6to4(word).ok_or(DropReason::UntranslatablePointer)?) << 24
         }
@@ -690,6 +695,27 @@ mod tests {
         verify(&out).unwrap();
         assert_eq!(out[25], 0, "no length attribute without the extension");
         assert_eq!(out.len(), 28 + 108);
+    }
+
+    // RFC 7915 §5.2: the MTU shrinks by 28, not 20, when the packet in error had a Fragment header.
+    #[test]
+    fn packet_too_big_about_a_fragment() {
+        let mut orig = V6::new(17);
+        orig.exts = std::vec![frag6(0, true, 5)];
+        let inner = orig.build(&udp(b"sixteen bytes!!!"), true);
+        let mut msg = std::vec![2, 0, 0, 0];
+        msg.extend_from_slice(&1400u32.to_be_bytes());
+        msg.extend_from_slice(&inner);
+        let mut outer = V6::new(58);
+        outer.src = v4_host_as_v6();
+        outer.dst = v6_host();
+        let out = translated(config(), &outer.build(&msg, true));
+        assert_eq!(u16::from_be_bytes([out[26], out[27]]), 1372);
+        assert_eq!(
+            &out[28 + 4..28 + 8],
+            &[0, 5, 0x20, 0],
+            "inner ID and MF from the Fragment header"
+        );
     }
 
     // RFC 6791: an untranslatable error source takes an address from the pool, or the own address.
