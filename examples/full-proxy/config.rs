@@ -1,0 +1,710 @@
+//! The TOML configuration: read, checked as a whole, every mistake reported with its line.
+
+use core::net::{IpAddr, SocketAddr};
+use core::time::Duration;
+use std::collections::HashMap;
+use std::fmt;
+
+use proxy_proto::tokio::Cidr;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A checked configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listeners: Vec<Listener>,
+    pub routes: Vec<Route>,
+    pub limits: Limits,
+    pub metrics: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub addresses: Vec<SocketAddr>,
+    pub mode: Mode,
+    pub peek_timeout: Duration,
+    /// Sources that must send a PROXY header; everyone else must not.
+    pub accept_proxy_from: Vec<Cidr>,
+}
+
+/// How a listener finds the name to route on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The TLS SNI; anything else is refused.
+    Tls,
+    /// The HTTP/1 Host (or HTTP/2 `:authority`); anything else is refused.
+    Http,
+    /// Whichever the first bytes turn out to be.
+    Auto,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub hosts: Vec<HostPattern>,
+    pub balance: Balance,
+    pub proxy_protocol: ProxyOut,
+    pub connect_timeout: Duration,
+    /// Backends tried for one connection before giving up (the first one included).
+    pub connect_attempts: u32,
+    pub backends: Vec<BackendSpec>,
+    pub health: Option<Health>,
+    /// The line the route starts on, to name it in logs.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Balance {
+    #[serde(rename = "round-robin")]
+    RoundRobin,
+    #[serde(rename = "least-conn")]
+    LeastConn,
+    #[serde(rename = "consistent")]
+    Consistent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyOut {
+    None,
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// `www.example.com`
+    Exact(String),
+    /// `*.example.org`: any name ending in `.example.org` (kept with its leading dot).
+    Suffix(String),
+    /// `*`: the default route.
+    Any,
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Suffix(s) => write!(f, "*{s}"),
+            HostPattern::Any => f.write_str("*"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub ip: IpAddr,
+    /// `None`: the port the client connected to.
+    pub port: Option<u16>,
+    pub weight: u32,
+    pub backup: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    /// How long open connections may run on after SIGTERM before the process exits.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 20_000,
+            idle_timeout: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One mistake, with the line it is on (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+// ----- the file as written ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listen: Vec<Spanned<RawListen>>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    metrics: Option<Spanned<RawMetrics>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    addresses: Vec<Spanned<String>>,
+    #[serde(default = "default_mode")]
+    mode: Mode,
+    #[serde(default)]
+    peek_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    accept_proxy_from: Vec<Spanned<String>>,
+}
+
+fn default_mode() -> Mode {
+    Mode::Auto
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    hosts: Vec<Spanned<String>>,
+    #[serde(default = "default_balance")]
+    balance: Balance,
+    #[serde(default = "default_proxy")]
+    proxy_protocol: ProxyOut,
+    #[serde(default)]
+    connect_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    connect_attempts: Option<Spanned<u32>>,
+    backends: Vec<Spanned<RawBackend>>,
+    #[serde(default)]
+    health: Option<Spanned<RawHealth>>,
+}
+
+fn default_balance() -> Balance {
+    Balance::RoundRobin
+}
+
+fn default_proxy() -> ProxyOut {
+    ProxyOut::None
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    address: Spanned<String>,
+    #[serde(default = "default_weight")]
+    weight: u32,
+    #[serde(default)]
+    backup: bool,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    #[serde(default)]
+    interval: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    rise: Option<u32>,
+    #[serde(default)]
+    fall: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    max_connections: Option<usize>,
+    #[serde(default)]
+    idle_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    drain_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    address: Spanned<String>,
+}
+
+// ----- checking ----------------------------------------------------------------------------
+
+/// Reads and checks a file.
+pub fn load(path: &std::path::Path) -> Result<Config, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            line: 0,
+            message: format!("cannot read {}: {e}", path.display()),
+        }]
+    })?;
+    parse(&text)
+}
+
+/// Checks a configuration's text; on failure every error found, in line order.
+pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    let mut check = Checker {
+        text,
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let line = e.span().map_or(0, |s| check.line(s.start));
+            return Err(vec![ConfigError {
+                line,
+                message: e.message().to_string(),
+            }]);
+        }
+    };
+    let config = check.config(raw);
+    let mut errors = check.errors;
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        errors.sort_by_key(|e| e.line);
+        Err(errors)
+    }
+}
+
+struct Checker<'t> {
+    text: &'t str,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn line(&self, offset: usize) -> usize {
+        1 + self.text.as_bytes()[..offset.min(self.text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+    }
+
+    fn error<T>(&mut self, span: core::ops::Range<usize>, message: impl Into<String>) -> Option<T> {
+        let line = self.line(span.start);
+        self.errors.push(ConfigError {
+            line,
+            message: message.into(),
+        });
+        None
+    }
+
+    fn duration(&mut self, value: &Option<Spanned<String>>, default: Duration) -> Duration {
+        let Some(v) = value else { return default };
+        match parse_duration(v.get_ref()) {
+            Some(d) if !d.is_zero() => d,
+            _ => self
+                .error(
+                    v.span(),
+                    format!(
+                        "{:?} is not a duration such as \"500ms\", \"5s\", \"2m\" or \"1h\"",
+                        v.get_ref()
+                    ),
+                )
+                .unwrap_or(default),
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        if raw.listen.is_empty() {
+            self.error::<()>(
+                0..0,
+                "no [[listen]] section: nothing to accept connections on",
+            );
+        }
+        if raw.route.is_empty() {
+            self.error::<()>(0..0, "no [[route]] section: nowhere to send connections");
+        }
+        let mut seen_addresses: HashMap<SocketAddr, usize> = HashMap::new();
+        let listeners = raw
+            .listen
+            .into_iter()
+            .map(|l| self.listener(l, &mut seen_addresses))
+            .collect();
+        let mut seen_hosts: HashMap<HostPattern, usize> = HashMap::new();
+        let routes = raw
+            .route
+            .into_iter()
+            .map(|r| self.route(r, &mut seen_hosts))
+            .collect();
+        let limits = match raw.limits {
+            None => Limits::default(),
+            Some(l) => {
+                let span = l.span();
+                let l = l.into_inner();
+                let defaults = Limits::default();
+                let max_connections = match l.max_connections {
+                    Some(0) => self
+                        .error(span, "max_connections must be at least 1")
+                        .unwrap_or(1),
+                    Some(n) => n,
+                    None => defaults.max_connections,
+                };
+                Limits {
+                    max_connections,
+                    idle_timeout: self.duration(&l.idle_timeout, defaults.idle_timeout),
+                    drain_timeout: self.duration(&l.drain_timeout, defaults.drain_timeout),
+                }
+            }
+        };
+        let metrics = raw.metrics.and_then(|m| {
+            let address = m.into_inner().address;
+            match address.get_ref().parse() {
+                Ok(a) => Some(a),
+                Err(_) => self.error(
+                    address.span(),
+                    format!("metrics address {:?} is not IP:PORT", address.get_ref()),
+                ),
+            }
+        });
+        Config {
+            listeners,
+            routes,
+            limits,
+            metrics,
+        }
+    }
+
+    fn listener(
+        &mut self,
+        raw: Spanned<RawListen>,
+        seen: &mut HashMap<SocketAddr, usize>,
+    ) -> Listener {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        if raw.addresses.is_empty() {
+            self.error::<()>(span.clone(), "a listener needs at least one address");
+        }
+        let mut addresses = Vec::new();
+        for a in &raw.addresses {
+            match a.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => {
+                    let line = self.line(a.span().start);
+                    if let Some(first) = seen.insert(addr, line) {
+                        self.error::<()>(
+                            a.span(),
+                            format!("{addr} is already a listener address (line {first})"),
+                        );
+                    }
+                    addresses.push(addr);
+                }
+                Err(_) => {
+                    self.error::<()>(
+                        a.span(),
+                        format!(
+                            "{:?} is not IP:PORT (IPv6 in brackets: \"[::]:443\")",
+                            a.get_ref()
+                        ),
+                    );
+                }
+            }
+        }
+        let accept_proxy_from = raw
+            .accept_proxy_from
+            .iter()
+            .filter_map(|c| match c.get_ref().parse::<Cidr>() {
+                Ok(cidr) => Some(cidr),
+                Err(_) => self.error(
+                    c.span(),
+                    format!(
+                        "{:?} is not an address or network (\"192.0.2.0/24\")",
+                        c.get_ref()
+                    ),
+                ),
+            })
+            .collect();
+        Listener {
+            addresses,
+            mode: raw.mode,
+            peek_timeout: self.duration(&raw.peek_timeout, Duration::from_secs(5)),
+            accept_proxy_from,
+        }
+    }
+
+    fn route(&mut self, raw: Spanned<RawRoute>, seen: &mut HashMap<HostPattern, usize>) -> Route {
+        let span = raw.span();
+        let line = self.line(span.start);
+        let raw = raw.into_inner();
+        if raw.hosts.is_empty() {
+            self.error::<()>(
+                span.clone(),
+                "a route needs at least one host (\"*\" for the default route)",
+            );
+        }
+        let mut hosts = Vec::new();
+        for h in &raw.hosts {
+            let Some(pattern) = host_pattern(h.get_ref()) else {
+                self.error::<()>(
+                    h.span(),
+                    format!(
+                        "{:?} is not a host name, \"*.domain\" or \"*\"",
+                        h.get_ref()
+                    ),
+                );
+                continue;
+            };
+            let here = self.line(h.span().start);
+            if let Some(first) = seen.insert(pattern.clone(), here) {
+                let what = if pattern == HostPattern::Any {
+                    "a second default route"
+                } else {
+                    "overlapping hosts"
+                };
+                self.error::<()>(h.span(), format!("{what}: {pattern} is already routed on line {first}; this route could never be reached for it"));
+            }
+            hosts.push(pattern);
+        }
+        let mut backends = Vec::new();
+        for b in raw.backends.iter() {
+            let spec = b.get_ref();
+            match backend_address(spec.address.get_ref()) {
+                Some((ip, port)) => backends.push(BackendSpec {
+                    ip,
+                    port,
+                    weight: spec.weight,
+                    backup: spec.backup,
+                }),
+                None => {
+                    self.error::<()>(spec.address.span(), format!(
+                        "backend {:?} is not an IP address with an optional port (\"2001:db8::10\", \"[2001:db8::11]:8443\")",
+                        spec.address.get_ref()
+                    ));
+                }
+            }
+        }
+        if raw.backends.is_empty() {
+            self.error::<()>(span.clone(), "a route needs at least one backend");
+        } else if !backends.is_empty() && backends.iter().all(|b| b.weight == 0) {
+            self.error::<()>(
+                span.clone(),
+                "every backend of this route has weight 0: it can never be served",
+            );
+        }
+        let connect_attempts = match &raw.connect_attempts {
+            Some(n) if *n.get_ref() == 0 => self
+                .error(n.span(), "connect_attempts must be at least 1")
+                .unwrap_or(1),
+            Some(n) => *n.get_ref(),
+            None => 3,
+        };
+        let health = raw.health.map(|h| {
+            let span = h.span();
+            let h = h.into_inner();
+            let rise = h.rise.unwrap_or(2);
+            let fall = h.fall.unwrap_or(3);
+            if rise == 0 || fall == 0 {
+                self.error::<()>(span, "health rise and fall must be at least 1");
+            }
+            Health {
+                interval: self.duration(&h.interval, Duration::from_secs(2)),
+                timeout: self.duration(&h.timeout, Duration::from_secs(1)),
+                rise: rise.max(1),
+                fall: fall.max(1),
+            }
+        });
+        Route {
+            hosts,
+            balance: raw.balance,
+            proxy_protocol: raw.proxy_protocol,
+            connect_timeout: self.duration(&raw.connect_timeout, Duration::from_secs(3)),
+            connect_attempts,
+            backends,
+            health,
+            line,
+        }
+    }
+}
+
+/// `500ms`, `5s`, `2m`, `1h` (whole numbers).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = s.split_at(split);
+    if digits.is_empty() {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    })
+}
+
+/// A host pattern, normalised: lowercase, one trailing dot dropped.
+pub fn host_pattern(s: &str) -> Option<HostPattern> {
+    if s == "*" {
+        return Some(HostPattern::Any);
+    }
+    let lower = s.to_ascii_lowercase();
+    let lower = lower.strip_suffix('.').unwrap_or(&lower);
+    match lower.strip_prefix("*.") {
+        Some(domain) => is_dns_name(domain).then(|| HostPattern::Suffix(format!(".{domain}"))),
+        None => is_dns_name(lower).then(|| HostPattern::Exact(lower.to_string())),
+    }
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// `2001:db8::10`, `[2001:db8::11]:8443`, `192.0.2.10`, `192.0.2.10:8080`.
+fn backend_address(s: &str) -> Option<(IpAddr, Option<u16>)> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some((ip, None));
+    }
+    s.parse::<SocketAddr>()
+        .ok()
+        .map(|a| (a.ip(), Some(a.port())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[listen]]
+addresses = ["127.0.0.1:8443", "[::1]:8443"]
+mode = "tls"
+peek_timeout = "5s"
+accept_proxy_from = ["192.0.2.0/24"]
+
+[[route]]
+hosts = ["www.example.com", "*.example.org"]
+balance = "round-robin"
+proxy_protocol = "v2"
+connect_timeout = "3s"
+backends = [
+  { address = "2001:db8::10", weight = 3 },
+  { address = "[2001:db8::11]:8443", weight = 1 },
+  { address = "[2001:db8::12]:443", backup = true },
+]
+health = { interval = "2s", timeout = "1s", rise = 2, fall = 3 }
+
+[[route]]
+hosts = ["*"]
+backends = [{ address = "::1" }]
+
+[limits]
+max_connections = 100
+idle_timeout = "5m"
+"#;
+
+    #[test]
+    fn a_good_file() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.listeners[0].addresses.len(), 2);
+        assert_eq!(c.listeners[0].mode, Mode::Tls);
+        assert_eq!(
+            c.routes[0].hosts,
+            [
+                HostPattern::Exact("www.example.com".into()),
+                HostPattern::Suffix(".example.org".into())
+            ]
+        );
+        assert_eq!(c.routes[0].backends[0].port, None);
+        assert_eq!(c.routes[0].backends[1].port, Some(8443));
+        assert!(c.routes[0].backends[2].backup);
+        assert_eq!(c.routes[1].hosts, [HostPattern::Any]);
+        assert_eq!(c.routes[1].proxy_protocol, ProxyOut::None);
+        assert_eq!(c.limits.max_connections, 100);
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn every_error_with_its_line() {
+        let bad = r#"
+[[listen]]
+addresses = ["127.0.0.1:99999", "127.0.0.1:80"]
+peek_timeout = "soon"
+accept_proxy_from = ["192.0.2.0/33"]
+
+[[listen]]
+addresses = ["127.0.0.1:80"]
+
+[[route]]
+hosts = ["www.example.com", "bad name"]
+backends = [{ address = "backend.example:80" }]
+
+[[route]]
+hosts = ["WWW.example.com.", "*"]
+backends = [{ address = "::1", weight = 0 }]
+
+[[route]]
+hosts = ["*"]
+backends = [{ address = "::2" }]
+"#;
+        let errors = parse(bad).unwrap_err();
+        let lines: Vec<_> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 4, 5, 8, 11, 12, 14, 15, 19], "{errors:#?}");
+        assert!(
+            errors[6].message.contains("can never be served"),
+            "{}",
+            errors[6]
+        );
+        assert!(
+            errors[7]
+                .message
+                .contains("overlapping hosts: www.example.com"),
+            "{}",
+            errors[7]
+        );
+        assert!(
+            errors[8].message.contains("second default route"),
+            "{}",
+            errors[8]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_values() {
+        let e = parse("[[listen]]\naddresses = [\"127.0.0.1:1\"]\nmode = \"tcp\"\n").unwrap_err();
+        assert_eq!(e[0].line, 3, "{e:?}");
+        let e =
+            parse("[[listen]]\naddresses = [\"127.0.0.1:1\"]\nlisten_backlog = 5\n").unwrap_err();
+        assert_eq!(e[0].line, 3, "{e:?}");
+        assert!(e[0].message.contains("listen_backlog"), "{e:?}");
+    }
+
+    #[test]
+    fn durations_and_hosts() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        for bad in ["", "5", "s", "1.5s", "-1s", "5 s", "5d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(
+            host_pattern("Example.COM."),
+            Some(HostPattern::Exact("example.com".into()))
+        );
+        assert_eq!(
+            host_pattern("*.Example.org"),
+            Some(HostPattern::Suffix(".example.org".into()))
+        );
+        for bad in ["", "a..b", "*.", "**.a", "a.*.b", "-a.b", "a b", "é.com"] {
+            assert_eq!(host_pattern(bad), None, "{bad}");
+        }
+    }
+}

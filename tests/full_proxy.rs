@@ -1,0 +1,700 @@
+//! The full proxy (`examples/full-proxy`) as an operator runs it: real clients (curl, openssl
+//! s_client), real backends (nginx, HAProxy) and small in-test servers, all on loopback.
+
+mod peers;
+
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use peers::{Running, Scratch, free_port, program, run};
+
+/// The example binary cargo built next to this test.
+fn proxy_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let bin = dir.join("examples").join("full-proxy");
+    assert!(
+        bin.exists(),
+        "{} is not built (cargo test builds examples)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running proxy with its own config file; killed when dropped.
+struct Proxy {
+    child: Option<Child>,
+    dir: Scratch,
+}
+
+impl Proxy {
+    fn start(name: &str, config: &str, ready: SocketAddr) -> Proxy {
+        let dir = Scratch::new(name);
+        let path = dir.write("sixgate.toml", config);
+        let log = std::fs::File::create(dir.path("proxy.log")).unwrap();
+        let child = Command::new(proxy_binary())
+            .args(["--config", path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut proxy = Proxy {
+            child: Some(child),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&ready, Duration::from_millis(100)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the proxy never listened:\n{}",
+                proxy.log()
+            );
+            if let Some(status) = proxy.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the proxy exited with {status}:\n{}", proxy.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        proxy
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("proxy.log")).unwrap_or_default()
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let status = Command::new("kill")
+            .args(["-s", name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn rewrite(&self, config: &str) {
+        self.dir.write("sixgate.toml", config);
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut().unwrap();
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn addr(s: String) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// An HTTP/1.0 request through the proxy; the response body.
+fn http_get(proxy: SocketAddr, host: &str) -> String {
+    let mut s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Small in-test backends: each answers one line with its name (after an HTTP request or any
+/// first bytes) and counts the connections it served.
+struct Named {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Named {
+    fn start(name: &'static str, counts: Arc<Mutex<HashMap<&'static str, u32>>>) -> Named {
+        Self::start_on(TcpListener::bind("[::1]:0").unwrap(), name, counts)
+    }
+
+    fn start_on(
+        listener: TcpListener,
+        name: &'static str,
+        counts: Arc<Mutex<HashMap<&'static str, u32>>>,
+    ) -> Named {
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        *counts.lock().unwrap().entry(name).or_default() += 1;
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        let mut head = [0u8; 1024];
+                        let _ = s.read(&mut head);
+                        let _ = write!(s, "HTTP/1.0 200 OK\r\n\r\n{name}\n");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Named { addr, stop }
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn check_accepts_good_files_and_lists_every_error_of_bad_ones() {
+    let good = Command::new(proxy_binary())
+        .args([
+            "--config",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/full-proxy/sixgate.toml"
+            ),
+            "--check",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let dir = Scratch::new("check");
+    let bad = dir.write(
+        "bad.toml",
+        "[[listen]]\naddresses = [\"127.0.0.1:99999\"]\nmode = \"tls\"\n\n[[route]]\nhosts = [\"a.test\", \"bad name\"]\nbackends = [{ address = \"::1\" }]\n\n[[route]]\nhosts = [\"a.test\"]\nbackends = [{ address = \"not-an-ip\" }]\n",
+    );
+    let out = Command::new(proxy_binary())
+        .args(["--config", bad.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    for line in ["line 2:", "line 6:", "line 10:", "line 11:"] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn weights_1_2_3_over_600_connections() {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let (a, b, c) = (
+        Named::start("a", counts.clone()),
+        Named::start("b", counts.clone()),
+        Named::start("c", counts.clone()),
+    );
+    let port = free_port();
+    let config = format!(
+        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"*\"]\n\
+         backends = [{{ address = \"{}\", weight = 1 }}, {{ address = \"{}\", weight = 2 }}, {{ address = \"{}\", weight = 3 }}]\n",
+        a.addr, b.addr, c.addr
+    );
+    let proxy = Proxy::start("weights", &config, addr(format!("127.0.0.1:{port}")));
+    let mut order = Vec::new();
+    for _ in 0..600 {
+        let body = http_get(addr(format!("127.0.0.1:{port}")), "w.test");
+        order.push(body.lines().last().unwrap_or_default().to_string());
+    }
+    let counts = counts.lock().unwrap().clone();
+    // Smooth weighted round-robin is exact over whole cycles (6 picks), and smooth within one.
+    assert_eq!(
+        (counts["a"], counts["b"], counts["c"]),
+        (100, 200, 300),
+        "{}",
+        proxy.log()
+    );
+    for window in order.windows(6) {
+        for (name, w) in [("a", 1), ("b", 2), ("c", 3)] {
+            let n = window.iter().filter(|x| *x == name).count();
+            assert!(n <= w + 1, "{name} {n} times in 6: {window:?}");
+        }
+    }
+}
+
+#[test]
+fn a_killed_backend_costs_no_client_connection_and_comes_back_after_rise() {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let keep = Named::start("keep", counts.clone());
+    let flaky_listener = TcpListener::bind("[::1]:0").unwrap();
+    let flaky_addr = flaky_listener.local_addr().unwrap();
+    let flaky = Named::start_on(flaky_listener, "flaky", counts.clone());
+    let port = free_port();
+    let config = format!(
+        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"*\"]\nconnect_timeout = \"1s\"\n\
+         backends = [{{ address = \"{}\" }}, {{ address = \"{flaky_addr}\" }}]\n\
+         health = {{ interval = \"200ms\", timeout = \"200ms\", rise = 2, fall = 2 }}\n",
+        keep.addr
+    );
+    let proxy_addr = addr(format!("127.0.0.1:{port}"));
+    let proxy = Proxy::start("faults", &config, proxy_addr);
+    for _ in 0..10 {
+        assert!(http_get(proxy_addr, "f.test").ends_with("\n"));
+    }
+    assert!(counts.lock().unwrap().get("flaky").copied().unwrap_or(0) > 0);
+    drop(flaky); // its listener closes: connects to it are refused from now on
+    std::thread::sleep(Duration::from_millis(50));
+    for i in 0..40 {
+        let body = http_get(proxy_addr, "f.test");
+        assert!(
+            body.contains("keep"),
+            "request {i} failed while a backend was down: {body:?}\n{}",
+            proxy.log()
+        );
+    }
+    // It comes back on the same address; after `rise` good checks it is picked again.
+    let back = Named::start_on(
+        TcpListener::bind(flaky_addr).unwrap(),
+        "flaky-again",
+        counts.clone(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while counts
+        .lock()
+        .unwrap()
+        .get("flaky-again")
+        .copied()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the backend was never picked again:\n{}",
+            proxy.log()
+        );
+        let _ = http_get(proxy_addr, "f.test");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(back);
+}
+
+#[test]
+fn a_slow_client_is_closed_at_peek_timeout() {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let backend = Named::start("b", counts);
+    let port = free_port();
+    let config = format!(
+        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"tls\"\npeek_timeout = \"1s\"\n\n[[route]]\nhosts = [\"*\"]\nbackends = [{{ address = \"{}\" }}]\n",
+        backend.addr
+    );
+    let proxy_addr = addr(format!("127.0.0.1:{port}"));
+    let _proxy = Proxy::start("slow", &config, proxy_addr);
+    let mut s = TcpStream::connect(proxy_addr).unwrap();
+    s.write_all(&[0x16, 0x03, 0x01]).unwrap(); // the start of a record, and then nothing
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    let took = started.elapsed();
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "closed after {took:?}"
+    );
+}
+
+/// A backend that reads everything until the client's FIN, then answers with the SHA-like
+/// digest of what it got and 1 MiB of its own, then closes.
+fn echo_digest_backend() -> SocketAddr {
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            let reply = pattern(1 << 20, 7);
+            s.write_all(format!("{:016x}\n", digest(&got)).as_bytes())
+                .unwrap();
+            s.write_all(&reply).unwrap();
+        }
+    });
+    addr
+}
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// FNV-1a: enough to tell two byte streams apart here.
+fn digest(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+#[test]
+fn a_megabyte_each_way_with_half_close_arrives_intact() {
+    let backend = echo_digest_backend();
+    let port = free_port();
+    let config = format!(
+        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"echo.test\"]\nbackends = [{{ address = \"{backend}\" }}]\n"
+    );
+    let proxy_addr = addr(format!("127.0.0.1:{port}"));
+    let _proxy = Proxy::start("bulk", &config, proxy_addr);
+    let mut sent =
+        b"POST / HTTP/1.1\r\nHost: echo.test\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+    sent.extend_from_slice(&pattern(1 << 20, 3));
+    let mut s = TcpStream::connect(proxy_addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(&sent).unwrap();
+    s.shutdown(Shutdown::Write).unwrap(); // half-close: the answer must still come back
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        format!("{:016x}", digest(&sent)),
+        "the backend got exactly what was sent"
+    );
+    let mut back = Vec::new();
+    reader.read_to_end(&mut back).unwrap();
+    assert_eq!(back.len(), 1 << 20);
+    assert_eq!(digest(&back), digest(&pattern(1 << 20, 7)));
+}
+
+/// nginx backends: `a` (http, PROXY v1), `b` (https, PROXY v2), `c` (http, no PROXY), each
+/// answering with its name and the client address it was given.
+fn nginx_backends(dir: &Scratch, openssl: &std::path::Path) -> Option<(Running, [u16; 3])> {
+    let nginx = program("nginx")?;
+    let (cert, key) = peers::self_signed(openssl, dir, "b.test");
+    let ports = [free_port(), free_port(), free_port()];
+    let d = dir.0.display();
+    let config = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log info;\nevents {{ worker_connections 256; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           server {{ listen [::1]:{a} proxy_protocol; location / {{ return 200 \"a $proxy_protocol_addr\\n\"; }} }}\n\
+           server {{ listen [::1]:{b} ssl proxy_protocol; ssl_certificate {cert}; ssl_certificate_key {key}; location / {{ return 200 \"b $proxy_protocol_addr $ssl_server_name\\n\"; }} }}\n\
+           server {{ listen [::1]:{c}; location / {{ return 200 \"c $remote_addr\\n\"; }} }}\n}}\n",
+        a = ports[0],
+        b = ports[1],
+        c = ports[2],
+        cert = cert.display(),
+        key = key.display(),
+    );
+    let cfg = dir.write("nginx.conf", &config);
+    let running = Running::start(
+        &nginx,
+        &[
+            "-p",
+            &d.to_string(),
+            "-c",
+            cfg.to_str().unwrap(),
+            "-e",
+            &format!("{d}/nginx-error.log"),
+        ],
+        dir.path("nginx.out"),
+        addr(format!("[::1]:{}", ports[2])),
+    );
+    Some((running, ports))
+}
+
+#[test]
+fn routes_by_host_and_sni_to_nginx_with_proxy_protocol() {
+    let (Some(openssl), Some(curl)) = (program("openssl"), program("curl")) else {
+        return;
+    };
+    let dir = Scratch::new("routing");
+    let Some((_nginx, [a, b, c])) = nginx_backends(&dir, &openssl) else {
+        return;
+    };
+    let (http, tls) = (free_port(), free_port());
+    let config = format!(
+        "[[listen]]\naddresses = [\"127.0.0.1:{http}\"]\nmode = \"http\"\n\n[[listen]]\naddresses = [\"127.0.0.1:{tls}\"]\nmode = \"tls\"\n\n\
+         [[route]]\nhosts = [\"a.test\"]\nproxy_protocol = \"v1\"\nbackends = [{{ address = \"[::1]:{a}\" }}]\n\n\
+         [[route]]\nhosts = [\"b.test\", \"*.b.test\"]\nproxy_protocol = \"v2\"\nbackends = [{{ address = \"[::1]:{b}\" }}]\n\n\
+         [[route]]\nhosts = [\"c.test\"]\nbackends = [{{ address = \"[::1]:{c}\" }}]\n"
+    );
+    let proxy = Proxy::start("routing", &config, addr(format!("127.0.0.1:{http}")));
+    let curl_out = |args: &[&str]| String::from_utf8_lossy(&run(&curl, args)).to_string();
+    assert_eq!(
+        curl_out(&[
+            "-s",
+            "-H",
+            "Host: a.test",
+            &format!("http://127.0.0.1:{http}/")
+        ]),
+        "a 127.0.0.1\n",
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(
+        curl_out(&[
+            "-s",
+            "-H",
+            "Host: c.test",
+            &format!("http://127.0.0.1:{http}/")
+        ]),
+        "c ::1\n"
+    );
+    let resolve = format!("b.test:{tls}:127.0.0.1");
+    assert_eq!(
+        curl_out(&[
+            "-sk",
+            "--resolve",
+            &resolve,
+            &format!("https://b.test:{tls}/")
+        ]),
+        "b 127.0.0.1 b.test\n",
+        "{}",
+        proxy.log()
+    );
+    let resolve = format!("x.b.test:{tls}:127.0.0.1");
+    assert_eq!(
+        curl_out(&[
+            "-sk",
+            "--resolve",
+            &resolve,
+            &format!("https://x.b.test:{tls}/")
+        ]),
+        "b 127.0.0.1 x.b.test\n"
+    );
+    // openssl s_client, TLS 1.2 only, through the same route.
+    let mut s_client = Command::new(&openssl)
+        .args([
+            "s_client",
+            "-quiet",
+            "-tls1_2",
+            "-connect",
+            &format!("127.0.0.1:{tls}"),
+            "-servername",
+            "b.test",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    s_client
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.0\r\nHost: b.test\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s_client
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_to_string(&mut answer)
+        .unwrap();
+    let _ = s_client.wait();
+    assert!(answer.ends_with("b 127.0.0.1 b.test\n"), "{answer:?}");
+    // No route: HTTP gets a 421, TLS an unrecognized_name alert.
+    let no_route = Command::new(&curl)
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: nobody.test",
+            &format!("http://127.0.0.1:{http}/"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&no_route.stdout), "421");
+    let resolve = format!("nobody.test:{tls}:127.0.0.1");
+    let alert = Command::new(&curl)
+        .args([
+            "-sk",
+            "--resolve",
+            &resolve,
+            &format!("https://nobody.test:{tls}/"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!alert.status.success());
+    assert!(
+        proxy.log().contains("outcome=\"no_route\""),
+        "{}",
+        proxy.log()
+    );
+}
+
+#[test]
+fn haproxy_in_front_and_behind() {
+    let (Some(haproxy), Some(openssl)) = (program("haproxy"), program("openssl")) else {
+        return;
+    };
+    let dir = Scratch::new("haproxy-chain");
+    let Some((_nginx, [a, _, _])) = nginx_backends(&dir, &openssl) else {
+        return;
+    };
+    // Behind us: HAProxy accept-proxy tells what client address we sent (v2).
+    let behind = free_port();
+    let front = free_port();
+    let ours = free_port();
+    let config = format!(
+        "defaults\n  timeout connect 2s\n  timeout client 5s\n  timeout server 5s\n\
+         frontend behind\n  mode http\n  bind [::1]:{behind} accept-proxy\n  http-request return status 200 content-type text/plain lf-string \"haproxy %[src] %[fc_pp_authority]\\n\"\n\
+         frontend front\n  mode tcp\n  bind [::1]:{front}\n  default_backend to_us\n\
+         backend to_us\n  mode tcp\n  server us 127.0.0.1:{ours} send-proxy-v2\n"
+    );
+    let cfg = dir.write("haproxy.cfg", &config);
+    let _haproxy = Running::start(
+        &haproxy,
+        &["-db", "-f", cfg.to_str().unwrap()],
+        dir.path("haproxy.log"),
+        addr(format!("[::1]:{front}")),
+    );
+    let proxy_config = format!(
+        "[[listen]]\naddresses = [\"127.0.0.1:{ours}\", \"[::1]:{ours}\"]\nmode = \"http\"\naccept_proxy_from = [\"127.0.0.1\"]\n\n\
+         [[route]]\nhosts = [\"behind.test\"]\nproxy_protocol = \"v2\"\nbackends = [{{ address = \"[::1]:{behind}\" }}]\n\n\
+         [[route]]\nhosts = [\"a.test\"]\nproxy_protocol = \"v1\"\nbackends = [{{ address = \"[::1]:{a}\" }}]\n"
+    );
+    let proxy = Proxy::start(
+        "haproxy-chain",
+        &proxy_config,
+        addr(format!("[::1]:{ours}")),
+    );
+    // Client → HAProxy (over IPv6) → us (PROXY v2 in, from a trusted source) → nginx (PROXY v1):
+    // nginx sees the client's IPv6 address, not HAProxy's IPv4 one.
+    let body = http_get(addr(format!("[::1]:{front}")), "a.test");
+    assert!(body.ends_with("a ::1\n"), "{body:?}\n{}", proxy.log());
+    // Us → HAProxy accept-proxy with v2 and the AUTHORITY TLV.
+    let body = http_get(addr(format!("[::1]:{front}")), "behind.test");
+    assert!(
+        body.ends_with("haproxy ::1 behind.test\n"),
+        "{body:?}\n{}",
+        proxy.log()
+    );
+    // A PROXY header from an untrusted source is refused: nothing comes back.
+    let mut s = TcpStream::connect(addr(format!("[::1]:{ours}"))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"PROXY TCP4 198.51.100.1 127.0.0.1 1 2\r\nGET / HTTP/1.0\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
+    // And a trusted source without one is refused too.
+    assert_eq!(http_get(addr(format!("127.0.0.1:{ours}")), "a.test"), "");
+    assert!(
+        proxy.log().contains("proxy_header_refused"),
+        "{}",
+        proxy.log()
+    );
+}
+
+#[test]
+fn reload_on_sighup_keeps_open_connections_and_refuses_bad_files() {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let (one, two) = (
+        Named::start("one", counts.clone()),
+        Named::start("two", counts.clone()),
+    );
+    let port = free_port();
+    let config = |backend: SocketAddr| {
+        format!(
+            "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"*\"]\nbackends = [{{ address = \"{backend}\" }}]\n"
+        )
+    };
+    let proxy_addr = addr(format!("127.0.0.1:{port}"));
+    let proxy = Proxy::start("reload", &config(one.addr), proxy_addr);
+    assert!(http_get(proxy_addr, "r.test").ends_with("one\n"));
+    // A connection held open across the reload.
+    let echo = TcpListener::bind("[::1]:0").unwrap();
+    let held_config = |backend: SocketAddr, echo: SocketAddr| {
+        format!(
+            "{}\n[[route]]\nhosts = [\"held.test\"]\nbackends = [{{ address = \"{echo}\" }}]\n",
+            config(backend)
+        )
+    };
+    proxy.rewrite(&held_config(one.addr, echo.local_addr().unwrap()));
+    proxy.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut held = TcpStream::connect(proxy_addr).unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nHost: held.test\r\n\r\n")
+        .unwrap();
+    let (mut server_side, _) = echo.accept().unwrap();
+    proxy.rewrite(&held_config(two.addr, echo.local_addr().unwrap()));
+    proxy.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        http_get(proxy_addr, "r.test").ends_with("two\n"),
+        "{}",
+        proxy.log()
+    );
+    server_side.write_all(b"still here\n").unwrap();
+    let mut buf = [0u8; 11];
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"still here\n");
+    // A bad file is refused whole; the running configuration stays.
+    proxy.rewrite("[[listen]]\naddresses = [\"nonsense\"]\n");
+    proxy.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(http_get(proxy_addr, "r.test").ends_with("two\n"));
+    assert!(proxy.log().contains("reload refused"), "{}", proxy.log());
+}
+
+#[test]
+fn sigterm_drains_open_connections_then_exits_0() {
+    let echo = TcpListener::bind("[::1]:0").unwrap();
+    let port = free_port();
+    let config = format!(
+        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"*\"]\nbackends = [{{ address = \"{}\" }}]\n\n[limits]\ndrain_timeout = \"10s\"\n",
+        echo.local_addr().unwrap()
+    );
+    let proxy_addr = addr(format!("127.0.0.1:{port}"));
+    let mut proxy = Proxy::start("drain", &config, proxy_addr);
+    let mut held = TcpStream::connect(proxy_addr).unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nHost: d.test\r\n\r\n")
+        .unwrap();
+    let (mut server_side, _) = echo.accept().unwrap();
+    proxy.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        TcpStream::connect_timeout(&proxy_addr, Duration::from_secs(1)).is_err(),
+        "still accepting after SIGTERM"
+    );
+    assert_eq!(
+        proxy.wait_exit(Duration::from_millis(200)),
+        None,
+        "exited with a connection open"
+    );
+    server_side.write_all(b"bye\n").unwrap();
+    let mut buf = [0u8; 4];
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    held.read_exact(&mut buf).unwrap();
+    drop(server_side);
+    drop(held);
+    assert_eq!(
+        proxy.wait_exit(Duration::from_secs(5)),
+        Some(0),
+        "{}",
+        proxy.log()
+    );
+}
