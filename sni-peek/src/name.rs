@@ -1,8 +1,8 @@
-//! Host names as routed on: validated, lowercased, stored inline (no allocation, no borrow).
+//! Host names as routed on: checked in place while parsing, copied out lowercased on request.
 //!
-//! A name is copied out of the wire bytes because it must be lowercased, and because an h2
-//! `:authority` may be Huffman-coded or a TLS name split across records: there is no contiguous
-//! lowercase slice to borrow.
+//! Parse results keep the validated slice (small, cheap to return); [`HostName`] is the lowercased
+//! copy, stored inline because there is no allocator and no lowercase slice to borrow (nor, for a
+//! Huffman-coded h2 `:authority`, any decoded slice at all).
 
 use core::fmt;
 use core::net::IpAddr;
@@ -40,15 +40,13 @@ impl HostName {
         self.as_str().parse().ok()
     }
 
-    /// Validates a DNS name and stores it lowercased, without one trailing dot.
-    ///
-    /// `Ok(None)` when it is an IP literal: those are not names to route on in TLS.
+    /// [`check_dns`] then [`Self::from_checked`], for the tests.
     #[cfg(test)]
     pub(crate) fn dns(raw: &[u8]) -> Result<Option<HostName>, Error> {
         Ok(check_dns(raw)?.map(HostName::from_checked))
     }
 
-    /// Copies a name that [`check_dns`] accepted, lowercased.
+    /// Copies a name that [`check_dns`] or [`check_authority`] accepted, lowercased.
     #[inline]
     pub(crate) fn from_checked(raw: &[u8]) -> HostName {
         let mut name = HostName {
@@ -76,7 +74,7 @@ impl HostName {
 #[derive(Debug)]
 pub(crate) struct NameBuilder {
     len: usize,
-    // Room for "[" + 253 + "]:65535" would not fit a longer valid authority; 8 spare bytes cover the port.
+    // A 253-byte name and ":65535" fit; anything longer cannot be a valid authority.
     buf: [u8; MAX_NAME_LEN + 8],
 }
 
@@ -177,7 +175,7 @@ fn check_text(raw: &[u8]) -> Result<(), Error> {
 }
 
 fn is_ip_literal(raw: &[u8]) -> bool {
-    // Cheap pre-check: a DNS name almost always has a letter, a literal never does (but `::ffff:a.b`).
+    // Cheap pre-check: only hex digits, dots and colons can spell an IP literal.
     let looks_numeric = raw
         .iter()
         .all(|b| b.is_ascii_hexdigit() || *b == b'.' || *b == b':');

@@ -10,7 +10,8 @@
 //! Pass one walks the record headers without copying: it learns the handshake type and length as soon
 //! as their bytes arrive (so a wrong type or an oversized hello fails at once) and says how many bytes
 //! are missing. Pass two, only for a complete hello spread over several records, copies the payloads
-//! into scratch. Both passes re-run on each call: the caller re-parses the growing buffer.
+//! into scratch. Both passes re-run on each call: the caller re-parses the growing buffer. A hello
+//! that exactly fills one complete record (every client seen so far) skips both.
 
 use crate::hello::{self, ClientHello, ProtocolVersion};
 use crate::{Error, Limits, Needed, Status};
