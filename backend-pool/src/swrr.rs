@@ -14,7 +14,8 @@ pub struct SmoothConfig {
     /// Start each rebuilt cycle at a random position (from the rebuild seed) so a fleet of proxies
     /// does not send its first picks to the same backend. Off only for reproducing nginx exactly.
     pub random_start: bool,
-    /// Longest cycle (sum of weights / their gcd) to precompute, in picks; 4 bytes each.
+    /// Longest cycle (sum of weights / their gcd) to precompute, in picks; 4 bytes each. At most
+    /// 2^30 whatever is set here.
     pub max_period: u64,
 }
 
@@ -31,6 +32,8 @@ impl Default for SmoothConfig {
 #[derive(Debug)]
 pub struct SmoothWeighted {
     schedule: Box<[u32]>,
+    /// Whole cycles subtracted from the counter when it reaches `FOLD_AT`.
+    fold: u64,
     /// Every pick writes it: alone on its line so the fields beside it stay cached for readers.
     next: Padded<AtomicU64>,
     len: FastMod,
@@ -43,18 +46,38 @@ impl SmoothWeighted {
     }
 }
 
+/// Counter value at which whole cycles are subtracted again: the counter stays below 2^32, in
+/// the fast remainder's range, and no slot changes its place in the cycle.
+const FOLD_AT: u64 = 1 << 31;
+/// Longest cycle: the fold subtracts at least one cycle.
+const MAX_PERIOD: u64 = 1 << 30;
+
+impl SmoothWeighted {
+    #[inline]
+    fn take_slot(&self) -> u64 {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed);
+        if slot == FOLD_AT {
+            // exactly one pick sees this value, so exactly one folds
+            self.next.fetch_sub(self.fold, Ordering::Relaxed);
+        }
+        slot
+    }
+}
+
 impl Algorithm for SmoothWeighted {
     type Config = SmoothConfig;
 
     fn build(members: &[Member], config: &SmoothConfig, seed: u64) -> Result<Self, PoolError> {
-        let schedule = nginx_cycle(members, config.max_period)?;
+        let schedule = nginx_cycle(members, config.max_period.min(MAX_PERIOD))?;
         let start = if config.random_start && !schedule.is_empty() {
             mix64(seed) % schedule.len() as u64
         } else {
             0
         };
+        let len = schedule.len() as u64;
         Ok(Self {
-            len: FastMod::new(schedule.len() as u64),
+            fold: if len == 0 { 0 } else { MAX_PERIOD / len * len },
+            len: FastMod::new(len),
             schedule,
             next: Padded(AtomicU64::new(start)),
         })
@@ -71,28 +94,25 @@ impl Algorithm for SmoothWeighted {
         let slot = if p.is_retry() {
             p.cursor().wrapping_add(1)
         } else {
-            self.next.fetch_add(1, Ordering::Relaxed)
+            self.take_slot()
         };
         *p.cursor() = slot;
         self.schedule.get(self.len.rem(slot) as usize).copied()
     }
 }
 
-/// `a % d` by multiplications with a precomputed reciprocal (Lemire, Kaser, Kurz 2019): a 64-bit
-/// division costs tens of cycles on many CPUs, and every pick needs one.
+/// `a % d` by two multiplications with a precomputed reciprocal (Lemire, Kaser, Kurz 2019) for
+/// `a` below 2^32, which the folded counter always is; a division otherwise.
 #[derive(Debug)]
 struct FastMod {
-    m: u128,
+    m: u64,
     d: u64,
 }
 
 impl FastMod {
+    /// `d` at most 2^30 (the longest cycle allowed).
     fn new(d: u64) -> Self {
-        let m = if d > 1 {
-            u128::MAX / u128::from(d) + 1
-        } else {
-            0
-        };
+        let m = if d > 1 { u64::MAX / d + 1 } else { 0 };
         Self { m, d }
     }
 
@@ -101,12 +121,11 @@ impl FastMod {
         if self.d <= 1 {
             return 0;
         }
-        // (m·a mod 2^128) · d / 2^128, with the 128×64 product split in halves
-        let low = self.m.wrapping_mul(u128::from(a));
-        let d = u128::from(self.d);
-        let lo = (low & u128::from(u64::MAX)) * d;
-        let hi = (low >> 64) * d;
-        ((hi + (lo >> 64)) >> 64) as u64
+        if a >> 32 != 0 {
+            return a % self.d;
+        }
+        let low = self.m.wrapping_mul(a);
+        ((u128::from(low) * u128::from(self.d)) >> 64) as u64
     }
 }
 
@@ -240,27 +259,43 @@ mod tests {
     #[test]
     fn fast_mod_equals_remainder() {
         let mut rng = Rng::new(3);
-        let divisors = [
-            1u64,
-            2,
-            3,
-            7,
-            505,
-            50_500,
-            1 << 22,
-            (1 << 32) + 15,
-            u64::MAX,
-        ];
+        let divisors = [1u64, 2, 3, 7, 505, 50_500, 1 << 22, (1 << 30) - 35, 1 << 30];
         for d in divisors {
             let f = FastMod::new(d);
-            for a in [0, 1, d - 1, d, d.wrapping_add(1), u64::MAX, u64::MAX - 1] {
+            let edges = [
+                0,
+                1,
+                d - 1,
+                d,
+                d + 1,
+                u64::from(u32::MAX),
+                1 << 32,
+                u64::MAX,
+            ];
+            for a in edges {
                 assert_eq!(f.rem(a), a % d, "{a} % {d}");
             }
             for _ in 0..10_000 {
-                let a = rng.next_u64();
+                let a = rng.next_u64() >> (rng.below(2) * 32);
                 assert_eq!(f.rem(a), a % d, "{a} % {d}");
             }
         }
+    }
+
+    #[test]
+    fn counter_folds_without_leaving_the_cycle() {
+        let m = members(&[5, 1, 1]);
+        let config = SmoothConfig {
+            random_start: false,
+            ..Default::default()
+        };
+        let mut s = SmoothWeighted::build(&m, &config, 0).unwrap();
+        s.next = Padded(AtomicU64::new(FOLD_AT - 20));
+        let positions: Vec<u64> = (0..40).map(|_| s.len.rem(s.take_slot())).collect();
+        for pair in positions.windows(2) {
+            assert_eq!(pair[1], (pair[0] + 1) % 7, "{positions:?}");
+        }
+        assert!(s.next.load(Ordering::Relaxed) < FOLD_AT);
     }
 
     #[test]
