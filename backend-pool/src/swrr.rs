@@ -76,7 +76,7 @@ impl Algorithm for SmoothWeighted {
         };
         let len = schedule.len() as u64;
         Ok(Self {
-            fold: if len == 0 { 0 } else { MAX_PERIOD / len * len },
+            fold: MAX_PERIOD.checked_div(len).map_or(0, |k| k * len),
             len: FastMod::new(len),
             schedule,
             next: Padded(AtomicU64::new(start)),
