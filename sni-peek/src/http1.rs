@@ -459,6 +459,17 @@ mod tests {
     }
 
     #[test]
+    fn absolute_form_still_needs_host_in_http11_and_asterisk_form_is_accepted() {
+        assert_eq!(
+            err(b"GET http://a.com/ HTTP/1.1\r\n\r\n"),
+            Error::MissingHost
+        );
+        let r = complete(b"OPTIONS * HTTP/1.1\r\nHost: a.com\r\n\r\n");
+        assert_eq!(r.host().unwrap(), "a.com");
+        assert!(!r.is_absolute_form());
+    }
+
+    #[test]
     fn connect_authority_is_flagged() {
         let r = complete(b"CONNECT a.com:443 HTTP/1.1\r\nHost: a.com:443\r\n\r\n");
         assert!(r.is_connect());
