@@ -1,6 +1,6 @@
 //! sni-peek against real clients: `openssl s_client`, `curl` (TLS, HTTP/1.1 and h2 prior
-//! knowledge) and `gnutls-cli` connect to a loopback listener; what they send must give the name,
-//! ALPN and port they were told to use.
+//! knowledge), `gnutls-cli` and Python's `ssl` connect to a loopback listener; what they send
+//! must give the name, ALPN and port they were told to use.
 //!
 //! `SNI_PEEK_WRITE_TESTDATA=1` also saves the TLS hellos as `sni-peek/testdata/*.bin`.
 
@@ -212,6 +212,22 @@ fn gnutls_cli_hello() {
     };
     assert_eq!(seen, tls(Some("gnutls.example"), &["h2", "http/1.1"]));
     save("gnutls_cli", &bytes);
+}
+
+#[test]
+fn python_ssl_hello() {
+    let script = "import socket, ssl, sys\n\
+ctx = ssl.create_default_context()\n\
+ctx.check_hostname = False\n\
+ctx.verify_mode = ssl.CERT_NONE\n\
+ctx.set_alpn_protocols(['h2', 'http/1.1'])\n\
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)\n\
+try:\n    ctx.wrap_socket(s, server_hostname='Python.Example.')\n\
+except Exception:\n    pass\n";
+    let Some((seen, _)) = run_client("python3", &["-c", script, "{port}"]) else {
+        return;
+    };
+    assert_eq!(seen, tls(Some("python.example"), &["h2", "http/1.1"]));
 }
 
 #[test]
