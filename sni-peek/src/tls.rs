@@ -14,6 +14,7 @@
 //! that exactly fills one complete record (every client seen so far) skips both.
 
 use crate::hello::{self, ClientHello, ProtocolVersion};
+use crate::reader::Reader;
 use crate::{Error, Limits, Needed, Status};
 
 /// Length of a TLS record header: type, version, length.
@@ -86,7 +87,7 @@ fn parse_sslv2(input: &[u8]) -> Result<Status<ClientHello<'_>>, Error> {
     };
     let len = usize::from(u16::from_be_bytes([b0 & 0x7f, b1]));
     let total = 2 + len;
-    // msg_type, version, three 2-byte lengths, then at least a cipher spec and a challenge.
+    // msg_type, version and three 2-byte lengths at least.
     if len < 9 {
         return Err(Error::Truncated {
             layer: "SSLv2 ClientHello",
@@ -96,6 +97,16 @@ fn parse_sslv2(input: &[u8]) -> Result<Status<ClientHello<'_>>, Error> {
     }
     if input.len() < total {
         return Ok(Status::Partial(Needed::bytes(total - input.len())));
+    }
+    // The three lengths (cipher specs, session id, challenge) must fill the record exactly.
+    let mut r = Reader::new(&input[5..total], "SSLv2 ClientHello");
+    let declared = 9 + usize::from(r.u16()?) + usize::from(r.u16()?) + usize::from(r.u16()?);
+    if declared != len {
+        return Err(Error::LengthMismatch {
+            layer: "SSLv2 ClientHello",
+            declared,
+            actual: len,
+        });
     }
     let version = ProtocolVersion(u16::from_be_bytes([v0, v1]));
     Ok(Status::Complete(ClientHello::sslv2(version, total)))
@@ -632,6 +643,16 @@ mod tests {
         assert_eq!(h.server_name(), None);
         assert_eq!(h.legacy_version(), ProtocolVersion::TLSV1_0);
         assert_eq!(h.consumed(), 30);
+        let mut bad = v2.clone();
+        bad[10] = 0x11; // challenge one byte longer than the record
+        assert_eq!(
+            err(&bad),
+            Error::LengthMismatch {
+                layer: "SSLv2 ClientHello",
+                declared: 29,
+                actual: 28
+            }
+        );
         assert_eq!(
             err(&[0x80, 0x04, 0x01, 3, 1]),
             Error::Truncated {
