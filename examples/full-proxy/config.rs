@@ -111,6 +111,8 @@ pub struct Health {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_connections: usize,
+    /// How bytes cross the proxy.
+    pub relay: crate::relay::Method,
     pub idle_timeout: Duration,
     /// How long open connections may run on after SIGTERM before the process exits.
     pub drain_timeout: Duration,
@@ -120,6 +122,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 20_000,
+            relay: crate::relay::Method::Splice,
             idle_timeout: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(30),
         }
@@ -227,6 +230,8 @@ struct RawHealth {
 struct RawLimits {
     #[serde(default)]
     max_connections: Option<usize>,
+    #[serde(default)]
+    relay: Option<crate::relay::Method>,
     #[serde(default)]
     idle_timeout: Option<Spanned<String>>,
     #[serde(default)]
@@ -353,6 +358,7 @@ impl Checker<'_> {
                 };
                 Limits {
                     max_connections,
+                    relay: l.relay.unwrap_or(defaults.relay),
                     idle_timeout: self.duration(&l.idle_timeout, defaults.idle_timeout),
                     drain_timeout: self.duration(&l.drain_timeout, defaults.drain_timeout),
                 }

@@ -270,7 +270,8 @@ async fn serve(
     }
 
     // 5. Relay until both sides are done.
-    let relayed = relay(client, backend, live.config.limits.idle_timeout).await;
+    let limits = live.config.limits;
+    let relayed = relay(client, backend, limits.idle_timeout, limits.relay).await;
     story.up = relayed.up + peeked.bytes.len() as u64;
     story.down = relayed.down;
     drop(connected.in_flight);

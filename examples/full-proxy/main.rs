@@ -21,6 +21,8 @@ mod listener;
 mod metrics;
 mod relay;
 mod routing;
+#[cfg(target_os = "linux")]
+mod splice;
 
 use core::net::SocketAddr;
 use core::sync::atomic::Ordering;
