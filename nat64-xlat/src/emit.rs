@@ -60,7 +60,8 @@ pub(crate) struct Frag6 {
 
 /// Writes an IPv6 header (and Fragment header) announcing `upper_len` bytes after them; returns the
 /// header length.
-#[inline]
+// Always: the header fields (16-byte addresses among them) then stay in registers.
+#[inline(always)]
 pub(crate) fn ipv6_header(
     out: &mut [u8],
     h: &Hdr6,
@@ -108,7 +109,8 @@ pub(crate) struct Hdr4 {
 }
 
 /// Writes a 20-byte IPv4 header with total length `20 + upper_len` and its checksum.
-#[inline]
+// Always: the header fields (16-byte addresses among them) then stay in registers.
+#[inline(always)]
 pub(crate) fn ipv4_header(out: &mut [u8], h: &Hdr4, upper_len: usize) -> Result<usize, DropReason> {
     let total = u16::try_from(upper_len + 20).map_err(|_| DropReason::TooBig)?;
     let b = out.get_mut(..20).ok_or(DropReason::BufferTooSmall)?;

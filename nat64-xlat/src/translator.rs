@@ -72,6 +72,7 @@ impl<'a> Translator<'a> {
     /// Translates an IPv4 packet that arrived on the IPv4 side. The result (IPv6 packets, or an
     /// ICMPv4 error for the sender) is written at the start of `out`. An `out` of
     /// [`Translator::out_len`]`(input.len())` bytes is always enough.
+    #[inline]
     pub fn translate_4to6(&self, input: &[u8], out: &mut [u8]) -> Outcome {
         match xlat46::translate(self, input, out, false) {
             Ok(e) => Outcome::Translated(e),
@@ -83,6 +84,7 @@ impl<'a> Translator<'a> {
     /// hairpinned IPv6 packet, or an ICMPv6 error for the sender) is written at the start of `out`.
     /// Hairpinning uses the second half of `out` as scratch space; an `out` of
     /// [`Translator::out_len`]`(input.len())` bytes is always enough.
+    #[inline]
     pub fn translate_6to4(&self, input: &[u8], out: &mut [u8]) -> Outcome {
         match xlat64::translate(self, input, out) {
             Ok(xlat64::Done::Out(e)) => Outcome::Translated(e),

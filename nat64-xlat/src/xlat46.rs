@@ -10,6 +10,7 @@ use crate::wire::{Ipv4, Parse, proto};
 
 /// Translates `input`. `hairpin` marks the second pass of a hairpinned packet (RFC 7757 §4.2.2): the
 /// TTL was already decremented and the remote addresses map through RFC 6052 only.
+#[inline(always)]
 pub(crate) fn translate(
     t: &Translator<'_>,
     input: &[u8],

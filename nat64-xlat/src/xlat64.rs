@@ -93,6 +93,7 @@ pub(crate) fn translate(t: &Translator<'_>, input: &[u8], out: &mut [u8]) -> Res
 
 /// Writes the IPv4 packet(s). `hairpin`: the result goes straight back to IPv6, so the IPv4 link MTU
 /// does not apply.
+#[inline(always)]
 fn to_ipv4(
     t: &Translator<'_>,
     ip: &Ipv6<'_>,
