@@ -821,6 +821,36 @@ mod tests {
         assert!(matches!(run(cfg, &input).0, Outcome::Translated(_)));
     }
 
+    // Hairpinning an ICMPv6 error: RFC 6791 source on the way to IPv4, then each address back by
+    // its role (outer source and quoted destination through pool6, the rest through the EAM).
+    #[test]
+    fn hairpinned_icmp_error() {
+        let host = a6("2001:db8:3::8"); // EAM 1.0.0.8
+        let peer = a6("2001:db8:101:0:9::"); // pool6 1.0.0.9, inside the EAM range
+        let mut orig = V6::new(17);
+        orig.src = host;
+        orig.dst = peer;
+        let inner = orig.build(&udp(b"pinned"), true);
+        let mut msg = std::vec![1, 4, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&inner);
+        let mut outer = V6::new(58);
+        outer.src = a6("4000::1");
+        outer.dst = host;
+        let (o, out) = run(config(), &outer.build(&msg, true));
+        assert!(matches!(o, Outcome::Hairpinned(_)), "{o:?}");
+        let p = packets(o, &out).remove(0);
+        verify(&p).unwrap();
+        assert_eq!(
+            &p[8..24],
+            &a6("2001:db8:1cb:71:8::").octets(),
+            "203.0.113.8 via pool6"
+        );
+        assert_eq!(&p[24..40], &host.octets());
+        assert_eq!((p[40], p[41]), (1, 4));
+        assert_eq!(&p[48 + 8..48 + 24], &host.octets());
+        assert_eq!(&p[48 + 24..48 + 40], &peer.octets());
+    }
+
     #[test]
     fn unknown_upper_layer_copied_verbatim() {
         let data = [1u8, 2, 3, 4, 5, 6, 7, 8, 9];
