@@ -951,6 +951,27 @@ mod tests {
     }
 
     #[test]
+    fn maglev_keys_keep_their_backend_across_rebuilds() {
+        let pool = Pool::<Maglev>::new(named(&[1; 12]), strict(), Default::default(), 1).unwrap();
+        let owner = |pool: &Pool<Maglev>, k: u64| {
+            let snapshot = pool.load();
+            let pick = snapshot
+                .pick(&k.to_le_bytes(), T0, &mut Rng::new(k))
+                .unwrap();
+            pick.backend().id.clone()
+        };
+        let before: Vec<BackendId> = (0..2000).map(|k| owner(&pool, k)).collect();
+        let mut reversed = named(&[1; 12]);
+        reversed.reverse();
+        pool.update(reversed, T0).unwrap();
+        let after: Vec<BackendId> = (0..2000).map(|k| owner(&pool, k)).collect();
+        assert_eq!(
+            before, after,
+            "same members in another order, another seed: same owners"
+        );
+    }
+
+    #[test]
     fn maglev_ejection_spreads_keys_without_rebuilding() {
         let pool = Pool::<Maglev>::new(named(&[1; 10]), strict(), Default::default(), 1).unwrap();
         let snapshot = pool.snapshot();
