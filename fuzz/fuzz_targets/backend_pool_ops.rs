@@ -92,7 +92,11 @@ fn run<A: Algorithm>(input: &Input, algorithm: A::Config) {
         failures_to_eject: 1 + u32::from(input.failures % 4),
         base_ejection: Duration::from_secs(1),
         max_ejection: Duration::from_secs(8),
-        slow_start: if input.slow_start { Duration::from_secs(10) } else { Duration::ZERO },
+        slow_start: if input.slow_start {
+            Duration::from_secs(10)
+        } else {
+            Duration::ZERO
+        },
         panic_threshold_percent: input.panic_percent % 101,
         max_attempts: 1 + u32::from(input.max_attempts % 32),
         ..Default::default()
@@ -192,7 +196,10 @@ fuzz_target!(|input: Input| {
         1 => run::<LeastConn>(&input, ()),
         2 => run::<Maglev>(
             &input,
-            MaglevConfig { min_table_size: 0, ..Default::default() },
+            MaglevConfig {
+                min_table_size: 0,
+                ..Default::default()
+            },
         ),
         _ => run::<WeightedRandom>(&input, ()),
     }
