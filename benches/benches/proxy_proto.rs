@@ -47,7 +47,11 @@ fn haproxy_141() -> Vec<u8> {
 
 fn ours(bytes: &[u8]) -> usize {
     match proxy_proto::parse(bytes) {
-        Ok(Status::Complete(h)) => h.len() + usize::from(h.source().is_some()) + h.tlvs().count(),
+        Ok(Status::Complete(h)) => {
+            h.len()
+                + usize::from(h.source().is_some())
+                + h.tlvs().map(|t| t.value.len()).sum::<usize>()
+        }
         _ => unreachable!(),
     }
 }
@@ -59,14 +63,14 @@ fn ppp_v1(bytes: &[u8]) -> usize {
 
 fn ppp_v2(bytes: &[u8]) -> usize {
     let h = ppp::v2::Header::try_from(bytes).unwrap();
-    let tlvs = h.tlvs().map(|t| t.unwrap().value.len()).count();
+    let tlvs: usize = h.tlvs().map(|t| t.unwrap().value.len()).sum();
     h.len() + usize::from(h.addresses != ppp::v2::Addresses::Unspecified) + tlvs
 }
 
 fn proxy_header(bytes: &[u8]) -> usize {
     let (h, len) =
         proxy_header::ProxyHeader::parse(bytes, proxy_header::ParseConfig::default()).unwrap();
-    let tlvs = h.tlvs().map(|t| t.unwrap().kind()).count();
+    let tlvs: usize = h.tlvs().map(|t| usize::from(t.unwrap().kind())).sum();
     len + usize::from(h.proxied_address().is_some()) + tlvs
 }
 

@@ -64,11 +64,7 @@ pub async fn copy(
         let n = match from.try_io(Interest::READABLE, || {
             splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
         }) {
-            Ok(0) => {
-                // SAFETY: shutdown on a socket we hold a reference to; it stays open.
-                unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
-                return Ok(());
-            }
+            Ok(0) => return crate::relay::shutdown_write(to),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
