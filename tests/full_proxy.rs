@@ -707,3 +707,41 @@ fn sigterm_drains_open_connections_then_exits_0() {
         proxy.log()
     );
 }
+
+#[test]
+fn max_connections_is_enforced_at_accept_and_counted_in_metrics() {
+    let echo = TcpListener::bind("[::1]:0").unwrap();
+    let (port, metrics) = (free_port(), free_port());
+    let config = format!(
+        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"*\"]\nbackends = [{{ address = \"{}\" }}]\n\n\
+         [limits]\nmax_connections = 1\n\n[metrics]\naddress = \"127.0.0.1:{metrics}\"\n",
+        echo.local_addr().unwrap()
+    );
+    let proxy_addr = addr(format!("127.0.0.1:{port}"));
+    let proxy = Proxy::start("limits", &config, proxy_addr);
+    // The readiness probe above used the one slot for a moment; let it go.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut held = TcpStream::connect(proxy_addr).unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nHost: l.test\r\n\r\n")
+        .unwrap();
+    let (_server_side, _) = echo.accept().unwrap();
+    // A second connection is closed at once, before anything is read from it.
+    let mut second = TcpStream::connect(proxy_addr).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1];
+    assert!(matches!(second.read(&mut buf), Ok(0) | Err(_)));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let text = http_get(addr(format!("127.0.0.1:{metrics}")), "metrics");
+    assert!(
+        text.contains("sixgate_connections_active 1"),
+        "{text}\n{}",
+        proxy.log()
+    );
+    assert!(
+        text.contains("sixgate_connections_total{outcome=\"over_limit\"} 1"),
+        "{text}"
+    );
+}
