@@ -49,7 +49,12 @@ pub enum End {
 }
 
 /// Relays until both directions end, one fails, or nothing moves for `idle`.
-pub async fn relay(client: TcpStream, backend: TcpStream, idle: Duration, method: Method) -> Relayed {
+pub async fn relay(
+    client: TcpStream,
+    backend: TcpStream,
+    idle: Duration,
+    method: Method,
+) -> Relayed {
     let started = Instant::now();
     let last_activity = AtomicU64::new(0);
     let touch = || last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -77,11 +82,21 @@ pub async fn relay(client: TcpStream, backend: TcpStream, idle: Duration, method
         },
         () = idle_watch => End::Idle,
     };
-    Relayed { up: up.load(Ordering::Relaxed), down: down.load(Ordering::Relaxed), end }
+    Relayed {
+        up: up.load(Ordering::Relaxed),
+        down: down.load(Ordering::Relaxed),
+        end,
+    }
 }
 
 /// One direction, until `from` ends (then the FIN is passed on) or fails.
-async fn direction(from: &TcpStream, to: &TcpStream, method: Method, carried: &AtomicU64, touched: &impl Fn()) -> io::Result<()> {
+async fn direction(
+    from: &TcpStream,
+    to: &TcpStream,
+    method: Method,
+    carried: &AtomicU64,
+    touched: &impl Fn(),
+) -> io::Result<()> {
     let mut buf = vec![0u8; BUFFER];
     loop {
         from.readable().await?;
@@ -113,7 +128,12 @@ async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         to.writable().await?;
         match to.try_write(bytes) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "peer stopped reading")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "peer stopped reading",
+                ));
+            }
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
