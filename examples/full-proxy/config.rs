@@ -475,6 +475,17 @@ impl Checker<'_> {
         for b in raw.backends.iter() {
             let spec = b.get_ref();
             match backend_address(spec.address.get_ref()) {
+                Some((ip, port))
+                    if backends
+                        .iter()
+                        .any(|b: &BackendSpec| (b.ip, b.port) == (ip, port)) =>
+                {
+                    let message = format!(
+                        "backend {:?} is listed twice in this route",
+                        spec.address.get_ref()
+                    );
+                    self.error::<()>(spec.address.span(), message);
+                }
                 Some((ip, port)) => backends.push(BackendSpec {
                     ip,
                     port,
@@ -660,11 +671,12 @@ backends = [{ address = "::1", weight = 0 }]
 
 [[route]]
 hosts = ["*"]
-backends = [{ address = "::2" }]
+backends = [{ address = "::2" }, { address = "::2" }]
 "#;
         let errors = parse(bad).unwrap_err();
         let lines: Vec<_> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, [3, 4, 5, 8, 11, 12, 14, 15, 19], "{errors:#?}");
+        assert_eq!(lines, [3, 4, 5, 8, 11, 12, 14, 15, 19, 20], "{errors:#?}");
+        assert!(errors[9].message.contains("listed twice"), "{}", errors[9]);
         assert!(
             errors[6].message.contains("can never be served"),
             "{}",
