@@ -57,6 +57,7 @@ fn parse_short(buf: &[u8]) -> Result<Status<Header<'_>>, Error> {
     Ok(Status::Partial(Needed::AtLeast(PREAMBLE - buf.len())))
 }
 
+#[inline]
 fn parse_body(
     buf: &[u8],
     max_len: usize,
@@ -108,6 +109,7 @@ fn parse_body(
     }))
 }
 
+#[inline]
 fn command(ver_cmd: u8) -> Result<Command, Error> {
     if ver_cmd >> 4 != 2 {
         return Err(Error::V2("version is not 2"));
@@ -120,6 +122,7 @@ fn command(ver_cmd: u8) -> Result<Command, Error> {
 }
 
 /// The seven defined family/transport bytes: `00 11 12 21 22 31 32`.
+#[inline]
 fn family(byte: u8) -> Option<(u8, Transport)> {
     Some(match byte {
         0x00 => (0, Transport::Unspec),
@@ -134,6 +137,7 @@ fn family(byte: u8) -> Option<(u8, Transport)> {
 }
 
 /// The address block of a known family; `body` is at least as long as the block.
+#[inline]
 fn addresses(fam: u8, body: &[u8]) -> Addresses<'_> {
     match (fam, body.first_chunk::<12>(), body.first_chunk::<36>()) {
         (1, Some(&[a, b, c, d, e, f, g, h, sp0, sp1, dp0, dp1]), _) => Addresses::Ipv4 {
