@@ -399,33 +399,14 @@ fn nginx_backends(dir: &Scratch, openssl: &std::path::Path) -> Option<(Running, 
     let nginx = program("nginx")?;
     let (cert, key) = peers::self_signed(openssl, dir, "b.test");
     let ports = [free_port(), free_port(), free_port()];
-    let d = dir.0.display();
-    let config = format!(
-        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log info;\nevents {{ worker_connections 256; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-           server {{ listen [::1]:{a} proxy_protocol; location / {{ return 200 \"a $proxy_protocol_addr\\n\"; }} }}\n\
+    let (a, b, c) = (ports[0], ports[1], ports[2]);
+    let (cert, key) = (cert.display(), key.display());
+    let servers = format!(
+        "  server {{ listen [::1]:{a} proxy_protocol; location / {{ return 200 \"a $proxy_protocol_addr\\n\"; }} }}\n\
            server {{ listen [::1]:{b} ssl proxy_protocol; ssl_certificate {cert}; ssl_certificate_key {key}; location / {{ return 200 \"b $proxy_protocol_addr $ssl_server_name\\n\"; }} }}\n\
-           server {{ listen [::1]:{c}; location / {{ return 200 \"c $remote_addr\\n\"; }} }}\n}}\n",
-        a = ports[0],
-        b = ports[1],
-        c = ports[2],
-        cert = cert.display(),
-        key = key.display(),
+           server {{ listen [::1]:{c}; location / {{ return 200 \"c $remote_addr\\n\"; }} }}"
     );
-    let cfg = dir.write("nginx.conf", &config);
-    let running = Running::start(
-        &nginx,
-        &[
-            "-p",
-            &d.to_string(),
-            "-c",
-            cfg.to_str().unwrap(),
-            "-e",
-            &format!("{d}/nginx-error.log"),
-        ],
-        dir.path("nginx.out"),
-        addr(format!("[::1]:{}", ports[2])),
-    );
+    let running = peers::start_nginx(&nginx, dir, "", &servers, None, addr(format!("[::1]:{c}")));
     Some((running, ports))
 }
 

@@ -397,29 +397,17 @@ fn nginx_proxy_protocol_listeners_take_our_headers() {
     }
     let dir = Scratch::new("nginx-accept");
     let (http, stream) = (free_port(), free_port());
-    let d = dir.0.display();
     let vars = "$proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr $proxy_protocol_server_port";
-    let config = format!(
-        "load_module {module};\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-           server {{ listen 127.0.0.1:{http} proxy_protocol; location / {{ return 200 \"{vars}\"; }} }}\n}}\n\
-         stream {{\n  server {{ listen 127.0.0.1:{stream} proxy_protocol; return \"{vars}\"; }}\n}}\n",
-        module = module.display()
-    );
-    let cfg = dir.write("nginx.conf", &config);
-    let _nginx = Running::start(
+    let _nginx = peers::start_nginx(
         &nginx,
-        &[
-            "-p",
-            &d.to_string(),
-            "-c",
-            cfg.to_str().unwrap(),
-            "-e",
-            &format!("{d}/error.log"),
-        ],
-        dir.path("nginx.out"),
+        &dir,
+        &format!("load_module {};", module.display()),
+        &format!(
+            "  server {{ listen 127.0.0.1:{http} proxy_protocol; location / {{ return 200 \"{vars}\"; }} }}"
+        ),
+        Some(&format!(
+            "  server {{ listen 127.0.0.1:{stream} proxy_protocol; return \"{vars}\"; }}"
+        )),
         format!("127.0.0.1:{http}").parse().unwrap(),
     );
     let sa = |s: &str| s.parse::<SocketAddr>().unwrap();

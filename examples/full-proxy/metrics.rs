@@ -110,18 +110,26 @@ pub async fn serve(address: SocketAddr, metrics: Arc<Metrics>) -> std::io::Resul
         let (mut stream, _) = listener.accept().await?;
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
-            let mut request = [0u8; 1024];
-            let _ = tokio::time::timeout(
-                core::time::Duration::from_secs(2),
-                stream.read(&mut request),
-            )
-            .await;
+            // Read the whole request head first: closing a socket with unread bytes resets it,
+            // and the reset can destroy the answer before the client reads it.
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 1024];
+            let read_head = async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(core::time::Duration::from_secs(2), read_head).await;
             let body = metrics.render();
             let response = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
         });
     }
 }

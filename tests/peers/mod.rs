@@ -182,3 +182,41 @@ pub fn run(program: &Path, args: &[&str]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// nginx in the foreground, one process, its files in `dir`: `modules` (e.g. a `load_module`
+/// line), then the `server` blocks of `http` and, when given, of `stream`. Waits for `ready`.
+pub fn start_nginx(
+    nginx: &Path,
+    dir: &Scratch,
+    modules: &str,
+    http: &str,
+    stream: Option<&str>,
+    ready: SocketAddr,
+) -> Running {
+    let d = dir.0.display();
+    let stream = stream
+        .map(|s| format!("stream {{\n{s}\n}}\n"))
+        .unwrap_or_default();
+    let config = format!(
+        "{modules}\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log info;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{http}\n}}\n{stream}"
+    );
+    let cfg = dir.write("nginx.conf", &config);
+    let args = [
+        "-p",
+        &d.to_string(),
+        "-c",
+        cfg.to_str().unwrap(),
+        "-e",
+        &format!("{d}/nginx-error.log"),
+    ]
+    .map(String::from);
+    Running::start(
+        nginx,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path("nginx.out"),
+        ready,
+    )
+}
