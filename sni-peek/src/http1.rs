@@ -3,9 +3,10 @@
 //! The whole header block is waited for, not just the Host line: a second Host further down must
 //! still be refused, and an HTTP/1.0 request only proves it has no Host at the empty line.
 //!
-//! Only what routing depends on is validated byte by byte: the request line, and the name and value
-//! of every line that starts like `Host`. Other lines are checked for folding and a valid first
-//! byte, then scanned for their end only; they reach the backend untouched, and it validates them.
+//! Every header line is validated, not only Host: the bytes reach the backend untouched, so a line
+//! that this parser and the backend could read differently (a bare CR, whitespace before the colon,
+//! a control byte) would let a request smuggle a Host past the router. Names are checked against a
+//! token table, values sixteen bytes at a time for control bytes.
 
 use crate::name::{self, HostName};
 use crate::{Error, Limits, Needed, Status};
@@ -142,29 +143,12 @@ fn scan(input: &[u8]) -> Result<HttpRequest<'_>, Stop> {
                 }
             },
             Some(b' ' | b'\t') => return Err(Error::ObsFold.into()),
-            Some(b'h' | b'H') => {}
-            Some(&b) => {
-                // Not Host: no backend can read it as Host either, so only its end is looked for.
-                if !is_tchar(b) {
-                    return Err(Error::InvalidHeader {
-                        reason: if b == b':' {
-                            "empty header name"
-                        } else {
-                            "character not allowed in a header name"
-                        },
-                    }
-                    .into());
-                }
-                let lf = find_lf(input.get(pos..).unwrap_or_default()).ok_or(Stop::More)?;
-                pos += lf + 1;
-                continue;
-            }
+            Some(_) => {}
         }
         let colon = header_name_end(input, pos)?;
         let name = &input[pos..colon];
         let value_start = colon + 1;
-        let lf = find_lf(input.get(value_start..).unwrap_or_default()).ok_or(Stop::More)?;
-        let line_end = value_start + lf;
+        let line_end = value_end(input, value_start)?;
         if name.eq_ignore_ascii_case(b"host") {
             if host_header.is_some() {
                 return Err(Error::DuplicateHost.into());
@@ -348,24 +332,70 @@ fn header_name_end(input: &[u8], start: usize) -> Result<usize, Stop> {
     }
 }
 
-/// The Host field value between colon and LF: trimmed, checked, split. Empty means no name.
+/// Where the LF ending a field value is, once every byte before it is a valid field-value byte
+/// (RFC 9110 §5.5: visible ASCII, SP, HTAB, obs-text) and a CR only comes right before it.
+fn value_end(input: &[u8], start: usize) -> Result<usize, Stop> {
+    let mut at = start;
+    loop {
+        let rest = input.get(at..).unwrap_or_default();
+        at += first_control(rest).ok_or(Stop::More)?;
+        match input[at] {
+            b'\n' => return Ok(at),
+            b'\t' => at += 1,
+            b'\r' => {
+                return match input.get(at + 1) {
+                    None => Err(Stop::More),
+                    Some(b'\n') => Ok(at + 1),
+                    Some(_) => Err(Error::InvalidHeader {
+                        reason: "CR not followed by LF",
+                    }
+                    .into()),
+                };
+            }
+            _ => {
+                return Err(Error::InvalidHeader {
+                    reason: "control character in a header value",
+                }
+                .into());
+            }
+        }
+    }
+}
+
+/// Position of the first byte below 0x20 or equal to 0x7f, sixteen bytes at a time.
+fn first_control(s: &[u8]) -> Option<usize> {
+    const ONES: u128 = u128::from_ne_bytes([0x01; 16]);
+    const HIGHS: u128 = u128::from_ne_bytes([0x80; 16]);
+    const SPACES: u128 = u128::from_ne_bytes([0x20; 16]);
+    const DELS: u128 = u128::from_ne_bytes([0x7f; 16]);
+    let mut rest = s;
+    while let Some((chunk, tail)) = rest.split_first_chunk::<16>() {
+        let x = u128::from_le_bytes(*chunk);
+        // Bytes below 0x20, and bytes equal to 0x7f: in both tests the lowest flag is exact.
+        let low = x.wrapping_sub(SPACES) & !x & HIGHS;
+        let del = x ^ DELS;
+        let del = del.wrapping_sub(ONES) & !del & HIGHS;
+        let hit = low | del;
+        if hit != 0 {
+            return Some(s.len() - rest.len() + (hit.trailing_zeros() / 8) as usize);
+        }
+        rest = tail;
+    }
+    let at = s.len() - rest.len();
+    rest.iter()
+        .position(|&b| b < 0x20 || b == 0x7f)
+        .map(|p| at + p)
+}
+
+/// The Host field value between colon and LF, already checked by [`value_end`]: trimmed and
+/// split. Empty means no name.
 fn host_value(raw: &[u8]) -> Result<Option<Authority<'_>>, Error> {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    if raw.iter().any(|&b| b != b'\t' && (b < 0x20 || b == 0x7f)) {
-        return Err(Error::InvalidHeader {
-            reason: "control character in Host",
-        });
-    }
     let raw = raw.trim_ascii();
     if raw.is_empty() {
         return Ok(None);
     }
     name::check_authority(raw).map(Some)
-}
-
-/// Position of the first `\n`.
-fn find_lf(s: &[u8]) -> Option<usize> {
-    memchr::memchr(b'\n', s)
 }
 
 #[cfg(test)]
@@ -541,7 +571,7 @@ mod tests {
         assert_eq!(
             err(b"GET / HTTP/1.1\r\nHost: a\x01.com\r\n\r\n"),
             Error::InvalidHeader {
-                reason: "control character in Host"
+                reason: "control character in a header value"
             }
         );
         assert_eq!(
@@ -561,6 +591,47 @@ mod tests {
             Error::InvalidHeader {
                 reason: "CR not followed by LF"
             }
+        );
+    }
+
+    #[test]
+    fn every_header_line_is_checked_not_only_host() {
+        let line = |l: &[u8]| {
+            let mut v = b"GET / HTTP/1.1\r\nHost: a.com\r\n".to_vec();
+            v.extend_from_slice(l);
+            v.extend_from_slice(b"\r\n\r\n");
+            parse_all(&v).map(|s| assert!(matches!(s, Status::Complete(_))))
+        };
+        let header = |reason| Err(Error::InvalidHeader { reason });
+        // A bare CR: some backends end the line there and read a second Host.
+        assert_eq!(line(b"X-A: 1\rHost: evil"), header("CR not followed by LF"));
+        assert_eq!(
+            line(b"Transfer-Encoding : chunked"),
+            Err(Error::WhitespaceBeforeColon)
+        );
+        assert_eq!(line(b"X-A\t: 1"), Err(Error::WhitespaceBeforeColon));
+        for bad in [0x00u8, 0x01, 0x0b, 0x1f, 0x7f] {
+            assert_eq!(
+                line(&[b'X', b':', b' ', b'a', bad, b'b']),
+                header("control character in a header value"),
+                "{bad:#x}"
+            );
+        }
+        assert_eq!(
+            line(b"X(: 1"),
+            header("character not allowed in a header name")
+        );
+        assert_eq!(
+            line(b"X\x80: 1"),
+            header("character not allowed in a header name")
+        );
+        assert_eq!(line(b"X-A 1"), Err(Error::WhitespaceBeforeColon));
+        // Tabs and obs-text are field-value bytes.
+        assert_eq!(line(b"X-A: \t1\x80\xff\t"), Ok(()));
+        // A line cut after its CR waits for the LF.
+        assert_eq!(
+            parse_all(b"GET / HTTP/1.1\r\nHost: a.com\r\nX: 1\r"),
+            Ok(Status::Partial(Needed::Unknown))
         );
     }
 
@@ -630,17 +701,21 @@ mod tests {
     }
 
     #[test]
-    fn find_lf_matches_a_plain_search() {
-        for at in 0..40 {
-            let mut buf = [b'a'; 40];
-            buf[at] = b'\n';
-            buf[(at + 3) % 40] = b'\n';
-            for start in 0..40 {
-                let want = buf[start..].iter().position(|&b| b == b'\n');
-                assert_eq!(find_lf(&buf[start..]), want, "lf at {at}, from {start}");
+    fn first_control_matches_a_plain_search() {
+        let plain = |s: &[u8]| s.iter().position(|&b| b < 0x20 || b == 0x7f);
+        for bad in [0x00u8, b'\t', b'\r', b'\n', 0x1f, 0x7f] {
+            for at in 0..40 {
+                let mut buf = [b'~'; 40];
+                buf[at] = bad;
+                buf[(at + 7) % 40] = 0x80;
+                for start in 0..40 {
+                    assert_eq!(first_control(&buf[start..]), plain(&buf[start..]));
+                }
             }
         }
-        assert_eq!(find_lf(&[]), None);
-        assert_eq!(find_lf(&[0x8a; 17]), None);
+        let all: std::vec::Vec<u8> = (0..=255).rev().collect();
+        for start in 0..256 {
+            assert_eq!(first_control(&all[start..]), plain(&all[start..]));
+        }
     }
 }
