@@ -1,13 +1,14 @@
-//! nat64-xlat: one translation per iteration, beside a plain copy of the same packet into the same
-//! kind of buffer (the least any translator that writes into a caller buffer must do). No Rust
-//! SIIT crate translates into caller buffers without allocating, so the copy is the reference.
+//! nat64-xlat: one translation per iteration, into a separate buffer and in place, beside a plain
+//! copy of the same packet into the same kind of buffer (the least any translator that writes into
+//! a caller buffer must do). No Rust SIIT crate translates into caller buffers without allocating,
+//! so the copy is the reference.
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use nat64_xlat::checksum::{add, finish, pseudo4, pseudo6, sum};
-use nat64_xlat::{Config, Outcome, Pool6, Translator};
+use nat64_xlat::{Config, InPlace, Outcome, Pool6, Translator};
 
 const V4_HOST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const V6_HOST_AS_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 33);
@@ -141,6 +142,35 @@ fn bench(c: &mut Criterion) {
                     black_box(o)
                 })
             });
+            if name != "icmp_error" {
+                // The payload stays put; the buffer is refilled outside the timed part.
+                let mut buf = vec![0u8; 28 + input.len()];
+                buf[28..].copy_from_slice(input);
+                let fresh = buf.clone();
+                g.bench_function("nat64-xlat in place", |b| {
+                    b.iter_batched_ref(
+                        || fresh.clone(),
+                        |buf| {
+                            let r = if dir == "4to6" {
+                                xlat.translate_4to6_in_place(buf, 28, input.len())
+                            } else {
+                                xlat.translate_6to4_in_place(buf, 28, input.len())
+                            };
+                            black_box(r)
+                        },
+                        BatchSize::SmallInput,
+                    )
+                });
+                let check = if dir == "4to6" {
+                    xlat.translate_4to6_in_place(&mut buf, 28, input.len())
+                } else {
+                    xlat.translate_6to4_in_place(&mut buf, 28, input.len())
+                };
+                assert!(
+                    matches!(check, InPlace::Translated(_)),
+                    "{name} {dir}: {check:?}"
+                );
+            }
             g.bench_function("copy", |b| {
                 b.iter(|| {
                     let src = black_box(input.as_slice());

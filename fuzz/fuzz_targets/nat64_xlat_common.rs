@@ -3,7 +3,7 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use nat64_xlat::{Config, Eam, Outcome, Pool6, Translator, UdpZeroChecksum};
+use nat64_xlat::{Config, Eam, InPlace, Outcome, Pool6, Translator, UdpZeroChecksum};
 
 // Each target uses one of the variants.
 #[allow(dead_code)]
@@ -77,6 +77,9 @@ pub fn check(data: &[u8], dir: Direction) {
             "out_len is not enough"
         );
     }
+    if len == full {
+        in_place_agrees(&t, packet, &dir, outcome, &buf[..len]);
+    }
     let emitted = match outcome {
         Outcome::Translated(e) | Outcome::Hairpinned(e) | Outcome::IcmpError { reply: e, .. } => e,
         Outcome::Dropped(_) => return,
@@ -109,4 +112,38 @@ pub fn check(data: &[u8], dir: Direction) {
         }
     }
     assert_eq!(n, emitted.count());
+}
+
+/// In-place translation of the same packet (with 28 bytes of headroom) must agree with the copy:
+/// same bytes (the IPv4 ID and header checksum aside: the ID counter moved on), same drop reason,
+/// and an untouched buffer whenever it does not translate.
+fn in_place_agrees(t: &Translator<'_>, packet: &[u8], dir: &Direction, copy: Outcome, out: &[u8]) {
+    let mut buf = vec![CANARY; 28 + packet.len() + 16];
+    buf[28..28 + packet.len()].copy_from_slice(packet);
+    let before = buf.clone();
+    let r = match dir {
+        Direction::FourToSix => t.translate_4to6_in_place(&mut buf, 28, packet.len()),
+        Direction::SixToFour => t.translate_6to4_in_place(&mut buf, 28, packet.len()),
+    };
+    match r {
+        InPlace::Translated(range) => {
+            let Outcome::Translated(e) = copy else {
+                panic!("in place translated, copy gave {copy:?}")
+            };
+            assert_eq!(e.count(), 1);
+            let want = e.packets(out).next().unwrap();
+            let got = &buf[range];
+            assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                let regenerated =
+                    matches!(dir, Direction::SixToFour) && matches!(i, 4 | 5 | 10 | 11);
+                assert!(regenerated || g == w, "byte {i} differs");
+            }
+        }
+        InPlace::Dropped(reason) => {
+            assert_eq!(copy, Outcome::Dropped(reason));
+            assert!(buf == before);
+        }
+        InPlace::NeedsOutBuffer => assert!(buf == before),
+    }
 }

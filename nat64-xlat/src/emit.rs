@@ -1,6 +1,6 @@
 //! Writing headers into the caller's buffer, and the few bytes of a copied payload that change.
 
-use core::net::{Ipv4Addr, Ipv6Addr};
+use core::net::Ipv4Addr;
 
 use crate::checksum;
 use crate::outcome::DropReason;
@@ -46,8 +46,9 @@ pub(crate) struct Hdr6 {
     pub(crate) traffic_class: u8,
     pub(crate) next: u8,
     pub(crate) hop_limit: u8,
-    pub(crate) src: Ipv6Addr,
-    pub(crate) dst: Ipv6Addr,
+    // Addresses as integers: aligned, so moving a header around never splits a store.
+    pub(crate) src: u128,
+    pub(crate) dst: u128,
 }
 
 /// An IPv6 Fragment header's fields.
@@ -82,8 +83,8 @@ pub(crate) fn ipv6_header(
         h.next
     };
     b[7] = h.hop_limit;
-    b[8..24].copy_from_slice(&h.src.octets());
-    b[24..40].copy_from_slice(&h.dst.octets());
+    b[8..24].copy_from_slice(&h.src.to_be_bytes());
+    b[24..40].copy_from_slice(&h.dst.to_be_bytes());
     if let Some(f) = frag {
         b[40] = h.next;
         b[41] = 0;
@@ -104,8 +105,8 @@ pub(crate) struct Hdr4 {
     pub(crate) offset: u16,
     pub(crate) ttl: u8,
     pub(crate) proto: u8,
-    pub(crate) src: Ipv4Addr,
-    pub(crate) dst: Ipv4Addr,
+    pub(crate) src: u32,
+    pub(crate) dst: u32,
 }
 
 /// Writes a 20-byte IPv4 header with total length `20 + upper_len` and its checksum.
@@ -131,10 +132,13 @@ pub(crate) fn ipv4_header(out: &mut [u8], h: &Hdr4, upper_len: usize) -> Result<
         u32::from(flags),
         u32::from(h.ttl) << 8 | u32::from(h.proto),
     ];
-    let acc = checksum::add(words.iter().sum::<u32>(), checksum::addrs4(h.src, h.dst));
+    let acc = checksum::add(
+        words.iter().sum::<u32>(),
+        checksum::addrs4(Ipv4Addr::from_bits(h.src), Ipv4Addr::from_bits(h.dst)),
+    );
     b[10..12].copy_from_slice(&checksum::finish(acc).to_be_bytes());
-    b[12..16].copy_from_slice(&h.src.octets());
-    b[16..20].copy_from_slice(&h.dst.octets());
+    b[12..16].copy_from_slice(&h.src.to_be_bytes());
+    b[16..20].copy_from_slice(&h.dst.to_be_bytes());
     Ok(20)
 }
 
@@ -150,6 +154,7 @@ pub(crate) fn copy(out: &mut [u8], at: usize, data: &[u8]) -> Result<(), DropRea
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::net::Ipv6Addr;
 
     #[test]
     fn patches_land_only_inside_their_fragment() {
@@ -173,8 +178,8 @@ mod tests {
             traffic_class: 0xb8,
             next: 17,
             hop_limit: 63,
-            src: Ipv6Addr::LOCALHOST,
-            dst: Ipv6Addr::LOCALHOST,
+            src: Ipv6Addr::LOCALHOST.to_bits(),
+            dst: Ipv6Addr::LOCALHOST.to_bits(),
         };
         let mut small = [0u8; 47];
         assert_eq!(
@@ -214,8 +219,8 @@ mod tests {
             offset: 0,
             ttl: 63,
             proto: 6,
-            src: Ipv4Addr::LOCALHOST,
-            dst: Ipv4Addr::LOCALHOST,
+            src: Ipv4Addr::LOCALHOST.to_bits(),
+            dst: Ipv4Addr::LOCALHOST.to_bits(),
         };
         assert_eq!(
             ipv4_header(&mut buf[..19], &h4, 0),
@@ -230,8 +235,8 @@ mod tests {
             id: 0xffff,
             ttl: 0xff,
             proto: 0xff,
-            src: Ipv4Addr::BROADCAST,
-            dst: Ipv4Addr::new(255, 255, 255, 254),
+            src: Ipv4Addr::BROADCAST.to_bits(),
+            dst: Ipv4Addr::new(255, 255, 255, 254).to_bits(),
             ..h4
         };
         assert_eq!(ipv4_header(&mut buf, &ones, 0xffff - 20), Ok(20));

@@ -1,6 +1,7 @@
 //! What the translator did with a packet: the caller's answer, written into the caller's buffer.
 
 use core::fmt;
+use core::ops::Range;
 
 /// The result of one translation. Packets are written back to back at the start of the output buffer;
 /// walk them with [`Emitted::packets`].
@@ -20,6 +21,19 @@ pub enum Outcome {
     },
     /// Nothing to send.
     Dropped(DropReason),
+}
+
+/// The result of an in-place translation ([`crate::Translator::translate_4to6_in_place`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InPlace {
+    /// The translated packet now lies at this range of the buffer.
+    Translated(Range<usize>),
+    /// Nothing to send.
+    Dropped(DropReason),
+    /// Not a packet that can be translated where it lies: it must be fragmented, is an ICMP error
+    /// or calls for one, is hairpinned, or has too little headroom. The buffer is untouched; call
+    /// the copying method with an output buffer.
+    NeedsOutBuffer,
 }
 
 /// Where the emitted packets lie in the output buffer.

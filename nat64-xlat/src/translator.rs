@@ -8,7 +8,7 @@ use crate::checksum;
 use crate::config::Config;
 use crate::eam::EamTable;
 use crate::emit::{self, Hdr4, Hdr6};
-use crate::outcome::{DropReason, Emitted, Outcome};
+use crate::outcome::{DropReason, Emitted, InPlace, Outcome};
 use crate::wire::{self, Parse, proto};
 use crate::{xlat46, xlat64};
 
@@ -90,6 +90,35 @@ impl<'a> Translator<'a> {
             Ok(xlat64::Done::Out(e)) => Outcome::Translated(e),
             Ok(xlat64::Done::Hairpin(e)) => Outcome::Hairpinned(e),
             Err(f) => self.fail6(input, out, f),
+        }
+    }
+
+    /// Translates the IPv4 packet at `buf[at..at + len]` where it lies, when the result is one
+    /// plain packet (TCP, UDP, ICMP echo or another protocol, no fragmenting, no ICMP error): the
+    /// IPv6 header is written into the headroom before the payload (20 bytes more than the IPv4
+    /// header, 28 for a fragment) and the payload does not move, so the cost does not depend on its
+    /// size. Any other packet gives [`InPlace::NeedsOutBuffer`] with `buf` untouched: call
+    /// [`Translator::translate_4to6`] for it.
+    #[inline]
+    pub fn translate_4to6_in_place(&self, buf: &mut [u8], at: usize, len: usize) -> InPlace {
+        match xlat46::translate_in_place(self, buf, at, len) {
+            Ok(Some(r)) => InPlace::Translated(r),
+            Ok(None) => InPlace::NeedsOutBuffer,
+            Err(r) => InPlace::Dropped(r),
+        }
+    }
+
+    /// Translates the IPv6 packet at `buf[at..at + len]` where it lies, when the result is one
+    /// plain packet (as for [`Translator::translate_4to6_in_place`]; hairpinned packets excluded):
+    /// the IPv4 header is written over the end of the IPv6 headers, which are always longer.
+    /// Otherwise [`InPlace::NeedsOutBuffer`] with `buf` untouched: call
+    /// [`Translator::translate_6to4`].
+    #[inline]
+    pub fn translate_6to4_in_place(&self, buf: &mut [u8], at: usize, len: usize) -> InPlace {
+        match xlat64::translate_in_place(self, buf, at, len) {
+            Ok(Some(r)) => InPlace::Translated(r),
+            Ok(None) => InPlace::NeedsOutBuffer,
+            Err(r) => InPlace::Dropped(r),
         }
     }
 
@@ -233,8 +262,8 @@ impl<'a> Translator<'a> {
             offset: 0,
             ttl: 64,
             proto: proto::ICMP,
-            src: own,
-            dst: ip.src,
+            src: own.to_bits(),
+            dst: ip.src.to_bits(),
         };
         let icmp_len = 8 + quote.len();
         emit::ipv4_header(out, &h, icmp_len)?;
@@ -273,8 +302,8 @@ impl<'a> Translator<'a> {
             traffic_class: 0,
             next: proto::ICMPV6,
             hop_limit: 64,
-            src: own,
-            dst: ip.src,
+            src: own.to_bits(),
+            dst: ip.src.to_bits(),
         };
         let icmp_len = 8 + quote.len();
         emit::ipv6_header(out, &h, None, icmp_len)?;

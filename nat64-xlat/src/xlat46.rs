@@ -1,5 +1,7 @@
 //! IPv4 → IPv6 (RFC 7915 §4): header, ICMP, the packet quoted in ICMP errors, and fragmentation.
 
+use core::ops::Range;
+
 use crate::checksum;
 use crate::emit::{self, Frag6, Hdr6, Patches};
 use crate::icmp::{self, Rest};
@@ -7,6 +9,18 @@ use crate::outcome::{DropReason, Emitted};
 use crate::rfc4884;
 use crate::translator::{Fail, MAX_ICMP6_ERROR, Role, Translator};
 use crate::wire::{Ipv4, Parse, proto};
+
+/// A plain (not ICMP error) IPv4 packet as IPv6: the header, the transport bytes that change, the
+/// Fragment header of a single output packet, and the fragment size when it must be cut.
+/// Borrowed pieces, so nothing built byte by byte is moved as a block (which stalls the store
+/// buffer on every packet).
+#[derive(Clone, Copy)]
+pub(crate) struct Plan6<'p> {
+    h: &'p Hdr6,
+    patches: &'p Patches,
+    frag: Option<Frag6>,
+    split: Option<usize>,
+}
 
 /// Translates `input`. `hairpin` marks the second pass of a hairpinned packet (RFC 7757 §4.2.2): the
 /// TTL was already decremented and the remote addresses map through RFC 6052 only.
@@ -17,8 +31,81 @@ pub(crate) fn translate(
     out: &mut [u8],
     hairpin: bool,
 ) -> Result<Emitted, Fail> {
-    let cfg = t.cfg();
     let ip = Ipv4::parse(input, Parse::Strict)?;
+    match plan(t, &ip, hairpin, ToBuffer(&mut *out))? {
+        Some(e) => Ok(e),
+        None => icmp_error_msg(t, &ip, out, hairpin),
+    }
+}
+
+/// Translates the packet at `buf[at..at + len]` where it lies when the result is one plain IPv6
+/// packet: the IPv6 header goes into the headroom before the payload, which does not move.
+/// `Ok(None)`: not that kind of packet, an ICMP error is due, or too little headroom; `buf` is
+/// untouched.
+pub(crate) fn translate_in_place(
+    t: &Translator<'_>,
+    buf: &mut [u8],
+    at: usize,
+    len: usize,
+) -> Result<Option<Range<usize>>, DropReason> {
+    let input = buf
+        .get(at..at.saturating_add(len))
+        .ok_or(DropReason::Truncated)?;
+    let ip = Ipv4::parse(input, Parse::Strict)?;
+    let (h, patches, frag) = match plan(t, &ip, false, Pieces) {
+        Ok(Some((h, patches, frag, None))) => (h, patches, frag),
+        Ok(_) | Err(Fail::Reply { .. }) => return Ok(None),
+        Err(Fail::Drop(r)) => return Err(r),
+    };
+    let (ihl, plen) = (ip.header.len(), ip.payload.len());
+    let hl = if frag.is_some() { 48 } else { 40 };
+    let Some(start) = (at + ihl).checked_sub(hl) else {
+        return Ok(None);
+    };
+    emit::ipv6_header(&mut buf[start..], &h, frag, plen)?;
+    patches.apply(&mut buf[at + ihl..at + ihl + plen], 0);
+    Ok(Some(start..at + ihl + plen))
+}
+
+/// What becomes of a planned plain packet. A continuation rather than a returned plan: moving the
+/// plan out through a `Result` costs more than building it.
+trait Sink {
+    type Out;
+    fn plain(self, ip: &Ipv4<'_>, p: Plan6<'_>) -> Result<Self::Out, Fail>;
+}
+
+/// Written, fragmented if need be, into the output buffer.
+struct ToBuffer<'o>(&'o mut [u8]);
+
+impl Sink for ToBuffer<'_> {
+    type Out = Emitted;
+    #[inline(always)]
+    fn plain(self, ip: &Ipv4<'_>, p: Plan6<'_>) -> Result<Emitted, Fail> {
+        emit_plain(ip, p, self.0)
+    }
+}
+
+/// Handed back, for the in-place path to write once the input is no longer borrowed.
+struct Pieces;
+
+impl Sink for Pieces {
+    type Out = (Hdr6, Patches, Option<Frag6>, Option<usize>);
+    #[inline(always)]
+    fn plain(self, _: &Ipv4<'_>, p: Plan6<'_>) -> Result<Self::Out, Fail> {
+        Ok((*p.h, *p.patches, p.frag, p.split))
+    }
+}
+
+/// The checks of RFC 7915 §4.1 and the translated header of a plain packet, handed to `sink`;
+/// `None` for an ICMP error, which [`icmp_error_msg`] handles.
+#[inline(always)]
+fn plan<S: Sink>(
+    t: &Translator<'_>,
+    ip: &Ipv4<'_>,
+    hairpin: bool,
+    sink: S,
+) -> Result<Option<S::Out>, Fail> {
+    let cfg = t.cfg();
     let icmp_error = ip.proto == proto::ICMP
         && ip.offset == 0
         && ip.payload.first().is_some_and(|&ty| icmp::is_error_v4(ty));
@@ -54,7 +141,7 @@ pub(crate) fn translate(
         return Err(DropReason::FragmentedIcmp.into());
     }
     if icmp_error {
-        return icmp_error_msg(t, &ip, out, hairpin);
+        return Ok(None);
     }
 
     let src = t
@@ -124,8 +211,8 @@ pub(crate) fn translate(
             ip.proto
         },
         hop_limit: if hairpin { ip.ttl } else { ip.ttl - 1 },
-        src,
-        dst,
+        src: src.to_bits(),
+        dst: dst.to_bits(),
     };
     let already = ip.is_fragment();
     let whole = 40 + if already { 8 } else { 0 } + payload.len();
@@ -143,19 +230,34 @@ pub(crate) fn translate(
     } else {
         mtu6.min(usize::from(cfg.lowest_ipv6_mtu).max(1280))
     };
-    if whole <= limit {
-        let frag = already.then_some(Frag6 {
-            offset: ip.offset,
-            more: ip.mf,
-            id: u32::from(ip.id),
-        });
-        let hl = emit::ipv6_header(out, &h, frag, payload.len())?;
-        write_payload(out, hl, payload, &patches, 0)?;
+    let frag = already.then_some(Frag6 {
+        offset: ip.offset,
+        more: ip.mf,
+        id: u32::from(ip.id),
+    });
+    let split = (whole > limit).then_some((limit - 48) / 8 * 8);
+    sink.plain(
+        ip,
+        Plan6 {
+            h: &h,
+            patches: &patches,
+            frag,
+            split,
+        },
+    )
+    .map(Some)
+}
+
+/// Writes a plain packet, or its fragments: DF clear and too big for IPv6 (RFC 7915 §4 / §4.1),
+/// every piece but the last a multiple of 8 bytes.
+#[inline(always)]
+fn emit_plain(ip: &Ipv4<'_>, p: Plan6<'_>, out: &mut [u8]) -> Result<Emitted, Fail> {
+    let payload = ip.payload;
+    let Some(chunk) = p.split else {
+        let hl = emit::ipv6_header(out, p.h, p.frag, payload.len())?;
+        write_payload(out, hl, payload, p.patches, 0)?;
         return Ok(Emitted::new(hl + payload.len(), 1));
-    }
-    // DF clear and too big for IPv6: fragment (RFC 7915 §4 / §4.1), every piece but the last a
-    // multiple of 8 bytes.
-    let chunk = (limit - 48) / 8 * 8;
+    };
     let (mut at, mut start, mut count) = (0, 0, 0);
     while start < payload.len() {
         let end = (start + chunk).min(payload.len());
@@ -166,8 +268,8 @@ pub(crate) fn translate(
             id: u32::from(ip.id),
         };
         let o = out.get_mut(at..).ok_or(DropReason::BufferTooSmall)?;
-        let hl = emit::ipv6_header(o, &h, Some(frag), end - start)?;
-        write_payload(o, hl, &payload[start..end], &patches, start)?;
+        let hl = emit::ipv6_header(o, p.h, Some(frag), end - start)?;
+        write_payload(o, hl, &payload[start..end], p.patches, start)?;
         at += hl + end - start;
         count += 1;
         start = end;
@@ -249,8 +351,8 @@ fn icmp_error_msg(
         traffic_class: cfg.traffic_class.unwrap_or(ip.tos),
         next: proto::ICMPV6,
         hop_limit: if hairpin { ip.ttl } else { ip.ttl - 1 },
-        src,
-        dst,
+        src: src.to_bits(),
+        dst: dst.to_bits(),
     };
     emit::ipv6_header(out, &h, None, icmp_len)?;
     let msg6 = &mut out[40..40 + icmp_len];
@@ -348,8 +450,8 @@ fn inner_packet(
             inner.proto
         },
         hop_limit: inner.ttl,
-        src,
-        dst,
+        src: src.to_bits(),
+        dst: dst.to_bits(),
     };
     let frag = inner.is_fragment().then_some(Frag6 {
         offset: inner.offset,
@@ -997,6 +1099,33 @@ mod tests {
             &out[24..40],
             &a6("2001:db8:2::5").octets(),
             "EAM consulted before pool6"
+        );
+    }
+
+    // In place: the IPv6 header lands in the 20 bytes of headroom, the payload does not move.
+    #[test]
+    fn in_place() {
+        let input = V4::new(6).build(&tcp_syn(), true);
+        let copy = translated(config(), &input);
+        let t = Translator::new(config());
+        let mut buf = std::vec![0u8; 20 + input.len()];
+        buf[20..].copy_from_slice(&input);
+        let r = t.translate_4to6_in_place(&mut buf, 20, input.len());
+        assert_eq!(r, crate::InPlace::Translated(0..buf.len()));
+        assert_eq!(buf, copy);
+        // 19 bytes of headroom are not enough; nothing is touched.
+        let mut short = std::vec![0u8; 19 + input.len()];
+        short[19..].copy_from_slice(&input);
+        let before = short.clone();
+        assert_eq!(
+            t.translate_4to6_in_place(&mut short, 19, input.len()),
+            crate::InPlace::NeedsOutBuffer
+        );
+        assert_eq!(short, before);
+        // A range outside the buffer is refused.
+        assert_eq!(
+            t.translate_4to6_in_place(&mut short, 19, input.len() + 1),
+            crate::InPlace::Dropped(DropReason::Truncated)
         );
     }
 

@@ -2,6 +2,7 @@
 //! errors, fragments, and RFC 7757 §4.2.2 hairpinning back to IPv6.
 
 use core::net::Ipv4Addr;
+use core::ops::Range;
 
 use crate::checksum;
 use crate::eam::EamTable;
@@ -22,8 +23,20 @@ pub(crate) enum Done {
     Hairpin(Emitted),
 }
 
-/// Translates `input`, hairpinning it when its IPv4 destination falls in an EAM range.
-pub(crate) fn translate(t: &Translator<'_>, input: &[u8], out: &mut [u8]) -> Result<Done, Fail> {
+/// A parsed IPv6 packet that passed the checks of RFC 7915 §5.1, with its IPv4 addresses.
+struct Prepared<'a> {
+    ip: Ipv6<'a>,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    icmp_error: bool,
+    /// Whether the sender may get an ICMPv6 error (not about an error, nor a non-first fragment).
+    may_reply: bool,
+    /// The IPv4 destination is in an EAM range: straight back to IPv6 (RFC 7757 §4.2.2).
+    hairpin: bool,
+}
+
+#[inline(always)]
+fn prepare<'a>(t: &Translator<'_>, input: &'a [u8]) -> Result<Prepared<'a>, Fail> {
     let cfg = t.cfg();
     let ip = Ipv6::parse(input, Parse::Strict)?;
     let first = ip.frag.is_none_or(|f| f.offset == 0);
@@ -73,40 +86,146 @@ pub(crate) fn translate(t: &Translator<'_>, input: &[u8], out: &mut [u8]) -> Res
             .ok_or(DropReason::UntranslatableSource)?,
         None => return Err(DropReason::UntranslatableSource.into()),
     };
+    let hairpin = cfg.hairpinning && EamTable::new(cfg.eam).covers_v4(dst);
+    Ok(Prepared {
+        ip,
+        src,
+        dst,
+        icmp_error,
+        may_reply,
+        hairpin,
+    })
+}
 
-    if cfg.hairpinning && EamTable::new(cfg.eam).covers_v4(dst) {
+/// Translates `input`, hairpinning it when its IPv4 destination falls in an EAM range.
+pub(crate) fn translate(t: &Translator<'_>, input: &[u8], out: &mut [u8]) -> Result<Done, Fail> {
+    let p = prepare(t, input)?;
+    if p.hairpin {
         let half = out.len() / 2;
         let (lo, hi) = out.split_at_mut(half);
-        let v4 = to_ipv4(t, &ip, src, dst, icmp_error, hi, true)?;
+        let v4 = to_ipv4(t, &p, hi)?;
         let pass = hi.get(..v4.len()).ok_or(DropReason::BufferTooSmall)?;
         return match xlat46::translate(t, pass, lo, true) {
             Ok(e) => Ok(Done::Hairpin(e)),
             Err(Fail::Reply { reason, .. } | Fail::Drop(reason)) => Err(Fail::Drop(reason)),
         };
     }
-
-    match to_ipv4(t, &ip, src, dst, icmp_error, out, false) {
-        Err(Fail::Reply { reason, .. }) if !may_reply => Err(Fail::Drop(reason)),
+    match to_ipv4(t, &p, out) {
+        Err(Fail::Reply { reason, .. }) if !p.may_reply => Err(Fail::Drop(reason)),
         r => r.map(Done::Out),
     }
 }
 
-/// Writes the IPv4 packet(s). `hairpin`: the result goes straight back to IPv6, so the IPv4 link MTU
-/// does not apply.
-#[inline(always)]
-fn to_ipv4(
+/// Translates the packet at `buf[at..at + len]` where it lies when the result is one plain IPv4
+/// packet: the IPv4 header goes over the end of the IPv6 headers, the payload does not move.
+/// `Ok(None)`: not that kind of packet (or an ICMP error is due); `buf` is untouched.
+pub(crate) fn translate_in_place(
     t: &Translator<'_>,
-    ip: &Ipv6<'_>,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    icmp_error: bool,
-    out: &mut [u8],
-    hairpin: bool,
-) -> Result<Emitted, Fail> {
-    if icmp_error {
-        return icmp_error_msg(t, ip, src, dst, out);
+    buf: &mut [u8],
+    at: usize,
+    len: usize,
+) -> Result<Option<Range<usize>>, DropReason> {
+    let input = buf
+        .get(at..at.saturating_add(len))
+        .ok_or(DropReason::Truncated)?;
+    let (h, patches, headers, plen) = match prepare(t, input) {
+        Ok(p) if !p.icmp_error && !p.hairpin => match plan_ipv4(t, &p, Pieces) {
+            Ok((h, patches, None)) => (h, patches, 40 + p.ip.ext_len, p.ip.payload.len()),
+            Ok(_) | Err(Fail::Reply { .. }) => return Ok(None),
+            Err(Fail::Drop(r)) => return Err(r),
+        },
+        Ok(_) | Err(Fail::Reply { .. }) => return Ok(None),
+        Err(Fail::Drop(r)) => return Err(r),
+    };
+    let start = at + headers - 20;
+    emit::ipv4_header(&mut buf[start..], &h, plen)?;
+    patches.apply(&mut buf[at + headers..at + headers + plen], 0);
+    Ok(Some(start..at + headers + plen))
+}
+
+/// What becomes of a planned plain packet (its header, the transport bytes that change, and the
+/// fragment size when it must be cut for the IPv4 link). A continuation rather than a returned
+/// plan: moving the plan out through a `Result` costs more than building it.
+trait Sink {
+    type Out;
+    fn plain(
+        self,
+        payload: &[u8],
+        h: &Hdr4,
+        patches: &Patches,
+        split: Option<usize>,
+    ) -> Result<Self::Out, Fail>;
+}
+
+/// Written, fragmented if need be, into the output buffer.
+struct ToBuffer<'o>(&'o mut [u8]);
+
+impl Sink for ToBuffer<'_> {
+    type Out = Emitted;
+    #[inline(always)]
+    fn plain(
+        self,
+        payload: &[u8],
+        h: &Hdr4,
+        patches: &Patches,
+        split: Option<usize>,
+    ) -> Result<Emitted, Fail> {
+        let out = self.0;
+        let Some(chunk) = split else {
+            emit::ipv4_header(out, h, payload.len())?;
+            emit::copy(out, 20, payload)?;
+            patches.apply(&mut out[20..20 + payload.len()], 0);
+            return Ok(Emitted::new(20 + payload.len(), 1));
+        };
+        // A small DF-clear packet over a narrow IPv4 link: fragment it here.
+        let (mut at, mut start, mut count) = (0, 0, 0);
+        while start < payload.len() {
+            let end = (start + chunk).min(payload.len());
+            let mut fh = *h;
+            fh.offset = (start / 8) as u16;
+            fh.mf = end < payload.len();
+            let o = out.get_mut(at..).ok_or(DropReason::BufferTooSmall)?;
+            emit::ipv4_header(o, &fh, end - start)?;
+            emit::copy(o, 20, &payload[start..end])?;
+            patches.apply(&mut o[20..20 + end - start], start);
+            at += 20 + end - start;
+            count += 1;
+            start = end;
+        }
+        Ok(Emitted::new(at, count))
     }
+}
+
+/// Handed back, for the in-place path to write once the input is no longer borrowed.
+struct Pieces;
+
+impl Sink for Pieces {
+    type Out = (Hdr4, Patches, Option<usize>);
+    #[inline(always)]
+    fn plain(
+        self,
+        _: &[u8],
+        h: &Hdr4,
+        patches: &Patches,
+        split: Option<usize>,
+    ) -> Result<Self::Out, Fail> {
+        Ok((*h, *patches, split))
+    }
+}
+
+/// Writes the IPv4 packet(s). For a hairpinned packet the IPv4 link MTU does not apply.
+#[inline(always)]
+fn to_ipv4(t: &Translator<'_>, p: &Prepared<'_>, out: &mut [u8]) -> Result<Emitted, Fail> {
+    if p.icmp_error {
+        return icmp_error_msg(t, &p.ip, p.src, p.dst, out);
+    }
+    plan_ipv4(t, p, ToBuffer(out))
+}
+
+#[inline(always)]
+fn plan_ipv4<S: Sink>(t: &Translator<'_>, p: &Prepared<'_>, sink: S) -> Result<S::Out, Fail> {
     let cfg = t.cfg();
+    let (ip, src, dst) = (&p.ip, p.src, p.dst);
     let payload = ip.payload;
     let mut patches = Patches::default();
     if ip.frag.is_none_or(|f| f.offset == 0) {
@@ -166,8 +285,8 @@ fn to_ipv4(
         } else {
             ip.proto
         },
-        src,
-        dst,
+        src: src.to_bits(),
+        dst: dst.to_bits(),
     };
     match ip.frag {
         Some(f) => {
@@ -182,7 +301,7 @@ fn to_ipv4(
         }
     }
     let mtu4 = usize::from(cfg.mtu4).max(68);
-    let fits = hairpin || total <= mtu4;
+    let fits = p.hairpin || total <= mtu4;
     if !fits && (h.df || ip.frag.is_some()) {
         let mtu = (mtu4 + 20).max(1280) as u32;
         return Err(Fail::Reply {
@@ -196,29 +315,8 @@ fn to_ipv4(
     if ip.frag.is_some_and(|f| f.more) && payload.len() % 8 != 0 {
         return Err(DropReason::UnalignedFragment.into());
     }
-    if fits {
-        emit::ipv4_header(out, &h, payload.len())?;
-        emit::copy(out, 20, payload)?;
-        patches.apply(&mut out[20..20 + payload.len()], 0);
-        return Ok(Emitted::new(total, 1));
-    }
-    // A small DF-clear packet over a narrow IPv4 link: fragment it here.
-    let chunk = (mtu4 - 20) / 8 * 8;
-    let (mut at, mut start, mut count) = (0, 0, 0);
-    while start < payload.len() {
-        let end = (start + chunk).min(payload.len());
-        let mut fh = h;
-        fh.offset = (start / 8) as u16;
-        fh.mf = end < payload.len();
-        let o = out.get_mut(at..).ok_or(DropReason::BufferTooSmall)?;
-        emit::ipv4_header(o, &fh, end - start)?;
-        emit::copy(o, 20, &payload[start..end])?;
-        patches.apply(&mut o[20..20 + end - start], start);
-        at += 20 + end - start;
-        count += 1;
-        start = end;
-    }
-    Ok(Emitted::new(at, count))
+    let split = (!fits).then_some((mtu4 - 20) / 8 * 8);
+    sink.plain(ip.payload, &h, &patches, split)
 }
 
 /// RFC 7915 §5.2 and §5.3: an ICMPv6 error becomes an ICMPv4 error with its quoted packet translated.
@@ -281,8 +379,8 @@ fn icmp_error_msg(
         offset: 0,
         ttl: ip.hop_limit - 1,
         proto: proto::ICMP,
-        src,
-        dst,
+        src: src.to_bits(),
+        dst: dst.to_bits(),
     };
     emit::ipv4_header(out, &h, icmp_len)?;
     let msg4 = &mut out[20..20 + icmp_len];
@@ -364,8 +462,8 @@ fn inner_packet(t: &Translator<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<
         } else {
             inner.proto
         },
-        src,
-        dst,
+        src: src.to_bits(),
+        dst: dst.to_bits(),
     };
     match inner.frag {
         Some(f) => {
@@ -858,6 +956,33 @@ mod tests {
         assert_eq!((out.len(), out[9]), (20, 59));
         let out = translated(config(), &V6::new(33).build(&data, false));
         assert_eq!(&out[20..], &data);
+    }
+
+    // In place: the IPv4 header goes over the end of the IPv6 headers, the payload does not move.
+    #[test]
+    fn in_place() {
+        let mut h = V6::new(17);
+        h.exts = std::vec![ext8(0, 0), frag6(0, false, 0x77)];
+        let mut input = h.build(&udp(b"in place"), true);
+        let copy = translated(config(), &input);
+        let t = Translator::new(config());
+        let len = input.len();
+        let r = t.translate_6to4_in_place(&mut input, 0, len);
+        assert_eq!(r, crate::InPlace::Translated(36..len));
+        assert_eq!(
+            &input[36..],
+            &copy[..],
+            "ID from the Fragment header, so byte for byte"
+        );
+        // An ICMPv6 error needs the out buffer.
+        let mut err = icmp6_error(1, 4, 0, v4_host_as_v6(), b"x");
+        let before = err.clone();
+        let len = err.len();
+        assert_eq!(
+            t.translate_6to4_in_place(&mut err, 0, len),
+            crate::InPlace::NeedsOutBuffer
+        );
+        assert_eq!(err, before);
     }
 
     #[test]

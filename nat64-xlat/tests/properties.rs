@@ -5,7 +5,7 @@
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 use nat64_xlat::checksum::{add, finish, fold, pseudo4, pseudo6, sum};
-use nat64_xlat::{Config, Outcome, Pool6, Translator};
+use nat64_xlat::{Config, InPlace, Outcome, Pool6, Translator};
 use proptest::prelude::*;
 
 const PREFIXES: [&str; 6] = [
@@ -270,5 +270,86 @@ proptest! {
         prop_assert_eq!(&q[8..10], &quoted[8..10], "inner TTL untouched");
         prop_assert_eq!(&q[12..n], &quoted[12..n]);
         prop_assert_eq!(fold(sum(&q[..20])), 0xffff, "inner header checksum");
+    }
+}
+
+/// The copying translation of `input`, when it is exactly one translated packet.
+fn copied(t: &Translator<'_>, input: &[u8], v4: bool) -> (Outcome, Option<Vec<u8>>) {
+    let mut out = vec![0u8; Translator::out_len(input.len())];
+    let o = if v4 {
+        t.translate_4to6(input, &mut out)
+    } else {
+        t.translate_6to4(input, &mut out)
+    };
+    let one = match o {
+        Outcome::Translated(e) if e.count() == 1 => Some(e.packets(&out).next().unwrap().to_vec()),
+        _ => None,
+    };
+    (o, one)
+}
+
+/// In-place and copying translation agree: same bytes (IPv4 ID and header checksum aside, as the
+/// ID counter moved on), same drops, and an untouched buffer whenever nothing was translated.
+fn in_place_agrees(
+    t: &Translator<'_>,
+    input: &[u8],
+    v4: bool,
+    headroom: usize,
+) -> Result<(), TestCaseError> {
+    let (o, one) = copied(t, input, v4);
+    let mut buf = vec![0xa5u8; headroom + input.len() + 8];
+    buf[headroom..headroom + input.len()].copy_from_slice(input);
+    let before = buf.clone();
+    let r = if v4 {
+        t.translate_4to6_in_place(&mut buf, headroom, input.len())
+    } else {
+        t.translate_6to4_in_place(&mut buf, headroom, input.len())
+    };
+    match r {
+        InPlace::Translated(range) => {
+            let want = one.ok_or_else(|| {
+                TestCaseError::fail(format!("in place translated, copy gave {o:?}"))
+            })?;
+            let got = &buf[range];
+            prop_assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let regenerated = !v4 && matches!(i, 4 | 5 | 10 | 11);
+                prop_assert!(regenerated || g == w, "byte {} differs", i);
+            }
+            checksums_ok(got).map_err(TestCaseError::fail)?;
+        }
+        InPlace::Dropped(reason) => {
+            prop_assert_eq!(o, Outcome::Dropped(reason));
+            prop_assert!(buf == before);
+        }
+        InPlace::NeedsOutBuffer => prop_assert!(buf == before),
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn in_place_4to6_agrees_with_copy(
+        prefix in 0usize..6, src in any::<u32>(), dst in any::<u32>(), ttl in 0u8..4,
+        df in any::<bool>(), l4 in l4(), headroom in 0usize..40,
+    ) {
+        let t = translator(prefix);
+        let input = ipv4(Ipv4Addr::from_bits(src), Ipv4Addr::from_bits(dst), 0, ttl.max(1) + ttl / 3 * 60, 7, df, &l4);
+        in_place_agrees(&t, &input, true, headroom)?;
+    }
+
+    #[test]
+    fn in_place_6to4_agrees_with_copy(
+        prefix in 0usize..6, src in any::<u32>(), dst in any::<u32>(), hop in 0u8..4, l4 in l4(),
+        headroom in 0usize..8,
+    ) {
+        let t = translator(prefix);
+        let pool = Pool6::new(PREFIXES[prefix].parse().unwrap()).unwrap();
+        let s6 = pool.embed(Ipv4Addr::from_bits(src), &[]).unwrap();
+        let d6 = pool.embed(Ipv4Addr::from_bits(dst), &[]).unwrap();
+        let input = ipv6(s6, d6, 0, hop + hop / 3 * 60, &l4);
+        in_place_agrees(&t, &input, false, headroom)?;
     }
 }
