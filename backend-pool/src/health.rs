@@ -18,8 +18,6 @@ pub(crate) struct Shared {
     pub(crate) slow_start: u64,
     /// Bumped after every health transition: cached tier decisions compare against it.
     pub(crate) generation: AtomicU64,
-    /// Earliest end of an ejection, so a pick notices time-based returns without scanning.
-    pub(crate) next_return: AtomicU64,
 }
 
 impl Shared {
@@ -28,7 +26,6 @@ impl Shared {
             slow_start: nanos(config.slow_start),
             config,
             generation: AtomicU64::new(0),
-            next_return: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -157,7 +154,6 @@ impl BackendState {
         self.ejected_until.store(until, Ordering::SeqCst);
         // Slow start begins when the ejection ends.
         self.ramp_from.store(until, Ordering::Relaxed);
-        self.shared.next_return.fetch_min(until, Ordering::SeqCst);
         self.shared.changed();
     }
 

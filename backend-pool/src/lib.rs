@@ -67,6 +67,7 @@ mod health;
 mod least_conn;
 mod maglev;
 mod padded;
+mod plan;
 mod pool;
 mod random;
 mod rng;

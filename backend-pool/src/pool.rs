@@ -10,7 +10,7 @@
 
 use core::fmt;
 use core::ops::Deref;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 use core::time::Duration;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +22,7 @@ use crate::backend::{Backend, BackendId, Tier};
 use crate::candidate::{Candidate, Candidates, admitted};
 use crate::config::{PoolConfig, nanos};
 use crate::health::{BackendState, HealthStatus, NO_RAMP, Shared};
+use crate::plan::Plan;
 use crate::rng::mix64;
 use crate::tried::Tried;
 use crate::{PoolError, Rng};
@@ -105,16 +106,7 @@ impl<A: Algorithm> Pool<A> {
             &mut registry,
         )?;
         registry.states = states;
-        // Ejections in force in the new membership decide when a pick must look again.
-        self.shared.next_return.store(u64::MAX, Ordering::SeqCst);
-        for entry in snapshot.entries() {
-            let until = entry.state.ejected_until();
-            if until != 0 {
-                self.shared.next_return.fetch_min(until, Ordering::SeqCst);
-            }
-        }
         self.current.store(Arc::new(snapshot));
-        self.shared.changed();
         Ok(())
     }
 
@@ -223,7 +215,7 @@ fn build<A: Algorithm>(
     let snapshot = Snapshot {
         entries: entries.into_boxed_slice(),
         tiers,
-        plan: AtomicU64::new(u64::MAX),
+        plan: Plan::new(),
         shared: Arc::clone(shared),
     };
     Ok((snapshot, states))
@@ -250,12 +242,11 @@ impl<A: Algorithm> fmt::Debug for SnapshotRef<A> {
 pub struct Snapshot<A: Algorithm> {
     entries: Box<[Entry]>,
     tiers: [Option<A>; 2],
-    /// Cached routing decision: health generation << 3 | route.
-    plan: AtomicU64,
+    /// Cached routing decision, this snapshot's own.
+    plan: Plan,
     shared: Arc<Shared>,
 }
 
-const GENERATION_MASK: u64 = (1 << 61) - 1;
 const EMPTY: u64 = 0;
 const DRAINED: u64 = 1;
 const NO_HEALTHY: u64 = 2;
@@ -408,20 +399,18 @@ impl<A: Algorithm> Snapshot<A> {
     }
 
     /// Which tier serves, and whether health is ignored (panic mode). Recomputed, O(n), only
-    /// after a health transition or when an ejection has run out; otherwise three loads.
+    /// after a health transition or when an ejection among this snapshot's members has run out;
+    /// otherwise a handful of loads.
     #[inline]
     fn route(&self, now: u64) -> Result<(usize, bool), PoolError> {
-        if now >= self.shared.next_return.load(Ordering::SeqCst) {
-            self.ejections_ran_out(now);
-        }
-        let generation = self.shared.generation.load(Ordering::SeqCst) & GENERATION_MASK;
-        let plan = self.plan.load(Ordering::Acquire);
-        let route = if plan >> 3 == generation {
-            plan & 7
-        } else {
-            let route = self.decide(now);
-            self.plan.store(generation << 3 | route, Ordering::Release);
-            route
+        let generation = self.shared.generation.load(Ordering::SeqCst);
+        let route = match self.plan.cached(generation, now) {
+            Some(route) => route,
+            None => {
+                let (route, until) = self.decide(now);
+                self.plan.store(generation, route, until);
+                route
+            }
         };
         match route {
             PRIMARY => Ok((0, false)),
@@ -434,28 +423,25 @@ impl<A: Algorithm> Snapshot<A> {
         }
     }
 
-    /// Some ejection has ended: invalidate cached routes and find the next end.
     #[cold]
-    fn ejections_ran_out(&self, now: u64) {
-        let next = &self.shared.next_return;
-        next.store(u64::MAX, Ordering::SeqCst);
-        self.shared.changed();
-        for entry in self.entries.iter() {
-            let until = entry.state.ejected_until();
-            if until > now {
-                next.fetch_min(until, Ordering::SeqCst);
-            }
-        }
-    }
-
-    #[cold]
-    fn decide(&self, now: u64) -> u64 {
+    /// The route at `now`, and when it may change without a health transition: the earliest end
+    /// of an ejection still in force among this snapshot's members.
+    fn decide(&self, now: u64) -> (u64, u64) {
         let (mut total, mut healthy) = ([0u64; 2], [0u64; 2]);
+        let mut until = u64::MAX;
         for e in self.entries.iter().filter(|e| e.backend.weight > 0) {
             let t = e.backend.tier.index();
             total[t] += 1;
             healthy[t] += u64::from(e.state.in_service(now));
+            let ends = e.state.ejected_until();
+            if ends > now {
+                until = until.min(ends);
+            }
         }
+        (self.route_for(total, healthy), until)
+    }
+
+    fn route_for(&self, total: [u64; 2], healthy: [u64; 2]) -> u64 {
         if total == [0, 0] {
             return if self.entries.is_empty() {
                 EMPTY
@@ -799,6 +785,38 @@ mod tests {
         pool.record_failure(&b1, secs(12));
         assert_eq!(counts(&pool, 30, secs(31), &mut rng)[1], 0);
         assert_eq!(counts(&pool, 30, secs(32), &mut rng)[1], 10);
+    }
+
+    #[test]
+    fn an_old_snapshot_cannot_hide_a_newer_ejection_running_out() {
+        let with = |primary: &str| vec![Backend::new(primary, 1), Backend::new("b", 1).backup()];
+        let pool = Pool::<SmoothWeighted>::new(with("y"), strict(), Default::default(), 1).unwrap();
+        let old = pool.snapshot();
+        pool.update(with("x"), secs(1)).unwrap();
+        let mut rng = Rng::new(1);
+        // y, only in the old membership, is out until 12 s; x, only in the new, until 15 s
+        old.pick(b"", secs(2), &mut rng)
+            .unwrap()
+            .record_failure(secs(2));
+        pool.record_failure(&"x".into(), secs(5));
+        let picked = |t: u64, rng: &mut Rng| {
+            let snapshot = pool.load();
+            let id = snapshot
+                .pick(b"", secs(t), rng)
+                .unwrap()
+                .backend()
+                .id
+                .to_string();
+            id
+        };
+        assert_eq!(picked(6, &mut rng), "b");
+        // the old snapshot, still in use, notices y's return first
+        let y = old.pick(b"", secs(12), &mut rng).unwrap();
+        assert_eq!(y.backend().id.to_string(), "y");
+        assert_eq!(picked(13, &mut rng), "b");
+        for t in [15, 20, 100, 1000] {
+            assert_eq!(picked(t, &mut rng), "x", "x is back at {t} s");
+        }
     }
 
     #[test]
