@@ -112,14 +112,31 @@ fn scan(input: &[u8]) -> Result<HttpRequest<'_>, Stop> {
     let minor_version = version_line(input, &mut pos)?;
 
     let connect = method == b"CONNECT";
-    let mut from_target = None;
-    let mut absolute_form = false;
-    if connect {
-        from_target = Some(name::check_authority(target)?);
-    } else if target.first() != Some(&b'/') && target != b"*" {
-        from_target = absolute_authority(target)?;
-        absolute_form = true;
-    }
+    let from_target = if connect {
+        // RFC 9110 §9.3.6: the authority-form target of CONNECT always has a port.
+        match name::check_authority(target)? {
+            (_, None) => {
+                return Err(Error::InvalidRequestLine {
+                    reason: "CONNECT target without a port",
+                }
+                .into());
+            }
+            authority => Some(authority),
+        }
+    } else if target == b"*" {
+        // RFC 9112 §3.2.4: the asterisk form is only for a server-wide OPTIONS.
+        if method != b"OPTIONS" {
+            return Err(Error::InvalidRequestLine {
+                reason: "asterisk-form target outside OPTIONS",
+            }
+            .into());
+        }
+        None
+    } else if target.first() == Some(&b'/') {
+        None
+    } else {
+        absolute_authority(target)?
+    };
 
     let mut host_header: Option<Option<Authority<'_>>> = None;
     loop {
@@ -171,7 +188,7 @@ fn scan(input: &[u8]) -> Result<HttpRequest<'_>, Stop> {
         port,
         minor_version,
         connect,
-        absolute_form: absolute_form && host.is_some(),
+        absolute_form: !connect && from_target.is_some(),
         consumed: pos,
     })
 }
@@ -304,6 +321,12 @@ fn absolute_authority(target: &[u8]) -> Result<Option<Authority<'_>>, Error> {
         });
     }
     if authority.is_empty() {
+        // RFC 9110 §4.2.1: an http(s) URI with an empty host must be rejected as invalid.
+        if scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https") {
+            return Err(Error::InvalidRequestLine {
+                reason: "http(s) target with an empty host",
+            });
+        }
         return Ok(None);
     }
     name::check_authority(authority).map(Some)
@@ -496,6 +519,33 @@ mod tests {
         );
         let r = complete(b"OPTIONS * HTTP/1.1\r\nHost: a.com\r\n\r\n");
         assert_eq!(r.host().unwrap(), "a.com");
+        assert!(!r.is_absolute_form());
+    }
+
+    #[test]
+    fn request_target_forms_are_checked() {
+        let line = |reason| Error::InvalidRequestLine { reason };
+        assert_eq!(
+            err(b"GET http:///x HTTP/1.1\r\nHost: a.com\r\n\r\n"),
+            line("http(s) target with an empty host")
+        );
+        assert_eq!(
+            err(b"GET HTTPS:///x HTTP/1.1\r\nHost: a.com\r\n\r\n"),
+            line("http(s) target with an empty host")
+        );
+        // Another scheme without an authority: the host comes from Host, so not absolute-form.
+        let r = complete(b"GET urn-x:///x HTTP/1.1\r\nHost: a.com\r\n\r\n");
+        assert_eq!(r.host().unwrap(), "a.com");
+        assert!(!r.is_absolute_form());
+        assert_eq!(
+            err(b"CONNECT a.example HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+            line("CONNECT target without a port")
+        );
+        assert_eq!(
+            err(b"GET * HTTP/1.1\r\nHost: a.com\r\n\r\n"),
+            line("asterisk-form target outside OPTIONS")
+        );
+        let r = complete(b"CONNECT a.com:443 HTTP/1.1\r\nHost: a.com:443\r\n\r\n");
         assert!(!r.is_absolute_form());
     }
 
