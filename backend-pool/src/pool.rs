@@ -801,13 +801,8 @@ mod tests {
         pool.record_failure(&"x".into(), secs(5));
         let picked = |t: u64, rng: &mut Rng| {
             let snapshot = pool.load();
-            let id = snapshot
-                .pick(b"", secs(t), rng)
-                .unwrap()
-                .backend()
-                .id
-                .to_string();
-            id
+            let pick = snapshot.pick(b"", secs(t), rng).unwrap();
+            pick.backend().id.to_string()
         };
         assert_eq!(picked(6, &mut rng), "b");
         // the old snapshot, still in use, notices y's return first
