@@ -102,6 +102,14 @@ pub enum Error {
     },
     /// Two `host_name` entries in one server_name extension (RFC 6066 §3).
     DuplicateHostName,
+    /// An extension after `pre_shared_key`, which must be the last (RFC 8446 §4.2.11).
+    PreSharedKeyNotLast,
+    /// Compression methods without null, or a TLS 1.3-only hello with anything but exactly null
+    /// (RFC 8446 §4.1.2, RFC 5246 §7.4.1.2).
+    InvalidCompression {
+        /// What is wrong with them.
+        reason: &'static str,
+    },
     /// A server name or Host that is not a valid DNS name or IP literal.
     InvalidName {
         /// What is wrong with it.
@@ -166,6 +174,8 @@ impl Error {
             Error::SessionIdTooLong { .. } => "session_id_too_long",
             Error::DuplicateExtension { .. } => "duplicate_extension",
             Error::DuplicateHostName => "duplicate_host_name",
+            Error::PreSharedKeyNotLast => "pre_shared_key_not_last",
+            Error::InvalidCompression { .. } => "invalid_compression",
             Error::InvalidName { .. } => "invalid_name",
             Error::HeadersTooLarge { .. } => "headers_too_large",
             Error::InvalidRequestLine { .. } => "invalid_request_line",
@@ -236,6 +246,12 @@ impl fmt::Display for Error {
                 write!(f, "extension {ext_type} appears twice")
             }
             Error::DuplicateHostName => f.write_str("two host_name entries in server_name"),
+            Error::PreSharedKeyNotLast => {
+                f.write_str("extension after pre_shared_key, which must be the last")
+            }
+            Error::InvalidCompression { reason } => {
+                write!(f, "legacy_compression_methods: {reason}")
+            }
             Error::InvalidName { reason } => write!(f, "invalid host name: {reason}"),
             Error::HeadersTooLarge { limit } => {
                 write!(f, "request headers exceed the cap of {limit} bytes")

@@ -44,6 +44,7 @@ impl fmt::Display for ProtocolVersion {
 mod ext {
     pub(super) const SERVER_NAME: u16 = 0;
     pub(super) const ALPN: u16 = 16;
+    pub(super) const PRE_SHARED_KEY: u16 = 41;
     pub(super) const SUPPORTED_VERSIONS: u16 = 43;
     pub(super) const ENCRYPTED_CLIENT_HELLO: u16 = 0xfe0d;
 }
@@ -277,9 +278,15 @@ pub(crate) fn parse(body: &[u8]) -> Result<ClientHello<'_>, Error> {
             len: cipher_suites.len(),
         });
     }
-    if r.sub_u8("legacy_compression_methods")?.is_empty() {
+    let compression = r.sub_u8("legacy_compression_methods")?.rest();
+    if compression.is_empty() {
         return Err(Error::Empty {
             field: "legacy_compression_methods",
+        });
+    }
+    if !compression.contains(&0) {
+        return Err(Error::InvalidCompression {
+            reason: "no null method",
         });
     }
     let mut hello = ClientHello {
@@ -307,10 +314,15 @@ pub(crate) fn parse(body: &[u8]) -> Result<ClientHello<'_>, Error> {
         all,
     };
     let mut exts = exts;
+    let mut psk_seen = false;
     while !exts.is_empty() {
         let offset = all.len() - exts.len();
         let ext_type = exts.u16()?;
         let data = exts.sub_u16("extensions")?;
+        if psk_seen {
+            return Err(Error::PreSharedKeyNotLast);
+        }
+        psk_seen = ext_type == ext::PRE_SHARED_KEY;
         if is_grease(ext_type) {
             continue;
         }
@@ -322,6 +334,17 @@ pub(crate) fn parse(body: &[u8]) -> Result<ClientHello<'_>, Error> {
             ext::ENCRYPTED_CLIENT_HELLO => hello.ech = true,
             _ => {}
         }
+    }
+    // RFC 8446 §4.1.2: a TLS 1.3 hello carries exactly the null method. Only a hello that offers
+    // nothing older is surely TLS 1.3; one that also offers 1.2 follows the older rule above.
+    let tls13_only = !hello.supported_versions.is_empty()
+        && hello
+            .supported_versions()
+            .all(|v| v >= ProtocolVersion::TLSV1_3);
+    if tls13_only && compression != [0] {
+        return Err(Error::InvalidCompression {
+            reason: "a TLS 1.3-only hello must offer exactly null",
+        });
     }
     Ok(hello)
 }

@@ -959,6 +959,46 @@ mod tests {
     }
 
     #[test]
+    fn pre_shared_key_must_be_the_last_extension() {
+        let psk: &[u8] = &[0, 0, 0, 0]; // empty identities and binders: only the position matters
+        let last = hello_body(&[0x13, 0x01], &[(23, &[]), (41, psk)]);
+        assert!(hello(&frame_hello(&last)).server_name().is_none());
+        for after in [23u16, 0x0a0a] {
+            let body = hello_body(&[0x13, 0x01], &[(41, psk), (after, &[])]);
+            assert_eq!(err(&frame_hello(&body)), Error::PreSharedKeyNotLast);
+        }
+    }
+
+    #[test]
+    fn compression_methods_must_offer_null_and_only_null_in_tls13() {
+        let at = 2 + 32 + 1 + 32 + 2 + 2;
+        let with_compression = |methods: &[u8], versions: &[u8]| {
+            let mut body = hello_body(&[0x13, 0x01], &[(43, versions)]);
+            let mut field = vec![methods.len() as u8];
+            field.extend_from_slice(methods);
+            body.splice(at..at + 2, field);
+            frame_hello(&body)
+        };
+        let tls13_only: &[u8] = &[4, 0x3a, 0x3a, 0x03, 0x04]; // GREASE and TLS 1.3
+        let tls13_and_12: &[u8] = &[4, 0x03, 0x04, 0x03, 0x03];
+        let reason = |reason| Error::InvalidCompression { reason };
+        assert_eq!(
+            err(&with_compression(&[1, 0], tls13_only)),
+            reason("a TLS 1.3-only hello must offer exactly null")
+        );
+        assert_eq!(
+            err(&with_compression(&[0, 0], tls13_only)),
+            reason("a TLS 1.3-only hello must offer exactly null")
+        );
+        assert_eq!(
+            err(&with_compression(&[1], tls13_and_12)),
+            reason("no null method")
+        );
+        hello(&with_compression(&[0], tls13_only));
+        hello(&with_compression(&[1, 0], tls13_and_12));
+    }
+
+    #[test]
     fn padding_up_to_the_cap_still_gives_the_name() {
         let spec = HelloSpec {
             server_name: Some(b"padded.example"),
