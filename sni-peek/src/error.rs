@@ -17,6 +17,11 @@ pub enum Error {
         /// The record length announced.
         len: usize,
     },
+    /// A record after the first with a version outside 0x0300-0x0303.
+    RecordVersion {
+        /// The record version found.
+        version: u16,
+    },
     /// A zero-length handshake record (forbidden by RFC 8446 §5.1).
     EmptyRecord,
     /// A record other than handshake (alert, change_cipher_spec, data) before the ClientHello ended.
@@ -159,6 +164,7 @@ impl Error {
             Error::NotTls => "not_tls",
             Error::NotHttp => "not_http",
             Error::RecordOverflow { .. } => "record_overflow",
+            Error::RecordVersion { .. } => "record_version",
             Error::EmptyRecord => "empty_record",
             Error::InterleavedRecord { .. } => "interleaved_record",
             Error::NotClientHello { .. } => "not_client_hello",
@@ -198,6 +204,12 @@ impl fmt::Display for Error {
             Error::NotHttp => f.write_str("not an HTTP request"),
             Error::RecordOverflow { len } => {
                 write!(f, "TLS record of {len} bytes exceeds 16384")
+            }
+            Error::RecordVersion { version } => {
+                write!(
+                    f,
+                    "TLS record version 0x{version:04x} outside 0x0300-0x0303"
+                )
             }
             Error::EmptyRecord => f.write_str("zero-length TLS handshake record"),
             Error::InterleavedRecord { content_type } => write!(

@@ -59,12 +59,20 @@ enum Class {
     Records,
 }
 
+/// Record versions accepted: SSL 3.0 to TLS 1.2 (0x0300-0x0303). TLS 1.3 freezes the field at
+/// 0x0301 or 0x0303 (RFC 8446 §5.1), so anything else is not a client this proxy can serve: in the
+/// first record it proves the bytes are not TLS, in a later one it is [`Error::RecordVersion`].
+fn is_record_version(major: u8, minor: u8) -> bool {
+    major == 3 && minor <= 3
+}
+
 /// Decides from the first three bytes: a TLS record, an SSLv2-compatible hello, or neither.
 fn classify(input: &[u8]) -> Class {
     match input {
         [] => Class::Partial(RECORD_HEADER_LEN),
         [content_type::HANDSHAKE] => Class::Partial(RECORD_HEADER_LEN - 1),
-        [content_type::HANDSHAKE, 3, ..] => Class::Records,
+        [content_type::HANDSHAKE, 3] => Class::Partial(RECORD_HEADER_LEN - 2),
+        [content_type::HANDSHAKE, v0, v1, ..] if is_record_version(*v0, *v1) => Class::Records,
         // SSLv2 record: 2-byte length with the top bit set, then msg_type CLIENT-HELLO (1).
         [b, ..] if b & 0x80 != 0 => match input.get(2) {
             None => Class::Partial(3 - input.len()),
@@ -212,6 +220,10 @@ fn walk(input: &[u8], limits: &Limits) -> Result<Status<Walk>, Error> {
         }
         if records == 1 {
             record_version = u16::from_be_bytes([v0, v1]);
+        } else if !is_record_version(v0, v1) {
+            return Err(Error::RecordVersion {
+                version: u16::from_be_bytes([v0, v1]),
+            });
         }
         let len = usize::from(u16::from_be_bytes([l0, l1]));
         if len == 0 {
@@ -618,6 +630,25 @@ mod tests {
             assert_eq!(
                 hello(&input).record_version(),
                 ProtocolVersion(0x0300 | u16::from(minor))
+            );
+        }
+    }
+
+    #[test]
+    fn other_record_versions_are_refused() {
+        for version in [[3u8, 4], [3, 0xff], [2, 0], [0x7f, 0x1c]] {
+            let mut input = TLS13_ALPN.to_vec();
+            input[1..3].copy_from_slice(&version);
+            assert_eq!(err(&input), Error::NotTls, "{version:?}");
+            assert_eq!(err(&input[..3]), Error::NotTls, "{version:?}");
+            // In a later record, once the stream is known to be TLS.
+            let mut framed = reframe(TLS13_ALPN, 100);
+            framed[100 + RECORD_HEADER_LEN + 1..][..2].copy_from_slice(&version);
+            assert_eq!(
+                err(&framed),
+                Error::RecordVersion {
+                    version: u16::from_be_bytes(version)
+                }
             );
         }
     }
