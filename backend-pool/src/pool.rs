@@ -985,6 +985,33 @@ mod tests {
     }
 
     #[test]
+    fn maglev_update_removing_one_of_1000_moves_about_1_over_n() {
+        let n = 1000;
+        let all = named(&[1; 1000]);
+        let pool = Pool::<Maglev>::new(all.clone(), strict(), Default::default(), 1).unwrap();
+        let owners = |pool: &Pool<Maglev>| -> Vec<BackendId> {
+            let snapshot = pool.load();
+            let ids: Vec<&BackendId> = snapshot.backends().map(|b| &b.id).collect();
+            let table = snapshot.algorithm(Tier::Primary).unwrap().table();
+            table.iter().map(|&i| ids[i as usize].clone()).collect()
+        };
+        let before = owners(&pool);
+        let mut fewer = all;
+        fewer.remove(417);
+        pool.update(fewer, secs(1)).unwrap();
+        let after = owners(&pool);
+        assert_eq!(before.len(), after.len(), "same table size");
+        let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        let share = moved as f64 / before.len() as f64;
+        // its own 1/n plus Maglev's reshuffle among the others (≈ 0.6 %), not the whole table
+        assert!(share <= 1.0 / n as f64 + 0.01, "moved {share}");
+        assert!(
+            share >= 0.5 / n as f64,
+            "at least the removed backend's slots: {share}"
+        );
+    }
+
+    #[test]
     fn maglev_ejection_spreads_keys_without_rebuilding() {
         let pool = Pool::<Maglev>::new(named(&[1; 10]), strict(), Default::default(), 1).unwrap();
         let snapshot = pool.snapshot();
