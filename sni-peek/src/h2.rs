@@ -21,6 +21,7 @@ mod frame_type {
 }
 
 mod flag {
+    pub(super) const ACK: u8 = 0x1;
     pub(super) const END_HEADERS: u8 = 0x4;
     pub(super) const PADDED: u8 = 0x8;
     pub(super) const PRIORITY: u8 = 0x20;
@@ -126,7 +127,8 @@ pub fn parse<'a>(
                     reason: "DATA, CONTINUATION or PUSH_PROMISE before the first HEADERS",
                 });
             }
-            // SETTINGS, WINDOW_UPDATE, PRIORITY, PING and unknown types may come first.
+            (None, frame_type::SETTINGS) => settings(payload, flags, stream)?,
+            // WINDOW_UPDATE, PRIORITY, PING and unknown types may come first too.
             (None, _) => {}
             (Some((open_stream, filled)), frame_type::CONTINUATION) if open_stream == stream => {
                 let filled = append(scratch, filled, payload)?;
@@ -161,6 +163,20 @@ fn done(block: &[u8], stream_id: u32, consumed: usize) -> Result<Status<H2Reques
         stream_id,
         consumed,
     }))
+}
+
+/// A SETTINGS frame's framing (RFC 9113 §6.5): on stream 0, six bytes per setting, empty with ACK.
+fn settings(payload: &[u8], flags: u8, stream: u32) -> Result<(), Error> {
+    let reason = if stream != 0 {
+        "SETTINGS on a stream other than 0"
+    } else if payload.len() % 6 != 0 {
+        "SETTINGS length not a multiple of 6"
+    } else if flags & flag::ACK != 0 && !payload.is_empty() {
+        "SETTINGS ACK with a payload"
+    } else {
+        return Ok(());
+    };
+    Err(Error::H2Frame { reason })
 }
 
 /// The header block fragment of a HEADERS payload, without padding and priority (RFC 9113 §6.2).
@@ -379,6 +395,26 @@ pub(crate) mod tests {
                 frame(frame_type::HEADERS, flag::PRIORITY | 4, 1, &[0, 0])
             ])),
             "PRIORITY HEADERS shorter than its priority fields"
+        );
+        assert_eq!(
+            frame_error(&with(&[frame(frame_type::SETTINGS, 0, 1, &[])])),
+            "SETTINGS on a stream other than 0"
+        );
+        assert_eq!(
+            frame_error(&with(&[frame(
+                frame_type::SETTINGS,
+                0,
+                0,
+                &[0, 3, 0, 0, 0]
+            )])),
+            "SETTINGS length not a multiple of 6"
+        );
+        assert_eq!(
+            frame_error(&with(&[
+                settings.clone(),
+                frame(frame_type::SETTINGS, flag::ACK, 0, &[0, 3, 0, 0, 0, 1])
+            ])),
+            "SETTINGS ACK with a payload"
         );
         let mut big = with(&[settings]);
         big.extend([0x00, 0x40, 0x01, 1, 4, 0, 0, 0, 1]);
