@@ -25,6 +25,9 @@
 //! - checksums: RFC 1624 incremental updates, so cost does not grow with the payload and a wrong
 //!   checksum stays equally wrong.
 //!
+//! Every entry point writes into a buffer you provide; for plain packets the `_in_place` variants
+//! rewrite the headers where the packet lies and never touch the payload beyond its checksum.
+//!
 //! What it does not do: any I/O, clocks, threads, allocation, or state beyond an IPv4 identification
 //! counter. It is not a stateful NAT64 (RFC 6146): there are no sessions and no port translation.
 //! It does not reassemble fragments.
