@@ -135,10 +135,6 @@ impl<'a> Translator<'a> {
         }
     }
 
-    pub(crate) fn cfg(&self) -> &Config<'a> {
-        &self.cfg
-    }
-
     #[inline]
     pub(crate) fn next_id(&self) -> u16 {
         // A plain load and store, not an atomic add: two threads may now and then draw the same ID,

@@ -105,7 +105,7 @@ fn plan<S: Sink>(
     hairpin: bool,
     sink: S,
 ) -> Result<Option<S::Out>, Fail> {
-    let cfg = t.cfg();
+    let cfg = t.config();
     let icmp_error = ip.proto == proto::ICMP
         && ip.offset == 0
         && ip.payload.first().is_some_and(|&ty| icmp::is_error_v4(ty));
@@ -305,7 +305,7 @@ fn icmp_error_msg(
     out: &mut [u8],
     hairpin: bool,
 ) -> Result<Emitted, Fail> {
-    let cfg = t.cfg();
+    let cfg = t.config();
     let msg = ip.payload;
     if msg.len() < 8 {
         return Err(DropReason::Truncated.into());
@@ -443,7 +443,7 @@ fn inner_packet(
         }
     }
     let h = Hdr6 {
-        traffic_class: t.cfg().traffic_class.unwrap_or(inner.tos),
+        traffic_class: t.config().traffic_class.unwrap_or(inner.tos),
         next: if inner.proto == proto::ICMP {
             proto::ICMPV6
         } else {
@@ -549,6 +549,21 @@ mod tests {
         cfg.traffic_class = Some(0);
         let out = translated(cfg, &h.build(&udp(b"x"), true));
         assert_eq!(&out[..2], &[0x60, 0x00]);
+    }
+
+    // RFC 6052 §4.1: 64:ff9b::/96 sums to zero, so with it the transport checksum does not change.
+    #[test]
+    fn well_known_prefix_is_checksum_neutral() {
+        let mut cfg = config();
+        cfg.pool6 = Some(crate::Pool6::new(crate::WELL_KNOWN_PREFIX).unwrap());
+        cfg.eam = &[];
+        let mut h = V4::new(6);
+        h.src = Ipv4Addr::new(8, 8, 4, 4);
+        h.dst = Ipv4Addr::new(1, 1, 1, 1);
+        let input = h.build(&tcp_syn(), true);
+        let out = translated(cfg, &input);
+        verify(&out).unwrap();
+        assert_eq!(&out[40 + 16..40 + 18], &input[20 + 16..20 + 18]);
     }
 
     // RFC 7915 §4.1 + RFC 1624: TCP checksum updated, not recomputed; a wrong one stays wrong by

@@ -37,7 +37,7 @@ struct Prepared<'a> {
 
 #[inline(always)]
 fn prepare<'a>(t: &Translator<'_>, input: &'a [u8]) -> Result<Prepared<'a>, Fail> {
-    let cfg = t.cfg();
+    let cfg = t.config();
     let ip = Ipv6::parse(input, Parse::Strict)?;
     let first = ip.frag.is_none_or(|f| f.offset == 0);
     let icmp_error = ip.proto == proto::ICMPV6
@@ -224,7 +224,7 @@ fn to_ipv4(t: &Translator<'_>, p: &Prepared<'_>, out: &mut [u8]) -> Result<Emitt
 
 #[inline(always)]
 fn plan_ipv4<S: Sink>(t: &Translator<'_>, p: &Prepared<'_>, sink: S) -> Result<S::Out, Fail> {
-    let cfg = t.cfg();
+    let cfg = t.config();
     let (ip, src, dst) = (&p.ip, p.src, p.dst);
     let payload = ip.payload;
     let mut patches = Patches::default();
@@ -327,7 +327,7 @@ fn icmp_error_msg(
     dst: Ipv4Addr,
     out: &mut [u8],
 ) -> Result<Emitted, Fail> {
-    let cfg = t.cfg();
+    let cfg = t.config();
     let msg = ip.payload;
     if msg.len() < 8 {
         return Err(DropReason::Truncated.into());
@@ -451,7 +451,7 @@ fn inner_packet(t: &Translator<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<
     }
     let total = 20 + claimed;
     let mut h = Hdr4 {
-        tos: t.cfg().traffic_class.unwrap_or(inner.traffic_class),
+        tos: t.config().traffic_class.unwrap_or(inner.traffic_class),
         id: 0,
         df: false,
         mf: false,
