@@ -40,6 +40,23 @@ impl fmt::Display for ProtocolVersion {
     }
 }
 
+/// A TLS cipher suite code point (open: unknown values pass through).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CipherSuite(pub u16);
+
+impl CipherSuite {
+    /// TLS 1.3 `TLS_AES_128_GCM_SHA256` (RFC 8446 §B.4).
+    pub const TLS13_AES_128_GCM_SHA256: Self = Self(0x1301);
+    /// TLS 1.3 `TLS_AES_256_GCM_SHA384`.
+    pub const TLS13_AES_256_GCM_SHA384: Self = Self(0x1302);
+    /// TLS 1.3 `TLS_CHACHA20_POLY1305_SHA256`.
+    pub const TLS13_CHACHA20_POLY1305_SHA256: Self = Self(0x1303);
+    /// `TLS_EMPTY_RENEGOTIATION_INFO_SCSV` (RFC 5746 §3.3): a signal, not a cipher.
+    pub const EMPTY_RENEGOTIATION_INFO_SCSV: Self = Self(0x00ff);
+    /// `TLS_FALLBACK_SCSV` (RFC 7507): a signal, not a cipher.
+    pub const FALLBACK_SCSV: Self = Self(0x5600);
+}
+
 /// Extension code points this parser looks inside.
 mod ext {
     pub(super) const SERVER_NAME: u16 = 0;
@@ -126,9 +143,9 @@ impl<'a> ClientHello<'a> {
             .unwrap_or(self.legacy_version)
     }
 
-    /// The offered cipher suites (GREASE skipped).
-    pub fn cipher_suites(&self) -> Versions<'a> {
-        Versions {
+    /// The offered cipher suites, in the client's order (GREASE skipped).
+    pub fn cipher_suites(&self) -> CipherSuites<'a> {
+        CipherSuites {
             rest: self.cipher_suites,
         }
     }
@@ -199,7 +216,19 @@ impl<'a> Iterator for AlpnProtocols<'a> {
     }
 }
 
-/// Iterator over a validated list of two-byte code points, GREASE skipped.
+/// The next two-byte code point of a validated list, GREASE skipped.
+fn next_code_point(rest: &mut &[u8]) -> Option<u16> {
+    loop {
+        let ([a, b], tail) = rest.split_first_chunk::<2>()?;
+        *rest = tail;
+        let v = u16::from_be_bytes([*a, *b]);
+        if !is_grease(v) {
+            return Some(v);
+        }
+    }
+}
+
+/// Iterator over the `supported_versions` list, GREASE skipped.
 #[derive(Debug, Clone)]
 pub struct Versions<'a> {
     rest: &'a [u8],
@@ -209,14 +238,21 @@ impl Iterator for Versions<'_> {
     type Item = ProtocolVersion;
 
     fn next(&mut self) -> Option<ProtocolVersion> {
-        loop {
-            let ([a, b], tail) = self.rest.split_first_chunk::<2>()?;
-            self.rest = tail;
-            let v = u16::from_be_bytes([*a, *b]);
-            if !is_grease(v) {
-                return Some(ProtocolVersion(v));
-            }
-        }
+        next_code_point(&mut self.rest).map(ProtocolVersion)
+    }
+}
+
+/// Iterator over the offered cipher suites, GREASE skipped.
+#[derive(Debug, Clone)]
+pub struct CipherSuites<'a> {
+    rest: &'a [u8],
+}
+
+impl Iterator for CipherSuites<'_> {
+    type Item = CipherSuite;
+
+    fn next(&mut self) -> Option<CipherSuite> {
+        next_code_point(&mut self.rest).map(CipherSuite)
     }
 }
 

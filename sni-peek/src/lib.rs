@@ -67,7 +67,7 @@ use core::num::NonZeroUsize;
 
 pub use error::Error;
 pub use h2::H2Request;
-pub use hello::{AlpnProtocols, ClientHello, ProtocolVersion, Versions};
+pub use hello::{AlpnProtocols, CipherSuite, CipherSuites, ClientHello, ProtocolVersion, Versions};
 pub use http1::HttpRequest;
 pub use name::{HostName, MAX_NAME_LEN};
 

@@ -339,6 +339,7 @@ fn reassemble<'a>(input: &[u8], scratch: &'a mut [u8], total: usize) -> Result<&
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hello::CipherSuite;
     use crate::internal::{HelloSpec, build_hello, frame_hello, hello_body, reframe, with_len16};
     use std::string::{String, ToString};
     use std::vec::Vec;
@@ -861,7 +862,14 @@ mod tests {
             h.supported_versions().collect::<Vec<_>>(),
             [ProtocolVersion::TLSV1_3, ProtocolVersion::TLSV1_2]
         );
-        assert_eq!(h.cipher_suites().count(), 3);
+        assert_eq!(
+            h.cipher_suites().collect::<Vec<_>>(),
+            [
+                CipherSuite::TLS13_AES_128_GCM_SHA256,
+                CipherSuite::TLS13_AES_256_GCM_SHA384,
+                CipherSuite(0xc02f)
+            ]
+        );
     }
 
     #[test]
