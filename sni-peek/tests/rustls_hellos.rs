@@ -155,17 +155,17 @@ fn rustls_hellos_parse_whole_split_and_reframed() {
             );
         }
         let mut scratch = vec![0; 20000];
-        if let Status::Complete(Detected::Tls(h)) =
-            peek(&hello, &mut scratch, &Limits::default()).unwrap()
-        {
-            let top = if case.tls12_only {
-                ProtocolVersion::TLSV1_2
-            } else {
-                ProtocolVersion::TLSV1_3
-            };
-            assert_eq!(h.max_version(), top, "{}", case.file);
-            assert_eq!(h.legacy_version(), ProtocolVersion::TLSV1_2);
-        }
+        let outcome = peek(&hello, &mut scratch, &Limits::default()).unwrap();
+        let Status::Complete(Detected::Tls(h)) = outcome else {
+            panic!("{}: not a complete TLS hello: {outcome:?}", case.file);
+        };
+        let top = if case.tls12_only {
+            ProtocolVersion::TLSV1_2
+        } else {
+            ProtocolVersion::TLSV1_3
+        };
+        assert_eq!(h.max_version(), top, "{}", case.file);
+        assert_eq!(h.legacy_version(), ProtocolVersion::TLSV1_2);
 
         // Every prefix is Partial.
         for cut in 0..hello.len() {
