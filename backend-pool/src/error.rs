@@ -21,14 +21,6 @@ pub enum PoolError {
         /// The most a pool can hold.
         limit: usize,
     },
-    /// Smooth round-robin: the weights' cycle (sum of weights divided by their gcd) is longer
-    /// than the schedule the configuration allows.
-    PeriodTooLong {
-        /// Picks in one full cycle.
-        period: u64,
-        /// The configured `max_period`.
-        limit: u64,
-    },
     /// Maglev: the lookup table would be larger than the configured limit.
     TableTooLarge {
         /// Slots the table would need.
@@ -50,10 +42,6 @@ impl fmt::Display for PoolError {
             Self::TooManyBackends { count, limit } => {
                 write!(f, "{count} backends, at most {limit} supported")
             }
-            Self::PeriodTooLong { period, limit } => write!(
-                f,
-                "smooth round-robin cycle of {period} picks exceeds max_period {limit}"
-            ),
             Self::TableTooLarge { size, limit } => {
                 write!(
                     f,

@@ -5,7 +5,8 @@
 //!
 //! - **Algorithms, one trait** ([`Algorithm`]): [`SmoothWeighted`] (nginx's smooth weighted
 //!   round-robin, exact sequence, O(1) per pick from a precomputed cycle and one atomic counter,
-//!   random start per rebuild), [`LeastConn`] (weighted power of two choices on in-flight counts),
+//!   random start per rebuild; a cycle too long to precompute is walked live, O(distinct weights)
+//!   per pick under a short lock), [`LeastConn`] (weighted power of two choices on in-flight counts),
 //!   [`Maglev`] (consistent hashing over any key, prime table ≥ 100·n), [`WeightedRandom`].
 //! - **Retries** ([`Candidates`]): bounded, no duplicates, never a drained (weight 0) or unhealthy
 //!   backend, in the algorithm's order, with no allocation.

@@ -707,6 +707,25 @@ mod tests {
     }
 
     #[test]
+    fn smooth_accepts_cycles_too_long_to_precompute() {
+        let mut rng = Rng::new(3);
+        let heterogeneous: Vec<u32> = (0..1000).map(|_| 1 + rng.below(10_000) as u32).collect();
+        for weights in [&heterogeneous[..], &[u32::MAX, 1]] {
+            let pool = Pool::<SmoothWeighted>::new(named(weights), strict(), Default::default(), 1)
+                .unwrap();
+            let snapshot = pool.load();
+            assert!(
+                snapshot
+                    .algorithm(Tier::Primary)
+                    .unwrap()
+                    .schedule()
+                    .is_empty()
+            );
+            assert_eq!(counts(&pool, 100, T0, &mut rng).iter().sum::<u64>(), 100);
+        }
+    }
+
+    #[test]
     fn retries_are_bounded_by_max_attempts() {
         let config = PoolConfig {
             max_attempts: 2,

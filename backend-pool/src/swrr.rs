@@ -1,7 +1,11 @@
 //! Smooth weighted round-robin with nginx's exact sequence, at O(1) per pick: the whole cycle is
-//! computed when the snapshot is built, then walked with one shared atomic counter.
+//! computed when the snapshot is built, then walked with one shared atomic counter. A cycle too
+//! long to precompute (sum of weights / their gcd above `max_period`, or too many distinct weights
+//! to build quickly) is walked live instead: nginx's own step, exact, O(distinct weights) per pick
+//! under a short per-tier lock.
 
 use core::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::PoolError;
 use crate::algorithm::{Algorithm, Member, Proposal};
@@ -14,8 +18,9 @@ pub struct SmoothConfig {
     /// Start each rebuilt cycle at a random position (from the rebuild seed) so a fleet of proxies
     /// does not send its first picks to the same backend. Off only for reproducing nginx exactly.
     pub random_start: bool,
-    /// Longest cycle (sum of weights / their gcd) to precompute, in picks; 4 bytes each. At most
-    /// 2^30 whatever is set here.
+    /// Longest cycle (sum of weights / their gcd) to precompute, in picks; 4 bytes each (the
+    /// default, 2^20, is 4 MiB per tier). At most 2^30 whatever is set here. Longer cycles are
+    /// walked live: the same sequence, slower and under a lock.
     pub max_period: u64,
 }
 
@@ -23,15 +28,18 @@ impl Default for SmoothConfig {
     fn default() -> Self {
         Self {
             random_start: true,
-            max_period: 1 << 22,
+            max_period: 1 << 20,
         }
     }
 }
 
-/// nginx's smooth weighted round-robin (`a a b a c a a` for weights 5, 1, 1), precomputed.
+/// nginx's smooth weighted round-robin (`a a b a c a a` for weights 5, 1, 1), precomputed, or
+/// walked live when the cycle is too long to precompute.
 #[derive(Debug)]
 pub struct SmoothWeighted {
+    /// Empty when walked live.
     schedule: Box<[u32]>,
+    live: Option<Mutex<Stepper>>,
     /// Whole cycles subtracted from the counter when it reaches `FOLD_AT`.
     fold: u64,
     /// Every pick writes it: alone on its line so the fields beside it stay cached for readers.
@@ -40,7 +48,7 @@ pub struct SmoothWeighted {
 }
 
 impl SmoothWeighted {
-    /// One full cycle, as snapshot indices.
+    /// One full cycle, as snapshot indices; empty when the cycle is walked live.
     pub fn schedule(&self) -> &[u32] {
         &self.schedule
     }
@@ -68,7 +76,26 @@ impl Algorithm for SmoothWeighted {
     type Config = SmoothConfig;
 
     fn build(members: &[Member], config: &SmoothConfig, seed: u64) -> Result<Self, PoolError> {
-        let schedule = nginx_cycle(members, config.max_period.min(MAX_PERIOD))?;
+        let mut stepper = Stepper::new(members);
+        let precompute = stepper.period <= config.max_period.min(MAX_PERIOD)
+            && stepper.period.saturating_mul(stepper.groups.len() as u64) <= MAX_BUILD_STEPS;
+        if !precompute {
+            if config.random_start {
+                // as far into the cycle as a quick build allows
+                let reach = (MAX_LIVE_START / stepper.groups.len().max(1) as u64).max(1);
+                for _ in 0..mix64(seed) % stepper.period.min(reach) {
+                    stepper.step();
+                }
+            }
+            return Ok(Self {
+                schedule: Box::default(),
+                live: Some(Mutex::new(stepper)),
+                fold: 0,
+                next: Padded(AtomicU64::new(0)),
+                len: FastMod::new(0),
+            });
+        }
+        let schedule: Box<[u32]> = (0..stepper.period).map(|_| stepper.step()).collect();
         let start = if config.random_start && !schedule.is_empty() {
             mix64(seed) % schedule.len() as u64
         } else {
@@ -79,12 +106,17 @@ impl Algorithm for SmoothWeighted {
             fold: MAX_PERIOD.checked_div(len).map_or(0, |k| k * len),
             len: FastMod::new(len),
             schedule,
+            live: None,
             next: Padded(AtomicU64::new(start)),
         })
     }
 
     #[inline]
     fn propose(&self, p: &mut Proposal<'_>) -> Option<u32> {
+        if let Some(live) = &self.live {
+            // No slots to walk on from: a retry, too, takes the sequence's next step.
+            return Some(live.lock().unwrap_or_else(PoisonError::into_inner).step());
+        }
         if self.schedule.is_empty() {
             return None;
         }
@@ -129,10 +161,13 @@ impl FastMod {
     }
 }
 
-/// Cycle length × distinct weights allowed when precomputing (about a second of work).
-const MAX_BUILD_STEPS: u64 = 1 << 30;
+/// Cycle length × distinct weights allowed when precomputing (a fraction of a second).
+const MAX_BUILD_STEPS: u64 = 1 << 26;
+/// Steps × distinct weights spent on a live walker's random start.
+const MAX_LIVE_START: u64 = 1 << 20;
 
 /// One group of members with the same weight: nginx picks them in list order, one per round.
+#[derive(Debug)]
 struct Group {
     weight: u64,
     members: Vec<u32>,
@@ -143,47 +178,56 @@ struct Group {
 /// nginx's selection, step by step: every peer's current weight grows by its weight, the largest
 /// wins (first in list order on a tie) and loses the total. Peers of equal weight are always
 /// picked in turn, so one step costs O(distinct weights), not O(n).
-fn nginx_cycle(members: &[Member], max_period: u64) -> Result<Box<[u32]>, PoolError> {
-    let gcd = members
-        .iter()
-        .fold(0u64, |g, m| gcd(g, u64::from(m.weight)));
-    if gcd == 0 {
-        return Ok(Box::default());
-    }
-    let period: u64 = members.iter().map(|m| u64::from(m.weight) / gcd).sum();
-    if period > max_period {
-        return Err(PoolError::PeriodTooLong {
+#[derive(Debug)]
+struct Stepper {
+    groups: Vec<Group>,
+    /// Picks in one cycle: the sum of the weights divided by their gcd.
+    period: u64,
+    /// Steps taken in the current cycle.
+    t: u64,
+}
+
+impl Stepper {
+    fn new(members: &[Member]) -> Self {
+        let gcd = members
+            .iter()
+            .fold(0u64, |g, m| gcd(g, u64::from(m.weight)))
+            .max(1);
+        let mut groups: Vec<Group> = Vec::new();
+        for m in members.iter().filter(|m| m.weight > 0) {
+            let weight = u64::from(m.weight) / gcd;
+            match groups.iter_mut().find(|g| g.weight == weight) {
+                Some(g) => g.members.push(m.index),
+                None => groups.push(Group {
+                    weight,
+                    members: vec![m.index],
+                    next: 0,
+                    rounds: 0,
+                }),
+            }
+        }
+        let period = members.iter().map(|m| u64::from(m.weight) / gcd).sum();
+        Self {
+            groups,
             period,
-            limit: max_period,
-        });
-    }
-    let mut groups: Vec<Group> = Vec::new();
-    for m in members {
-        let weight = u64::from(m.weight) / gcd;
-        match groups.iter_mut().find(|g| g.weight == weight) {
-            Some(g) => g.members.push(m.index),
-            None => groups.push(Group {
-                weight,
-                members: vec![m.index],
-                next: 0,
-                rounds: 0,
-            }),
+            t: 0,
         }
     }
-    // Each step compares every group: refuse cycles that would take too long to precompute.
-    let work = period.saturating_mul(groups.len() as u64);
-    if work > MAX_BUILD_STEPS {
-        return Err(PoolError::PeriodTooLong {
-            period,
-            limit: (MAX_BUILD_STEPS / groups.len() as u64).min(max_period),
-        });
-    }
-    let total = i128::from(period);
-    let mut cycle = Vec::with_capacity(period as usize);
-    for t in 1..=i128::from(period) {
+
+    /// The next pick (`u32::MAX` when there are no members).
+    fn step(&mut self) -> u32 {
+        if self.t == self.period {
+            // a whole cycle: every current weight is back to zero
+            self.t = 0;
+            for g in &mut self.groups {
+                g.rounds = 0;
+            }
+        }
+        self.t += 1;
+        let (t, total) = (i128::from(self.t), i128::from(self.period));
         // current weight of a group's next member = t·w − total·(times it was picked)
         let mut best: Option<(i128, u32, usize)> = None;
-        for (gi, g) in groups.iter().enumerate() {
+        for (gi, g) in self.groups.iter().enumerate() {
             let value = t * i128::from(g.weight) - total * i128::from(g.rounds);
             let index = g.members[g.next];
             let better = match best {
@@ -194,16 +238,17 @@ fn nginx_cycle(members: &[Member], max_period: u64) -> Result<Box<[u32]>, PoolEr
                 best = Some((value, index, gi));
             }
         }
-        let Some((_, index, gi)) = best else { break };
-        cycle.push(index);
-        let g = &mut groups[gi];
+        let Some((_, index, gi)) = best else {
+            return u32::MAX;
+        };
+        let g = &mut self.groups[gi];
         g.next += 1;
         if g.next == g.members.len() {
             g.next = 0;
             g.rounds += 1;
         }
+        index
     }
-    Ok(cycle.into_boxed_slice())
 }
 
 const fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -230,6 +275,11 @@ mod tests {
                 id_hash: i as u64,
             })
             .collect()
+    }
+
+    fn nginx_cycle(m: &[Member]) -> Box<[u32]> {
+        let mut s = Stepper::new(m);
+        (0..s.period).map(|_| s.step()).collect()
     }
 
     fn letters(cycle: &[u32]) -> String {
@@ -300,7 +350,7 @@ mod tests {
 
     #[test]
     fn nginx_golden_sequences() {
-        let cycle = |w: &[u32]| letters(&nginx_cycle(&members(w), 1 << 20).unwrap());
+        let cycle = |w: &[u32]| letters(&nginx_cycle(&members(w)));
         assert_eq!(cycle(&[5, 1, 1]), "aabacaa");
         assert_eq!(cycle(&[4, 2, 1]), "abacaba");
         assert_eq!(cycle(&[2, 1]), "aba");
@@ -314,7 +364,7 @@ mod tests {
         for _ in 0..200 {
             let n = 1 + rng.below(12) as usize;
             let weights: Vec<u32> = (0..n).map(|_| 1 + rng.below(20) as u32).collect();
-            let cycle = nginx_cycle(&members(&weights), 1 << 20).unwrap();
+            let cycle = nginx_cycle(&members(&weights));
             let g = weights.iter().fold(0, |g, &w| gcd(g, u64::from(w)));
             let reduced: Vec<u32> = weights.iter().map(|&w| (u64::from(w) / g) as u32).collect();
             assert_eq!(
@@ -340,7 +390,7 @@ mod tests {
             let g = weights.iter().fold(0, |g, &w| gcd(g, u64::from(w)));
             let w: Vec<u64> = weights.iter().map(|&x| u64::from(x) / g).collect();
             let total: u64 = w.iter().sum();
-            let cycle = nginx_cycle(&members(&weights), 1 << 20).unwrap();
+            let cycle = nginx_cycle(&members(&weights));
             for (i, &wi) in w.iter().enumerate() {
                 let count = cycle.iter().filter(|&&c| c == i as u32).count() as u64;
                 assert_eq!(count, wi);
@@ -367,7 +417,7 @@ mod tests {
 
     #[test]
     fn longest_run_for_100_1_1_is_nginx_s() {
-        let cycle = nginx_cycle(&members(&[100, 1, 1]), 1 << 20).unwrap();
+        let cycle = nginx_cycle(&members(&[100, 1, 1]));
         let doubled: Vec<u32> = cycle.iter().chain(cycle.iter()).copied().collect();
         let longest = doubled
             .chunk_by(|a, b| a == b)
@@ -384,28 +434,90 @@ mod tests {
         assert!(longest < 100, "smoother than an expanded array: {longest}");
     }
 
-    #[test]
-    fn overlong_cycle_is_a_typed_error() {
-        let err = nginx_cycle(&members(&[u32::MAX, 1]), 1 << 20).unwrap_err();
-        assert_eq!(
-            err,
-            PoolError::PeriodTooLong {
-                period: u64::from(u32::MAX) + 1,
-                limit: 1 << 20
-            }
-        );
-        // Many distinct weights make a long build: refused rather than hanging.
-        let distinct: Vec<u32> = (1..=3000).collect();
-        assert!(matches!(
-            nginx_cycle(&members(&distinct), u64::MAX),
-            Err(PoolError::PeriodTooLong {
-                period: 4_501_500,
-                ..
+    fn not_random(max_period: u64) -> SmoothConfig {
+        SmoothConfig {
+            random_start: false,
+            max_period,
+        }
+    }
+
+    /// The first `picks` of a built algorithm, through `propose` as the pool calls it.
+    fn walk(s: &SmoothWeighted, picks: usize) -> Vec<u32> {
+        let filter = crate::algorithm::Filter {
+            entries: &[],
+            now: 0,
+            ignore_health: false,
+            tried: &crate::tried::Tried::new(),
+        };
+        let mut rng = Rng::new(0);
+        (0..picks)
+            .map(|_| {
+                let mut cursor = 0;
+                let mut p = Proposal {
+                    key: b"",
+                    rng: &mut rng,
+                    attempt: 0,
+                    cursor: &mut cursor,
+                    filter: &filter,
+                };
+                s.propose(&mut p).unwrap()
             })
-        ));
-        // Huge but proportional weights reduce by the gcd and are fine.
-        let ok = nginx_cycle(&members(&[u32::MAX, u32::MAX]), 4).unwrap();
-        assert_eq!(&*ok, &[0, 1]);
+            .collect()
+    }
+
+    #[test]
+    fn long_cycles_are_walked_live_with_nginx_s_sequence() {
+        let mut rng = Rng::new(5);
+        let heterogeneous: Vec<u32> = (0..1000).map(|_| 1 + rng.below(10_000) as u32).collect();
+        let distinct: Vec<u32> = (1..=3000).collect();
+        for weights in [&heterogeneous[..], &distinct, &[u32::MAX, 1], &[5, 1, 1]] {
+            // [5, 1, 1] with a 4-pick limit: live across the cycle's wrap
+            let limit = if weights.len() == 3 { 4 } else { 1 << 20 };
+            let s = SmoothWeighted::build(&members(weights), &not_random(limit), 0).unwrap();
+            assert!(s.schedule().is_empty(), "walked live");
+            let picks = 3 * weights.len().max(10);
+            assert_eq!(
+                walk(&s, picks),
+                nginx_reference(weights, picks),
+                "{}",
+                weights.len()
+            );
+        }
+        // within the limits, still precomputed
+        let s = SmoothWeighted::build(&members(&[5, 1, 1]), &not_random(7), 0).unwrap();
+        assert_eq!(letters(s.schedule()), "aabacaa");
+    }
+
+    #[test]
+    fn a_live_walk_starts_at_random_reproducibly() {
+        let weights = [1_000_000, 999_999, 3];
+        let m = members(&weights);
+        let first = |seed| {
+            walk(
+                &SmoothWeighted::build(&m, &SmoothConfig::default(), seed).unwrap(),
+                40,
+            )
+        };
+        assert_eq!(first(1), first(1));
+        // a random start reaches at most 2^20 / 3 steps in
+        let reference = nginx_reference(&weights, 350_000 + 40);
+        let starts: Vec<Vec<u32>> = (0..8).map(first).collect();
+        for s in &starts {
+            assert!(
+                reference.windows(40).any(|w| w == &s[..]),
+                "a stretch of nginx's sequence"
+            );
+        }
+        assert!(
+            starts.iter().any(|s| s != &starts[0]),
+            "seeds start elsewhere"
+        );
+    }
+
+    #[test]
+    fn huge_but_proportional_weights_reduce_by_the_gcd() {
+        let s = SmoothWeighted::build(&members(&[u32::MAX, u32::MAX]), &not_random(4), 0).unwrap();
+        assert_eq!(s.schedule(), &[0, 1]);
     }
 
     #[test]
