@@ -319,3 +319,68 @@ impl<'a> Translator<'a> {
         Ok(Emitted::new(40 + icmp_len, 1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rfc6052::{Pool6, WELL_KNOWN_PREFIX};
+
+    // Reference translations in testdata/, computed with an independent script from the RFC
+    // arithmetic (RFC 791/768/792/4443/8200 headers and checksums, RFC 7915 field rules), not by
+    // this crate.
+    static UDP_WKP_V4: &[u8] = include_bytes!("../testdata/udp-wkp.v4.bin");
+    static UDP_WKP_V6: &[u8] = include_bytes!("../testdata/udp-wkp.v6.bin");
+    static ECHO_40_V4: &[u8] = include_bytes!("../testdata/echo-40.v4.bin");
+    static ECHO_40_V6: &[u8] = include_bytes!("../testdata/echo-40.v6.bin");
+    static TCP_ATOMIC_V6: &[u8] = include_bytes!("../testdata/tcp-atomic.v6.bin");
+    static TCP_ATOMIC_V4: &[u8] = include_bytes!("../testdata/tcp-atomic.v4.bin");
+
+    fn one(o: Outcome, out: &[u8]) -> &[u8] {
+        let Outcome::Translated(e) = o else {
+            panic!("{o:?}")
+        };
+        assert_eq!(e.count(), 1);
+        &out[..e.len()]
+    }
+
+    fn pool40() -> Translator<'static> {
+        Translator::new(Config::new(Some(
+            Pool6::new("2001:db8:100::/40".parse().unwrap()).unwrap(),
+        )))
+    }
+
+    #[test]
+    fn udp_through_the_well_known_prefix() {
+        let t = Translator::new(Config::new(Some(Pool6::new(WELL_KNOWN_PREFIX).unwrap())));
+        let mut out = [0u8; 4096];
+        assert_eq!(
+            one(t.translate_4to6(UDP_WKP_V4, &mut out), &out),
+            UDP_WKP_V6
+        );
+    }
+
+    #[test]
+    fn echo_request_through_a_40_bit_prefix() {
+        let mut out = [0u8; 4096];
+        assert_eq!(
+            one(pool40().translate_4to6(ECHO_40_V4, &mut out), &out),
+            ECHO_40_V6
+        );
+    }
+
+    #[test]
+    fn tcp_syn_in_an_atomic_fragment() {
+        let mut out = [0u8; 4096];
+        assert_eq!(
+            one(pool40().translate_6to4(TCP_ATOMIC_V6, &mut out), &out),
+            TCP_ATOMIC_V4
+        );
+    }
+
+    #[test]
+    fn out_len_covers_the_worst_cases() {
+        assert!(Translator::out_len(0) >= 2 * MAX_ICMP6_ERROR);
+        // 65535 bytes of IPv4 in 1280-byte IPv6 fragments: 54 fragments of 48 header bytes each.
+        assert!(Translator::out_len(65535) >= 65535 + 54 * 48);
+    }
+}
