@@ -246,7 +246,8 @@ mod tests {
 
     fn host_name() -> impl Strategy<Value = String> {
         (
-            proptest::collection::vec("[a-zA-Z0-9_][a-zA-Z0-9_-]{0,20}", 1..5),
+            // Labels neither start nor end with '-'.
+            proptest::collection::vec("[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,19}[a-zA-Z0-9_])?", 1..5),
             any::<bool>(),
         )
             .prop_map(|(labels, dot)| labels.join(".") + if dot { "." } else { "" })

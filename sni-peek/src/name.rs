@@ -13,6 +13,8 @@ use crate::Error;
 pub const MAX_NAME_LEN: usize = 253;
 
 /// A host name: ASCII letters, digits, `-`, `_` and dots, lowercased, one trailing dot removed.
+/// No label starts or ends with `-` (RFC 952, RFC 1123 §2.1; `xn--` labels are unaffected), since
+/// no such name can be registered and backends differ on whether they accept one.
 ///
 /// From an HTTP Host or `:authority` it may also be an IP literal (`192.0.2.1`, or `2001:db8::1`
 /// without its brackets); a TLS server name never is (RFC 6066 §3 forbids literals there, so one is
@@ -109,6 +111,7 @@ const INVALID: u8 = 0;
 const LABEL: u8 = 1;
 const DOT: u8 = 2;
 const NON_ASCII: u8 = 3;
+const HYPHEN: u8 = 4;
 
 /// The class of every byte, so that checking a name is one lookup per byte.
 const CLASS: [u8; 256] = {
@@ -116,7 +119,8 @@ const CLASS: [u8; 256] = {
     let mut b = 0;
     while b < 256 {
         t[b] = match b as u8 {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => LABEL,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => LABEL,
+            b'-' => HYPHEN,
             b'.' => DOT,
             0x80.. => NON_ASCII,
             _ => INVALID,
@@ -126,8 +130,12 @@ const CLASS: [u8; 256] = {
     t
 };
 
-/// The DNS text rules: 1 to 253 bytes of letters, digits, `-` and `_`, in labels of 1 to 63.
+/// The DNS text rules: 1 to 253 bytes of letters, digits, `-` and `_`, in labels of 1 to 63 that
+/// neither start nor end with `-`.
 fn check_text(raw: &[u8]) -> Result<(), Error> {
+    const EDGE_HYPHEN: Error = Error::InvalidName {
+        reason: "label starts or ends with '-'",
+    };
     if raw.is_empty() {
         return Err(Error::InvalidName { reason: "empty" });
     }
@@ -137,9 +145,13 @@ fn check_text(raw: &[u8]) -> Result<(), Error> {
         });
     }
     let mut label = 0usize;
+    let mut last = 0u8;
     for &b in raw {
         match CLASS[usize::from(b)] {
-            LABEL => {
+            LABEL | HYPHEN => {
+                if label == 0 && b == b'-' {
+                    return Err(EDGE_HYPHEN);
+                }
                 label += 1;
                 if label > 63 {
                     return Err(Error::InvalidName {
@@ -147,6 +159,7 @@ fn check_text(raw: &[u8]) -> Result<(), Error> {
                     });
                 }
             }
+            DOT if last == b'-' => return Err(EDGE_HYPHEN),
             DOT if label > 0 => label = 0,
             DOT => {
                 return Err(Error::InvalidName {
@@ -164,6 +177,10 @@ fn check_text(raw: &[u8]) -> Result<(), Error> {
                 });
             }
         }
+        last = b;
+    }
+    if last == b'-' {
+        return Err(EDGE_HYPHEN);
     }
     if label == 0 {
         // Only reachable for a name that ended in two dots: one was stripped already.
@@ -350,6 +367,10 @@ mod tests {
             reason(dns("bücher.example")),
             "non-ASCII byte (IDNs must be sent as xn-- labels)"
         );
+        for edge in ["-a.com", "a-.com", "a.-b.com", "a.b-", "-", "a.-"] {
+            assert_eq!(reason(dns(edge)), "label starts or ends with '-'", "{edge}");
+        }
+        assert!(dns("a-b.c--d.xn--e").unwrap().is_some());
         let long_label = "a".repeat(64);
         assert_eq!(reason(dns(&long_label)), "label longer than 63 bytes");
         assert!(dns(&"a".repeat(63)).unwrap().is_some());
@@ -405,6 +426,12 @@ mod tests {
             e(b"[::g]"),
             Error::InvalidName {
                 reason: "not an IPv6 literal"
+            }
+        );
+        assert_eq!(
+            e(b"-a.com:443"),
+            Error::InvalidName {
+                reason: "label starts or ends with '-'"
             }
         );
         assert_eq!(e(b"a.com:"), Error::InvalidPort);
