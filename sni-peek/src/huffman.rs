@@ -181,6 +181,67 @@ pub(crate) mod tests {
         }
     }
 
+    /// Packs (code, length) pairs MSB first and pads with ones, as an encoder would: built from
+    /// codes typed in, so that the decoder is checked against the RFC, not against its own tables.
+    fn pack(codes: &[(u32, u32)]) -> Vec<u8> {
+        let (mut acc, mut bits, mut out) = (0u64, 0u32, Vec::new());
+        for &(code, len) in codes {
+            acc = acc << len | u64::from(code);
+            bits += len;
+            while bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        if bits > 0 {
+            out.push((acc << (8 - bits) | (0xff >> bits)) as u8);
+        }
+        out
+    }
+
+    #[test]
+    fn decodes_codes_typed_in_from_appendix_b() {
+        // (symbol, code, bits) rows of RFC 7541 Appendix B, across the code lengths.
+        const ROWS: &[(u8, u32, u32)] = &[
+            (0, 0x1ff8, 13),
+            (1, 0x7f_ffd8, 23),
+            (9, 0xff_ffea, 24),
+            (b'\n', 0x3fff_fffc, 30),
+            (b'\r', 0x3fff_fffd, 30),
+            (22, 0x3fff_fffe, 30),
+            (b' ', 0x14, 6),
+            (b'!', 0x3f8, 10),
+            (b'"', 0x3f9, 10),
+            (b'$', 0x1ff9, 13),
+            (b'%', 0x15, 6),
+            (b'0', 0x0, 5),
+            (b'1', 0x1, 5),
+            (b'2', 0x2, 5),
+            (b':', 0x5c, 7),
+            (b'<', 0x7ffc, 15),
+            (b'=', 0x20, 6),
+            (b'a', 0x3, 5),
+            (b'c', 0x4, 5),
+            (b'e', 0x5, 5),
+            (b'o', 0x7, 5),
+            (b't', 0x9, 5),
+        ];
+        for &(sym, code, len) in ROWS {
+            assert_eq!(decoded(&pack(&[(code, len)])).unwrap(), [sym], "{sym}");
+        }
+        // All of them in one string: each code must end exactly where the next begins.
+        let codes: Vec<(u32, u32)> = ROWS.iter().map(|&(_, c, l)| (c, l)).collect();
+        let syms: Vec<u8> = ROWS.iter().map(|&(s, _, _)| s).collect();
+        assert_eq!(decoded(&pack(&codes)).unwrap(), syms);
+        // EOS (30 ones) inside a string is an error, not a symbol.
+        assert_eq!(
+            decoded(&pack(&[(0x3, 5), (0x3fff_ffff, 30)])),
+            Err(Error::Hpack {
+                reason: "Huffman string contains EOS"
+            })
+        );
+    }
+
     #[test]
     fn every_byte_round_trips() {
         let all: Vec<u8> = (0..=255).collect();
