@@ -4,6 +4,9 @@
 //! ≈ 0.6 % among the others, which dominates beyond n ≈ 100). Unhealthy backends are skipped at pick
 //! time by rehashing the key, never by rebuilding the table.
 
+use core::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use crate::PoolError;
 use crate::algorithm::{Algorithm, Member, Proposal};
 use crate::rng::{mix64, scale, stable_hash};
@@ -127,7 +130,10 @@ impl Algorithm for Maglev {
 }
 
 /// Each backend walks its permutation (offset + j·skip mod size) and claims the first free slot,
-/// taking turns; a backend of weight w takes a turn in w / max_weight of the rounds.
+/// taking turns in rounds; a backend of weight w takes a turn in w / max_weight of the rounds:
+/// its c-th turn falls in round ⌊c·max_weight / w⌋ + 1, after the lower identities' turns of that
+/// round. Turns come from a heap in that order, so a round costs nothing for backends sitting it
+/// out: O(size · log n) whatever the weights, not O(rounds · n).
 fn populate(members: &[Member], size: u64) -> Box<[u32]> {
     // Placement order by identity, not by list order, so the table is the same whatever order the
     // caller listed the backends in.
@@ -139,30 +145,28 @@ fn populate(members: &[Member], size: u64) -> Box<[u32]> {
         .iter()
         .map(|m| mix64(m.id_hash ^ 2) % (size - 1) + 1)
         .collect();
+    let round = |claimed: u64, weight: u32| claimed * max_weight / u64::from(weight) + 1;
+    let mut turns: BinaryHeap<Reverse<(u64, usize)>> =
+        (0..order.len()).map(|k| Reverse((1, k))).collect();
     let mut claimed = vec![0u64; order.len()];
     let mut table = vec![EMPTY; size as usize];
     let mut filled = 0u64;
-    let mut round = 0u64;
     while filled < size {
-        round += 1;
-        for (k, m) in order.iter().enumerate() {
-            if claimed[k] * max_weight >= round * u64::from(m.weight) {
-                continue;
-            }
-            loop {
-                let slot = position[k] as usize;
-                position[k] = (position[k] + skip[k]) % size;
-                if table[slot] == EMPTY {
-                    table[slot] = m.index;
-                    break;
-                }
-            }
-            claimed[k] += 1;
-            filled += 1;
-            if filled == size {
+        let Some(Reverse((_, k))) = turns.pop() else {
+            break;
+        };
+        loop {
+            let slot = position[k] as usize;
+            position[k] = (position[k] + skip[k]) % size;
+            if table[slot] == EMPTY {
+                table[slot] = order[k].index;
                 break;
             }
         }
+        filled += 1;
+        // claims stay below the size (< 2^32), so claims × max_weight fits in 64 bits
+        claimed[k] += 1;
+        turns.push(Reverse((round(claimed[k], order[k].weight), k)));
     }
     table.into_boxed_slice()
 }
@@ -354,6 +358,22 @@ mod tests {
         ms[0].weight = 1_000_000;
         let m = Maglev::build(&ms, &MaglevConfig::default(), 0).unwrap();
         assert!(shares(&m.table, 2)[1] <= 1);
+    }
+
+    /// One heavy backend among many of weight 1: the weight-1 backends sit out about a million
+    /// rounds each; visiting them every round made this build quadratic (minutes here).
+    #[test]
+    fn skewed_weights_build_without_visiting_idle_backends() {
+        let n = 5000;
+        let mut ms = members(n, 1);
+        ms[0].weight = 1_000_000;
+        let m = Maglev::build(&ms, &MaglevConfig::default(), 0).unwrap();
+        let counts = shares(&m.table, n);
+        assert_eq!(counts[0], m.table.len() as u64 - (n as u64 - 1));
+        assert!(
+            counts[1..].iter().all(|&c| c == 1),
+            "one turn each, in round 1"
+        );
     }
 
     #[test]
