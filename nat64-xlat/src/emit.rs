@@ -5,37 +5,43 @@ use core::net::Ipv4Addr;
 use crate::checksum;
 use crate::outcome::DropReason;
 
-/// Up to three single-byte changes to an upper-layer payload (ICMP type, checksum high and low),
-/// applied after the payload is copied, so fragments and whole packets share one path.
+/// The bytes of an upper-layer payload that change: the ICMP type (offset 0) and one checksum,
+/// applied after the payload is copied (or left in place), so fragments and whole packets share one
+/// path. Small and flat, so it moves around in registers.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Patches {
-    at: [(usize, u8); 3],
-    n: usize,
+    ty: Option<u8>,
+    checksum: Option<(u16, u16)>,
 }
 
 impl Patches {
+    /// A new ICMP type, at offset 0.
     #[inline]
-    pub(crate) fn byte(&mut self, at: usize, v: u8) {
-        if self.n < self.at.len() {
-            self.at[self.n] = (at, v);
-            self.n += 1;
-        }
+    pub(crate) fn ty(&mut self, v: u8) {
+        self.ty = Some(v);
     }
 
+    /// A new checksum at offset `at` (inside a transport header: far below 65536).
     #[inline]
-    pub(crate) fn word(&mut self, at: usize, v: u16) {
-        let [hi, lo] = v.to_be_bytes();
-        self.byte(at, hi);
-        self.byte(at + 1, lo);
+    pub(crate) fn checksum(&mut self, at: usize, v: u16) {
+        self.checksum = Some((at as u16, v));
     }
 
     /// Applies the patches that fall in `dst`, a copy of the payload starting at payload offset `start`.
     #[inline]
     pub(crate) fn apply(&self, dst: &mut [u8], start: usize) {
-        for &(at, v) in &self.at[..self.n] {
+        let mut put = |at: usize, v: u8| {
             if let Some(b) = at.checked_sub(start).and_then(|i| dst.get_mut(i)) {
                 *b = v;
             }
+        };
+        if let Some(ty) = self.ty {
+            put(0, ty);
+        }
+        if let Some((at, v)) = self.checksum {
+            let [hi, lo] = v.to_be_bytes();
+            put(usize::from(at), hi);
+            put(usize::from(at) + 1, lo);
         }
     }
 }
@@ -159,8 +165,8 @@ mod tests {
     #[test]
     fn patches_land_only_inside_their_fragment() {
         let mut p = Patches::default();
-        p.byte(0, 0xaa);
-        p.word(10, 0xbbcc);
+        p.ty(0xaa);
+        p.checksum(10, 0xbbcc);
         let mut first = [0u8; 8];
         p.apply(&mut first, 0);
         assert_eq!(first, [0xaa, 0, 0, 0, 0, 0, 0, 0]);

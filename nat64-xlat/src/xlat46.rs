@@ -161,7 +161,7 @@ fn plan<S: Sink>(
                     checksum::addrs4(ip.src, ip.dst),
                     checksum::addrs6(src, dst),
                 );
-                patches.word(16, c);
+                patches.checksum(16, c);
             }
             proto::UDP => {
                 let old = read16(payload, 6)?;
@@ -174,14 +174,14 @@ fn plan<S: Sink>(
                         checksum::sum(payload),
                     );
                     let c = checksum::finish(acc);
-                    patches.word(6, checksum::udp(c));
+                    patches.checksum(6, checksum::udp(c));
                 } else {
                     let c = checksum::update(
                         old,
                         checksum::addrs4(ip.src, ip.dst),
                         checksum::addrs6(src, dst),
                     );
-                    patches.word(6, checksum::udp(c));
+                    patches.checksum(6, checksum::udp(c));
                 }
             }
             proto::ICMP => {
@@ -196,8 +196,8 @@ fn plan<S: Sink>(
                         checksum::pseudo6(src, dst, proto::ICMPV6, payload.len() as u32),
                     ),
                 );
-                patches.byte(0, m.ty);
-                patches.word(2, c);
+                patches.ty(m.ty);
+                patches.checksum(2, c);
             }
             _ => {}
         }
@@ -408,7 +408,7 @@ fn inner_packet(
                         checksum::addrs4(inner.src, inner.dst),
                         checksum::addrs6(src, dst),
                     );
-                    patches.word(16, c);
+                    patches.checksum(16, c);
                 }
             }
             proto::UDP => {
@@ -419,13 +419,13 @@ fn inner_packet(
                         checksum::addrs4(inner.src, inner.dst),
                         checksum::addrs6(src, dst),
                     );
-                    patches.word(6, checksum::udp(c));
+                    patches.checksum(6, checksum::udp(c));
                 }
             }
             proto::ICMP => {
                 if let (Some(&ty), Some(&code)) = (data.first(), data.get(1)) {
                     let m = icmp::map_4to6(ty, code).ok_or(DropReason::InnerPacket)?;
-                    patches.byte(0, m.ty);
+                    patches.ty(m.ty);
                     if let Ok(old) = read16(data, 2) {
                         let c = checksum::update(
                             old,
@@ -435,7 +435,7 @@ fn inner_packet(
                                 checksum::pseudo6(src, dst, proto::ICMPV6, claimed as u32),
                             ),
                         );
-                        patches.word(2, c);
+                        patches.checksum(2, c);
                     }
                 }
             }

@@ -237,7 +237,7 @@ fn plan_ipv4<S: Sink>(t: &Translator<'_>, p: &Prepared<'_>, sink: S) -> Result<S
                     checksum::addrs6(ip.src, ip.dst),
                     checksum::addrs4(src, dst),
                 );
-                patches.word(16, c);
+                patches.checksum(16, c);
             }
             proto::UDP => {
                 // Zero (only legal over IPv6 for RFC 6935 tunnels) stays zero: "no checksum" in IPv4.
@@ -248,7 +248,7 @@ fn plan_ipv4<S: Sink>(t: &Translator<'_>, p: &Prepared<'_>, sink: S) -> Result<S
                         checksum::addrs6(ip.src, ip.dst),
                         checksum::addrs4(src, dst),
                     );
-                    patches.word(6, checksum::udp(c));
+                    patches.checksum(6, checksum::udp(c));
                 }
             }
             proto::ICMPV6 => {
@@ -263,8 +263,8 @@ fn plan_ipv4<S: Sink>(t: &Translator<'_>, p: &Prepared<'_>, sink: S) -> Result<S
                     ),
                     u32::from(u16::from_be_bytes([m.ty, m.code])),
                 );
-                patches.byte(0, m.ty);
-                patches.word(2, c);
+                patches.ty(m.ty);
+                patches.checksum(2, c);
             }
             _ => {}
         }
@@ -421,13 +421,13 @@ fn inner_packet(t: &Translator<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<
                         checksum::addrs6(inner.src, inner.dst),
                         checksum::addrs4(src, dst),
                     );
-                    patches.word(at, if at == 6 { checksum::udp(c) } else { c });
+                    patches.checksum(at, if at == 6 { checksum::udp(c) } else { c });
                 }
             }
             proto::ICMPV6 => {
                 if let (Some(&ty), Some(&code)) = (data.first(), data.get(1)) {
                     let m = icmp::map_6to4(ty, code).ok_or(DropReason::InnerPacket)?;
-                    patches.byte(0, m.ty);
+                    patches.ty(m.ty);
                     if let Ok(old) = read16(data, 2) {
                         let c = checksum::update(
                             old,
@@ -442,7 +442,7 @@ fn inner_packet(t: &Translator<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<
                             ),
                             u32::from(u16::from_be_bytes([m.ty, m.code])),
                         );
-                        patches.word(2, c);
+                        patches.checksum(2, c);
                     }
                 }
             }
