@@ -1,5 +1,7 @@
 //! Peek a tokio stream: read until a decision, under a deadline and the size caps, then hand back
-//! the decision and every byte read, to be forwarded as-is. A thin loop around [`crate::peek`].
+//! the decision and every byte read, to be forwarded as-is. A thin loop around [`crate::peek`],
+//! which parses from the start each time: [`Gate`] calls it again only when the answer can have
+//! changed, so that a stream arriving a byte at a time costs a few parses, not one per byte.
 
 use std::vec;
 use std::vec::Vec;
@@ -81,22 +83,18 @@ where
 {
     let mut bytes = Vec::new();
     let mut scratch = Vec::new();
+    let mut gate = Gate::default();
+    let mut new_from = 0;
     loop {
-        let no_scratch = scratch.is_empty();
-        let want = match crate::peek(&bytes, &mut scratch, limits) {
-            Ok(Status::Complete(detected)) => {
-                let route = detected.route();
-                return Ok(Peeked { route, bytes });
+        if gate.due(&bytes, new_from, limits) {
+            match decide(&bytes, &mut scratch, limits) {
+                Ok(Status::Complete(route)) => return Ok(Peeked { route, bytes }),
+                Ok(Status::Partial(needed)) => gate.wait(needed, bytes.len()),
+                Err(error) => return Err(PeekError::Invalid { error, bytes }),
             }
-            Ok(Status::Partial(Needed::Size(n))) => n.get().max(READ_CHUNK),
-            Ok(Status::Partial(Needed::Unknown)) => READ_CHUNK,
-            Err(Error::ScratchTooSmall { .. }) if no_scratch => {
-                scratch = vec![0; limits.scratch_len()];
-                continue;
-            }
-            Err(error) => return Err(PeekError::Invalid { error, bytes }),
-        };
+        }
         let start = bytes.len();
+        let want = gate.ready_at.saturating_sub(start).max(READ_CHUNK);
         bytes.resize(start + want, 0);
         let read = timeout_at(deadline, stream.read(&mut bytes[start..])).await;
         match read {
@@ -114,6 +112,73 @@ where
             }
             Ok(Ok(n)) => bytes.truncate(start + n),
         }
+        new_from = start;
+    }
+}
+
+/// One [`crate::peek`], with the scratch buffer allocated on first need.
+fn decide(bytes: &[u8], scratch: &mut Vec<u8>, limits: &Limits) -> Result<Status<Route>, Error> {
+    loop {
+        let no_scratch = scratch.is_empty();
+        let outcome = match crate::peek(bytes, scratch, limits) {
+            Ok(Status::Complete(detected)) => Ok(Status::Complete(detected.route())),
+            Ok(Status::Partial(needed)) => Ok(Status::Partial(needed)),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Err(Error::ScratchTooSmall { .. }) if no_scratch => {
+                *scratch = vec![0; limits.scratch_len()];
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Decides when parsing again can change the answer.
+///
+/// After a Partial that says how many bytes are missing (TLS, h2), once they are all here. After
+/// one that cannot say (HTTP/1), once an empty line may have ended the header block (only then can
+/// it be complete), once the cap is reached, or once the bytes have doubled since the last parse
+/// (so that a malformed request is still refused early, at a total cost linear in its length).
+#[derive(Debug, Default)]
+struct Gate {
+    /// No parse before this many bytes.
+    ready_at: usize,
+    /// The last Partial could not say how many bytes it needs.
+    by_lines: bool,
+    /// Bytes at the last parse.
+    parsed_len: usize,
+    /// A byte other than CR and LF arrived: empty lines before it are skipped, not an end.
+    content: bool,
+}
+
+impl Gate {
+    fn wait(&mut self, needed: Needed, len: usize) {
+        self.parsed_len = len;
+        (self.ready_at, self.by_lines) = match needed {
+            Needed::Size(n) => (len + n.get(), false),
+            Needed::Unknown => (len + 1, true),
+        };
+    }
+
+    /// Whether to parse `bytes`, of which those from `new_from` arrived since the last call.
+    fn due(&mut self, bytes: &[u8], new_from: usize, limits: &Limits) -> bool {
+        let new = bytes.get(new_from..).unwrap_or_default();
+        self.content |= new.iter().any(|b| !matches!(b, b'\r' | b'\n'));
+        if bytes.len() < self.ready_at {
+            return false;
+        }
+        if !self.by_lines {
+            return true;
+        }
+        let tail = bytes.get(new_from.saturating_sub(2)..).unwrap_or_default();
+        let empty_line = tail
+            .windows(2)
+            .enumerate()
+            .any(|(i, w)| w == b"\n\n" || (w == b"\r\n" && i > 0 && tail[i - 1] == b'\n'));
+        bytes.len() >= limits.max_header_len
+            || bytes.len() >= 2 * self.parsed_len
+            || (self.content && empty_line)
     }
 }
 
@@ -151,6 +216,63 @@ mod tests {
         // Whatever was read is handed back in order; nothing was lost.
         assert_eq!(peeked.bytes[..], sent[..peeked.bytes.len()]);
         drop(writer.await.unwrap());
+    }
+
+    /// Feeds `input` one byte at a time through the gate as [`peek`] does: the answer, and how
+    /// many parses it took.
+    fn byte_by_byte(input: &[u8], limits: &Limits) -> (Result<Route, Error>, usize) {
+        let (mut gate, mut scratch, mut parses) = (Gate::default(), Vec::new(), 0);
+        for len in 0..=input.len() {
+            let bytes = &input[..len];
+            if !gate.due(bytes, len.saturating_sub(1), limits) {
+                continue;
+            }
+            parses += 1;
+            match decide(bytes, &mut scratch, limits) {
+                Ok(Status::Complete(route)) => return (Ok(route), parses),
+                Ok(Status::Partial(needed)) => gate.wait(needed, len),
+                Err(e) => return (Err(e), parses),
+            }
+        }
+        panic!("no decision after {parses} parses");
+    }
+
+    #[test]
+    fn a_byte_at_a_time_costs_a_few_parses_not_one_per_byte() {
+        let mut request = b"GET / HTTP/1.1\r\nHost: gate.example\r\n".to_vec();
+        for i in 0..200 {
+            request.extend_from_slice(std::format!("X-Header-{i}: some value\r\n").as_bytes());
+        }
+        request.extend_from_slice(b"\r\n");
+        let (route, parses) = byte_by_byte(&request, &Limits::default());
+        assert_eq!(route.unwrap().host.unwrap(), "gate.example");
+        // 5.6 KB: the doublings, then the empty line; not one per byte or per line.
+        assert!(parses <= 20, "{parses} parses for {} bytes", request.len());
+
+        // A malformed request is still refused before its end, by a doubling.
+        let mut bad = b"GET / HTTP/1.1\r\nHost: a\r\nX:\x01".to_vec();
+        bad.extend(core::iter::repeat_n(b'a', 3000));
+        let (route, parses) = byte_by_byte(&bad, &Limits::default());
+        assert!(
+            matches!(route, Err(Error::InvalidHeader { .. })),
+            "{route:?}"
+        );
+        assert!(parses <= 20, "{parses}");
+
+        // TLS asks for exact counts: one parse per record header and per record.
+        let (route, parses) = byte_by_byte(HELLO, &Limits::default());
+        assert_eq!(route.unwrap().host.unwrap(), "rustls.example");
+        assert!(parses <= 4, "{parses}");
+
+        // Leading empty lines are skipped, not taken for the end of a block.
+        let (route, _) = byte_by_byte(
+            b"\r\n\r\nGET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            &Limits::default(),
+        );
+        assert_eq!(route.unwrap().host.unwrap(), "a.example");
+        // Something that is not HTTP after a few bytes is decided without a line end.
+        let (route, _) = byte_by_byte(b"GET\x00\x01\x02\x03\x04\x05", &Limits::default());
+        assert_eq!(route.unwrap().protocol, Protocol::Unknown);
     }
 
     #[::tokio::test(start_paused = true)]
