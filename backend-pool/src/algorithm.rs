@@ -31,6 +31,11 @@ pub trait Algorithm: Sized + Send + Sync + fmt::Debug + 'static {
     /// then draw from the key instead of the random generator, so a key keeps its backend.
     const KEYED: bool = false;
 
+    /// True when the algorithm balances on in-flight counts, so every pick must be counted:
+    /// [`Snapshot::select`](crate::Snapshot::select), which does not count, then refuses to
+    /// compile.
+    const COUNTS_IN_FLIGHT: bool = false;
+
     /// Builds over the tier's members (in snapshot order, never empty). `seed` changes with
     /// every rebuild, so a fleet of proxies does not move in lockstep.
     fn build(members: &[Member], config: &Self::Config, seed: u64) -> Result<Self, PoolError>;

@@ -17,6 +17,7 @@ const REDRAWS: u32 = 4;
 
 impl Algorithm for LeastConn {
     type Config = ();
+    const COUNTS_IN_FLIGHT: bool = true;
 
     fn build(members: &[Member], _: &(), _seed: u64) -> Result<Self, PoolError> {
         Ok(Self {

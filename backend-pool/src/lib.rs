@@ -20,7 +20,8 @@
 //! - **Time and randomness are inputs** (`now`, a monotonic clock that must not go backwards, and
 //!   [`Rng`]), so tests need no sleeps and runs reproduce from a seed.
 //! - [`Snapshot::select`] gives the first choice without the in-flight count (one atomic
-//!   operation per pick for smooth round-robin, none for Maglev and random) when no count is needed.
+//!   operation per pick for smooth round-robin, none for Maglev and random) when no count is needed;
+//!   it refuses to compile for [`LeastConn`], which balances on those counts.
 //!
 //! It does no network I/O outside the optional `tokio` health checker, and no DNS: identities are
 //! addresses or names the caller resolves.

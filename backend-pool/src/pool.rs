@@ -341,10 +341,25 @@ impl<A: Algorithm> Snapshot<A> {
     }
 
     /// The first choice, same rules as [`pick`](Self::pick), but not counted in flight: for
-    /// callers that need no count, with any algorithm but [`LeastConn`](crate::LeastConn) (which
-    /// balances on those counts). Saves two atomic read-modify-writes per pick.
+    /// callers that need no count. Saves two atomic read-modify-writes per pick. Refused at compile
+    /// time for algorithms that balance on those counts ([`LeastConn`](crate::LeastConn)), whose
+    /// balancing uncounted picks would silently break:
+    ///
+    /// ```compile_fail
+    /// use backend_pool::{Backend, LeastConn, Pool, PoolConfig, Rng};
+    /// let pool = Pool::<LeastConn>::new([Backend::new("a", 1)], PoolConfig::default(), (), 1)?;
+    /// let mut rng = Rng::new(1);
+    /// pool.load().select(b"", std::time::Duration::ZERO, &mut rng)?;
+    /// # Ok::<(), backend_pool::PoolError>(())
+    /// ```
     #[inline]
     pub fn select(&self, key: &[u8], now: Duration, rng: &mut Rng) -> Result<&Backend, PoolError> {
+        const {
+            assert!(
+                !A::COUNTS_IN_FLIGHT,
+                "select does not count in flight: use pick with this algorithm"
+            );
+        }
         match self.first_proposal(key, nanos(now), rng)? {
             Some(entry) => Ok(&entry.backend),
             None => self.slow_pick(key, now, rng).map(|c| c.backend()),
