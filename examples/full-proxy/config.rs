@@ -25,6 +25,8 @@ pub struct Listener {
     pub peek_timeout: Duration,
     /// Sources that must send a PROXY header; everyone else must not.
     pub accept_proxy_from: Vec<Cidr>,
+    /// Accept the v1 lines nginx 1.22 sends (mixed families, leading zeros) from those sources.
+    pub accept_proxy_lenient: bool,
 }
 
 /// How a listener finds the name to route on.
@@ -167,6 +169,8 @@ struct RawListen {
     peek_timeout: Option<Spanned<String>>,
     #[serde(default)]
     accept_proxy_from: Vec<Spanned<String>>,
+    #[serde(default)]
+    accept_proxy_lenient: bool,
 }
 
 fn default_mode() -> Mode {
@@ -313,7 +317,7 @@ impl Checker<'_> {
                 .error(
                     v.span(),
                     format!(
-                        "{:?} is not a duration such as \"500ms\", \"5s\", \"2m\" or \"1h\"",
+                        "{:?} is not a duration such as \"500ms\", \"5s\", \"2m\" or \"1h\" (at most a day)",
                         v.get_ref()
                     ),
                 )
@@ -332,17 +336,18 @@ impl Checker<'_> {
             self.error::<()>(0..0, "no [[route]] section: nowhere to send connections");
         }
         let mut seen_addresses: HashMap<SocketAddr, usize> = HashMap::new();
-        let listeners = raw
+        let listeners: Vec<Listener> = raw
             .listen
             .into_iter()
             .map(|l| self.listener(l, &mut seen_addresses))
             .collect();
         let mut seen_hosts: HashMap<HostPattern, usize> = HashMap::new();
-        let routes = raw
+        let routes: Vec<Route> = raw
             .route
             .into_iter()
             .map(|r| self.route(r, &mut seen_hosts))
             .collect();
+        self.no_loops(&listeners, &routes);
         let limits = match raw.limits {
             None => Limits::default(),
             Some(l) => {
@@ -379,6 +384,36 @@ impl Checker<'_> {
             routes,
             limits,
             metrics,
+        }
+    }
+
+    /// A backend that is one of this proxy's own listeners would send connections round in a
+    /// circle until the descriptors run out.
+    fn no_loops(&mut self, listeners: &[Listener], routes: &[Route]) {
+        let own: Vec<SocketAddr> = listeners
+            .iter()
+            .flat_map(|l| l.addresses.iter().copied())
+            .collect();
+        for route in routes {
+            for b in &route.backends {
+                let ports: Vec<u16> = match b.port {
+                    Some(p) => vec![p],
+                    None => own.iter().map(SocketAddr::port).collect(),
+                };
+                let hit = own.iter().find(|l| {
+                    ports.contains(&l.port())
+                        && (l.ip() == b.ip
+                            || (l.ip().is_unspecified()
+                                && (b.ip.is_loopback() || b.ip.is_unspecified())))
+                });
+                if let Some(listener) = hit {
+                    let line = route.line;
+                    self.errors.push(ConfigError {
+                        line,
+                        message: format!("backend {} is this proxy's own listener {listener}: connections would loop", b.ip),
+                    });
+                }
+            }
         }
     }
 
@@ -435,6 +470,7 @@ impl Checker<'_> {
             mode: raw.mode,
             peek_timeout: self.duration(&raw.peek_timeout, Duration::from_secs(5)),
             accept_proxy_from,
+            accept_proxy_lenient: raw.accept_proxy_lenient,
         }
     }
 
@@ -543,7 +579,11 @@ impl Checker<'_> {
     }
 }
 
-/// `500ms`, `5s`, `2m`, `1h` (whole numbers).
+/// The longest duration accepted: a day. Longer ones are surely typos, and deadlines computed
+/// from them must not overflow.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// `500ms`, `5s`, `2m`, `1h` (whole numbers), up to a day.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (digits, unit) = s.split_at(split);
@@ -551,13 +591,14 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return None;
     }
     let n: u64 = digits.parse().ok()?;
-    Some(match unit {
+    let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.checked_mul(60)?),
         "h" => Duration::from_secs(n.checked_mul(3600)?),
         _ => return None,
-    })
+    };
+    (d <= MAX_DURATION).then_some(d)
 }
 
 /// A host pattern, normalised: lowercase, one trailing dot dropped.
@@ -622,7 +663,7 @@ health = { interval = "2s", timeout = "1s", rise = 2, fall = 3 }
 
 [[route]]
 hosts = ["*"]
-backends = [{ address = "::1" }]
+backends = [{ address = "::2" }]
 
 [limits]
 max_connections = 100
@@ -707,10 +748,42 @@ backends = [{ address = "::2" }, { address = "::2" }]
     }
 
     #[test]
+    fn a_backend_that_is_our_own_listener_would_loop() {
+        for (listen, backend) in [
+            ("[::1]:8443", "::1"),
+            ("[::1]:8443", "[::1]:8443"),
+            ("[::]:8443", "::1"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+        ] {
+            let text = format!(
+                "[[listen]]\naddresses = [\"{listen}\"]\n[[route]]\nhosts = [\"*\"]\nbackends = [{{ address = \"{backend}\" }}]\n"
+            );
+            let e = parse(&text).unwrap_err();
+            assert!(
+                e[0].message.contains("would loop"),
+                "{listen} {backend}: {e:?}"
+            );
+            assert_eq!(e[0].line, 3);
+        }
+        let fine = "[[listen]]\naddresses = [\"[::1]:8443\"]\n[[route]]\nhosts = [\"*\"]\nbackends = [{ address = \"[::1]:9443\" }]\n";
+        assert!(parse(fine).is_ok());
+    }
+
+    #[test]
     fn durations_and_hosts() {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        for bad in ["", "5", "s", "1.5s", "-1s", "5 s", "5d"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "1.5s",
+            "-1s",
+            "5 s",
+            "5d",
+            "25h",
+            "18446744073709551615s",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
         assert_eq!(

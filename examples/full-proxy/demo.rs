@@ -146,6 +146,8 @@ async fn serve_backend(
     );
     loop {
         let Ok((mut stream, peer)) = listener.accept().await else {
+            // Out of descriptors: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let (trust, tls) = (Arc::clone(&trust), tls.clone());

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::config::{Config, Mode, ProxyOut};
 use crate::metrics::Metrics;
 use crate::relay::{End, relay};
-use crate::routing::{self, Routes};
+use crate::routing::{self, PendingUpdates, Routes};
 
 /// What a reload swaps in one piece: the configuration and the routes built from it.
 pub struct Live {
@@ -32,18 +32,27 @@ pub struct Live {
 pub struct ListenerState {
     pub mode: Mode,
     pub peek_timeout: Duration,
+    /// Take the v1 lines nginx 1.22 writes (mixed families, leading zeros).
+    pub lenient_proxy_v1: bool,
     /// `None`: nobody may send a PROXY header (the bytes are read as the application's).
     pub trust: Option<TrustPolicy>,
 }
 
 impl Live {
-    pub fn new(config: Config, old: Option<&Live>, epoch: Instant) -> Result<Live, String> {
-        let routes = Routes::build(&config, old.map(|o| &o.routes), epoch)?;
+    /// Builds what `config` needs, reusing `old`'s pools where it can. Nothing running changes
+    /// until the returned updates are applied.
+    pub fn new(
+        config: Config,
+        old: Option<&Live>,
+        epoch: Instant,
+    ) -> Result<(Live, PendingUpdates), String> {
+        let (routes, pending) = Routes::build(&config, old.map(|o| &o.routes), epoch)?;
         let mut listeners = HashMap::new();
         for l in &config.listeners {
             let state = Arc::new(ListenerState {
                 mode: l.mode,
                 peek_timeout: l.peek_timeout,
+                lenient_proxy_v1: l.accept_proxy_lenient,
                 trust: (!l.accept_proxy_from.is_empty())
                     .then(|| TrustPolicy::trusted(l.accept_proxy_from.iter().copied())),
             });
@@ -51,11 +60,14 @@ impl Live {
                 listeners.insert(*a, Arc::clone(&state));
             }
         }
-        Ok(Live {
-            config,
-            routes,
-            listeners,
-        })
+        Ok((
+            Live {
+                config,
+                routes,
+                listeners,
+            },
+            pending,
+        ))
     }
 }
 
@@ -99,6 +111,9 @@ pub async fn accept_loop(
         shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
         let live = shared.live.load_full();
         let Some(settings) = live.listeners.get(&address).cloned() else {
+            // A reload dropped this address between the accept and now: say so, then stop.
+            shared.metrics.outcome("listener_removed");
+            tracing::info!(client = %peer, listener = %address, outcome = "listener_removed", "listener removed by a reload");
             return;
         };
         let max = live.config.limits.max_connections as u64;
@@ -171,21 +186,24 @@ async fn serve(
     };
     let metrics = &shared.metrics;
 
-    // 1. A PROXY header, from trusted sources only (and required from them).
-    let (mut origin, mut target, early) = (peer, local, Vec::new());
+    // 1. A PROXY header, from trusted sources only (and required from them). Addresses are
+    // kept canonical: an IPv4 client is IPv4 in logs and headers, even if a socket said ::ffff:.
+    let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+    let (mut origin, mut target, early) = (canonical(peer), canonical(local), Vec::new());
+    story.client = origin;
     let early = match &settings.trust {
         None => early,
         Some(trust) => {
             let config = ReadConfig {
                 timeout: settings.peek_timeout,
-                ..ReadConfig::default()
+                parser: proxy_proto::Parser::new().lenient_v1(settings.lenient_proxy_v1),
             };
             match proxy_proto::tokio::read_header(&mut client, peer, trust, &config).await {
                 Ok(accepted) => {
                     if let Some(h) = accepted.header() {
                         let h = h.header();
-                        origin = h.source().unwrap_or(peer);
-                        target = h.destination().unwrap_or(local);
+                        origin = h.source().map_or(origin, canonical);
+                        target = h.destination().map_or(target, canonical);
                     }
                     story.client = origin;
                     accepted.rest().to_vec()
@@ -218,12 +236,12 @@ async fn serve(
     }
 
     // 3. Route, then a backend, retrying the next candidate on a failed connect.
-    let Some(route) = live.routes.find(name.as_deref()) else {
+    let Some(route) = live.routes.find(name.as_deref()).cloned() else {
         refuse(&mut client, protocol, Refusal::NoRoute).await;
         return story.end(metrics, "no_route", "no route for this name");
     };
     story.route = Some(route.name());
-    let connected = match routing::connect(route, local.port(), origin.ip(), shared.epoch).await {
+    let connected = match routing::connect(&route, local.port(), origin.ip(), shared.epoch).await {
         Ok(c) => c,
         Err(e) => {
             refuse(&mut client, protocol, Refusal::Unavailable).await;
@@ -260,7 +278,12 @@ async fn serve(
     }
     first.extend_from_slice(&peeked.bytes);
     let mut backend = connected.stream;
-    if let Err(e) = backend.write_all(&first).await {
+    let timeout = route.spec.connect_timeout;
+    let written = tokio::time::timeout(timeout, backend.write_all(&first)).await;
+    if let Err(e) = written
+        .map_err(|_| format!("no room within {timeout:?}"))
+        .and_then(|w| w.map_err(|e| e.to_string()))
+    {
         connected.in_flight.record_failure(shared.epoch.elapsed());
         return story.end(
             metrics,
@@ -269,8 +292,10 @@ async fn serve(
         );
     }
 
-    // 5. Relay until both sides are done.
+    // 5. Relay until both sides are done. The configuration is let go first: a reload must
+    // not wait for long connections to stop the health checks of routes it removed.
     let limits = live.config.limits;
+    drop((route, live));
     let relayed = relay(client, backend, limits.idle_timeout, limits.relay).await;
     story.up = relayed.up + peeked.bytes.len() as u64;
     story.down = relayed.down;
@@ -299,6 +324,12 @@ async fn refuse(client: &mut TcpStream, protocol: Protocol, why: Refusal) {
         (Protocol::Http1, Refusal::Unavailable) => {
             b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 25\r\nConnection: close\r\n\r\nno backend is reachable.\n"
         }
+        // HTTP/2 with prior knowledge: our (empty) SETTINGS, then GOAWAY with no stream
+        // processed and REFUSED_STREAM (7), so the client may retry elsewhere.
+        (Protocol::H2, _) => &[
+            0, 0, 0, 4, 0, 0, 0, 0, 0, // SETTINGS, no parameters
+            0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, // GOAWAY, last stream 0
+        ],
         _ => b"",
     };
     let _ = client.write_all(answer).await;

@@ -122,26 +122,32 @@ async fn run(args: Args) -> ExitCode {
 /// Runs until SIGTERM or Ctrl-C, then drains.
 async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), String> {
     let epoch = Instant::now();
-    let live = Live::new(config, None, epoch)?;
+    let (live, pending) = Live::new(config, None, epoch)?;
+    pending.apply(epoch.elapsed());
     let metrics = Arc::new(Metrics::default());
-    let metrics_task = live
-        .config
-        .metrics
-        .map(|address| tokio::spawn(metrics::serve(address, Arc::clone(&metrics))));
+    let metrics_task = match live.config.metrics {
+        Some(address) => {
+            let listener =
+                bind(address).map_err(|e| format!("cannot serve metrics on {address}: {e}"))?;
+            Some(tokio::spawn(metrics::serve(listener, Arc::clone(&metrics))))
+        }
+        None => None,
+    };
+    let sockets = bind_new(&live, &HashMap::new())?;
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(live),
         metrics,
         epoch,
     });
-    let mut accepting: HashMap<SocketAddr, watch::Sender<bool>> = HashMap::new();
-    start_listeners(&shared, &mut accepting).await?;
+    let mut accepting = HashMap::new();
+    start_accepting(&shared, sockets, &mut accepting);
 
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(&shared, path.as_deref(), &mut accepting).await,
+            _ = hangup.recv() => reload(&shared, path.as_deref(), &mut accepting),
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
@@ -157,10 +163,12 @@ async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), Stri
         open,
         "shutting down: waiting up to {drain:?} for open connections"
     );
-    let deadline = Instant::now() + drain;
-    while shared.metrics.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _ = tokio::time::timeout(drain, async {
+        while shared.metrics.active.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     let left = shared.metrics.active.load(Ordering::SeqCst);
     tracing::info!(left, "stopped");
     if let Some(task) = metrics_task {
@@ -169,11 +177,43 @@ async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), Stri
     Ok(())
 }
 
-/// Binds every listener address not bound yet and stops those no longer configured.
-async fn start_listeners(
+/// A listening socket. IPv6 addresses are bound IPv6-only, so `0.0.0.0:443` and `[::]:443` can
+/// both be listed (as an operator expects), and IPv4 clients never appear v4-mapped.
+fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Binds the addresses `live` lists that are not accepting yet; all of them or none.
+fn bind_new(
+    live: &Live,
+    accepting: &HashMap<SocketAddr, watch::Sender<bool>>,
+) -> Result<Vec<(SocketAddr, TcpListener)>, String> {
+    live.listeners
+        .keys()
+        .filter(|a| !accepting.contains_key(a))
+        .map(|&a| {
+            bind(a)
+                .map(|l| (a, l))
+                .map_err(|e| format!("cannot listen on {a}: {e}"))
+        })
+        .collect()
+}
+
+/// Starts accepting on new sockets and stops the addresses the live configuration dropped.
+fn start_accepting(
     shared: &Arc<Shared>,
+    sockets: Vec<(SocketAddr, TcpListener)>,
     accepting: &mut HashMap<SocketAddr, watch::Sender<bool>>,
-) -> Result<(), String> {
+) {
     let live = shared.live.load_full();
     accepting.retain(|address, stop| {
         let keep = live.listeners.contains_key(address);
@@ -183,23 +223,17 @@ async fn start_listeners(
         }
         keep
     });
-    for &address in live.listeners.keys() {
-        if accepting.contains_key(&address) {
-            continue;
-        }
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    for (address, listener) in sockets {
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(accept_loop(listener, address, Arc::clone(shared), stopped));
         tracing::info!(%address, "listening");
         accepting.insert(address, stop);
     }
-    Ok(())
 }
 
-/// SIGHUP: read the file again; apply it whole or not at all.
-async fn reload(
+/// SIGHUP: read the file again and apply it whole, or not at all: the new listeners are bound
+/// and the new pools built before anything running changes.
+fn reload(
     shared: &Arc<Shared>,
     path: Option<&std::path::Path>,
     accepting: &mut HashMap<SocketAddr, watch::Sender<bool>>,
@@ -208,38 +242,32 @@ async fn reload(
         tracing::warn!("SIGHUP: the demo has no configuration file to reload");
         return;
     };
+    let refuse = |why: &str| {
+        shared
+            .metrics
+            .reload_failures
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            "reload refused, keeping the running configuration: {}: {why}",
+            path.display()
+        );
+    };
     let config = match config::load(path) {
         Ok(c) => c,
-        Err(errors) => {
-            shared
-                .metrics
-                .reload_failures
-                .fetch_add(1, Ordering::Relaxed);
-            for e in errors {
-                tracing::error!(
-                    "reload refused, keeping the running configuration: {}: {e}",
-                    path.display()
-                );
-            }
-            return;
-        }
+        Err(errors) => return errors.iter().for_each(|e| refuse(&e.to_string())),
     };
     let old = shared.live.load_full();
-    match Live::new(config, Some(&old), shared.epoch) {
-        Ok(live) => {
-            shared.live.store(Arc::new(live));
-            if let Err(e) = start_listeners(shared, accepting).await {
-                tracing::error!("reload: {e}");
-            }
-            shared.metrics.reloads.fetch_add(1, Ordering::Relaxed);
-            tracing::info!("configuration reloaded from {}", path.display());
-        }
-        Err(e) => {
-            shared
-                .metrics
-                .reload_failures
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::error!("reload refused, keeping the running configuration: {e}");
-        }
-    }
+    let (live, pending) = match Live::new(config, Some(&old), shared.epoch) {
+        Ok(built) => built,
+        Err(e) => return refuse(&e),
+    };
+    let sockets = match bind_new(&live, accepting) {
+        Ok(s) => s,
+        Err(e) => return refuse(&e),
+    };
+    pending.apply(shared.epoch.elapsed());
+    shared.live.store(Arc::new(live));
+    start_accepting(shared, sockets, accepting);
+    shared.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+    tracing::info!("configuration reloaded from {}", path.display());
 }

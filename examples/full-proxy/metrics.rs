@@ -1,7 +1,6 @@
 //! Counters, and an optional address that serves them in the Prometheus text format.
 
 use core::fmt::Write as _;
-use core::net::SocketAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -9,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Every outcome a connection can have, as the `outcome` label.
-pub const OUTCOMES: [&str; 9] = [
+pub const OUTCOMES: [&str; 10] = [
     "ok",
     "no_route",
     "wrong_protocol",
@@ -19,6 +18,7 @@ pub const OUTCOMES: [&str; 9] = [
     "idle_timeout",
     "relay_error",
     "over_limit",
+    "listener_removed",
 ];
 
 #[derive(Debug, Default)]
@@ -102,12 +102,21 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (any path, in fact) on `address` until the task is dropped.
-pub async fn serve(address: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(address).await?;
-    tracing::info!(%address, "metrics on http://{address}/metrics");
+/// Serves `GET /metrics` (any path, in fact) on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "metrics on http://{address}/metrics");
+    }
     loop {
-        let (mut stream, _) = listener.accept().await?;
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors and the like: say so and back off, never stop serving.
+                tracing::warn!("metrics: accept failed: {e}");
+                tokio::time::sleep(core::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
             // Read the whole request head first: closing a socket with unread bytes resets it,

@@ -76,9 +76,30 @@ pub struct Routes {
     default: Option<usize>,
 }
 
+/// Membership changes for pools a reload keeps, checked but not yet applied: the running
+/// configuration stays untouched until the whole reload has succeeded.
+#[must_use = "a reload is only applied by PendingUpdates::apply"]
+pub struct PendingUpdates(Vec<(Arc<Balancer>, Vec<Backend>)>);
+
+impl PendingUpdates {
+    pub fn apply(self, now: Duration) {
+        for (balancer, backends) in self.0 {
+            if let Err(e) = balancer.update(backends, now) {
+                // Checked by `Balancer::check` when the reload was built; cannot happen.
+                tracing::error!("applying a checked pool update failed: {e}");
+            }
+        }
+    }
+}
+
 impl Routes {
     /// Builds the routes of `config`, reusing `old`'s pools where their signature is unchanged.
-    pub fn build(config: &Config, old: Option<&Routes>, epoch: Instant) -> Result<Routes, String> {
+    /// Nothing running changes: updates to reused pools come back to be applied on success.
+    pub fn build(
+        config: &Config,
+        old: Option<&Routes>,
+        epoch: Instant,
+    ) -> Result<(Routes, PendingUpdates), String> {
         let ports: BTreeSet<u16> = config
             .listeners
             .iter()
@@ -93,6 +114,7 @@ impl Routes {
             })
             .unwrap_or_default();
         let mut routes = Vec::new();
+        let mut pending = Vec::new();
         let (mut exact, mut suffixes, mut default) = (HashMap::new(), Vec::new(), None);
         for (index, spec) in config.routes.iter().enumerate() {
             let per_port = spec.backends.iter().any(|b| b.port.is_none());
@@ -119,11 +141,11 @@ impl Routes {
                     config: pool_config(spec),
                     health: spec.health,
                 };
-                let now = epoch.elapsed();
                 let balancer = match reusable.iter().find(|b| b.signature == signature) {
                     Some(old) => {
-                        old.update(backends, now)
+                        Balancer::check(&backends, &signature)
                             .map_err(|e| format!("route on line {}: {e}", spec.line))?;
+                        pending.push((Arc::clone(old), backends));
                         Arc::clone(old)
                     }
                     None => Arc::new(
@@ -148,12 +170,13 @@ impl Routes {
             }));
         }
         suffixes.sort_by_key(|(s, _)| core::cmp::Reverse(s.len()));
-        Ok(Routes {
+        let routes = Routes {
             routes,
             exact,
             suffixes,
             default,
-        })
+        };
+        Ok((routes, PendingUpdates(pending)))
     }
 
     /// The route for a name (already lowercase, without trailing dot): exact, then the longest
@@ -238,6 +261,20 @@ impl Balancer {
             _checks: checks,
             signature,
         })
+    }
+
+    /// Whether a pool of these backends can be built, without building anything that runs.
+    fn check(backends: &[Backend], signature: &PoolSignature) -> Result<(), PoolError> {
+        let (backends, config) = (backends.to_vec(), signature.config);
+        match signature.balance {
+            Balance::RoundRobin => {
+                Pool::<SmoothWeighted>::new(backends, config, Default::default(), 0).map(drop)
+            }
+            Balance::LeastConn => Pool::<LeastConn>::new(backends, config, (), 0).map(drop),
+            Balance::Consistent => {
+                Pool::<Maglev>::new(backends, config, Default::default(), 0).map(drop)
+            }
+        }
     }
 
     fn update(&self, backends: Vec<Backend>, now: Duration) -> Result<(), PoolError> {
