@@ -142,16 +142,22 @@ impl Named {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        // Connections that send nothing (health checks) count under "<name> probes".
+        let probes: &'static str = Box::leak(format!("{name} probes").into_boxed_str());
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             while !stopped.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((mut s, _)) => {
-                        *counts.lock().unwrap().entry(name).or_default() += 1;
                         s.set_nonblocking(false).unwrap();
                         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                         let mut head = [0u8; 1024];
-                        let _ = s.read(&mut head);
+                        // A health check connects and says nothing: count it apart.
+                        let key = match s.read(&mut head) {
+                            Ok(n) if n > 0 => name,
+                            _ => probes,
+                        };
+                        *counts.lock().unwrap().entry(key).or_default() += 1;
                         let _ = write!(s, "HTTP/1.0 200 OK\r\n\r\n{name}\n");
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -292,6 +298,14 @@ fn a_killed_backend_costs_no_client_connection_and_comes_back_after_rise() {
         let _ = http_get(proxy_addr, "f.test");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Active checks bring it back only after `rise` (2) good probes.
+    let probes = counts
+        .lock()
+        .unwrap()
+        .get("flaky-again probes")
+        .copied()
+        .unwrap_or(0);
+    assert!(probes >= 2, "picked again after {probes} probe(s)");
     drop(back);
 }
 
@@ -402,7 +416,7 @@ fn nginx_backends(dir: &Scratch, openssl: &std::path::Path) -> Option<(Running, 
     let (a, b, c) = (ports[0], ports[1], ports[2]);
     let (cert, key) = (cert.display(), key.display());
     let servers = format!(
-        "  server {{ listen [::1]:{a} proxy_protocol; location / {{ return 200 \"a $proxy_protocol_addr\\n\"; }} }}\n\
+        "  server {{ listen [::1]:{a} proxy_protocol; location / {{ return 200 \"a $proxy_protocol_addr $proxy_protocol_server_port\\n\"; }} }}\n\
            server {{ listen [::1]:{b} ssl proxy_protocol; ssl_certificate {cert}; ssl_certificate_key {key}; location / {{ return 200 \"b $proxy_protocol_addr $ssl_server_name\\n\"; }} }}\n\
            server {{ listen [::1]:{c}; location / {{ return 200 \"c $remote_addr\\n\"; }} }}"
     );
@@ -429,13 +443,17 @@ fn routes_by_host_and_sni_to_nginx_with_proxy_protocol() {
     let proxy = Proxy::start("routing", &config, addr(format!("127.0.0.1:{http}")));
     let curl_out = |args: &[&str]| String::from_utf8_lossy(&run(&curl, args)).to_string();
     assert_eq!(
+        // From 127.0.0.2, so a source/destination mix-up cannot pass: the backend must see
+        // the client's address and the port it connected to.
         curl_out(&[
             "-s",
+            "--interface",
+            "127.0.0.2",
             "-H",
             "Host: a.test",
             &format!("http://127.0.0.1:{http}/")
         ]),
-        "a 127.0.0.1\n",
+        format!("a 127.0.0.2 {http}\n"),
         "{}",
         proxy.log()
     );
@@ -527,6 +545,14 @@ fn routes_by_host_and_sni_to_nginx_with_proxy_protocol() {
         .output()
         .unwrap();
     assert!(!alert.status.success());
+    // The exact answer: a fatal unrecognized_name alert (RFC 8446 §6: level 2, description 112).
+    let hello = include_bytes!("../sni-peek/testdata/curl.bin"); // SNI curl.example: no route
+    let mut raw = TcpStream::connect(addr(format!("127.0.0.1:{tls}"))).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    raw.write_all(hello).unwrap();
+    let mut reply = Vec::new();
+    let _ = raw.read_to_end(&mut reply);
+    assert_eq!(reply, [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112]);
     assert!(
         proxy.log().contains("outcome=\"no_route\""),
         "{}",
@@ -573,7 +599,11 @@ fn haproxy_in_front_and_behind() {
     // Client → HAProxy (over IPv6) → us (PROXY v2 in, from a trusted source) → nginx (PROXY v1):
     // nginx sees the client's IPv6 address, not HAProxy's IPv4 one.
     let body = http_get(addr(format!("[::1]:{front}")), "a.test");
-    assert!(body.ends_with("a ::1\n"), "{body:?}\n{}", proxy.log());
+    assert!(
+        body.ends_with(&format!("a ::1 {front}\n")),
+        "{body:?}\n{}",
+        proxy.log()
+    );
     // Us → HAProxy accept-proxy with v2 and the AUTHORITY TLV.
     let body = http_get(addr(format!("[::1]:{front}")), "behind.test");
     assert!(
@@ -725,4 +755,241 @@ fn max_connections_is_enforced_at_accept_and_counted_in_metrics() {
         text.contains("sixgate_connections_total{outcome=\"over_limit\"} 1"),
         "{text}"
     );
+}
+
+/// A route over `backends` on one HTTP listener, with extra route lines and limits.
+fn one_route(port: u16, mode: &str, route: &str, backends: &[String], limits: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|b| format!("{{ {b} }}")).collect();
+    format!(
+        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"{mode}\"\n\n[[route]]\nhosts = [\"*\"]\n{route}\nbackends = [{}]\n\n[limits]\n{limits}\n",
+        list.join(", ")
+    )
+}
+
+#[test]
+fn unreachable_backends_get_a_503_and_idle_connections_are_closed() {
+    let closed = TcpListener::bind("[::1]:0").unwrap().local_addr().unwrap(); // nobody listens now
+    let port = free_port();
+    let config = one_route(
+        port,
+        "http",
+        "connect_timeout = \"1s\"",
+        &[format!("address = \"{closed}\"")],
+        "",
+    );
+    let proxy_addr = addr(format!("127.0.0.1:{port}"));
+    let proxy = Proxy::start("unreachable", &config, proxy_addr);
+    let answer = http_get(proxy_addr, "x.test");
+    assert!(
+        answer.starts_with("HTTP/1.1 503 "),
+        "{answer:?}\n{}",
+        proxy.log()
+    );
+    drop(proxy);
+
+    let silent = TcpListener::bind("[::1]:0").unwrap();
+    let port = free_port();
+    let config = one_route(
+        port,
+        "http",
+        "",
+        &[format!("address = \"{}\"", silent.local_addr().unwrap())],
+        "idle_timeout = \"1s\"",
+    );
+    let proxy_addr = addr(format!("127.0.0.1:{port}"));
+    let proxy = Proxy::start("idle", &config, proxy_addr);
+    let mut s = TcpStream::connect(proxy_addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: i.test\r\n\r\n")
+        .unwrap();
+    let (_backend_side, _) = silent.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(5),
+        "idle close after {took:?}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        proxy.log().contains("outcome=\"idle_timeout\""),
+        "{}",
+        proxy.log()
+    );
+}
+
+#[test]
+fn consistent_hashing_keeps_a_client_and_backups_wait_for_the_primaries() {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let (one, two, three) = (
+        Named::start("one", counts.clone()),
+        Named::start("two", counts.clone()),
+        Named::start("three", counts.clone()),
+    );
+    let port = free_port();
+    let backends = [one.addr, two.addr, three.addr].map(|a| format!("address = \"{a}\""));
+    let config = one_route(port, "http", "balance = \"consistent\"", &backends, "");
+    let proxy_addr = addr(format!("127.0.0.1:{port}"));
+    let _proxy = Proxy::start("consistent", &config, proxy_addr);
+    let first = http_get(proxy_addr, "c.test");
+    for _ in 0..20 {
+        assert_eq!(
+            http_get(proxy_addr, "c.test"),
+            first,
+            "the same client went elsewhere"
+        );
+    }
+
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let primary_listener = TcpListener::bind("[::1]:0").unwrap();
+    let primary_addr = primary_listener.local_addr().unwrap();
+    let primary = Named::start_on(primary_listener, "primary", counts.clone());
+    let backup = Named::start("backup", counts.clone());
+    let port = free_port();
+    let backends = [
+        format!("address = \"{primary_addr}\""),
+        format!("address = \"{}\", backup = true", backup.addr),
+    ];
+    let health = "health = { interval = \"100ms\", timeout = \"100ms\", rise = 2, fall = 2 }";
+    let config = one_route(port, "http", health, &backends, "");
+    let proxy_addr = addr(format!("127.0.0.1:{port}"));
+    let proxy = Proxy::start("backup", &config, proxy_addr);
+    for _ in 0..10 {
+        assert!(http_get(proxy_addr, "b.test").ends_with("primary\n"));
+    }
+    assert_eq!(
+        counts.lock().unwrap().get("backup").copied(),
+        None,
+        "a backup while the primary is up"
+    );
+    // The primary goes away: once its checks fail, every request goes to the backup (as with
+    // HAProxy, a backup serves only when no primary is up).
+    drop(primary);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !http_get(proxy_addr, "b.test").ends_with("backup\n") {
+        assert!(
+            Instant::now() < deadline,
+            "never failed over:\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..10 {
+        let body = http_get(proxy_addr, "b.test");
+        assert!(
+            body.ends_with("backup\n"),
+            "request {i}: {body:?}\n{}",
+            proxy.log()
+        );
+    }
+    // It comes back: traffic fails back to it.
+    let _primary = Named::start_on(
+        TcpListener::bind(primary_addr).unwrap(),
+        "primary",
+        counts.clone(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !http_get(proxy_addr, "b.test").ends_with("primary\n") {
+        assert!(
+            Instant::now() < deadline,
+            "never failed back:\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn auto_mode_takes_tls_and_http_on_one_listener() {
+    let (Some(openssl), Some(curl)) = (program("openssl"), program("curl")) else {
+        return;
+    };
+    let dir = Scratch::new("auto");
+    let Some((_nginx, [a, b, _])) = nginx_backends(&dir, &openssl) else {
+        return;
+    };
+    let port = free_port();
+    let config = format!(
+        "[[listen]]\naddresses = [\"127.0.0.1:{port}\", \"[::1]:{port}\"]\nmode = \"auto\"\n\n\
+         [[route]]\nhosts = [\"a.test\"]\nproxy_protocol = \"v1\"\nbackends = [{{ address = \"[::1]:{a}\" }}]\n\n\
+         [[route]]\nhosts = [\"b.test\"]\nproxy_protocol = \"v2\"\nbackends = [{{ address = \"[::1]:{b}\" }}]\n"
+    );
+    let proxy = Proxy::start("auto", &config, addr(format!("127.0.0.1:{port}")));
+    let out = |args: &[&str]| String::from_utf8_lossy(&run(&curl, args)).to_string();
+    // An IPv6 client over HTTP, an IPv4 one over TLS, on the same port.
+    assert_eq!(
+        out(&["-s", "-H", "Host: a.test", &format!("http://[::1]:{port}/")]),
+        format!("a ::1 {port}\n"),
+        "{}",
+        proxy.log()
+    );
+    let resolve = format!("b.test:{port}:127.0.0.1");
+    assert_eq!(
+        out(&[
+            "-sk",
+            "--resolve",
+            &resolve,
+            &format!("https://b.test:{port}/")
+        ]),
+        "b 127.0.0.1 b.test\n"
+    );
+}
+
+#[test]
+fn the_demo_runs_with_no_arguments_and_its_commands_work() {
+    let Some(curl) = program("curl") else { return };
+    let mut demo = Command::new(proxy_binary())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(demo.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains("Ctrl-C") {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        text += &line;
+    }
+    let commands: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("curl "))
+        .map(String::from)
+        .collect();
+    assert_eq!(commands.len(), 4, "{text}");
+    let shell = |command: &str| {
+        let command = command.split('#').next().unwrap_or_default();
+        let args: Vec<String> = command
+            .split_whitespace()
+            .skip(1)
+            .map(|a| a.trim_matches('\'').to_string())
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // "-H Host: x" was split on its space: put it back together.
+        let mut joined = Vec::new();
+        let mut i = 0;
+        while i < args.len() {
+            if args[i] == "-H" {
+                joined.push("-H".to_string());
+                joined.push(format!("{} {}", args[i + 1], args[i + 2]));
+                i += 3;
+            } else {
+                joined.push(args[i].to_string());
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&Command::new(&curl).args(&joined).output().unwrap().stdout)
+            .to_string()
+    };
+    assert!(shell(&commands[0]).contains("hello from the plain demo backend"));
+    assert!(shell(&commands[1]).contains("hello from the secure demo backend"));
+    let header = shell(&commands[2]);
+    assert!(header.contains("PROXY header: V1 Proxy Ipv4"), "{header}");
+    assert!(shell(&commands[3]).contains("421 Misdirected Request"));
+    let _ = demo.kill();
+    let _ = demo.wait();
 }
