@@ -78,6 +78,8 @@ pub struct SslBuilder<'a> {
     subs: [(TlvType, &'a [u8]); MAX_SSL_SUB_TLVS],
     count: usize,
     overflow: bool,
+    /// A sub-TLV whose content its type forbids (the parser would refuse it).
+    invalid: Option<&'static str>,
 }
 
 impl<'a> SslBuilder<'a> {
@@ -90,12 +92,17 @@ impl<'a> SslBuilder<'a> {
             subs: [(TlvType(0), &[]); MAX_SSL_SUB_TLVS],
             count: 0,
             overflow: false,
+            invalid: None,
         }
     }
 
     /// Any sub-TLV.
     #[must_use]
     pub fn sub(mut self, kind: TlvType, value: &'a [u8]) -> Self {
+        if let Err(why) = crate::tlv::check_ssl_sub(kind, value) {
+            self.invalid.get_or_insert(why);
+            return self;
+        }
         match self.subs.get_mut(self.count) {
             Some(slot) => {
                 *slot = (kind, value);
@@ -265,7 +272,12 @@ impl<'a> Builder<'a> {
         match kind {
             TlvType::CRC32C => self.fail(EmitError::NotEncodable("ask for CRC32C with crc32c()")),
             TlvType::SSL => self.fail(EmitError::NotEncodable("build the SSL TLV with ssl()")),
-            _ => self.with_head(kind, &[], value),
+            // What the parser would refuse is refused here: UNIQUE_ID over 128 bytes, AUTHORITY
+            // that is not UTF-8, NETNS that is not US-ASCII.
+            _ => match crate::tlv::check_value(kind, value) {
+                Ok(()) => self.with_head(kind, &[], value),
+                Err(why) => self.fail(EmitError::NotEncodable(why)),
+            },
         }
     }
 
@@ -285,11 +297,6 @@ impl<'a> Builder<'a> {
     /// `UNIQUE_ID`: at most 128 bytes.
     #[must_use]
     pub fn unique_id(self, id: &'a [u8]) -> Self {
-        if id.len() > 128 {
-            return self.fail(EmitError::NotEncodable(
-                "UNIQUE_ID is longer than 128 bytes",
-            ));
-        }
         self.tlv(TlvType::UNIQUE_ID, id)
     }
 
@@ -302,9 +309,6 @@ impl<'a> Builder<'a> {
     /// `NETNS`: the network namespace's name, US-ASCII.
     #[must_use]
     pub fn netns(self, name: &'a str) -> Self {
-        if !name.is_ascii() {
-            return self.fail(EmitError::NotEncodable("NETNS is not US-ASCII"));
-        }
         self.tlv(TlvType::NETNS, name.as_bytes())
     }
 
@@ -332,6 +336,9 @@ impl<'a> Builder<'a> {
     pub fn ssl(mut self, ssl: SslBuilder<'a>) -> Self {
         if ssl.overflow {
             return self.fail(EmitError::TooManyTlvs);
+        }
+        if let Some(why) = ssl.invalid {
+            return self.fail(EmitError::NotEncodable(why));
         }
         if self.ssl.replace(ssl).is_some() {
             return self.fail(EmitError::NotEncodable("more than one SSL TLV"));
@@ -499,6 +506,10 @@ impl<'a> Builder<'a> {
                 return Err(EmitError::NotEncodable(
                     "a UNIX path is longer than 108 bytes",
                 ));
+            }
+            // A path ends at its first NUL on the wire: one inside would cut it short.
+            if src.contains(&0) || dst.contains(&0) {
+                return Err(EmitError::NotEncodable("a UNIX path contains a NUL byte"));
             }
         }
         let mut len = self.addresses.v2_len() + if self.crc32c { 7 } else { 0 };
@@ -854,6 +865,31 @@ mod tests {
             base().netns("é").len(),
             Err(EmitError::NotEncodable(_))
         ));
+        assert!(matches!(
+            base().tlv(TlvType::UNIQUE_ID, &[0; 129]).len(),
+            Err(EmitError::NotEncodable(_))
+        ));
+        assert!(matches!(
+            base().tlv(TlvType::AUTHORITY, &[0xC3, 0x28]).len(),
+            Err(EmitError::NotEncodable(_))
+        ));
+        assert!(matches!(
+            base().tlv(TlvType::NETNS, &[0xFF]).len(),
+            Err(EmitError::NotEncodable(_))
+        ));
+        let bad_sub = SslBuilder::new(1, 0).sub(TlvType::SSL_CIPHER, &[0xFF]);
+        assert!(matches!(
+            base().ssl(bad_sub).len(),
+            Err(EmitError::NotEncodable(_))
+        ));
+        let nul = Builder::v2(
+            Command::Proxy,
+            Addresses::Unix {
+                src: b"/a\0b",
+                dst: b"/c",
+            },
+        );
+        assert!(matches!(nul.len(), Err(EmitError::NotEncodable(_))));
         assert!(matches!(
             base().tlv(TlvType::CRC32C, &[0; 4]).len(),
             Err(EmitError::NotEncodable(_))

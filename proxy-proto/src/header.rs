@@ -79,7 +79,8 @@ impl<'a> Header<'a> {
     }
 
     /// The client's address, for a PROXY command over IPv4 or IPv6. `None` for LOCAL (use the
-    /// socket's peer address), UNSPEC and UNIX.
+    /// socket's peer address), UNSPEC and UNIX. As sent: an IPv4 client behind a sender that
+    /// writes v4-mapped IPv6 comes back as `[::ffff:a.b.c.d]`; `ip().to_canonical()` unmaps it.
     pub fn source(&self) -> Option<SocketAddr> {
         match self.command {
             Command::Proxy => self.addresses.source(),

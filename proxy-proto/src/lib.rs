@@ -64,8 +64,12 @@
 //! - **Two CRC32C TLVs are an error.** Each would be computed with only its own field zeroed, so
 //!   neither could vouch for the other; one checksum per header is what the format means.
 //! - Other repeated TLVs are kept; the typed accessors return the first, [`Header::tlvs`] all.
-//! - LOCAL headers are accepted with any family byte, with or without an address block; the
-//!   block is read when whole (see [`Header::source`] for why it is still not the client).
+//! - LOCAL headers are accepted with any family byte, with or without an address block: the
+//!   block is read when whole (see [`Header::source`] for why it is still not the client), and
+//!   what follows it is kept as TLVs when it is well-formed, skipped when it is not. A CRC32C
+//!   that is there must still match.
+//! - The builder refuses what the parser would: a UNIQUE_ID over 128 bytes, AUTHORITY or SSL
+//!   strings that are not UTF-8, NETNS that is not US-ASCII, UNIX paths holding a NUL.
 //! - With the UNSPEC family everything after the preamble is TLVs, as HAProxy's health checks
 //!   send it (LOCAL, UNSPEC, CRC32C).
 //! - Text TLVs (AUTHORITY, the SSL strings) must be UTF-8 and NETNS US-ASCII; UNIQUE_ID at most

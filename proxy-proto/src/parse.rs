@@ -26,8 +26,9 @@ impl Parser {
 
     /// The largest v2 header accepted, 16-byte preamble included (the format allows 65 551). A
     /// larger one is refused as soon as its length field is read, before its bytes arrive.
+    /// Values under 16 are taken as 16 (a bare LOCAL header), which refuses every address.
     pub const fn max_v2_len(mut self, max: usize) -> Self {
-        self.max_v2_len = max;
+        self.max_v2_len = if max < 16 { 16 } else { max };
         self
     }
 

@@ -204,11 +204,8 @@ pub(crate) fn check_region(region: &[u8]) -> Result<Option<usize>, Error> {
                     return fail("sent twice");
                 }
             }
-            TlvType::UNIQUE_ID if tlv.value.len() > 128 => return fail("longer than 128 bytes"),
-            TlvType::AUTHORITY if !is_text(tlv.value) => return fail("not UTF-8"),
-            TlvType::NETNS if !tlv.value.is_ascii() => return fail("not US-ASCII"),
             TlvType::SSL => check_ssl(tlv.value)?,
-            _ => {}
+            kind => check_value(kind, tlv.value).or_else(fail)?,
         }
         Ok(())
     })?;
@@ -223,24 +220,39 @@ fn check_ssl(value: &[u8]) -> Result<(), Error> {
         });
     };
     walk(subs, TlvType::SSL, |_, sub| {
-        let text = matches!(
-            sub.kind,
-            TlvType::SSL_VERSION
-                | TlvType::SSL_CN
-                | TlvType::SSL_CIPHER
-                | TlvType::SSL_SIG_ALG
-                | TlvType::SSL_KEY_ALG
-                | TlvType::SSL_GROUP
-                | TlvType::SSL_SIG_SCHEME
-        );
-        match text && !is_text(sub.value) {
-            true => Err(Error::Tlv {
-                tlv: sub.kind,
-                reason: "not UTF-8",
-            }),
-            false => Ok(()),
-        }
+        check_ssl_sub(sub.kind, sub.value).map_err(|reason| Error::Tlv {
+            tlv: sub.kind,
+            reason,
+        })
     })
+}
+
+/// The content rules of a top-level TLV (SSL and CRC32C apart), shared with the builder.
+pub(crate) fn check_value(kind: TlvType, value: &[u8]) -> Result<(), &'static str> {
+    match kind {
+        TlvType::UNIQUE_ID if value.len() > 128 => Err("longer than 128 bytes"),
+        TlvType::AUTHORITY if !is_text(value) => Err("not UTF-8"),
+        TlvType::NETNS if !value.is_ascii() => Err("not US-ASCII"),
+        _ => Ok(()),
+    }
+}
+
+/// The content rules of an SSL sub-TLV: the named strings are UTF-8.
+pub(crate) fn check_ssl_sub(kind: TlvType, value: &[u8]) -> Result<(), &'static str> {
+    let text = matches!(
+        kind,
+        TlvType::SSL_VERSION
+            | TlvType::SSL_CN
+            | TlvType::SSL_CIPHER
+            | TlvType::SSL_SIG_ALG
+            | TlvType::SSL_KEY_ALG
+            | TlvType::SSL_GROUP
+            | TlvType::SSL_SIG_SCHEME
+    );
+    match text && !is_text(value) {
+        true => Err("not UTF-8"),
+        false => Ok(()),
+    }
 }
 
 pub(crate) fn be_u32(v: &[u8]) -> Option<u32> {

@@ -61,8 +61,16 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    /// The network of `addr` with `prefix` bits; `None` when the prefix is too long.
+    /// The network of `addr` with `prefix` bits; `None` when the prefix is too long. An
+    /// IPv4-mapped IPv6 network (`::ffff:192.0.2.0/120`) is the IPv4 network it maps.
     pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
+        let (addr, prefix) = match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (addr, prefix),
+            },
+            _ => (addr, prefix),
+        };
         let max = if addr.is_ipv4() { 32 } else { 128 };
         (prefix <= max).then(|| Cidr {
             network: mask(addr, prefix),

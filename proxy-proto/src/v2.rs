@@ -83,13 +83,22 @@ fn parse_body(
 
     // LOCAL: the specification says to ignore the block. We read it when it is whole (a health
     // check may still send addresses and a CRC32C) and skip it when it is not.
-    let (transport, addresses, tlvs) = match family {
+    let (transport, addresses, mut tlvs) = match family {
         Some((fam, transport)) if len >= block => (transport, addresses(fam, body), &body[block..]),
         _ => (Transport::Unspec, Addresses::Unspec, &body[..0]),
     };
-    let crc_at = match tlvs.is_empty() {
-        true => None,
-        false => check_region(tlvs)?,
+    let crc_at = match (tlvs.is_empty(), command) {
+        (true, _) => None,
+        (false, Command::Proxy) => check_region(tlvs)?,
+        // LOCAL: what follows the addresses is to be discarded; if it is not TLVs, skip it.
+        // Well-formed TLVs are kept and checked (a CRC32C still has to match).
+        (false, Command::Local) => match check_region(tlvs) {
+            Ok(at) => at,
+            Err(_) => {
+                tlvs = &tlvs[..0];
+                None
+            }
+        },
     };
     if let Some(at) = crc_at {
         let at = PREAMBLE + block + at;
@@ -256,6 +265,9 @@ mod tests {
         let h = complete(v2(0x20, 0x11, &INET).leak());
         assert!(matches!(h.addresses(), Addresses::Ipv4 { .. }));
         assert_eq!(h.source(), None);
+        // A whole block followed by bytes that are not TLVs: the rest is skipped.
+        let h = complete(v2(0x20, 0x11, &[INET.as_slice(), &[1, 2]].concat()).leak());
+        assert_eq!((h.len(), h.tlvs().count()), (30, 0));
         // A short block is skipped.
         assert_eq!(
             complete(v2(0x20, 0x21, &INET).leak()).addresses(),
@@ -490,10 +502,16 @@ mod tests {
             let sum = crate::crc32c::checksum(&bytes);
             bytes[at..at + 4].copy_from_slice(&sum.to_be_bytes());
             assert_eq!(complete(&bytes).crc32c(), Some(sum));
-            for flip in [0, 12, 16, 20, 30, bytes.len() - 1] {
+            // Flips that keep the structure valid (addresses, ports, the ALPN value) are caught
+            // by the checksum and nothing else.
+            let alpn_value = if crc_first { 38 } else { 31 };
+            for flip in [16, 19, 20, 27, alpn_value, alpn_value + 1] {
                 let mut bad = bytes.clone();
                 bad[flip] ^= 0x01;
-                assert!(parse_v2(&bad).is_err(), "flipped byte {flip}");
+                assert!(
+                    matches!(parse_v2(&bad), Err(Error::Checksum { .. })),
+                    "flipped byte {flip}"
+                );
             }
             bytes[at] ^= 0x80;
             assert!(matches!(parse_v2(&bytes), Err(Error::Checksum { .. })));

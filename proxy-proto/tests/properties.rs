@@ -119,6 +119,19 @@ proptest! {
     }
 
     #[test]
+    fn near_headers_never_panic_or_over_read(bytes in near_header(), lenient in any::<bool>()) {
+        let parser = Parser::new().lenient_v1(lenient).max_v2_len(65_551);
+        if let Ok(Status::Complete(h)) = parser.parse(&bytes) {
+            prop_assert!(h.len() <= bytes.len());
+            // Exactly its own bytes give the same header.
+            let again = parser.parse(&bytes[..h.len()]).unwrap().complete().unwrap();
+            prop_assert_eq!(again, h);
+            let walked: usize = h.tlvs().map(|t| 3 + t.value.len()).sum();
+            prop_assert_eq!(walked, h.tlv_bytes().len());
+        }
+    }
+
+    #[test]
     fn mutated_valid_headers_never_panic(which in 0usize..13, at in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
         let headers = common::valid_headers();
         let mut bytes = headers[which % headers.len()].1.clone();
@@ -142,6 +155,30 @@ proptest! {
         if whole.is_ok() { prop_assert!(matches!(prefix, Ok(Status::Partial(_))), "{:?}", prefix); }
         if prefix.is_err() { prop_assert!(whole.is_err()); }
     }
+}
+
+/// Input that gets past the first byte: "PROXY " and anything, or a v2 preamble with a
+/// consistent length and a body of anything (so address blocks and TLVs are really parsed).
+fn near_header() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..120).prop_map(|tail| [
+            b"PROXY ".as_slice(),
+            &tail
+        ]
+        .concat()),
+        (
+            0u8..2,
+            prop::sample::select(vec![0x00u8, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32, 0x13]),
+            proptest::collection::vec(any::<u8>(), 0..300)
+        )
+            .prop_map(|(command, family, body)| {
+                let mut h = proxy_proto::V2_SIGNATURE.to_vec();
+                h.extend_from_slice(&[0x20 | command, family]);
+                h.extend_from_slice(&(body.len() as u16).to_be_bytes());
+                h.extend_from_slice(&body);
+                h
+            }),
+    ]
 }
 
 /// Lines that are often almost valid.

@@ -38,6 +38,27 @@ fn every_prefix_is_partial_and_the_whole_is_complete() {
 }
 
 #[test]
+fn lenient_lines_split_anywhere() {
+    let lenient = Parser::new().lenient_v1(true);
+    for line in [
+        &b"PROXY TCP6 2001:db8::1 127.0.0.1 56324 443\r\n"[..],
+        b"PROXY TCP4 2001:db8::1 127.0.0.1 56324 443\r\n",
+        b"PROXY TCP4 010.000.002.001 127.0.0.1 0080 443\r\n",
+    ] {
+        let whole = lenient.parse(line).unwrap().complete().unwrap();
+        assert_eq!(whole.len(), line.len());
+        for cut in 0..line.len() {
+            assert!(
+                matches!(lenient.parse(&line[..cut]), Ok(Status::Partial(_))),
+                "{:?} at {cut}",
+                core::str::from_utf8(line)
+            );
+        }
+        assert!(parse(line).is_err(), "strict mode refuses it");
+    }
+}
+
+#[test]
 fn right_after_a_separator_is_still_partial() {
     let line = b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n";
     for (i, _) in line.iter().enumerate().filter(|(_, b)| **b == b' ') {

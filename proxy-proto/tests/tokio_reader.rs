@@ -70,6 +70,38 @@ async fn owned_v2_headers_keep_their_tlvs_and_unix_paths() {
 }
 
 #[tokio::test]
+async fn a_header_over_several_reads_keeps_the_bytes_after_it() {
+    let (mut client, mut server) = tokio::io::duplex(4096);
+    let writer = tokio::spawn(async move {
+        for chunk in [
+            &b"PROXY TCP6 2001:db8::1 "[..],
+            b"2001:db8::2 1",
+            b"234 443\r\nhel",
+            b"lo",
+        ] {
+            client.write_all(chunk).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        client
+    });
+    let accepted = read_header(
+        &mut server,
+        peer(TRUSTED),
+        &policy(),
+        &ReadConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(accepted.client_address(), Some(peer("[2001:db8::1]:1234")));
+    let mut rest = accepted.rest().to_vec();
+    drop(writer.await.unwrap());
+    tokio::io::AsyncReadExt::read_to_end(&mut server, &mut rest)
+        .await
+        .unwrap();
+    assert_eq!(rest, b"hello", "every byte after the header, once");
+}
+
+#[tokio::test]
 async fn require_refuses_a_connection_without_a_header() {
     let e = read_from(TRUSTED, b"GET / HTTP/1.1\r\n", &policy())
         .await
@@ -165,6 +197,11 @@ fn cidr_and_policy_lookup() {
     );
     assert!(!c.contains("192.0.3.1".parse().unwrap()));
     assert!(!c.contains("2001:db8::1".parse().unwrap()));
+    let mapped: Cidr = "::ffff:192.0.2.0/120".parse().unwrap();
+    assert!(
+        mapped.contains("192.0.2.9".parse().unwrap())
+            && mapped.contains("::ffff:192.0.2.9".parse().unwrap())
+    );
     let v6: Cidr = "2001:db8::/32".parse().unwrap();
     assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
     assert!(
