@@ -240,7 +240,7 @@ async fn serve(
         refuse(&mut client, protocol, Refusal::NoRoute).await;
         return story.end(metrics, "no_route", "no route for this name");
     };
-    story.route = Some(route.name());
+    story.route = Some(route.name().to_string());
     let connected = match routing::connect(&route, local.port(), origin.ip(), shared.epoch).await {
         Ok(c) => c,
         Err(e) => {

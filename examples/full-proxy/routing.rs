@@ -21,22 +21,16 @@ use crate::config::{Balance, Config, HostPattern, Route};
 /// A route, ready to pick from.
 pub struct RouteState {
     pub spec: Route,
+    /// For logs: the first host and the route's line, e.g. `www.example.com@12`.
+    name: String,
     /// By listening port; key 0 when every backend names its own port.
     pools: HashMap<u16, Arc<Balancer>>,
 }
 
 impl RouteState {
     /// The name logs use for this route: its first host and its line.
-    pub fn name(&self) -> String {
-        format!(
-            "{}@{}",
-            self.spec
-                .hosts
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            self.spec.line
-        )
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn pool(&self, port: u16) -> Option<&Arc<Balancer>> {
@@ -164,7 +158,13 @@ impl Routes {
                     HostPattern::Any => default = Some(index),
                 }
             }
+            let first_host = spec
+                .hosts
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             routes.push(Arc::new(RouteState {
+                name: format!("{first_host}@{}", spec.line),
                 spec: spec.clone(),
                 pools,
             }));
@@ -324,15 +324,16 @@ pub async fn connect(
     let Some(balancer) = route.pool(listen_port) else {
         return Err(ConnectError::NoBackend(PoolError::Empty));
     };
-    let key = match client {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+    let octets = match client {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
     };
+    let key = &octets[..];
     let timeout = route.spec.connect_timeout;
     match &balancer.pool {
-        Pools::RoundRobin(p) => connect_with(p, &key, timeout, epoch).await,
-        Pools::LeastConn(p) => connect_with(p, &key, timeout, epoch).await,
-        Pools::Consistent(p) => connect_with(p, &key, timeout, epoch).await,
+        Pools::RoundRobin(p) => connect_with(p, key, timeout, epoch).await,
+        Pools::LeastConn(p) => connect_with(p, key, timeout, epoch).await,
+        Pools::Consistent(p) => connect_with(p, key, timeout, epoch).await,
     }
 }
 
