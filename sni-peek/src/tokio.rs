@@ -1,6 +1,6 @@
 //! Peek a tokio stream: read until a decision, under a deadline and the size caps, then hand back
 //! the decision and every byte read, to be forwarded as-is. A thin loop around [`crate::peek`],
-//! which parses from the start each time: [`Gate`] calls it again only when the answer can have
+//! which parses from the start each time: a gate calls it again only when the answer can have
 //! changed, so that a stream arriving a byte at a time costs a few parses, not one per byte.
 
 use std::vec;
