@@ -1,6 +1,8 @@
 //! Active health checks (feature `tokio`): a task probes every backend of the current snapshot at
 //! a jittered interval, each probe under a timeout, and feeds the results to the pool's rise/fall
 //! counters. The task holds the pool weakly: it ends with the pool, or when its handle is dropped.
+//! At most `MAX_CONCURRENT_PROBES` probes run at once, so a large pool does not open thousands of
+//! sockets in one burst; a round over more backends takes correspondingly longer.
 
 use core::future::Future;
 use core::pin::Pin;
@@ -14,6 +16,9 @@ use tokio::time::Instant;
 use crate::config::nanos;
 use crate::{Algorithm, Backend, BackendId, Pool, PoolError, Rng};
 
+/// Probes running at once, per checker.
+const MAX_CONCURRENT_PROBES: usize = 64;
+
 /// What a probe returns: true when the backend is fit for traffic.
 pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
@@ -22,10 +27,18 @@ pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 pub trait Probe: Send + Sync + 'static {
     /// Probes one backend. The checker applies the timeout, so this may simply await.
     fn probe<'a>(&'a self, backend: &'a Backend) -> ProbeFuture<'a>;
+
+    /// Whether this probe can tell anything about `backend`; the checker leaves the others alone
+    /// (their active state stays as it is) rather than counting a probe it cannot make as failed.
+    fn judges(&self, backend: &Backend) -> bool {
+        let _ = backend;
+        true
+    }
 }
 
-/// Healthy when a TCP connection to the backend's address opens. Backends identified by name
-/// need a custom [`Probe`] that knows how to resolve them; here they always fail.
+/// Healthy when a TCP connection to the backend's address opens. It does not judge backends
+/// identified by name (it would have to resolve them): active checks leave those alone, and
+/// passive health still applies. Give such pools a custom [`Probe`] that resolves the name.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TcpConnect;
 
@@ -37,6 +50,10 @@ impl Probe for TcpConnect {
                 BackendId::Name(_) => false,
             }
         })
+    }
+
+    fn judges(&self, backend: &Backend) -> bool {
+        matches!(backend.id, BackendId::Addr(_))
     }
 }
 
@@ -118,7 +135,12 @@ async fn run<A: Algorithm>(
             return;
         };
         let mut probes = JoinSet::new();
-        for backend in snapshot.backends() {
+        for backend in snapshot.backends().filter(|b| probe.judges(b)) {
+            if probes.len() >= MAX_CONCURRENT_PROBES
+                && !record(&pool, probes.join_next().await, epoch)
+            {
+                return;
+            }
             let (backend, probe) = (backend.clone(), Arc::clone(&probe));
             probes.spawn(async move {
                 let ok = tokio::time::timeout(config.timeout, probe.probe(&backend))
@@ -129,13 +151,28 @@ async fn run<A: Algorithm>(
         }
         drop(snapshot);
         while let Some(joined) = probes.join_next().await {
-            // A probe that panicked says nothing about the backend: skip it.
-            let Ok((id, ok)) = joined else { continue };
-            let Some(pool) = pool.upgrade() else { return };
-            pool.record_probe(&id, ok, epoch.elapsed());
+            if !record(&pool, Some(joined), epoch) {
+                return;
+            }
         }
         tokio::time::sleep(jittered(&config, &mut rng)).await;
     }
+}
+
+/// Feeds one finished probe to the pool; false once the pool is gone.
+fn record<A: Algorithm>(
+    pool: &Weak<Pool<A>>,
+    joined: Option<Result<(BackendId, bool), tokio::task::JoinError>>,
+    epoch: Instant,
+) -> bool {
+    let Some(pool) = pool.upgrade() else {
+        return false;
+    };
+    // A probe that panicked says nothing about the backend: skip it.
+    if let Some(Ok((id, ok))) = joined {
+        pool.record_probe(&id, ok, epoch.elapsed());
+    }
+    true
 }
 
 fn jittered(config: &ActiveConfig, rng: &mut Rng) -> Duration {
@@ -235,6 +272,79 @@ mod tests {
         drop(pool);
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert!(checks.is_finished());
+    }
+
+    /// Counts probes running at once; each takes 50 ms.
+    #[derive(Default)]
+    struct Crowd {
+        running: AtomicU32,
+        most: AtomicU32,
+        calls: AtomicU32,
+    }
+
+    impl Probe for Crowd {
+        fn probe<'a>(&'a self, _: &'a Backend) -> ProbeFuture<'a> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                true
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_run_a_bounded_number_at_once() {
+        let backends = (0..300).map(|i| Backend::new(format!("n{i}").as_str(), 1));
+        let pool =
+            Arc::new(Pool::<WeightedRandom>::new(backends, PoolConfig::default(), (), 1).unwrap());
+        let probe = Arc::new(Crowd::default());
+        let config = ActiveConfig {
+            interval: Duration::from_secs(10),
+            jitter_percent: 0,
+            timeout: Duration::from_secs(1),
+        };
+        let _checks = pool
+            .start_active_checks(config, probe.clone(), Instant::now(), 1)
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            probe.calls.load(Ordering::SeqCst),
+            300,
+            "one round, every backend"
+        );
+        let most = probe.most.load(Ordering::SeqCst) as usize;
+        assert_eq!(most, MAX_CONCURRENT_PROBES);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tcp_connect_leaves_named_backends_alone() {
+        let config = PoolConfig {
+            fall: 1,
+            ..Default::default()
+        };
+        let backends = [Backend::new("web-1", 1), Backend::new("web-2", 1)];
+        let pool = Arc::new(Pool::<WeightedRandom>::new(backends, config, (), 1).unwrap());
+        let active = ActiveConfig {
+            interval: Duration::from_secs(1),
+            jitter_percent: 0,
+            timeout: Duration::from_secs(1),
+        };
+        let _checks = pool
+            .start_active_checks(active, Arc::new(TcpConnect), Instant::now(), 1)
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for id in ["web-1", "web-2"] {
+            let status = pool.status(&id.into(), Duration::ZERO).unwrap();
+            assert!(!status.actively_down, "{id}: no information, not down");
+        }
+        assert!(
+            pool.load()
+                .pick(b"", Duration::ZERO, &mut Rng::new(1))
+                .is_ok()
+        );
     }
 
     #[test]
