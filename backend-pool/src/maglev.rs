@@ -21,7 +21,9 @@ pub struct MaglevConfig {
     /// The ladder's first step, in slots: small pools get Envoy's 65537 so removing a backend
     /// disturbs few keys.
     pub min_table_size: u64,
-    /// Largest table allowed, in slots (4 bytes each).
+    /// Largest table allowed, in slots (4 bytes each). The default, 2^24, is 64 MiB per tier
+    /// (primary and backup each have a table) and serves up to 167 772 backends at 100 slots
+    /// each; more backends are a [`PoolError::TableTooLarge`] unless this is raised.
     pub max_table_size: u64,
 }
 
@@ -30,7 +32,7 @@ impl Default for MaglevConfig {
         Self {
             slots_per_backend: 100,
             min_table_size: 65537,
-            max_table_size: 1 << 26,
+            max_table_size: 1 << 24,
         }
     }
 }
@@ -413,6 +415,14 @@ mod tests {
         .map(|k| lookup(k))
         .collect();
         assert_eq!(got, vec![4, 16, 16, 5]);
+    }
+
+    #[test]
+    fn default_table_stays_within_64_mib() {
+        let config = MaglevConfig::default();
+        let largest = Maglev::table_size(167_772, &config).unwrap();
+        assert!(largest * 4 <= 64 << 20, "{largest}");
+        assert!(Maglev::table_size(167_773, &config).is_err());
     }
 
     #[test]
