@@ -19,7 +19,9 @@ const ADMIT_SEED: u64 = 0x736c_6f77;
 
 /// The candidates for one request, best first: the algorithm's pick, then its retries. Bounded by
 /// `PoolConfig::max_attempts`, never the same backend twice, never a drained or (outside panic
-/// mode) unhealthy one. Allocation-free.
+/// mode) unhealthy one. Allocation-free: the backends already given are kept in an inline list of
+/// 32, so one request is offered at most 32 backends — with more eligible ones, retries cover 32
+/// of them, not all.
 #[derive(Debug)]
 pub struct Candidates<'s, 'r, A: Algorithm> {
     snapshot: &'s Snapshot<A>,

@@ -25,7 +25,9 @@ pub struct PoolConfig {
     /// When fewer than this percent of a tier's backends are healthy, every backend of the tier
     /// is used regardless of health rather than overloading the few; 0 turns panic mode off.
     pub panic_threshold_percent: u8,
-    /// Most candidates one request may be given (first pick plus retries), at most 32.
+    /// Most candidates one request may be given (first pick plus retries), at most 32: the
+    /// no-allocation retry list holds 32, so with more eligible backends a request's retries
+    /// cover only 32 of them.
     pub max_attempts: u32,
 }
 
