@@ -202,8 +202,11 @@ impl<'s> Candidate<'s> {
         self.entry.state.record_failure(nanos(now));
     }
 
-    /// Keeps the in-flight count beyond the snapshot's lifetime (for a long connection held while
-    /// the pool is updated).
+    /// Keeps the in-flight count beyond the snapshot's lifetime: the way to hold a long
+    /// connection. A candidate borrows its snapshot (from [`Pool::load`](crate::Pool::load), an
+    /// arc-swap guard meant for short reads), so it cannot move into a spawned task; the
+    /// [`InFlight`] is owned, `Send` and `'static`. Connect with the candidate, then detach it and
+    /// let the snapshot go.
     pub fn detach(self) -> InFlight {
         let state = Arc::clone(&self.entry.state);
         let id = self.entry.backend.id.clone();
@@ -218,7 +221,8 @@ impl Drop for Candidate<'_> {
     }
 }
 
-/// An owned in-flight count, independent of any snapshot.
+/// An owned in-flight count, independent of any snapshot (`Send + 'static`: it can move into a
+/// task that lives as long as the connection).
 #[derive(Debug)]
 #[must_use = "dropping it ends the in-flight count at once"]
 pub struct InFlight {

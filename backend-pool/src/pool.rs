@@ -110,8 +110,9 @@ impl<A: Algorithm> Pool<A> {
         Ok(())
     }
 
-    /// The current snapshot, without a lock or an allocation. Hold it for one request; it keeps
-    /// that membership alive until dropped.
+    /// The current snapshot, without a lock or an allocation. Hold it for one pick and its retries,
+    /// not for a whole connection (it is an arc-swap guard): to keep a backend's count for as long
+    /// as the connection lasts, [`detach`](Candidate::detach) the chosen candidate.
     pub fn load(&self) -> SnapshotRef<A> {
         SnapshotRef(self.current.load())
     }
@@ -931,6 +932,18 @@ mod tests {
             assert_ne!(pick.backend().id.to_string(), "b1");
         }
         assert!(pool.status(&"b0".into(), secs(1)).is_none(), "removed");
+    }
+
+    #[test]
+    fn a_detached_count_moves_into_another_thread() {
+        let pool = Pool::<LeastConn>::new(named(&[1]), strict(), (), 1).unwrap();
+        let in_flight = pool
+            .load()
+            .pick(b"", T0, &mut Rng::new(1))
+            .unwrap()
+            .detach();
+        std::thread::spawn(move || drop(in_flight)).join().unwrap();
+        assert_eq!(pool.status(&"b0".into(), T0).unwrap().in_flight, 0);
     }
 
     #[test]
