@@ -6,7 +6,7 @@
 //! Every header line is validated, not only Host: the bytes reach the backend untouched, so a line
 //! that this parser and the backend could read differently (a bare CR, whitespace before the colon,
 //! a control byte) would let a request smuggle a Host past the router. Names are checked against a
-//! token table, values sixteen bytes at a time for control bytes.
+//! token table, values eight bytes at a time for control bytes.
 
 use crate::name::{self, HostName};
 use crate::{Error, Limits, Needed, Status};
@@ -385,15 +385,16 @@ fn value_end(input: &[u8], start: usize) -> Result<usize, Stop> {
     }
 }
 
-/// Position of the first byte below 0x20 or equal to 0x7f, sixteen bytes at a time.
+/// Position of the first byte below 0x20 or equal to 0x7f, eight bytes at a time (measured faster
+/// here than sixteen in a u128, which compiles to pairs of scalar operations).
 fn first_control(s: &[u8]) -> Option<usize> {
-    const ONES: u128 = u128::from_ne_bytes([0x01; 16]);
-    const HIGHS: u128 = u128::from_ne_bytes([0x80; 16]);
-    const SPACES: u128 = u128::from_ne_bytes([0x20; 16]);
-    const DELS: u128 = u128::from_ne_bytes([0x7f; 16]);
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const SPACES: u64 = u64::from_ne_bytes([0x20; 8]);
+    const DELS: u64 = u64::from_ne_bytes([0x7f; 8]);
     let mut rest = s;
-    while let Some((chunk, tail)) = rest.split_first_chunk::<16>() {
-        let x = u128::from_le_bytes(*chunk);
+    while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
+        let x = u64::from_le_bytes(*chunk);
         // Bytes below 0x20, and bytes equal to 0x7f: in both tests the lowest flag is exact.
         let low = x.wrapping_sub(SPACES) & !x & HIGHS;
         let del = x ^ DELS;
