@@ -1,5 +1,6 @@
 //! IPv4 → IPv6 (RFC 7915 §4): header, ICMP, the packet quoted in ICMP errors, and fragmentation.
 
+use core::net::Ipv6Addr;
 use core::ops::Range;
 
 use crate::checksum;
@@ -124,6 +125,19 @@ fn plan<S: Sink>(
         }
     };
 
+    // Addresses first: a packet we could never translate gets no ICMP error from us, or we would be
+    // a router for any traffic and a reflector for spoofed sources. An ICMP error is mapped by
+    // `icmp_error_msg` (with the RFC 6791 fallback); every refusal below only drops it.
+    let (src, dst) = if icmp_error {
+        (Ipv6Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED)
+    } else {
+        (
+            t.map_4to6(ip.src, Role::Remote, hairpin)
+                .ok_or(DropReason::UntranslatableSource)?,
+            t.map_4to6(ip.dst, Role::Local, hairpin)
+                .ok_or(DropReason::UntranslatableDestination)?,
+        )
+    };
     if !hairpin && ip.ttl <= 1 {
         return Err(if ip.ttl == 0 {
             DropReason::Expired.into()
@@ -144,12 +158,6 @@ fn plan<S: Sink>(
         return Ok(None);
     }
 
-    let src = t
-        .map_4to6(ip.src, Role::Remote, hairpin)
-        .ok_or(DropReason::UntranslatableSource)?;
-    let dst = t
-        .map_4to6(ip.dst, Role::Local, hairpin)
-        .ok_or(DropReason::UntranslatableDestination)?;
     let payload = ip.payload;
     let mut patches = Patches::default();
     if ip.offset == 0 {
@@ -652,6 +660,30 @@ mod tests {
             run(cfg, &h.build(&udp(b"ttl"), true)).0,
             Outcome::Dropped(DropReason::Expired)
         );
+    }
+
+    // The addresses are mapped before any refusal: a packet the translator could never translate
+    // gets no ICMPv4 error, or the translator would route (and reflect) any IPv4 traffic.
+    #[test]
+    fn no_error_about_an_untranslatable_packet() {
+        let mut cfg = config();
+        cfg.pool6 = Some(crate::Pool6::new(crate::WELL_KNOWN_PREFIX).unwrap());
+        cfg.eam = &[];
+        let mut h = V4::new(17);
+        h.src = Ipv4Addr::new(192, 168, 1, 1);
+        h.dst = Ipv4Addr::new(192, 168, 1, 2);
+        h.ttl = 1;
+        let o = run(cfg, &h.build(&udp(b"ttl"), true)).0;
+        assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableSource));
+        h.ttl = 64;
+        h.src = Ipv4Addr::new(8, 8, 8, 8);
+        h.options = std::vec![0x83, 7, 4, 1, 2, 3, 4, 0]; // LSRR, one hop left
+        let o = run(cfg, &h.build(&udp(b"sr"), true)).0;
+        assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableDestination));
+        h.options.clear();
+        h.df = true;
+        let o = run(cfg, &h.build(&udp(&[0; 1480]), true)).0;
+        assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableDestination));
     }
 
     // RFC 7915 §4.1: the Fragment header only for packets that are already fragments.

@@ -57,6 +57,20 @@ fn prepare<'a>(t: &Translator<'_>, input: &'a [u8]) -> Result<Prepared<'a>, Fail
         }
     };
 
+    // Addresses first: a packet we could never translate gets no ICMP error from us, or we would be
+    // a router for any traffic and a reflector for spoofed sources.
+    let dst = t
+        .map_6to4(ip.dst)
+        .ok_or(DropReason::UntranslatableDestination)?;
+    let src = match t.map_6to4(ip.src) {
+        Some(s) => s,
+        // RFC 6791: an ICMPv6 error from an untranslatable router still gets through.
+        None if icmp_error => t
+            .rfc6791_v4(ip.src)
+            .ok_or(DropReason::UntranslatableSource)?,
+        None => return Err(DropReason::UntranslatableSource.into()),
+    };
+
     if ip.hop_limit <= 1 {
         return Err(if ip.hop_limit == 0 {
             DropReason::Expired.into()
@@ -75,17 +89,6 @@ fn prepare<'a>(t: &Translator<'_>, input: &'a [u8]) -> Result<Prepared<'a>, Fail
         return Err(DropReason::FragmentedIcmp.into());
     }
 
-    let dst = t
-        .map_6to4(ip.dst)
-        .ok_or(DropReason::UntranslatableDestination)?;
-    let src = match t.map_6to4(ip.src) {
-        Some(s) => s,
-        // RFC 6791: an ICMPv6 error from an untranslatable router still gets through.
-        None if icmp_error => t
-            .rfc6791_v4(ip.src)
-            .ok_or(DropReason::UntranslatableSource)?,
-        None => return Err(DropReason::UntranslatableSource.into()),
-    };
     let hairpin = cfg.hairpinning && EamTable::new(cfg.eam).covers_v4(dst);
     Ok(Prepared {
         ip,
@@ -659,11 +662,34 @@ mod tests {
             run(config(), &h.build(&udp(b"hl"), true)).0,
             Outcome::Dropped(DropReason::Expired)
         );
-        // RFC 4443 §2.4 (e): nothing back to a multicast source.
+        // A multicast source has no IPv4 mapping, so nothing goes back to it (RFC 4443 §2.4 (e)).
         h.hop_limit = 1;
         h.src = a6("ff02::1");
         let o = run(config(), &h.build(&udp(b"hl"), true)).0;
-        assert_eq!(o, Outcome::Dropped(DropReason::Expired));
+        assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableSource));
+    }
+
+    // The addresses are mapped before any refusal: a packet the translator could never translate
+    // gets no ICMPv6 error, or the translator would route (and reflect) any IPv6 traffic.
+    #[test]
+    fn no_error_about_an_untranslatable_packet() {
+        let cases: [(u8, Vec<(u8, Vec<u8>)>); 3] = [
+            (1, Vec::new()),
+            (64, std::vec![ext8(43, 2)]),
+            (64, std::vec![frag6(0, false, 1), ext8(60, 0)]),
+        ];
+        for (hop_limit, exts) in cases {
+            let mut h = V6::new(17);
+            h.hop_limit = hop_limit;
+            h.exts = exts;
+            h.src = a6("2001:db8:ffff::1");
+            let o = run(config(), &h.build(&udp(b"x"), true)).0;
+            assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableSource));
+            h.src = v6_host();
+            h.dst = a6("2a00::1");
+            let o = run(config(), &h.build(&udp(b"x"), true)).0;
+            assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableDestination));
+        }
     }
 
     // RFC 7915 §5.2: echo; MLD and ND are dropped.
