@@ -673,7 +673,8 @@ mod tests {
     // gets no ICMPv6 error, or the translator would route (and reflect) any IPv6 traffic.
     #[test]
     fn no_error_about_an_untranslatable_packet() {
-        let cases: [(u8, Vec<(u8, Vec<u8>)>); 3] = [
+        type Exts = Vec<(u8, Vec<u8>)>;
+        let cases: [(u8, Exts); 3] = [
             (1, Vec::new()),
             (64, std::vec![ext8(43, 2)]),
             (64, std::vec![frag6(0, false, 1), ext8(60, 0)]),
