@@ -138,6 +138,9 @@ pub enum DropReason {
     InnerPacket,
     /// A fragmented ICMP message: its checksum cannot be translated.
     FragmentedIcmp,
+    /// An ICMP error whose checksum is wrong: its checksum is recomputed on translation, which
+    /// would turn a corrupt message into a valid-looking one.
+    IcmpErrorChecksum,
     /// An IPv4 UDP datagram with checksum zero, refused by policy (RFC 7915 §4.5).
     UdpZeroChecksum,
     /// Larger than the next link and not allowed to be fragmented.
@@ -165,6 +168,7 @@ impl DropReason {
             Self::NestedIcmpError => "nested-icmp-error",
             Self::InnerPacket => "inner-packet",
             Self::FragmentedIcmp => "fragmented-icmp",
+            Self::IcmpErrorChecksum => "icmp-error-checksum",
             Self::UdpZeroChecksum => "udp-zero-checksum",
             Self::TooBig => "too-big",
             Self::BufferTooSmall => "buffer-too-small",

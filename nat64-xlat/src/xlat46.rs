@@ -318,6 +318,11 @@ fn icmp_error_msg(
     if msg.len() < 8 {
         return Err(DropReason::Truncated.into());
     }
+    // The checksum is recomputed below: check the incoming one first, so a corrupt error does not
+    // come out with a correct checksum.
+    if checksum::fold(checksum::sum(msg)) != 0xffff {
+        return Err(DropReason::IcmpErrorChecksum.into());
+    }
     let m = icmp::map_4to6(msg[0], msg[1]).ok_or(DropReason::UntranslatableIcmp)?;
     let src = t
         .map_4to6(ip.src, Role::Remote, hairpin)
@@ -870,6 +875,16 @@ mod tests {
         outer.src = from;
         outer.dst = V6_HOST_AS_V4;
         (outer.build(&msg, true), inner)
+    }
+
+    // The outgoing checksum is recomputed, so a corrupt ICMPv4 error must be caught here or it
+    // would come out with a valid checksum.
+    #[test]
+    fn icmp_error_with_wrong_checksum_dropped() {
+        let (mut input, _) = icmp4_error(3, 3, [0; 4], Ipv4Addr::new(203, 0, 113, 1), b"x");
+        input[23] ^= 1;
+        let o = run(config(), &input).0;
+        assert_eq!(o, Outcome::Dropped(DropReason::IcmpErrorChecksum));
     }
 
     // RFC 7915 §4.3: the quoted packet is translated with addresses in their roles, TTL kept.

@@ -335,6 +335,15 @@ fn icmp_error_msg(
     if msg.len() < 8 {
         return Err(DropReason::Truncated.into());
     }
+    // The checksum is recomputed below: check the incoming one first, so a corrupt error does not
+    // come out with a correct checksum.
+    let acc = checksum::add(
+        checksum::pseudo6(ip.src, ip.dst, proto::ICMPV6, msg.len() as u32),
+        checksum::sum(msg),
+    );
+    if checksum::fold(acc) != 0xffff {
+        return Err(DropReason::IcmpErrorChecksum.into());
+    }
     let m = icmp::map_6to4(msg[0], msg[1]).ok_or(DropReason::UntranslatableIcmp)?;
     let word = u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]);
     let words = if matches!(msg[0], icmp::v6::DEST_UNREACH | icmp::v6::TIME_EXCEEDED) {
@@ -727,6 +736,24 @@ mod tests {
         outer.src = from;
         outer.dst = v6_host();
         outer.build(&msg, true)
+    }
+
+    // The outgoing checksum is recomputed, so a corrupt ICMPv6 error (pseudo-header included)
+    // must be caught here or it would come out with a valid checksum.
+    #[test]
+    fn icmpv6_error_with_wrong_checksum_dropped() {
+        let good = icmp6_error(2, 0, 1280, v4_host_as_v6(), b"x");
+        let mut zero = good.clone();
+        zero[42..44].fill(0);
+        let mut flipped = good.clone();
+        flipped[47] ^= 1;
+        // The same message from another source: wrong only through the pseudo-header.
+        let mut moved = good;
+        moved[23] ^= 1;
+        for input in [zero, flipped, moved] {
+            let o = run(config(), &input).0;
+            assert_eq!(o, Outcome::Dropped(DropReason::IcmpErrorChecksum));
+        }
     }
 
     // RFC 7915 §5.3: quoted packet translated, TTL kept, addresses in their roles.
