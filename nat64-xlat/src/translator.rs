@@ -17,6 +17,15 @@ pub(crate) const MAX_ICMP4_ERROR: usize = 576;
 /// Largest ICMPv6 error the translator emits (RFC 4443 §2.4 (c)).
 pub(crate) const MAX_ICMP6_ERROR: usize = 1280;
 
+/// IPv4 addresses no prefix or EAM may translate, whatever the configuration: "this network"
+/// 0.0.0.0/8, loopback 127.0.0.0/8, multicast 224.0.0.0/4 (a group would become a unicast IPv6
+/// address) and reserved 240.0.0.0/4, which holds the limited broadcast 255.255.255.255.
+#[inline(always)]
+pub(crate) const fn never_translated(a: Ipv4Addr) -> bool {
+    let first = a.octets()[0];
+    first == 0 || first == 127 || first >= 224
+}
+
 /// Why a translation stopped: a silent drop, or a drop answered by an ICMP error to the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fail {
@@ -151,6 +160,25 @@ impl<'a> Translator<'a> {
     // store forwarding on every packet.
     #[inline(always)]
     pub(crate) fn map_4to6(&self, a: Ipv4Addr, role: Role, hairpin: bool) -> Option<Ipv6Addr> {
+        if never_translated(a) {
+            return None;
+        }
+        self.map_4to6_any(a, role, hairpin)
+    }
+
+    /// The source of an ICMPv4 error: a router that reports from "this network" (0/8) or loopback
+    /// (127/8) still identifies only itself, and its error is about a flow we translate, so it is
+    /// mapped like any address (Jool does the same). Multicast and reserved sources stay refused.
+    #[inline(always)]
+    pub(crate) fn map_4to6_error_source(&self, a: Ipv4Addr, hairpin: bool) -> Option<Ipv6Addr> {
+        if a.octets()[0] >= 224 {
+            return None;
+        }
+        self.map_4to6_any(a, Role::Remote, hairpin)
+    }
+
+    #[inline(always)]
+    fn map_4to6_any(&self, a: Ipv4Addr, role: Role, hairpin: bool) -> Option<Ipv6Addr> {
         let eam = !(hairpin && role == Role::Remote);
         if eam {
             if let Some(v6) = EamTable::new(self.cfg.eam).to_v6(a) {
@@ -168,6 +196,7 @@ impl<'a> Translator<'a> {
         EamTable::new(self.cfg.eam)
             .to_v4(a)
             .or_else(|| self.cfg.pool6?.extract(a, self.cfg.non_global))
+            .filter(|&v4| !never_translated(v4))
     }
 
     /// RFC 6791: the IPv4 source for an ICMPv6 error whose source has no mapping. The address is

@@ -325,7 +325,7 @@ fn icmp_error_msg(
     }
     let m = icmp::map_4to6(msg[0], msg[1]).ok_or(DropReason::UntranslatableIcmp)?;
     let src = t
-        .map_4to6(ip.src, Role::Remote, hairpin)
+        .map_4to6_error_source(ip.src, hairpin)
         .or_else(|| t.rfc6791_v6(ip.src))
         .ok_or(DropReason::UntranslatableSource)?;
     let dst = t
@@ -482,6 +482,7 @@ mod tests {
 
     use super::*;
     use crate::config::{Config, UdpZeroChecksum};
+    use crate::eam::EamTable;
     use crate::outcome::Outcome;
     use crate::testpkt::{
         self, V4, V4_HOST, V6_HOST_AS_V4, a6, config, v4_host_as_v6, v6_host, verify,
@@ -648,12 +649,13 @@ mod tests {
             Outcome::Dropped(DropReason::Expired)
         );
 
-        // RFC 1812 §4.3.2.7: nothing back about a datagram to a group or broadcast address.
+        // RFC 1812 §4.3.2.7: nothing back about a datagram to a group or broadcast address (which
+        // are never translated in the first place).
         h.ttl = 1;
         for dst in [Ipv4Addr::new(224, 0, 0, 251), Ipv4Addr::BROADCAST] {
             h.dst = dst;
             let o = run(config(), &h.build(&udp(b"ttl"), true)).0;
-            assert_eq!(o, Outcome::Dropped(DropReason::Expired));
+            assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableDestination));
         }
         h.dst = V6_HOST_AS_V4;
 
@@ -665,6 +667,80 @@ mod tests {
             run(cfg, &h.build(&udp(b"ttl"), true)).0,
             Outcome::Dropped(DropReason::Expired)
         );
+    }
+
+    // Whatever the prefix or EAM: 0/8, 127/8, 224/4 (multicast would become unicast IPv6) and
+    // 240/4 (with 255.255.255.255) are never translated, as sources nor as destinations.
+    #[test]
+    fn never_translated_ranges() {
+        static ALL: [crate::Eam; 1] = [crate::Eam::new(
+            crate::prefix::v4(0, 0, 0, 0, 0),
+            match crate::prefix::Ipv6Prefix::new(
+                core::net::Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 0),
+                96,
+            ) {
+                Ok(p) => p,
+                Err(_) => panic!("bad prefix"),
+            },
+        )];
+        let mut eam_only = config();
+        eam_only.pool6 = None;
+        eam_only.eam = &ALL;
+        let bad = [
+            Ipv4Addr::new(0, 0, 0, 0),
+            Ipv4Addr::new(0, 1, 2, 3),
+            Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(224, 0, 0, 1),
+            Ipv4Addr::new(239, 255, 255, 250),
+            Ipv4Addr::new(240, 0, 0, 1),
+            Ipv4Addr::BROADCAST,
+        ];
+        for cfg in [config(), eam_only] {
+            for a in bad {
+                let mut h = V4::new(17);
+                h.src = a;
+                let o = run(cfg, &h.build(&udp(b"x"), true)).0;
+                assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableSource), "{a}");
+                h.src = V4_HOST;
+                h.dst = a;
+                let o = run(cfg, &h.build(&udp(b"x"), true)).0;
+                assert_eq!(
+                    o,
+                    Outcome::Dropped(DropReason::UntranslatableDestination),
+                    "{a}"
+                );
+            }
+            // A router reporting an error from 0/8 or 127/8 is still heard under its own mapping
+            // (as by Jool); a multicast or reserved source gets the RFC 6791 fallback.
+            let (quoted, _) = icmp4_error(3, 3, [0; 4], V4_HOST, b"q");
+            let mut e = V4::new(1);
+            e.dst = V6_HOST_AS_V4;
+            for (a, embedded) in [
+                (Ipv4Addr::new(127, 0, 0, 1), true),
+                (Ipv4Addr::new(0, 0, 0, 0), true),
+                (Ipv4Addr::new(224, 0, 0, 1), false),
+            ] {
+                e.src = a;
+                let (o, out) = run(cfg, &e.build(&quoted[20..], true));
+                let want = if embedded {
+                    cfg.pool6
+                        .map_or_else(|| EamTable::new(cfg.eam).to_v6(a), |p| p.embed(a, &[]))
+                } else {
+                    cfg.own_v6
+                };
+                let src = &packets(o, &out)[0][8..24];
+                assert_eq!(src, &want.unwrap().octets(), "{a}");
+            }
+            // Their neighbours are ordinary addresses.
+            for a in [Ipv4Addr::new(1, 0, 0, 0), Ipv4Addr::new(126, 255, 255, 255)] {
+                let mut h = V4::new(17);
+                h.src = a;
+                assert!(matches!(
+                    run(cfg, &h.build(&udp(b"x"), true)).0,
+                    Outcome::Translated(_)
+                ));
+            }
+        }
     }
 
     // The addresses are mapped before any refusal: a packet the translator could never translate

@@ -678,6 +678,33 @@ mod tests {
         assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableSource));
     }
 
+    // IPv6 addresses that embed 0/8, 127/8, 224/4 or 240/4 are not translated, whatever the prefix.
+    #[test]
+    fn never_translated_ranges() {
+        let pool = config().pool6.unwrap();
+        for a in [
+            Ipv4Addr::new(0, 0, 0, 0),
+            Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(224, 0, 0, 1),
+            Ipv4Addr::new(240, 0, 0, 1),
+            Ipv4Addr::BROADCAST,
+        ] {
+            let v6 = pool.embed(a, &[]).unwrap();
+            let mut h = V6::new(17);
+            h.src = v6;
+            let o = run(config(), &h.build(&udp(b"x"), true)).0;
+            assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableSource), "{a}");
+            h.src = v6_host();
+            h.dst = v6;
+            let o = run(config(), &h.build(&udp(b"x"), true)).0;
+            assert_eq!(
+                o,
+                Outcome::Dropped(DropReason::UntranslatableDestination),
+                "{a}"
+            );
+        }
+    }
+
     // The addresses are mapped before any refusal: a packet the translator could never translate
     // gets no ICMPv6 error, or the translator would route (and reflect) any IPv6 traffic.
     #[test]
