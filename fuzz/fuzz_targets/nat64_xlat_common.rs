@@ -22,11 +22,13 @@ pub fn check(data: &[u8], dir: Direction) {
         Eam::new(
             "1.0.0.0/24".parse().unwrap(),
             "2001:db8:3::/120".parse().unwrap(),
-        ),
+        )
+        .unwrap(),
         Eam::new(
             "10.0.0.0/16".parse().unwrap(),
-            "2001:db8:2::/120".parse().unwrap(),
-        ),
+            "2001:db8:2::/112".parse().unwrap(),
+        )
+        .unwrap(),
     ];
     let prefixes = [
         "2001:db8:100::/40",

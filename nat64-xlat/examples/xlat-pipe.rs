@@ -22,11 +22,13 @@ fn base_eams() -> Vec<Eam> {
         Eam::new(
             "1.0.0.0/24".parse().unwrap(),
             "2001:db8:3::/120".parse().unwrap(),
-        ),
+        )
+        .unwrap(),
         Eam::new(
             "10.0.0.0/24".parse().unwrap(),
             "2001:db8:2::/120".parse().unwrap(),
-        ),
+        )
+        .unwrap(),
     ]
 }
 
@@ -53,7 +55,7 @@ fn configure<'a>(spec: &str, eams: &'a mut Vec<Eam>) -> Result<Config<'a>, Strin
                 .ok_or_else(|| format!("eamt-add wants V4|V6: {v}"))?;
             let v4 = a.parse().map_err(|e| format!("{a}: {e}"))?;
             let v6 = b.parse().map_err(|e| format!("{b}: {e}"))?;
-            eams.push(Eam::new(v4, v6));
+            eams.push(Eam::new(v4, v6).map_err(|e| format!("{item}: {e}"))?);
         } else {
             changes.push((k, v));
         }

@@ -1,26 +1,75 @@
 //! RFC 7757 Explicit Address Mappings: an IPv4 prefix paired with an IPv6 prefix, consulted before
 //! RFC 6052, longest match first.
 //!
-//! The suffixes may differ in length (RFC 7757 §3.2): the suffix bits are copied most significant
-//! first; bits the other side has no room for are dropped, and missing bits are zero.
+//! The suffixes may differ in length (RFC 7757 §3.2): the IPv4 suffix bits are copied most
+//! significant first to the top of the IPv6 suffix, whose extra low bits are zero going to IPv6 and
+//! ignored coming back. An IPv4 suffix longer than the IPv6 one would lose bits, so it is refused.
 
+use core::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::prefix::{Ipv4Prefix, Ipv6Prefix};
 
+/// Two prefixes cannot form an explicit address mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EamError {
+    /// The IPv4 suffix (32 − IPv4 prefix length) is longer than the IPv6 suffix (128 − IPv6 prefix
+    /// length): distinct IPv4 addresses would map to the same IPv6 address.
+    Ipv4SuffixLonger {
+        /// Bits of IPv4 suffix.
+        v4_suffix: u8,
+        /// Bits of IPv6 suffix.
+        v6_suffix: u8,
+    },
+}
+
+impl fmt::Display for EamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ipv4SuffixLonger {
+                v4_suffix,
+                v6_suffix,
+            } => write!(
+                f,
+                "EAM IPv4 suffix of {v4_suffix} bits does not fit the IPv6 suffix of {v6_suffix} bits"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for EamError {}
+
 /// One explicit address mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Eam {
-    /// The IPv4 side.
-    pub v4: Ipv4Prefix,
-    /// The IPv6 side.
-    pub v6: Ipv6Prefix,
+    v4: Ipv4Prefix,
+    v6: Ipv6Prefix,
 }
 
 impl Eam {
-    /// Pairs two prefixes.
-    pub const fn new(v4: Ipv4Prefix, v6: Ipv6Prefix) -> Self {
-        Self { v4, v6 }
+    /// Pairs two prefixes, if every address of the IPv4 one has its own IPv6 address (RFC 7757
+    /// §3.2: the IPv4 suffix must not be longer than the IPv6 suffix).
+    pub const fn new(v4: Ipv4Prefix, v6: Ipv6Prefix) -> Result<Self, EamError> {
+        let v4_suffix = 32 - v4.prefix_len();
+        let v6_suffix = 128 - v6.prefix_len();
+        if v4_suffix > v6_suffix {
+            return Err(EamError::Ipv4SuffixLonger {
+                v4_suffix,
+                v6_suffix,
+            });
+        }
+        Ok(Self { v4, v6 })
+    }
+
+    /// The IPv4 side.
+    pub const fn v4(&self) -> Ipv4Prefix {
+        self.v4
+    }
+
+    /// The IPv6 side.
+    pub const fn v6(&self) -> Ipv6Prefix {
+        self.v6
     }
 
     fn to_v6(self, a: Ipv4Addr) -> Ipv6Addr {
@@ -88,7 +137,7 @@ mod tests {
     use super::*;
 
     fn eam(v4: &str, v6: &str) -> Eam {
-        Eam::new(v4.parse().unwrap(), v6.parse().unwrap())
+        Eam::new(v4.parse().unwrap(), v6.parse().unwrap()).unwrap()
     }
 
     fn a4(s: &str) -> Ipv4Addr {
@@ -134,13 +183,33 @@ mod tests {
         );
     }
 
-    // IPv4 suffix longer than IPv6's: low IPv4 bits are dropped going to IPv6 and zero coming back.
+    // IPv4 suffix longer than IPv6's: distinct IPv4 addresses would share an IPv6 address, so the
+    // pair is refused (RFC 7757 §3.2); equal suffixes are the limit.
     #[test]
-    fn longer_ipv4_suffix() {
-        let t = [eam("10.0.0.0/16", "2001:db8::/120")];
-        let t = EamTable::new(&t);
-        assert_eq!(t.to_v6(a4("10.0.171.205")), Some(a6("2001:db8::ab")));
-        assert_eq!(t.to_v4(a6("2001:db8::ab")), Some(a4("10.0.171.0")));
+    fn longer_ipv4_suffix_refused() {
+        let e = Eam::new(
+            "10.0.0.0/16".parse().unwrap(),
+            "2001:db8::/120".parse().unwrap(),
+        );
+        assert_eq!(
+            e,
+            Err(EamError::Ipv4SuffixLonger {
+                v4_suffix: 16,
+                v6_suffix: 8
+            })
+        );
+        assert!(
+            Eam::new("0.0.0.0/0".parse().unwrap(), "::/97".parse().unwrap()).is_err(),
+            "32 bits into 31"
+        );
+        assert!(Eam::new("0.0.0.0/0".parse().unwrap(), "::/96".parse().unwrap()).is_ok());
+        assert!(
+            Eam::new(
+                "10.0.0.0/24".parse().unwrap(),
+                "2001:db8::/120".parse().unwrap()
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -87,7 +87,7 @@ mod xlat46;
 mod xlat64;
 
 pub use config::{Config, UdpZeroChecksum};
-pub use eam::{Eam, EamTable};
+pub use eam::{Eam, EamError, EamTable};
 pub use outcome::{DropReason, Emitted, InPlace, Outcome, Packets};
 pub use prefix::{Ipv4Prefix, Ipv6Prefix, PrefixError};
 pub use rfc6052::{DEFAULT_NON_GLOBAL, LOCAL_USE_PREFIX, Pool6, Pool6Error, WELL_KNOWN_PREFIX};

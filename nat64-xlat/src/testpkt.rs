@@ -18,15 +18,22 @@ pub(crate) fn a6(s: &str) -> Ipv6Addr {
 }
 
 pub(crate) static EAMS: [Eam; 2] = [
-    Eam::new(
+    eam(
         crate::prefix::v4(1, 0, 0, 0, 24),
         v6p(0x2001, 0xdb8, 3, 120),
     ),
-    Eam::new(
+    eam(
         crate::prefix::v4(10, 0, 0, 0, 24),
         v6p(0x2001, 0xdb8, 2, 120),
     ),
 ];
+
+pub(crate) const fn eam(v4: crate::prefix::Ipv4Prefix, v6: crate::prefix::Ipv6Prefix) -> Eam {
+    match Eam::new(v4, v6) {
+        Ok(e) => e,
+        Err(_) => panic!("bad EAM"),
+    }
+}
 
 const fn v6p(a: u16, b: u16, c: u16, len: u8) -> crate::prefix::Ipv6Prefix {
     match crate::prefix::Ipv6Prefix::new(Ipv6Addr::new(a, b, c, 0, 0, 0, 0, 0), len) {

@@ -673,7 +673,7 @@ mod tests {
     // 240/4 (with 255.255.255.255) are never translated, as sources nor as destinations.
     #[test]
     fn never_translated_ranges() {
-        static ALL: [crate::Eam; 1] = [crate::Eam::new(
+        static ALL: [crate::Eam; 1] = [testpkt::eam(
             crate::prefix::v4(0, 0, 0, 0, 0),
             match crate::prefix::Ipv6Prefix::new(
                 core::net::Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 0),
