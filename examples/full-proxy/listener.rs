@@ -164,6 +164,8 @@ impl Story {
     }
 }
 
+/// Each step's future is boxed when it starts: the spawned task stays small, so spawning a
+/// connection copies a few hundred bytes instead of every step's state.
 async fn serve(
     mut client: TcpStream,
     peer: SocketAddr,
@@ -198,7 +200,14 @@ async fn serve(
                 timeout: settings.peek_timeout,
                 parser: proxy_proto::Parser::new().lenient_v1(settings.lenient_proxy_v1),
             };
-            match proxy_proto::tokio::read_header(&mut client, peer, trust, &config).await {
+            match Box::pin(proxy_proto::tokio::read_header(
+                &mut client,
+                peer,
+                trust,
+                &config,
+            ))
+            .await
+            {
                 Ok(accepted) => {
                     if let Some(h) = accepted.header() {
                         let h = h.header();
@@ -215,7 +224,13 @@ async fn serve(
 
     // 2. Peek: read until the name is known, keeping every byte.
     let mut reader = (&early[..]).chain(&mut client);
-    let peeked = match sni_peek::tokio::peek(&mut reader, deadline, &Limits::default()).await {
+    let peeked = match Box::pin(sni_peek::tokio::peek(
+        &mut reader,
+        deadline,
+        &Limits::default(),
+    ))
+    .await
+    {
         Ok(p) => p,
         Err(e) => return story.end(metrics, "peek_failed", &e.to_string()),
     };
@@ -237,14 +252,21 @@ async fn serve(
 
     // 3. Route, then a backend, retrying the next candidate on a failed connect.
     let Some(route) = live.routes.find(name.as_deref()).cloned() else {
-        refuse(&mut client, protocol, Refusal::NoRoute).await;
+        Box::pin(refuse(&mut client, protocol, Refusal::NoRoute)).await;
         return story.end(metrics, "no_route", "no route for this name");
     };
     story.route = Some(route.name().to_string());
-    let connected = match routing::connect(&route, local.port(), origin.ip(), shared.epoch).await {
+    let connected = match Box::pin(routing::connect(
+        &route,
+        local.port(),
+        origin.ip(),
+        shared.epoch,
+    ))
+    .await
+    {
         Ok(c) => c,
         Err(e) => {
-            refuse(&mut client, protocol, Refusal::Unavailable).await;
+            Box::pin(refuse(&mut client, protocol, Refusal::Unavailable)).await;
             return story.end(metrics, "backend_unreachable", &e.to_string());
         }
     };
@@ -254,29 +276,16 @@ async fn serve(
         .fetch_add(u64::from(connected.retries), Ordering::Relaxed);
 
     // 4. The PROXY header and every peeked byte, in one write.
-    let mut first = Vec::with_capacity(128 + peeked.bytes.len());
     let addresses = Addresses::from_pair(origin, target);
-    let header = match route.spec.proxy_protocol {
-        ProxyOut::None => None,
-        ProxyOut::V1 => Some(Builder::v1(addresses)),
-        ProxyOut::V2 => Some(match &name {
-            Some(n) => Builder::v2(Command::Proxy, addresses).authority(n),
-            None => Builder::v2(Command::Proxy, addresses),
-        }),
+    let first = match first_write(
+        route.spec.proxy_protocol,
+        addresses,
+        name.as_deref(),
+        &peeked.bytes,
+    ) {
+        Ok(first) => first,
+        Err(e) => return story.end(metrics, "relay_error", &format!("PROXY header: {e}")),
     };
-    if let Some(header) = header {
-        let at = first.len();
-        match header.len() {
-            Ok(n) => {
-                first.resize(at + n, 0);
-                if let Err(e) = header.write(&mut first[at..]) {
-                    return story.end(metrics, "relay_error", &format!("PROXY header: {e}"));
-                }
-            }
-            Err(e) => return story.end(metrics, "relay_error", &format!("PROXY header: {e}")),
-        }
-    }
-    first.extend_from_slice(&peeked.bytes);
     let mut backend = connected.stream;
     let timeout = route.spec.connect_timeout;
     let written = tokio::time::timeout(timeout, backend.write_all(&first)).await;
@@ -296,7 +305,7 @@ async fn serve(
     // not wait for long connections to stop the health checks of routes it removed.
     let limits = live.config.limits;
     drop((route, live));
-    let relayed = relay(client, backend, limits.idle_timeout, limits.relay).await;
+    let relayed = Box::pin(relay(client, backend, limits.idle_timeout, limits.relay)).await;
     story.up = relayed.up + peeked.bytes.len() as u64;
     story.down = relayed.down;
     drop(connected.in_flight);
@@ -305,6 +314,28 @@ async fn serve(
         End::Idle => story.end(metrics, "idle_timeout", "idle timeout"),
         End::Error(e) => story.end(metrics, "relay_error", &e.to_string()),
     }
+}
+
+/// The PROXY header the route asks for (v2 with the name as AUTHORITY), then the peeked bytes.
+fn first_write(
+    version: ProxyOut,
+    addresses: Addresses<'_>,
+    name: Option<&str>,
+    peeked: &[u8],
+) -> Result<Vec<u8>, proxy_proto::EmitError> {
+    let header = match (version, name) {
+        (ProxyOut::None, _) => None,
+        (ProxyOut::V1, _) => Some(Builder::v1(addresses)),
+        (ProxyOut::V2, Some(name)) => Some(Builder::v2(Command::Proxy, addresses).authority(name)),
+        (ProxyOut::V2, None) => Some(Builder::v2(Command::Proxy, addresses)),
+    };
+    let header_len = header.as_ref().map_or(Ok(0), Builder::len)?;
+    let mut first = vec![0; header_len];
+    if let Some(header) = header {
+        header.write(&mut first)?;
+    }
+    first.extend_from_slice(peeked);
+    Ok(first)
 }
 
 enum Refusal {
@@ -335,7 +366,7 @@ async fn refuse(client: &mut TcpStream, protocol: Protocol, why: Refusal) {
     let _ = client.write_all(answer).await;
     let _ = client.shutdown().await;
     // Read what the client still sends for a moment, so closing does not reset the answer away.
-    let mut sink = [0u8; 4096];
+    let mut sink = [0u8; 512];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
     })

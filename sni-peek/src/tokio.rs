@@ -95,22 +95,14 @@ where
         }
         let start = bytes.len();
         let want = gate.ready_at.saturating_sub(start).max(READ_CHUNK);
-        bytes.resize(start + want, 0);
-        let read = timeout_at(deadline, stream.read(&mut bytes[start..])).await;
+        // Read into spare capacity (at least `want`): nothing is zeroed first.
+        bytes.reserve(want);
+        let read = timeout_at(deadline, stream.read_buf(&mut bytes)).await;
         match read {
-            Err(_elapsed) => {
-                bytes.truncate(start);
-                return Err(PeekError::Timeout { bytes });
-            }
-            Ok(Err(error)) => {
-                bytes.truncate(start);
-                return Err(PeekError::Io { error, bytes });
-            }
-            Ok(Ok(0)) => {
-                bytes.truncate(start);
-                return Err(PeekError::Closed { bytes });
-            }
-            Ok(Ok(n)) => bytes.truncate(start + n),
+            Err(_elapsed) => return Err(PeekError::Timeout { bytes }),
+            Ok(Err(error)) => return Err(PeekError::Io { error, bytes }),
+            Ok(Ok(0)) => return Err(PeekError::Closed { bytes }),
+            Ok(Ok(_)) => {}
         }
         new_from = start;
     }
