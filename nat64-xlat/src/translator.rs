@@ -12,6 +12,8 @@ use crate::outcome::{DropReason, Emitted, InPlace, Outcome};
 use crate::wire::{self, Parse, proto};
 use crate::{xlat46, xlat64};
 
+/// Largest IP packet: an IPv6 header and a 65535-byte payload (an IPv4 datagram is smaller).
+const MAX_IP_PACKET: usize = 40 + 65535;
 /// Largest ICMPv4 error the translator emits (RFC 1812 §4.3.2.3).
 pub(crate) const MAX_ICMP4_ERROR: usize = 576;
 /// Largest ICMPv6 error the translator emits (RFC 4443 §2.4 (c)).
@@ -133,8 +135,15 @@ impl<'a> Translator<'a> {
 
     /// An output buffer size that holds any result for an input of `input_len` bytes: the worst case
     /// is a hairpinned packet (twice, for the scratch half) or an IPv4 datagram cut into
-    /// 1280-byte IPv6 fragments (48 bytes of headers per 1232 bytes of data).
+    /// 1280-byte IPv6 fragments (48 bytes of headers per 1232 bytes of data). Bytes past the
+    /// largest IP packet (an IPv6 header and 65535 bytes of payload) are never read, so any larger
+    /// `input_len` gives the same size.
     pub const fn out_len(input_len: usize) -> usize {
+        let input_len = if input_len < MAX_IP_PACKET {
+            input_len
+        } else {
+            MAX_IP_PACKET
+        };
         let frags = input_len / 1232 + 1;
         let need = input_len + 48 * frags + 64;
         2 * if need > MAX_ICMP6_ERROR {
@@ -406,10 +415,37 @@ mod tests {
         );
     }
 
+    // The largest results, written into buffers of exactly `out_len` bytes: a 65535-byte DF-clear
+    // IPv4 datagram cut into 1280-byte IPv6 fragments, and a 64 KiB IPv6 packet hairpinned.
     #[test]
-    fn out_len_covers_the_worst_cases() {
-        assert!(Translator::out_len(0) >= 2 * MAX_ICMP6_ERROR);
-        // 65535 bytes of IPv4 in 1280-byte IPv6 fragments: 54 fragments of 48 header bytes each.
-        assert!(Translator::out_len(65535) >= 65535 + 54 * 48);
+    fn out_len_holds_the_largest_results() {
+        let mut h = crate::testpkt::V4::new(253);
+        h.df = false;
+        let input = h.build(&[0x5a; 65535 - 20], false);
+        let mut out = std::vec![0u8; Translator::out_len(input.len())];
+        let Outcome::Translated(e) = pool40().translate_4to6(&input, &mut out) else {
+            panic!("not translated")
+        };
+        assert_eq!(e.count(), 54);
+        assert!(e.packets(&out).all(|p| p.len() <= 1280));
+
+        let mut cfg = crate::testpkt::config();
+        (cfg.mtu4, cfg.mtu6) = (u16::MAX, u16::MAX);
+        let t = Translator::new(cfg);
+        let mut h6 = crate::testpkt::V6::new(253);
+        h6.dst = crate::testpkt::a6("2001:db8:101:0:5::"); // 1.0.0.5, in an EAM: hairpinned
+        let input = h6.build(&[0x5a; 65535 - 40], false);
+        let mut out = std::vec![0u8; Translator::out_len(input.len())];
+        let o = t.translate_6to4(&input, &mut out);
+        assert!(matches!(o, Outcome::Hairpinned(_)), "{o:?}");
+    }
+
+    // No overflow for absurd lengths: nothing past the largest IP packet is read.
+    #[test]
+    fn out_len_saturates() {
+        let most = Translator::out_len(MAX_IP_PACKET);
+        assert_eq!(Translator::out_len(usize::MAX), most);
+        assert_eq!(Translator::out_len(usize::MAX / 2), most);
+        assert!(Translator::out_len(MAX_IP_PACKET - 1) <= most);
     }
 }

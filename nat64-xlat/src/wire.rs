@@ -155,7 +155,8 @@ pub(crate) struct Ipv6<'a> {
     pub(crate) frag: Option<Frag>,
     /// Offset from the start of the packet of the Segments Left byte of a Routing header with
     /// Segments Left non-zero.
-    pub(crate) segments_left_at: Option<u16>,
+    /// (A u32: past 64 KiB of extension headers it no longer fits 16 bits.)
+    pub(crate) segments_left_at: Option<u32>,
     /// An extension header follows the Fragment header.
     pub(crate) ext_after_frag: bool,
 }
@@ -194,7 +195,7 @@ impl<'a> Ipv6<'a> {
                         ext_after_frag = true;
                     }
                     if next == proto::ROUTING && data[pos + 3] != 0 && segments_left_at.is_none() {
-                        segments_left_at = Some((pos + 3) as u16);
+                        segments_left_at = Some((pos + 3) as u32);
                     }
                     next = h[0];
                     pos += len;

@@ -83,7 +83,7 @@ fn prepare<'a>(t: &Translator<'_>, input: &'a [u8]) -> Result<Prepared<'a>, Fail
         return Err(refuse(DropReason::ExtensionAfterFragment, 1, 1, 0));
     }
     if let Some(at) = ip.segments_left_at {
-        return Err(refuse(DropReason::SegmentsLeft, 4, 0, u32::from(at)));
+        return Err(refuse(DropReason::SegmentsLeft, 4, 0, at));
     }
     if ip.proto == proto::ICMPV6 && ip.is_fragment() {
         return Err(DropReason::FragmentedIcmp.into());
@@ -610,6 +610,28 @@ mod tests {
         );
         assert_eq!((r[40], r[41]), (4, 0));
         assert_eq!(u32::from_be_bytes([r[44], r[45], r[46], r[47]]), 40 + 8 + 3);
+    }
+
+    // The pointer is 32 bits (RFC 4443 §3.4): a Routing header past offset 65532 still gets its
+    // own offset, not one cut to 16 bits.
+    #[test]
+    fn segments_left_pointer_past_64k() {
+        let mut big = std::vec![0u8; 2048];
+        big[1] = 255;
+        let mut last = std::vec![0u8; 2008];
+        last[1] = 250;
+        let mut h = V6::new(17);
+        h.exts = core::iter::repeat_n((60, big), 31)
+            .chain([(60, last), ext8(43, 1)])
+            .collect();
+        let input = h.build(&udp(b"far"), true);
+        assert_eq!(input.len(), 40 + 65496 + 8 + 11);
+        let r = refused(config(), &input, DropReason::SegmentsLeft);
+        assert_eq!((r[40], r[41]), (4, 0));
+        assert_eq!(
+            u32::from_be_bytes([r[44], r[45], r[46], r[47]]),
+            40 + 65496 + 3
+        );
     }
 
     #[test]
