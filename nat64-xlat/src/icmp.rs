@@ -161,11 +161,15 @@ pub fn mtu_4to6(reported: u16, quoted_total_len: u16, mtu6: u16, mtu4: u16) -> u
 }
 
 /// RFC 7915 §5.2: Packet Too Big → Fragmentation Needed MTU:
-/// `min(MTU - 20, IPv4 next hop MTU, IPv6 next hop MTU - 20)`, in 16 bits, where the header
-/// difference is 28 instead of 20 when the packet in error carried a Fragment header.
+/// `min(MTU - 20, IPv4 next hop MTU, IPv6 next hop MTU - 20)`, in 16 bits. The RFC asks to take
+/// a Fragment header in the packet in error into account: then the headers differ by 28 bytes, not
+/// 20. A reported MTU below 1280 is raised to 1280 first: no IPv6 link is narrower (RFC 8200 §5),
+/// so such a report is bogus and must not shrink the IPv4 path below 1260 (an MTU of 0 would
+/// stall it).
 pub fn mtu_6to4(reported: u32, mtu4: u16, mtu6: u16, fragment_header: bool) -> u16 {
     let growth = if fragment_header { 28 } else { 20 };
     let m = reported
+        .max(1280)
         .saturating_sub(growth)
         .min(u32::from(mtu4))
         .min(u32::from(mtu6).saturating_sub(growth));
@@ -305,7 +309,10 @@ mod tests {
         assert_eq!(mtu_6to4(1280, 1500, 1500, true), 1252);
         assert_eq!(mtu_6to4(9000, 1500, 9000, false), 1500);
         assert_eq!(mtu_6to4(9000, 9000, 1500, false), 1480);
-        assert_eq!(mtu_6to4(10, 1500, 1500, false), 0);
+        // Below the IPv6 minimum (0 included): taken as 1280.
+        assert_eq!(mtu_6to4(0, 1500, 1500, false), 1260);
+        assert_eq!(mtu_6to4(1279, 1500, 1500, true), 1252);
+        assert_eq!(mtu_6to4(10, 1000, 1500, false), 1000);
     }
 
     #[test]

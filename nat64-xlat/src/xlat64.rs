@@ -819,6 +819,17 @@ mod tests {
         verify(q).unwrap();
     }
 
+    // A Packet Too Big below the IPv6 minimum MTU (0 here) becomes Fragmentation Needed with 1260,
+    // never with MTU 0.
+    #[test]
+    fn packet_too_big_below_1280() {
+        for mtu in [0, 68, 1279] {
+            let out = translated(config(), &icmp6_error(2, 0, mtu, v4_host_as_v6(), b"x"));
+            assert_eq!((out[20], out[21]), (3, 4));
+            assert_eq!(u16::from_be_bytes([out[26], out[27]]), 1260, "{mtu}");
+        }
+    }
+
     #[test]
     fn icmpv6_error_mappings() {
         let out = translated(config(), &icmp6_error(2, 0, 1280, v4_host_as_v6(), b"x"));
