@@ -281,3 +281,28 @@ pub(crate) fn verify(pkt: &[u8]) -> Result<(), &'static str> {
         _ => Err("not an IP packet"),
     }
 }
+
+/// The folded one's complement sum of the transport segment of an unfragmented packet, pseudo-header
+/// included (none for ICMPv4): 0xffff when its checksum is right, and otherwise a deficit that an
+/// incremental update (RFC 1624) carries over unchanged.
+pub(crate) fn l4_sum(pkt: &[u8]) -> u16 {
+    if pkt[0] >> 4 == 4 {
+        let ihl = usize::from(pkt[0] & 15) * 4;
+        let seg = &pkt[ihl..];
+        let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+        let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+        return checksum::fold(if pkt[9] == 1 {
+            checksum::sum(seg)
+        } else {
+            checksum::add(
+                checksum::pseudo4(src, dst, pkt[9], seg.len() as u32),
+                checksum::sum(seg),
+            )
+        });
+    }
+    let h = crate::wire::Ipv6::parse(pkt, crate::wire::Parse::Strict).unwrap();
+    checksum::fold(checksum::add(
+        checksum::pseudo6(h.src, h.dst, h.proto, h.payload.len() as u32),
+        checksum::sum(h.payload),
+    ))
+}

@@ -1181,6 +1181,78 @@ mod tests {
         );
     }
 
+    // RFC 1812 §4.3.2.7 through the other refusals: an ICMP error with an unexpired source route,
+    // or a non-first fragment too big for IPv6 with DF set, is dropped without an answer.
+    #[test]
+    fn never_an_error_about_an_error_or_a_later_fragment() {
+        let (input, _) = icmp4_error(3, 3, [0; 4], Ipv4Addr::new(203, 0, 113, 1), b"x");
+        let mut h = V4::new(1);
+        h.src = Ipv4Addr::new(203, 0, 113, 1);
+        h.options = std::vec![0x83, 7, 4, 1, 2, 3, 4, 0]; // LSRR, one hop left
+        let routed = h.build(&input[20..], true);
+        assert_eq!(
+            run(config(), &routed).0,
+            Outcome::Dropped(DropReason::SourceRoute)
+        );
+
+        let mut h = V4::new(17);
+        h.offset = 100;
+        h.df = true;
+        let later = h.build(&[0u8; 1480], false);
+        assert_eq!(
+            run(config(), &later).0,
+            Outcome::Dropped(DropReason::TooBig)
+        );
+        // A large ICMP error with DF is not "too big": its translation is cut to 1280.
+        let (big, _) = icmp4_error(3, 3, [0; 4], V4_HOST, &[7u8; 1440]);
+        assert!(matches!(run(config(), &big).0, Outcome::Translated(_)));
+    }
+
+    // The quoted packet's own IPv4 header checksum is not ours to judge (routers may have changed
+    // the packet on the way): a wrong one does not cause a drop.
+    #[test]
+    fn wrong_inner_header_checksum_is_fine() {
+        let (mut input, _) = icmp4_error(3, 3, [0; 4], V4_HOST, b"inner");
+        input[28 + 10] ^= 0x5a;
+        input[22..24].fill(0);
+        let c = checksum::finish(checksum::sum(&input[20..]));
+        input[22..24].copy_from_slice(&c.to_be_bytes());
+        let out = translated(config(), &input);
+        verify(&out).unwrap();
+    }
+
+    // RFC 1624: a wrong UDP or ICMP echo checksum comes out wrong by the same amount (TCP: above).
+    #[test]
+    fn wrong_checksums_stay_wrong() {
+        let mut echo = std::vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+        echo.extend_from_slice(b"ping");
+        for (proto, seg) in [(17, udp(b"data")), (1, echo)] {
+            let mut input = V4::new(proto).build(&seg, true);
+            assert_eq!(testpkt::l4_sum(&input), 0xffff);
+            let last = input.len() - 1;
+            input[last] ^= 0x40;
+            let out = translated(config(), &input);
+            assert_ne!(testpkt::l4_sum(&out), 0xffff, "protocol {proto}");
+            assert_eq!(
+                testpkt::l4_sum(&out),
+                testpkt::l4_sum(&input),
+                "protocol {proto}"
+            );
+        }
+    }
+
+    // RFC 7915 §4.1: a protocol the translator does not know is copied byte for byte.
+    #[test]
+    fn unknown_transport_copied_verbatim() {
+        let data: Vec<u8> = (0..=255).collect();
+        for proto in [253, 59, 132] {
+            let input = V4::new(proto).build(&data, false);
+            let out = translated(config(), &input);
+            assert_eq!(out[6], proto);
+            assert_eq!(&out[40..], &data[..]);
+        }
+    }
+
     // Translated ICMPv6 errors never exceed 1280 bytes.
     #[test]
     fn icmp_error_capped_at_1280() {

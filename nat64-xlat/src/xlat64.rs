@@ -805,6 +805,115 @@ mod tests {
         }
     }
 
+    // Only the first fragment is answered with Packet Too Big; later ones are dropped silently
+    // (RFC 4443 §2.4 (e) asks nothing for them, and the sender learns from the first).
+    #[test]
+    fn later_fragment_over_mtu4_dropped_silently() {
+        let mut cfg = config();
+        cfg.mtu4 = 1280;
+        let mut h = V6::new(17);
+        h.exts = std::vec![frag6(0, true, 7)];
+        let r = refused(cfg, &h.build(&[0u8; 1400], false), DropReason::TooBig);
+        assert_eq!((r[40], r[41]), (2, 0));
+        assert_eq!(u32::from_be_bytes([r[44], r[45], r[46], r[47]]), 1300);
+        h.exts = std::vec![frag6(175, false, 7)];
+        let o = run(cfg, &h.build(&[0u8; 1400], false)).0;
+        assert_eq!(o, Outcome::Dropped(DropReason::TooBig));
+    }
+
+    // An ICMPv6 error that would expire, one inside another, and a fragmented ICMPv6 message are
+    // all dropped without an answer.
+    #[test]
+    fn icmpv6_errors_that_are_dropped() {
+        let mut expiring = icmp6_error(1, 4, 0, v4_host_as_v6(), b"x");
+        expiring[7] = 1;
+        assert_eq!(
+            run(config(), &expiring).0,
+            Outcome::Dropped(DropReason::Expired)
+        );
+
+        let inner = icmp6_error(1, 4, 0, v6_host(), b"x");
+        let mut msg = std::vec![1, 4, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&inner);
+        let mut outer = V6::new(58);
+        outer.src = v4_host_as_v6();
+        outer.dst = v6_host();
+        let nested = outer.build(&msg, true);
+        assert_eq!(
+            run(config(), &nested).0,
+            Outcome::Dropped(DropReason::NestedIcmpError)
+        );
+
+        let mut echo = std::vec![128, 0, 0, 0, 0, 1, 0, 1];
+        echo.extend_from_slice(&[0u8; 16]);
+        for frag in [frag6(0, true, 9), frag6(3, false, 9)] {
+            let mut h = V6::new(58);
+            h.exts = std::vec![frag];
+            let o = run(config(), &h.build(&echo, true)).0;
+            assert_eq!(o, Outcome::Dropped(DropReason::FragmentedIcmp));
+        }
+    }
+
+    // RFC 7915 §5.3: a quote cut short is translated as far as it goes; its length fields still
+    // come from its own header.
+    #[test]
+    fn truncated_quote_translated() {
+        let full = icmp6_error(1, 4, 0, v4_host_as_v6(), &[9u8; 200]);
+        let cut = &full[..40 + 8 + 40 + 30];
+        let mut input = cut.to_vec();
+        input[4..6].copy_from_slice(&(8u16 + 40 + 30).to_be_bytes());
+        input[42..44].fill(0);
+        let acc = checksum::add(
+            checksum::pseudo6(v4_host_as_v6(), v6_host(), 58, (input.len() - 40) as u32),
+            checksum::sum(&input[40..]),
+        );
+        input[42..44].copy_from_slice(&checksum::finish(acc).to_be_bytes());
+        let out = translated(config(), &input);
+        verify(&out).unwrap();
+        let q = &out[28..];
+        assert_eq!(q.len(), 20 + 30, "the quote as far as it went");
+        assert_eq!(
+            u16::from_be_bytes([q[2], q[3]]),
+            20 + 8 + 200,
+            "its own length"
+        );
+    }
+
+    // A wrong checksum in the quoted packet does not cause a drop.
+    #[test]
+    fn wrong_inner_checksum_is_fine() {
+        let mut input = icmp6_error(1, 4, 0, v4_host_as_v6(), b"quoted");
+        // The quoted UDP checksum, then the outer ICMPv6 checksum made right again.
+        input[48 + 40 + 6] ^= 0x33;
+        input[42..44].fill(0);
+        let acc = checksum::add(
+            checksum::pseudo6(v4_host_as_v6(), v6_host(), 58, (input.len() - 40) as u32),
+            checksum::sum(&input[40..]),
+        );
+        input[42..44].copy_from_slice(&checksum::finish(acc).to_be_bytes());
+        let out = translated(config(), &input);
+        verify(&out).unwrap();
+    }
+
+    // RFC 1624: wrong TCP, UDP and ICMPv6 echo checksums come out wrong by the same amount.
+    #[test]
+    fn wrong_checksums_stay_wrong() {
+        let mut tcp = std::vec![0u8; 20];
+        tcp[12] = 0x50;
+        let mut echo = std::vec![128, 0, 0, 0, 0x12, 0x34, 0, 1];
+        echo.extend_from_slice(b"ping");
+        for (proto, seg) in [(6, tcp), (17, udp(b"data")), (58, echo)] {
+            let mut input = V6::new(proto).build(&seg, true);
+            assert_eq!(crate::testpkt::l4_sum(&input), 0xffff);
+            let last = input.len() - 1;
+            input[last] ^= 0x40;
+            let out = translated(config(), &input);
+            let (bad_in, bad_out) = (crate::testpkt::l4_sum(&input), crate::testpkt::l4_sum(&out));
+            assert_ne!(bad_out, 0xffff, "protocol {proto}");
+            assert_eq!(bad_out, bad_in, "protocol {proto}");
+        }
+    }
+
     // RFC 7915 §5.3: quoted packet translated, TTL kept, addresses in their roles.
     #[test]
     fn icmpv6_error_inner_packet() {
