@@ -1,5 +1,5 @@
-//! Arbitrary bytes into the IPv4 → IPv6 translator: never a panic, never a byte written past the
-//! buffer it was given, and whatever it claims to have emitted is well-formed.
+//! Arbitrary bytes into the IPv4 → IPv6 translator: never a panic, a short buffer reported as such,
+//! and whatever it claims to have emitted is well-formed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

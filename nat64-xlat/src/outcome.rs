@@ -205,8 +205,66 @@ mod tests {
         assert_eq!(e.packets(&buf).count(), 2);
     }
 
+    // Names are counter keys: each must be distinct, kebab-case, and what Display prints. The
+    // match without a wildcard makes a new variant fail to compile until it is listed here.
     #[test]
-    fn reasons_have_names() {
-        assert_eq!(DropReason::TooBig.as_str(), "too-big");
+    fn reasons_have_distinct_names() {
+        use DropReason::*;
+        let all = [
+            Truncated,
+            Malformed,
+            Ipv4HeaderChecksum,
+            UntranslatableSource,
+            UntranslatableDestination,
+            Expired,
+            SourceRoute,
+            SegmentsLeft,
+            ExtensionAfterFragment,
+            UnalignedFragment,
+            UntranslatableIcmp,
+            UntranslatablePointer,
+            NestedIcmpError,
+            InnerPacket,
+            FragmentedIcmp,
+            IcmpErrorChecksum,
+            UdpZeroChecksum,
+            TooBig,
+            BufferTooSmall,
+        ];
+        for r in all {
+            match r {
+                Truncated
+                | Malformed
+                | Ipv4HeaderChecksum
+                | UntranslatableSource
+                | UntranslatableDestination
+                | Expired
+                | SourceRoute
+                | SegmentsLeft
+                | ExtensionAfterFragment
+                | UnalignedFragment
+                | UntranslatableIcmp
+                | UntranslatablePointer
+                | NestedIcmpError
+                | InnerPacket
+                | FragmentedIcmp
+                | IcmpErrorChecksum
+                | UdpZeroChecksum
+                | TooBig
+                | BufferTooSmall => {}
+            }
+            let name = r.as_str();
+            assert!(!name.is_empty());
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            );
+            assert_eq!(std::format!("{r}"), name);
+            assert_eq!(
+                all.iter().filter(|o| o.as_str() == name).count(),
+                1,
+                "{name}"
+            );
+        }
     }
 }
