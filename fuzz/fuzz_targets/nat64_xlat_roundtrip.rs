@@ -54,7 +54,10 @@ fuzz_target!(|d: Datagram| {
     }
     let (src, dst) = (Ipv4Addr::from_bits(d.src), Ipv4Addr::from_bits(d.dst));
     // 0/8, 127/8, 224/4 and 240/4 are never translated, so they cannot round-trip.
-    if [src, dst].iter().any(|a| matches!(a.octets()[0], 0 | 127 | 224..)) {
+    if [src, dst]
+        .iter()
+        .any(|a| matches!(a.octets()[0], 0 | 127 | 224..))
+    {
         return;
     }
     if at != usize::MAX {
