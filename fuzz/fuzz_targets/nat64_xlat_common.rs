@@ -96,6 +96,7 @@ pub fn check(data: &[u8], dir: Direction) {
     let emitted = match outcome {
         Outcome::Translated(e) | Outcome::Hairpinned(e) | Outcome::IcmpError { reply: e, .. } => e,
         Outcome::Dropped(_) => return,
+        other => panic!("unknown outcome {other:?}"),
     };
     assert!(emitted.len() <= len && emitted.count() >= 1);
     let want_version = match (dir, outcome) {
@@ -168,6 +169,7 @@ fn in_place_agrees(t: &Translator<'_>, packet: &[u8], dir: &Direction, copy: Out
                 );
             }
         }
+        other => panic!("in place: {other:?} for a range inside the buffer"),
     }
 }
 

@@ -138,6 +138,7 @@ fn answer(line: &str) -> Result<String, String> {
             eprintln!("{id}: dropped ({reason})");
             None
         }
+        other => return Err(format!("{id}: unexpected outcome {other:?}")),
     };
     for pkt in emitted.iter().flat_map(|e| e.packets(&out)) {
         reply.push(' ');

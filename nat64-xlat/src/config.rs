@@ -15,8 +15,10 @@ pub enum UdpZeroChecksum {
     Compute,
 }
 
-/// Everything a stateless translator needs to know. Build it with [`Config::new`] and adjust fields.
+/// Everything a stateless translator needs to know. Build it with [`Config::new`] and adjust fields
+/// (open for new fields, so not by a struct literal).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Config<'a> {
     /// The RFC 6052 prefix ("pool6"); `None` for an EAM-only translator.
     pub pool6: Option<Pool6>,
@@ -36,9 +38,10 @@ pub struct Config<'a> {
     pub own_v6: Option<Ipv6Addr>,
     /// Largest IPv6 packet made from a DF-clear IPv4 packet before fragmenting (RFC 7915 §4, default 1280).
     pub lowest_ipv6_mtu: u16,
-    /// MTU of the IPv4-side link.
+    /// MTU of the IPv4-side link; values below 68, the IPv4 minimum (RFC 791), are taken as 68.
     pub mtu4: u16,
-    /// MTU of the IPv6-side link.
+    /// MTU of the IPv6-side link; values below 1280, the IPv6 minimum (RFC 8200 §5), are taken as
+    /// 1280. The same floor applies to `lowest_ipv6_mtu`.
     pub mtu6: u16,
     /// `None` copies TOS ↔ traffic class (RFC 7915 default); `Some(v)` writes `v` into the traffic
     /// class or TOS of every translated packet (RFC 7915 §4.1 and §5.1 let it be forced, e.g. to 0).

@@ -33,6 +33,7 @@ pub mod v6 {
 
 /// How to fill bytes 4-7 of the translated ICMP header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Rest {
     /// Echo: identifier and sequence copied.
     Copy,

@@ -4,8 +4,9 @@ use core::fmt;
 use core::ops::Range;
 
 /// The result of one translation. Packets are written back to back at the start of the output buffer;
-/// walk them with [`Emitted::packets`].
+/// walk them with [`Emitted::packets`]. Open for additions: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// One packet, or several fragments, to send out of the other side.
     Translated(Emitted),
@@ -23,8 +24,10 @@ pub enum Outcome {
     Dropped(DropReason),
 }
 
-/// The result of an in-place translation ([`crate::Translator::translate_4to6_in_place`]).
+/// The result of an in-place translation ([`crate::Translator::translate_4to6_in_place`]). Open
+/// for additions: match with a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InPlace {
     /// The translated packet now lies at this range of the buffer.
     Translated(Range<usize>),
@@ -34,6 +37,9 @@ pub enum InPlace {
     /// or calls for one, is hairpinned, or has too little headroom. The buffer is untouched; call
     /// the copying method with an output buffer.
     NeedsOutBuffer,
+    /// `at..at + len` does not lie within the buffer: a mistake of the caller, not a bad packet.
+    /// The buffer is untouched.
+    RangeOutOfBounds,
 }
 
 /// Where the emitted packets lie in the output buffer.

@@ -112,6 +112,9 @@ impl<'a> Translator<'a> {
     /// [`Translator::translate_4to6`] for it.
     #[inline]
     pub fn translate_4to6_in_place(&self, buf: &mut [u8], at: usize, len: usize) -> InPlace {
+        if buf.get(at..at.saturating_add(len)).is_none() {
+            return InPlace::RangeOutOfBounds;
+        }
         match xlat46::translate_in_place(self, buf, at, len) {
             Ok(Some(r)) => InPlace::Translated(r),
             Ok(None) => InPlace::NeedsOutBuffer,
@@ -126,6 +129,9 @@ impl<'a> Translator<'a> {
     /// [`Translator::translate_6to4`].
     #[inline]
     pub fn translate_6to4_in_place(&self, buf: &mut [u8], at: usize, len: usize) -> InPlace {
+        if buf.get(at..at.saturating_add(len)).is_none() {
+            return InPlace::RangeOutOfBounds;
+        }
         match xlat64::translate_in_place(self, buf, at, len) {
             Ok(Some(r)) => InPlace::Translated(r),
             Ok(None) => InPlace::NeedsOutBuffer,
@@ -438,6 +444,27 @@ mod tests {
         let mut out = std::vec![0u8; Translator::out_len(input.len())];
         let o = t.translate_6to4(&input, &mut out);
         assert!(matches!(o, Outcome::Hairpinned(_)), "{o:?}");
+    }
+
+    // A range outside the buffer is the caller's mistake, told apart from a truncated packet.
+    #[test]
+    fn in_place_range_outside_the_buffer() {
+        let t = pool40();
+        let mut buf = [0u8; 64];
+        for (at, len) in [(10, 64), (65, 0), (usize::MAX, 2), (1, usize::MAX)] {
+            assert_eq!(
+                t.translate_4to6_in_place(&mut buf, at, len),
+                InPlace::RangeOutOfBounds
+            );
+            assert_eq!(
+                t.translate_6to4_in_place(&mut buf, at, len),
+                InPlace::RangeOutOfBounds
+            );
+        }
+        assert_eq!(
+            t.translate_4to6_in_place(&mut buf, 0, 10),
+            InPlace::Dropped(DropReason::Truncated)
+        );
     }
 
     // No overflow for absurd lengths: nothing past the largest IP packet is read.

@@ -1335,7 +1335,7 @@ mod tests {
         // A range outside the buffer is refused.
         assert_eq!(
             t.translate_4to6_in_place(&mut short, 19, input.len() + 1),
-            crate::InPlace::Dropped(DropReason::Truncated)
+            crate::InPlace::RangeOutOfBounds
         );
     }
 

@@ -25,25 +25,26 @@ fn skip_or_fail(reason: &str) {
     eprintln!("skipping the Jool conformance suite: {reason}");
 }
 
-/// The example binary, next to this test's own directory, built if cargo has not built it yet.
+/// The example binary, next to this test's own directory, built (or brought up to date) first so a
+/// stale binary from an older build never answers for the current code.
 fn xlat_pipe() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--example", "xlat-pipe", "--manifest-path"]);
+    build.arg(&manifest);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build for the example");
+    assert!(status.success(), "building the xlat-pipe example failed");
     let bin = profile_dir
         .join("examples")
         .join(format!("xlat-pipe{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "xlat-pipe", "--manifest-path"])
-            .arg(&manifest)
-            .status()
-            .expect("run cargo build for the example");
-        assert!(status.success(), "building the xlat-pipe example failed");
-    }
     assert!(bin.exists(), "xlat-pipe not found at {}", bin.display());
     bin
 }

@@ -340,6 +340,7 @@ fn in_place_agrees(
                 headroom
             );
         }
+        other => return Err(TestCaseError::fail(format!("in place: {other:?}"))),
     }
     Ok(())
 }
