@@ -6,10 +6,15 @@ use crate::eam::Eam;
 use crate::prefix::{Ipv4Prefix, Ipv6Prefix};
 use crate::rfc6052::{DEFAULT_NON_GLOBAL, Pool6};
 
-/// What to do with an unfragmented IPv4 UDP datagram whose checksum is zero (RFC 7915 §4.5).
+/// What to do with an unfragmented IPv4 UDP datagram whose checksum is zero (RFC 7915 §4.5). A
+/// first fragment with checksum zero is refused whatever the policy (one fragment cannot be
+/// summed), answered with 3/13 as below; that answer is Jool's policy (its cases ect1 and
+/// ect1-amend), where the RFC asks only for a drop and a management event, which the returned
+/// [`crate::DropReason`] also gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UdpZeroChecksum {
-    /// Drop it and answer ICMPv4 Destination Unreachable 3/13 (administratively prohibited).
+    /// Drop it and answer ICMPv4 Destination Unreachable 3/13 (administratively prohibited). The
+    /// RFC asks only for a drop; the error (as in Jool) tells the sender why.
     Drop,
     /// Compute the checksum over the whole datagram and translate it.
     Compute,
@@ -46,6 +51,10 @@ pub struct Config<'a> {
     /// `None` copies TOS ↔ traffic class (RFC 7915 default); `Some(v)` writes `v` into the traffic
     /// class or TOS of every translated packet (RFC 7915 §4.1 and §5.1 let it be forced, e.g. to 0).
     pub traffic_class: Option<u8>,
+    /// Secret mixed into the IPv4 Identification of packets made from unfragmented IPv6 ones, so
+    /// other flows' IDs cannot be predicted (RFC 7739). Set it from a random source at start-up;
+    /// the default 0 still varies IDs per flow, but predictably to anyone who knows the formula.
+    pub id_key: u64,
     /// Policy for IPv4 UDP checksum zero.
     pub udp_zero_checksum: UdpZeroChecksum,
     /// RFC 7757 §4.2.2 intrinsic hairpinning: IPv6 packets whose IPv4 destination falls in an EAM
@@ -70,6 +79,7 @@ impl<'a> Config<'a> {
             mtu4: 1500,
             mtu6: 1500,
             traffic_class: None,
+            id_key: 0,
             udp_zero_checksum: UdpZeroChecksum::Drop,
             hairpinning: true,
         }

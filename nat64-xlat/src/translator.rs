@@ -159,8 +159,21 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// The IPv4 Identification for a packet made from an unfragmented IPv6 one: a shared counter
+    /// plus a per-flow offset keyed by [`Config::id_key`] (the hash-based generator of RFC 7739
+    /// §5.3), so a host that sees its own IDs cannot predict another flow's.
     #[inline]
-    pub(crate) fn next_id(&self) -> u16 {
+    pub(crate) fn next_id(&self, src: Ipv4Addr, dst: Ipv4Addr) -> u16 {
+        let k = self.cfg.id_key;
+        let h = (src.to_bits() ^ k as u32)
+            .wrapping_mul(0x9e37_79b1)
+            .wrapping_add(dst.to_bits() ^ (k >> 32) as u32)
+            .wrapping_mul(0x85eb_ca6b);
+        self.next_count().wrapping_add((h >> 16) as u16)
+    }
+
+    #[inline]
+    fn next_count(&self) -> u16 {
         // A plain load and store, not an atomic add: two threads may now and then draw the same ID,
         // which only matters if both datagrams also get fragmented on the IPv4 side at once; the
         // locked add would cost more than the rest of the header translation.

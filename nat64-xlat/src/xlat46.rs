@@ -889,7 +889,8 @@ mod tests {
         assert_ne!(&out[46..48], &[0, 0]);
         verify(&out).unwrap();
 
-        // A zero-checksum first fragment cannot be fixed: refused whatever the policy.
+        // A zero-checksum first fragment cannot be fixed: refused whatever the policy, with 3/13 as
+        // Jool does (RFC 7915 §4.5 itself asks only for a drop and a management event).
         h.df = false;
         h.mf = true;
         let mut frag = h.build(&udp(b"sixteen bytes!!!"), false);

@@ -299,7 +299,7 @@ fn plan_ipv4<S: Sink>(t: &Translator<'_>, p: &Prepared<'_>, sink: S) -> Result<S
         }
         None => {
             // RFC 7915 §5.1 (after RFC 8021): DF only above 1260 bytes; the ID is ours to pick.
-            h.id = t.next_id();
+            h.id = t.next_id(src, dst);
             h.df = total > 1260;
         }
     }
@@ -385,7 +385,7 @@ fn icmp_error_msg(
     let h = Hdr4 {
         tos: cfg.traffic_class.unwrap_or(ip.traffic_class),
         // An atomic fragment's ID is kept, as for any other packet (RFC 7915 §5.1).
-        id: ip.frag.map_or_else(|| t.next_id(), |f| f.id as u16),
+        id: ip.frag.map_or_else(|| t.next_id(src, dst), |f| f.id as u16),
         df: ip.frag.is_none() && 20 + icmp_len > 1260,
         mf: false,
         offset: 0,
@@ -586,6 +586,27 @@ mod tests {
         t.translate_6to4(&input, &mut a);
         t.translate_6to4(&input, &mut b);
         assert_ne!(&a[4..6], &b[4..6]);
+    }
+
+    // RFC 7739: the ID depends on the flow and the key, not on the counter alone, so one flow's
+    // IDs do not reveal another's.
+    #[test]
+    fn identification_keyed_per_flow() {
+        let id = |key: u64, dst: core::net::Ipv6Addr| {
+            let mut cfg = config();
+            cfg.id_key = key;
+            let t = Translator::new(cfg);
+            let mut h = V6::new(17);
+            h.dst = dst;
+            let mut out = [0u8; 4096];
+            t.translate_6to4(&h.build(&udp(b"id"), true), &mut out);
+            u16::from_be_bytes([out[4], out[5]])
+        };
+        let other = a6("2001:db8:1c6:3364:3::"); // 198.51.100.3
+        // Each on a fresh translator, so the counter is the same for all.
+        assert_ne!(id(0, v4_host_as_v6()), id(0, other));
+        assert_ne!(id(1, v4_host_as_v6()), id(2, v4_host_as_v6()));
+        assert_ne!(id(1 << 40, other), id(0, other));
     }
 
     // RFC 7915 §5.1: Hop-by-Hop, Destination Options and Routing (Segments Left 0) are skipped.
