@@ -125,10 +125,11 @@ pub async fn accept_loop(
         }
         let active = Active(Arc::clone(&shared.metrics));
         let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
+        // Boxed: the task then moves a pointer, not the connection's whole state, through spawn.
+        tokio::spawn(Box::pin(async move {
             let _active = active;
             serve(stream, peer, address, settings, live, shared).await;
-        });
+        }));
     }
 }
 
@@ -164,8 +165,6 @@ impl Story {
     }
 }
 
-/// Each step's future is boxed when it starts: the spawned task stays small, so spawning a
-/// connection copies a few hundred bytes instead of every step's state.
 async fn serve(
     mut client: TcpStream,
     peer: SocketAddr,
@@ -200,14 +199,7 @@ async fn serve(
                 timeout: settings.peek_timeout,
                 parser: proxy_proto::Parser::new().lenient_v1(settings.lenient_proxy_v1),
             };
-            match Box::pin(proxy_proto::tokio::read_header(
-                &mut client,
-                peer,
-                trust,
-                &config,
-            ))
-            .await
-            {
+            match proxy_proto::tokio::read_header(&mut client, peer, trust, &config).await {
                 Ok(accepted) => {
                     if let Some(h) = accepted.header() {
                         let h = h.header();
@@ -224,13 +216,7 @@ async fn serve(
 
     // 2. Peek: read until the name is known, keeping every byte.
     let mut reader = (&early[..]).chain(&mut client);
-    let peeked = match Box::pin(sni_peek::tokio::peek(
-        &mut reader,
-        deadline,
-        &Limits::default(),
-    ))
-    .await
-    {
+    let peeked = match sni_peek::tokio::peek(&mut reader, deadline, &Limits::default()).await {
         Ok(p) => p,
         Err(e) => return story.end(metrics, "peek_failed", &e.to_string()),
     };
@@ -256,14 +242,7 @@ async fn serve(
         return story.end(metrics, "no_route", "no route for this name");
     };
     story.route = Some(route.name().to_string());
-    let connected = match Box::pin(routing::connect(
-        &route,
-        local.port(),
-        origin.ip(),
-        shared.epoch,
-    ))
-    .await
-    {
+    let connected = match routing::connect(&route, local.port(), origin.ip(), shared.epoch).await {
         Ok(c) => c,
         Err(e) => {
             Box::pin(refuse(&mut client, protocol, Refusal::Unavailable)).await;
@@ -305,7 +284,7 @@ async fn serve(
     // not wait for long connections to stop the health checks of routes it removed.
     let limits = live.config.limits;
     drop((route, live));
-    let relayed = Box::pin(relay(client, backend, limits.idle_timeout, limits.relay)).await;
+    let relayed = relay(client, backend, limits.idle_timeout, limits.relay).await;
     story.up = relayed.up + peeked.bytes.len() as u64;
     story.down = relayed.down;
     drop(connected.in_flight);

@@ -13,8 +13,10 @@ use std::time::Instant;
 
 use tokio::net::TcpStream;
 
-/// One direction's buffer: enough for a TLS record, small enough for many connections.
+/// One direction's buffer at most: enough for a TLS record, small enough for many connections.
 const BUFFER: usize = 16 * 1024;
+/// And at first: most exchanges are short, and small blocks are the allocator's fast path.
+const FIRST_BUFFER: usize = 4 * 1024;
 
 /// How bytes cross the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -97,8 +99,8 @@ async fn direction(
     carried: &AtomicU64,
     touched: &impl Fn(),
 ) -> io::Result<()> {
-    // Filled by the kernel, never zeroed here: a short exchange costs no 16 KiB memset.
-    let mut buf = Vec::with_capacity(BUFFER);
+    // Filled by the kernel, never zeroed here; it grows to BUFFER once a read fills it.
+    let mut buf = Vec::with_capacity(FIRST_BUFFER);
     loop {
         from.readable().await?;
         buf.clear();
@@ -113,6 +115,10 @@ async fn direction(
         write_all(to, &buf[..n]).await?;
         carried.fetch_add(n as u64, Ordering::Relaxed);
         touched();
+        if n == buf.capacity() && n < BUFFER {
+            buf.reserve_exact(BUFFER - n);
+            continue;
+        }
         #[cfg(target_os = "linux")]
         if method == Method::Splice && n == BUFFER {
             // A bulk transfer: hand the rest to the kernel (unless no pipe can be had).

@@ -375,7 +375,18 @@ async fn connect_with<A: Algorithm>(
 
 /// A seed that differs between processes and calls, for start offsets and two-choice draws.
 fn seed() -> u64 {
-    use core::hash::BuildHasher;
-    use std::hash::RandomState;
-    RandomState::new().hash_one(Instant::now())
+    use core::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    // One random start per process (std's hasher keys), then a counter through SplitMix64:
+    // cheap per connection, different in every process.
+    static START: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let start = *START.get_or_init(|| {
+        use core::hash::BuildHasher;
+        std::hash::RandomState::new().hash_one(Instant::now())
+    });
+    let mut z = start.wrapping_add(COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
