@@ -3,31 +3,53 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-/// Dotted-quad IPv4. Strict: no leading zeros. Lenient: leading zeros read as decimal (nginx).
-pub(crate) fn parse_ipv4(s: &[u8], lenient: bool) -> Option<Ipv4Addr> {
+/// The decimal number that starts `s`, of at most `max_digits` digits, and the bytes it took.
+/// Strict: no leading zeros. Lenient: leading zeros read as decimal (nginx). No sign, ever.
+pub(crate) fn decimal_prefix(s: &[u8], max_digits: usize, lenient: bool) -> Option<(u32, usize)> {
+    let mut value = 0u32;
+    let mut digits = 0;
+    while let Some(&b) = s.get(digits) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if digits == max_digits {
+            return None;
+        }
+        value = value * 10 + u32::from(d);
+        digits += 1;
+    }
+    let leading_zero = digits > 1 && s.first() == Some(&b'0');
+    (digits > 0 && (lenient || !leading_zero)).then_some((value, digits))
+}
+
+/// The dotted quad that starts `s`, and the bytes it took.
+pub(crate) fn ipv4_prefix(s: &[u8], lenient: bool) -> Option<(Ipv4Addr, usize)> {
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for octet in &mut octets {
-        *octet = parse_decimal(parts.next()?, 3, lenient)?.try_into().ok()?;
+    let mut at = 0;
+    for (i, octet) in octets.iter_mut().enumerate() {
+        if i > 0 {
+            if s.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+        let (value, len) = decimal_prefix(s.get(at..)?, 3, lenient)?;
+        *octet = u8::try_from(value).ok()?;
+        at += len;
     }
-    match parts.next() {
-        None => Some(Ipv4Addr::from(octets)),
-        Some(_) => None,
-    }
+    Some((Ipv4Addr::from(octets), at))
 }
 
-/// A port, 0–65535: digits only, no sign; strict mode refuses leading zeros.
+/// Exactly a dotted quad.
+pub(crate) fn parse_ipv4(s: &[u8], lenient: bool) -> Option<Ipv4Addr> {
+    ipv4_prefix(s, lenient).and_then(|(ip, len)| (len == s.len()).then_some(ip))
+}
+
+/// Exactly a port, 0–65535.
 pub(crate) fn parse_port(s: &[u8], lenient: bool) -> Option<u16> {
-    parse_decimal(s, 5, lenient)?.try_into().ok()
-}
-
-fn parse_decimal(s: &[u8], max_digits: usize, lenient: bool) -> Option<u32> {
-    if s.is_empty() || s.len() > max_digits || (!lenient && s.len() > 1 && s[0] == b'0') {
-        return None;
-    }
-    s.iter().try_fold(0u32, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
-    })
+    let (value, len) = decimal_prefix(s, 5, lenient)?;
+    (len == s.len()).then_some(u16::try_from(value).ok()?)
 }
 
 /// Hex digit values; 0xFF for anything else.

@@ -3,7 +3,9 @@
 use core::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::addresses::ip_to_v6;
-use crate::ip_text::{can_complete, parse_ipv4, parse_ipv6, parse_port};
+use crate::ip_text::{
+    can_complete, decimal_prefix, ipv4_prefix, parse_ipv4, parse_ipv6, parse_port,
+};
 use crate::{Addresses, Command, Error, Header, Needed, Status, Transport, V1_MAX_LEN, Version};
 
 /// The shortest v1 line: `PROXY UNKNOWN\r\n`.
@@ -124,56 +126,20 @@ impl<'a> Cursor<'a> {
         Some(field)
     }
 
-    /// A decimal of at most `max_digits` without leading zero, then `end` (consumed).
-    fn decimal(&mut self, max_digits: usize, end: u8) -> Option<u32> {
-        let s = self.rest;
-        let mut value = 0u32;
-        let mut digits = 0;
-        while let Some(&b) = s.get(digits) {
-            let d = b.wrapping_sub(b'0');
-            if d > 9 || digits == max_digits {
-                break;
-            }
-            value = value * 10 + u32::from(d);
-            digits += 1;
-        }
-        let leading_zero = digits > 1 && s[0] == b'0';
-        if digits == 0 || leading_zero || s.get(digits) != Some(&end) {
-            return None;
-        }
-        self.rest = &s[digits + 1..];
-        Some(value)
-    }
-
-    /// A dotted quad without leading zeros, then a space (consumed), in one pass.
+    /// A dotted quad without leading zeros, then a space (consumed).
     fn ipv4(&mut self) -> Option<core::net::Ipv4Addr> {
-        let mut octets = [0u8; 4];
-        let (mut index, mut value, mut digits) = (0, 0u32, 0);
-        for (at, &b) in self.rest.iter().enumerate().take(16) {
-            let d = b.wrapping_sub(b'0');
-            if d <= 9 {
-                if digits == 3 || (digits == 1 && value == 0) {
-                    return None;
-                }
-                (value, digits) = (value * 10 + u32::from(d), digits + 1);
-                continue;
-            }
-            let last = index == 3;
-            if digits == 0 || value > 255 || b != if last { b' ' } else { b'.' } {
-                return None;
-            }
-            octets[index] = value as u8;
-            if last {
-                self.rest = &self.rest[at + 1..];
-                return Some(octets.into());
-            }
-            (index, value, digits) = (index + 1, 0, 0);
-        }
-        None
+        let (ip, len) = ipv4_prefix(self.rest, false)?;
+        self.rest = self.rest.get(len..)?;
+        self.expect(b' ')?;
+        Some(ip)
     }
 
+    /// A port without sign or leading zero, then `end` (consumed).
     fn port(&mut self, end: u8) -> Option<u16> {
-        self.decimal(5, end)?.try_into().ok()
+        let (value, len) = decimal_prefix(self.rest, 5, false)?;
+        self.rest = self.rest.get(len..)?;
+        self.expect(end)?;
+        u16::try_from(value).ok()
     }
 }
 
