@@ -110,16 +110,10 @@ fn addr(s: String) -> SocketAddr {
 }
 
 /// An HTTP/1.0 request through the proxy; the whole answer (empty when the proxy closed the
-/// connection instead, which can happen before the request is even written).
+/// connection instead).
 fn http_get(proxy: SocketAddr, host: &str) -> String {
-    let mut s = TcpStream::connect(proxy).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    if write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
-        return String::new();
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    let request = format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    String::from_utf8_lossy(&peers::exchange(proxy, request.as_bytes())).into_owned()
 }
 
 /// Small in-test backends: each answers one line with its name (after an HTTP request or any

@@ -92,24 +92,8 @@ fn haproxy_send_proxy_headers_parse() {
     let dir = Scratch::new("haproxy-send");
     // A CA, a client certificate it signed (for cert-cn), and the frontend's own certificate.
     let path = |f: &str| dir.path(f).to_str().unwrap().to_string();
-    run(
-        &openssl,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=sixgate test CA",
-            "-keyout",
-            &path("ca.key"),
-            "-out",
-            &path("ca.crt"),
-        ],
-    );
+    let (ca_cert, ca_key) = peers::self_signed(&openssl, &dir, "ca.test");
+    let (ca_cert, ca_key) = (ca_cert.to_str().unwrap(), ca_key.to_str().unwrap());
     run(
         &openssl,
         &[
@@ -133,9 +117,9 @@ fn haproxy_send_proxy_headers_parse() {
             "-in",
             &path("client.csr"),
             "-CA",
-            &path("ca.crt"),
+            ca_cert,
             "-CAkey",
-            &path("ca.key"),
+            ca_key,
             "-CAcreateserial",
             "-days",
             "2",
@@ -170,7 +154,7 @@ fn haproxy_send_proxy_headers_parse() {
          backend to_sink_tls\n  server sink {sink} send-proxy-v2 proxy-v2-options crc32c,unique-id,authority,ssl,cert-cn,ssl-cipher,cert-sig,cert-key\n\
          backend health\n  server sink {checks} check inter 300ms send-proxy-v2 check-send-proxy proxy-v2-options crc32c\n",
         pem = path("frontend.pem"),
-        ca = path("ca.crt"),
+        ca = ca_cert,
         sink = sink.addr,
         checks = checks.addr,
     );

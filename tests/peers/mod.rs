@@ -132,11 +132,14 @@ impl Drop for Running {
     }
 }
 
-/// Connects, writes `request` in one write, half-closes, and reads the whole answer.
+/// Connects, writes `request` in one write, and reads the whole answer: empty when the peer
+/// closed instead, which can happen before the request is even written.
 pub fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request).unwrap();
+    if s.write_all(request).is_err() {
+        return Vec::new();
+    }
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
     answer
