@@ -129,3 +129,17 @@ impl Filter<'_> {
         }
     }
 }
+
+/// Members with these weights, indexed in order, each with its index as identity hash.
+#[cfg(test)]
+pub(crate) fn members(weights: &[u32]) -> Vec<Member> {
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &weight)| Member {
+            index: i as u32,
+            weight,
+            id_hash: i as u64,
+        })
+        .collect()
+}

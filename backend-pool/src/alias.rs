@@ -90,18 +90,7 @@ pub(crate) fn exact_shares(table: &AliasTable) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn members(weights: &[u32]) -> Vec<Member> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &weight)| Member {
-                index: i as u32,
-                weight,
-                id_hash: 0,
-            })
-            .collect()
-    }
+    use crate::algorithm::members;
 
     #[test]
     fn shares_equal_weights_even_at_extremes() {

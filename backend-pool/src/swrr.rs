@@ -264,18 +264,7 @@ const fn gcd(mut a: u64, mut b: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::Rng;
-
-    fn members(weights: &[u32]) -> Vec<Member> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &weight)| Member {
-                index: i as u32,
-                weight,
-                id_hash: i as u64,
-            })
-            .collect()
-    }
+    use crate::algorithm::members;
 
     fn nginx_cycle(m: &[Member]) -> Box<[u32]> {
         let mut s = Stepper::new(m);
