@@ -5,7 +5,7 @@
 //! method, a direction whose read fills that buffer — a bulk transfer — moves to `splice(2)`
 //! through a pipe of its own, so short exchanges never pay for pipes and long ones never copy.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -61,10 +61,11 @@ pub async fn relay(
     let last_activity = AtomicU64::new(0);
     let touch = || last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+    let ended = AtomicBool::new(false);
     let directions = async {
         tokio::try_join!(
-            direction(&client, &backend, method, &up, &touch),
-            direction(&backend, &client, method, &down, &touch),
+            direction(&client, &backend, method, &up, &touch, &ended),
+            direction(&backend, &client, method, &down, &touch, &ended),
         )
     };
     let idle_watch = async {
@@ -98,6 +99,7 @@ async fn direction(
     method: Method,
     carried: &AtomicU64,
     touched: &impl Fn(),
+    ended: &AtomicBool,
 ) -> io::Result<()> {
     // Filled by the kernel, never zeroed here; it grows to BUFFER once a read fills it.
     let mut buf = Vec::with_capacity(FIRST_BUFFER);
@@ -110,7 +112,7 @@ async fn direction(
             Err(e) => return Err(e),
         };
         if n == 0 {
-            return shutdown_write(to);
+            return pass_fin(to, ended);
         }
         write_all(to, &buf[..n]).await?;
         carried.fetch_add(n as u64, Ordering::Relaxed);
@@ -124,7 +126,7 @@ async fn direction(
             // A bulk transfer: hand the rest to the kernel (unless no pipe can be had).
             if let Ok(pipe) = crate::splice::Pipe::new() {
                 drop(buf);
-                return crate::splice::copy(from, to, &pipe, carried, touched).await;
+                return crate::splice::copy(from, to, &pipe, carried, touched, ended).await;
             }
         }
         #[cfg(not(target_os = "linux"))]
@@ -150,8 +152,17 @@ async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// `from` ended: its FIN goes on to `to`, unless the other direction ended first. Then both
+/// sockets are closed right after, and the close sends the FIN: one system call fewer.
+pub fn pass_fin(to: &TcpStream, ended: &AtomicBool) -> io::Result<()> {
+    if ended.swap(true, Ordering::Relaxed) {
+        return Ok(());
+    }
+    shutdown_write(to)
+}
+
 /// Sends a FIN on a socket both directions share (tokio's `shutdown` needs it exclusively).
-pub fn shutdown_write(socket: &TcpStream) -> io::Result<()> {
+fn shutdown_write(socket: &TcpStream) -> io::Result<()> {
     // SAFETY: `shutdown` on a descriptor the borrowed stream keeps open; it frees nothing.
     match unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) } {
         0 => Ok(()),

@@ -58,13 +58,14 @@ pub async fn copy(
     pipe: &Pipe,
     carried: &core::sync::atomic::AtomicU64,
     touched: impl Fn(),
+    ended: &core::sync::atomic::AtomicBool,
 ) -> io::Result<()> {
     loop {
         from.readable().await?;
         let n = match from.try_io(Interest::READABLE, || {
             splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
         }) {
-            Ok(0) => return crate::relay::shutdown_write(to),
+            Ok(0) => return crate::relay::pass_fin(to, ended),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
