@@ -51,20 +51,7 @@ struct Proxy {
 
 impl Proxy {
     fn start(name: &str, config: &str, ready: SocketAddr) -> Proxy {
-        let dir = Scratch::new(name);
-        let path = dir.write("sixgate.toml", config);
-        let log = std::fs::File::create(dir.path("proxy.log")).unwrap();
-        let child = Command::new(proxy_binary())
-            .args(["--config", path.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut proxy = Proxy {
-            child: Some(child),
-            dir,
-        };
+        let mut proxy = Proxy::spawn(name, config);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(&ready, Duration::from_millis(100)).is_err() {
             assert!(
@@ -78,6 +65,24 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(20));
         }
         proxy
+    }
+
+    /// Started, not waited for.
+    fn spawn(name: &str, config: &str) -> Proxy {
+        let dir = Scratch::new(name);
+        let path = dir.write("sixgate.toml", config);
+        let log = std::fs::File::create(dir.path("proxy.log")).unwrap();
+        let child = Command::new(proxy_binary())
+            .args(["--config", path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Proxy {
+            child: Some(child),
+            dir,
+        }
     }
 
     fn log(&self) -> String {
@@ -217,6 +222,42 @@ fn check_accepts_good_files_and_lists_every_error_of_bad_ones() {
     }
 }
 
+/// Each worker has its own socket on the port (SO_REUSEPORT), yet a port another process holds
+/// is still an error at start, whether that process is a plain listener or a running proxy.
+#[test]
+fn a_port_already_in_use_is_an_error_not_a_shared_port() {
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap();
+    let port = free_port();
+    let config = |port: u16| {
+        format!(
+            "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"*\"]\nbackends = [{{ address = \"[::1]:9\" }}]\n"
+        )
+    };
+    let refused = |name: &str, port: u16| {
+        let mut second = Proxy::spawn(name, &config(port));
+        assert_eq!(
+            second.wait_exit(Duration::from_secs(10)),
+            Some(1),
+            "still running, or not refused:\n{}",
+            second.log()
+        );
+        let log = second.log();
+        assert!(
+            log.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+            "{log}"
+        );
+    };
+    refused("port-held-by-a-listener", taken.port());
+    let first = Proxy::start(
+        "port-owner",
+        &config(port),
+        addr(format!("127.0.0.1:{port}")),
+    );
+    refused("port-held-by-a-proxy", port);
+    drop(first);
+}
+
 #[test]
 fn weights_1_2_3_over_600_connections() {
     let counts = Arc::new(Mutex::new(HashMap::new()));
@@ -228,7 +269,8 @@ fn weights_1_2_3_over_600_connections() {
     let port = free_port();
     let config = format!(
         "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"*\"]\n\
-         backends = [{{ address = \"{}\", weight = 1 }}, {{ address = \"{}\", weight = 2 }}, {{ address = \"{}\", weight = 3 }}]\n",
+         backends = [{{ address = \"{}\", weight = 1 }}, {{ address = \"{}\", weight = 2 }}, {{ address = \"{}\", weight = 3 }}]\n\n\
+         # more workers than this machine has cores: three sockets, one pool\n[limits]\nthreads = 3\n",
         a.addr, b.addr, c.addr
     );
     let proxy = Proxy::start("weights", &config, addr(format!("127.0.0.1:{port}")));

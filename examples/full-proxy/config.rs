@@ -118,6 +118,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long open connections may run on after SIGTERM before the process exits.
     pub drain_timeout: Duration,
+    /// Worker threads, each accepting and serving its own connections; 0: one per CPU.
+    pub threads: usize,
 }
 
 impl Default for Limits {
@@ -127,6 +129,7 @@ impl Default for Limits {
             relay: crate::relay::Method::Splice,
             idle_timeout: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(30),
+            threads: 0,
         }
     }
 }
@@ -240,6 +243,8 @@ struct RawLimits {
     idle_timeout: Option<Spanned<String>>,
     #[serde(default)]
     drain_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    threads: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -356,7 +361,7 @@ impl Checker<'_> {
                 let defaults = Limits::default();
                 let max_connections = match l.max_connections {
                     Some(0) => self
-                        .error(span, "max_connections must be at least 1")
+                        .error(span.clone(), "max_connections must be at least 1")
                         .unwrap_or(1),
                     Some(n) => n,
                     None => defaults.max_connections,
@@ -366,6 +371,13 @@ impl Checker<'_> {
                     relay: l.relay.unwrap_or(defaults.relay),
                     idle_timeout: self.duration(&l.idle_timeout, defaults.idle_timeout),
                     drain_timeout: self.duration(&l.drain_timeout, defaults.drain_timeout),
+                    threads: match l.threads {
+                        Some(n) if n > MAX_THREADS => self
+                            .error(span, format!("threads must be at most {MAX_THREADS}"))
+                            .unwrap_or(0),
+                        Some(n) => n,
+                        None => defaults.threads,
+                    },
                 }
             }
         };
@@ -581,6 +593,8 @@ impl Checker<'_> {
 
 /// The longest duration accepted: a day. Longer ones are surely typos, and deadlines computed
 /// from them must not overflow.
+/// More worker threads than any machine this runs on has cores: a typo, not a wish.
+const MAX_THREADS: usize = 1024;
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// `500ms`, `5s`, `2m`, `1h` (whole numbers), up to a day.
@@ -689,6 +703,15 @@ idle_timeout = "5m"
         assert_eq!(c.routes[1].proxy_protocol, ProxyOut::None);
         assert_eq!(c.limits.max_connections, 100);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn threads_default_to_one_per_cpu_and_a_typo_sized_count_is_refused() {
+        assert_eq!(parse(GOOD).unwrap().limits.threads, 0);
+        let with = |threads: &str| format!("{GOOD}threads = {threads}\n");
+        assert_eq!(parse(&with("4")).unwrap().limits.threads, 4);
+        let errors = parse(&with("100000")).unwrap_err();
+        assert!(errors[0].message.contains("at most 1024"), "{errors:?}");
     }
 
     #[test]

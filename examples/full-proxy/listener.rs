@@ -89,11 +89,19 @@ impl Drop for Active {
 
 /// Accepts on one address until `stop` says so. Connections already accepted run on.
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     address: SocketAddr,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Registered here, with the worker's own runtime, where it is accepted on.
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%address, "cannot accept on this worker: {e}");
+            return;
+        }
+    };
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,

@@ -23,6 +23,7 @@ mod relay;
 mod routing;
 #[cfg(target_os = "linux")]
 mod splice;
+mod workers;
 
 use core::net::SocketAddr;
 use core::sync::atomic::Ordering;
@@ -41,6 +42,7 @@ use tokio::sync::watch;
 
 use crate::listener::{Live, Shared, accept_loop};
 use crate::metrics::Metrics;
+use crate::workers::Workers;
 
 /// The sixgate edge proxy: routes TLS by SNI and HTTP by Host to IPv6 backends, with PROXY
 /// protocol, weighted balancing and health checks. Without arguments it runs a self-contained
@@ -69,7 +71,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The control thread: configuration, signals, reloads, health checks, metrics and the demo's
+    // backends. Connections run on the workers (`workers.rs`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -127,27 +131,34 @@ async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), Stri
     let metrics = Arc::new(Metrics::default());
     let metrics_task = match live.config.metrics {
         Some(address) => {
-            let listener =
-                bind(address).map_err(|e| format!("cannot serve metrics on {address}: {e}"))?;
+            let listener = bind(address, false)
+                .and_then(TcpListener::from_std)
+                .map_err(|e| format!("cannot serve metrics on {address}: {e}"))?;
             Some(tokio::spawn(metrics::serve(listener, Arc::clone(&metrics))))
         }
         None => None,
     };
-    let sockets = bind_new(&live, &HashMap::new())?;
+    let threads = match live.config.limits.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let sockets = bind_new(&live, &HashMap::new(), threads)?;
+    let workers = Workers::start(threads).map_err(|e| format!("cannot start the workers: {e}"))?;
+    tracing::info!(threads, "workers started");
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(live),
         metrics,
         epoch,
     });
     let mut accepting = HashMap::new();
-    start_accepting(&shared, sockets, &mut accepting);
+    start_accepting(&shared, &workers, sockets, &mut accepting);
 
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(&shared, path.as_deref(), &mut accepting),
+            _ = hangup.recv() => reload(&shared, path.as_deref(), &workers, &mut accepting),
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
@@ -171,6 +182,7 @@ async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), Stri
     .await;
     let left = shared.metrics.active.load(Ordering::SeqCst);
     tracing::info!(left, "stopped");
+    workers.stop();
     if let Some(task) = metrics_task {
         task.abort();
     }
@@ -179,30 +191,49 @@ async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), Stri
 
 /// A listening socket. IPv6 addresses are bound IPv6-only, so `0.0.0.0:443` and `[::]:443` can
 /// both be listed (as an operator expects), and IPv4 clients never appear v4-mapped.
-fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind(address: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
     if address.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(reuse_port)?;
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
-/// Binds the addresses `live` lists that are not accepting yet; all of them or none.
+/// One socket per worker on `address`, sharing the port through `SO_REUSEPORT`.
+fn bind_group(address: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if address.port() != 0 {
+        // A port another process listens on is an error, not a port silently shared with it:
+        // a plain socket cannot join a SO_REUSEPORT group, so this bind fails where it must.
+        drop(bind(address, false)?);
+    }
+    let first = bind(address, true)?;
+    let address = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..count {
+        group.push(bind(address, true)?);
+    }
+    Ok(group)
+}
+
+/// Binds the addresses `live` lists that are not accepting yet, one socket per worker; all of
+/// them or none.
 fn bind_new(
     live: &Live,
     accepting: &HashMap<SocketAddr, watch::Sender<bool>>,
-) -> Result<Vec<(SocketAddr, TcpListener)>, String> {
+    workers: usize,
+) -> Result<Vec<(SocketAddr, Vec<std::net::TcpListener>)>, String> {
     live.listeners
         .keys()
         .filter(|a| !accepting.contains_key(a))
         .map(|&a| {
-            bind(a)
-                .map(|l| (a, l))
+            bind_group(a, workers)
+                .map(|group| (a, group))
                 .map_err(|e| format!("cannot listen on {a}: {e}"))
         })
         .collect()
@@ -211,7 +242,8 @@ fn bind_new(
 /// Starts accepting on new sockets and stops the addresses the live configuration dropped.
 fn start_accepting(
     shared: &Arc<Shared>,
-    sockets: Vec<(SocketAddr, TcpListener)>,
+    workers: &Workers,
+    sockets: Vec<(SocketAddr, Vec<std::net::TcpListener>)>,
     accepting: &mut HashMap<SocketAddr, watch::Sender<bool>>,
 ) {
     let live = shared.live.load_full();
@@ -223,9 +255,12 @@ fn start_accepting(
         }
         keep
     });
-    for (address, listener) in sockets {
+    for (address, group) in sockets {
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, address, Arc::clone(shared), stopped));
+        for (worker, listener) in group.into_iter().enumerate() {
+            let task = accept_loop(listener, address, Arc::clone(shared), stopped.clone());
+            workers.spawn_on(worker, task);
+        }
         tracing::info!(%address, "listening");
         accepting.insert(address, stop);
     }
@@ -236,6 +271,7 @@ fn start_accepting(
 fn reload(
     shared: &Arc<Shared>,
     path: Option<&std::path::Path>,
+    workers: &Workers,
     accepting: &mut HashMap<SocketAddr, watch::Sender<bool>>,
 ) {
     let Some(path) = path else {
@@ -261,13 +297,16 @@ fn reload(
         Ok(built) => built,
         Err(e) => return refuse(&e),
     };
-    let sockets = match bind_new(&live, accepting) {
+    if live.config.limits.threads != old.config.limits.threads {
+        tracing::warn!("limits.threads changed: it takes effect at the next start, not on reload");
+    }
+    let sockets = match bind_new(&live, accepting, workers.len()) {
         Ok(s) => s,
         Err(e) => return refuse(&e),
     };
     pending.apply(shared.epoch.elapsed());
     shared.live.store(Arc::new(live));
-    start_accepting(shared, sockets, accepting);
+    start_accepting(shared, workers, sockets, accepting);
     shared.metrics.reloads.fetch_add(1, Ordering::Relaxed);
     tracing::info!("configuration reloaded from {}", path.display());
 }
