@@ -113,25 +113,18 @@ pub(crate) mod tests {
 
     /// The encoder, for tests only: the canonical code of each symbol, rebuilt from the tables.
     pub(crate) fn encode(text: &[u8]) -> Vec<u8> {
-        let (mut acc, mut bits, mut out) = (0u64, 0u32, Vec::new());
-        for &b in text {
-            let len = LENGTHS[usize::from(b)] as usize;
-            let rank = TABLE.symbols[usize::from(TABLE.offset[len])..]
-                .iter()
-                .position(|&s| s == u16::from(b))
-                .unwrap();
-            let code = TABLE.first[len] + rank as u32;
-            acc = acc << len | u64::from(code);
-            bits += len as u32;
-            while bits >= 8 {
-                bits -= 8;
-                out.push((acc >> bits) as u8);
-            }
-        }
-        if bits > 0 {
-            out.push((acc << (8 - bits) | (0xff >> bits)) as u8);
-        }
-        out
+        let codes: Vec<(u32, u32)> = text
+            .iter()
+            .map(|&b| {
+                let len = LENGTHS[usize::from(b)] as usize;
+                let rank = TABLE.symbols[usize::from(TABLE.offset[len])..]
+                    .iter()
+                    .position(|&s| s == u16::from(b))
+                    .unwrap();
+                (TABLE.first[len] + rank as u32, len as u32)
+            })
+            .collect();
+        pack(&codes)
     }
 
     fn decoded(input: &[u8]) -> Result<Vec<u8>, Error> {
