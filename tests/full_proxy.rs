@@ -2,6 +2,8 @@
 //! s_client), real backends (nginx, HAProxy) and small in-test servers, all on loopback.
 
 mod peers;
+#[path = "support/example_binary.rs"]
+mod support;
 
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -11,36 +13,15 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use peers::{Running, Scratch, free_port, program, run};
+use support::example_binary;
 
-/// The example binary, built once per test run next to this test's own binary.
-///
-/// `cargo test` compiles the example only as a test harness (it has `test = true` for its
-/// config unit tests), so the runnable binary is built here by the same cargo and profile;
-/// this is a no-op when it is already fresh, and never runs an old binary by mistake.
+/// The proxy, as an operator runs it.
 fn proxy_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let mut cargo = Command::new(env!("CARGO"));
-            cargo
-                .args(["build", "--example", "full-proxy"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if !cfg!(debug_assertions) {
-                cargo.arg("--release");
-            }
-            let status = cargo.status().expect("cargo runs");
-            assert!(status.success(), "cargo build --example full-proxy failed");
-            let exe = std::env::current_exe().unwrap();
-            let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-            let bin = dir.join("examples").join("full-proxy");
-            assert!(bin.exists(), "{} was not built", bin.display());
-            bin
-        })
-        .clone()
+    example_binary(env!("CARGO_MANIFEST_DIR"), "full-proxy")
 }
 
 /// A running proxy with its own config file; killed when dropped.

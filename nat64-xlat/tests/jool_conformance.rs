@@ -3,8 +3,13 @@
 //! repository: without the suite the test skips with a reason (the suite is not ours to install);
 //! without python3 it skips too, and fails instead when SIXGATE_REQUIRE_PEERS=1.
 
+#[path = "../../tests/support/example_binary.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use support::example_binary;
 
 /// Cases where we follow the RFC and Jool's expected output does not (see the crate README).
 const DELIBERATE_DEVIATIONS: &[(&str, &str)] = &[
@@ -25,28 +30,9 @@ fn skip_or_fail(reason: &str) {
     eprintln!("skipping the Jool conformance suite: {reason}");
 }
 
-/// The example binary, next to this test's own directory, built (or brought up to date) first so a
-/// stale binary from an older build never answers for the current code.
+/// The translator as a program: packets on stdin, translations on stdout.
 fn xlat_pipe() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "--example", "xlat-pipe", "--manifest-path"]);
-    build.arg(&manifest);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo build for the example");
-    assert!(status.success(), "building the xlat-pipe example failed");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("xlat-pipe{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "xlat-pipe not found at {}", bin.display());
-    bin
+    example_binary(env!("CARGO_MANIFEST_DIR"), "xlat-pipe")
 }
 
 #[test]

@@ -1,16 +1,15 @@
 //! The `decode` example's one-line output and exit statuses.
 
+#[path = "../../tests/support/example_binary.rs"]
+mod support;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use support::example_binary;
+
 fn decode(input: &[u8]) -> (Option<i32>, String) {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("examples")
-        .join("decode");
+    let bin = example_binary(env!("CARGO_MANIFEST_DIR"), "decode");
     let mut child = Command::new(&bin)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -1,15 +1,17 @@
 //! The `peek` example, run as built: one line per input, in the documented format, and the
 //! documented exit statuses (0 decided, 1 error, 2 partial, 3 unknown).
 
+#[path = "../../tests/support/example_binary.rs"]
+mod support;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-/// `target/<profile>/examples/peek`, next to this test's own `deps/` directory.
+use support::example_binary;
+
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    profile_dir.join("examples").join("peek")
+    example_binary(env!("CARGO_MANIFEST_DIR"), "peek")
 }
 
 fn run(cmd: &mut Command, stdin: &[u8]) -> (Option<i32>, String) {
