@@ -53,10 +53,10 @@ fuzz_target!(|d: Datagram| {
         payload[4..6].copy_from_slice(&l.to_be_bytes());
     }
     let (src, dst) = (Ipv4Addr::from_bits(d.src), Ipv4Addr::from_bits(d.dst));
-    // 0/8, 127/8, 224/4 and 240/4 are never translated, so they cannot round-trip.
+    // 0/8, 127/8, 169.254/16, 224/4 and 240/4 are never translated, so they cannot round-trip.
     if [src, dst]
         .iter()
-        .any(|a| matches!(a.octets()[0], 0 | 127 | 224..))
+        .any(|a| matches!(a.octets(), [0 | 127 | 224.., ..] | [169, 254, ..]))
     {
         return;
     }

@@ -28,7 +28,7 @@ pub struct Config<'a> {
     /// The RFC 6052 prefix ("pool6"); `None` for an EAM-only translator.
     pub pool6: Option<Pool6>,
     /// IPv4 ranges the Well-Known Prefix refuses (RFC 6052 §3.1). Whatever this holds, no prefix
-    /// or EAM translates 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 240.0.0.0/4.
+    /// or EAM translates 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4 or 240.0.0.0/4.
     pub non_global: &'a [Ipv4Prefix],
     /// RFC 7757 explicit address mappings, consulted before `pool6`.
     pub eam: &'a [Eam],

@@ -20,12 +20,13 @@ pub(crate) const MAX_ICMP4_ERROR: usize = 576;
 pub(crate) const MAX_ICMP6_ERROR: usize = 1280;
 
 /// IPv4 addresses no prefix or EAM may translate, whatever the configuration: "this network"
-/// 0.0.0.0/8, loopback 127.0.0.0/8, multicast 224.0.0.0/4 (a group would become a unicast IPv6
+/// 0.0.0.0/8, loopback 127.0.0.0/8, link-local 169.254.0.0/16 (RFC 3927 §2.7: a router must not
+/// forward a packet from or to it), multicast 224.0.0.0/4 (a group would become a unicast IPv6
 /// address) and reserved 240.0.0.0/4, which holds the limited broadcast 255.255.255.255.
 #[inline(always)]
 pub(crate) const fn never_translated(a: Ipv4Addr) -> bool {
     let first = a.octets()[0];
-    first == 0 || first == 127 || first >= 224
+    first == 0 || first == 127 || first >= 224 || a.is_link_local()
 }
 
 /// Why a translation stopped: a silent drop, or a drop answered by an ICMP error to the sender.
@@ -194,15 +195,24 @@ impl<'a> Translator<'a> {
         self.map_4to6_any(a, role, hairpin)
     }
 
-    /// The source of an ICMPv4 error: a router that reports from "this network" (0/8) or loopback
-    /// (127/8) still identifies only itself, and its error is about a flow we translate, so it is
-    /// mapped like any address (Jool does the same). Multicast and reserved sources stay refused.
+    /// The IPv6 source of a translated ICMPv4 error. A router that reports from "this network"
+    /// (0/8) or loopback (127/8) still identifies only itself, and its error is about a flow we
+    /// translate, so it is mapped like any address (Jool does the same). A multicast or reserved
+    /// source is not mapped, nor is any source without a mapping: those take the RFC 6791 source
+    /// instead. A link-local source (169.254/16) refuses the whole error, pool or not: RFC 3927
+    /// §2.7 forbids forwarding a packet from a link-local address, and putting a pool address in
+    /// its place would still forward it off its link. (Jool maps it like 0/8.)
     #[inline(always)]
-    pub(crate) fn map_4to6_error_source(&self, a: Ipv4Addr, hairpin: bool) -> Option<Ipv6Addr> {
-        if a.octets()[0] >= 224 {
+    pub(crate) fn error_source_4to6(&self, a: Ipv4Addr, hairpin: bool) -> Option<Ipv6Addr> {
+        if a.is_link_local() {
             return None;
         }
-        self.map_4to6_any(a, Role::Remote, hairpin)
+        if a.octets()[0] < 224 {
+            if let Some(v6) = self.map_4to6_any(a, Role::Remote, hairpin) {
+                return Some(v6);
+            }
+        }
+        self.rfc6791_v6(a)
     }
 
     #[inline(always)]
@@ -478,6 +488,76 @@ mod tests {
             t.translate_4to6_in_place(&mut buf, 0, 10),
             InPlace::Dropped(DropReason::Truncated)
         );
+    }
+
+    // RFC 3927 §2.7: 169.254/16 is never forwarded, so never translated, even when an EAM (or the
+    // prefix) covers it: as source or destination, both ways, copied or in place. No ICMP error
+    // either (TTL and hop limit 1 would call for one).
+    #[test]
+    fn link_local_never_translated() {
+        use crate::testpkt::{self, V4, V6};
+        let eams = [
+            testpkt::EAMS[1], // 10.0.0.0/24 <-> 2001:db8:2::/120, the peer
+            crate::Eam::new(
+                "169.254.0.0/16".parse().unwrap(),
+                "2001:db8:a9fe::/112".parse().unwrap(),
+            )
+            .unwrap(),
+        ];
+        let (peer, peer6) = (Ipv4Addr::new(10, 0, 0, 5), testpkt::a6("2001:db8:2::5"));
+        let mut with_pool = testpkt::config();
+        with_pool.eam = &eams;
+        let mut eam_only = with_pool;
+        eam_only.pool6 = None;
+        let ll = Ipv4Addr::new(169, 254, 1, 1);
+        let udp = [0x04, 0xd2, 0x16, 0x2e, 0, 16, 0, 0, 7, 7, 7, 7, 7, 7, 7, 7];
+
+        for (cfg, embedded) in [(with_pool, false), (with_pool, true), (eam_only, false)] {
+            let t = Translator::new(cfg);
+            // The EAM's image of 169.254.1.1, or the prefix's: the tables do map it, only the
+            // link-local rule refuses it.
+            let ll6 = if embedded {
+                cfg.pool6.unwrap().embed(ll, &[]).unwrap()
+            } else {
+                assert_eq!(
+                    EamTable::new(cfg.eam).to_v6(ll),
+                    Some(testpkt::a6("2001:db8:a9fe::101"))
+                );
+                testpkt::a6("2001:db8:a9fe::101")
+            };
+            let refused = |input: &[u8], why| {
+                let v4 = input[0] >> 4 == 4;
+                let mut out = [0u8; 4096];
+                let copy = if v4 {
+                    t.translate_4to6(input, &mut out)
+                } else {
+                    t.translate_6to4(input, &mut out)
+                };
+                assert_eq!(copy, Outcome::Dropped(why), "{ll6}");
+                let mut buf = [&[0u8; 28][..], input].concat();
+                let before = buf.clone();
+                let r = if v4 {
+                    t.translate_4to6_in_place(&mut buf, 28, input.len())
+                } else {
+                    t.translate_6to4_in_place(&mut buf, 28, input.len())
+                };
+                assert_eq!(r, InPlace::Dropped(why), "{ll6}");
+                assert_eq!(buf, before);
+            };
+            for ttl in [64, 1] {
+                for (src, dst, src6, dst6, why) in [
+                    (ll, peer, ll6, peer6, DropReason::UntranslatableSource),
+                    (peer, ll, peer6, ll6, DropReason::UntranslatableDestination),
+                ] {
+                    let mut h = V4::new(17);
+                    (h.ttl, h.src, h.dst) = (ttl, src, dst);
+                    refused(&h.build(&udp, true), why);
+                    let mut h = V6::new(17);
+                    (h.hop_limit, h.src, h.dst) = (ttl, src6, dst6);
+                    refused(&h.build(&udp, true), why);
+                }
+            }
+        }
     }
 
     // No overflow for absurd lengths: nothing past the largest IP packet is read.

@@ -325,8 +325,7 @@ fn icmp_error_msg(
     }
     let m = icmp::map_4to6(msg[0], msg[1]).ok_or(DropReason::UntranslatableIcmp)?;
     let src = t
-        .map_4to6_error_source(ip.src, hairpin)
-        .or_else(|| t.rfc6791_v6(ip.src))
+        .error_source_4to6(ip.src, hairpin)
         .ok_or(DropReason::UntranslatableSource)?;
     let dst = t
         .map_4to6(ip.dst, Role::Local, hairpin)
@@ -669,8 +668,9 @@ mod tests {
         );
     }
 
-    // Whatever the prefix or EAM: 0/8, 127/8, 224/4 (multicast would become unicast IPv6) and
-    // 240/4 (with 255.255.255.255) are never translated, as sources nor as destinations.
+    // Whatever the prefix or EAM: 0/8, 127/8, 169.254/16 (link-local, RFC 3927 §2.7), 224/4
+    // (multicast would become unicast IPv6) and 240/4 (with 255.255.255.255) are never translated,
+    // as sources nor as destinations.
     #[test]
     fn never_translated_ranges() {
         static ALL: [crate::Eam; 1] = [testpkt::eam(
@@ -690,6 +690,8 @@ mod tests {
             Ipv4Addr::new(0, 0, 0, 0),
             Ipv4Addr::new(0, 1, 2, 3),
             Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(169, 254, 0, 0),
+            Ipv4Addr::new(169, 254, 255, 255),
             Ipv4Addr::new(224, 0, 0, 1),
             Ipv4Addr::new(239, 255, 255, 250),
             Ipv4Addr::new(240, 0, 0, 1),
@@ -731,8 +733,29 @@ mod tests {
                 let src = &packets(o, &out)[0][8..24];
                 assert_eq!(src, &want.unwrap().octets(), "{a}");
             }
+            // A link-local router is not heard at all, RFC 6791 pool or not: RFC 3927 §2.7 forbids
+            // forwarding its packets, under whatever source.
+            let mut pooled = cfg;
+            pooled.rfc6791_v6 = Some("2001:db8:ee::/120".parse().unwrap());
+            e.src = Ipv4Addr::new(169, 254, 7, 7);
+            for c in [cfg, pooled] {
+                let o = run(c, &e.build(&quoted[20..], true)).0;
+                assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableSource));
+            }
+            // Nor an error about a packet to a link-local host: its quote cannot be translated.
+            let mut orig = V4::new(17);
+            (orig.src, orig.dst) = (V6_HOST_AS_V4, Ipv4Addr::new(169, 254, 7, 7));
+            let msg = [&[3, 3, 0, 0, 0, 0, 0, 0][..], &orig.build(&udp(b"q"), true)].concat();
+            e.src = V4_HOST;
+            let o = run(cfg, &e.build(&msg, true)).0;
+            assert_eq!(o, Outcome::Dropped(DropReason::InnerPacket));
             // Their neighbours are ordinary addresses.
-            for a in [Ipv4Addr::new(1, 0, 0, 0), Ipv4Addr::new(126, 255, 255, 255)] {
+            for a in [
+                Ipv4Addr::new(1, 0, 0, 0),
+                Ipv4Addr::new(126, 255, 255, 255),
+                Ipv4Addr::new(169, 253, 255, 255),
+                Ipv4Addr::new(169, 255, 0, 0),
+            ] {
                 let mut h = V4::new(17);
                 h.src = a;
                 assert!(matches!(

@@ -721,13 +721,16 @@ mod tests {
         assert_eq!(o, Outcome::Dropped(DropReason::UntranslatableSource));
     }
 
-    // IPv6 addresses that embed 0/8, 127/8, 224/4 or 240/4 are not translated, whatever the prefix.
+    // IPv6 addresses that embed 0/8, 127/8, 169.254/16, 224/4 or 240/4 are not translated,
+    // whatever the prefix.
     #[test]
     fn never_translated_ranges() {
         let pool = config().pool6.unwrap();
         for a in [
             Ipv4Addr::new(0, 0, 0, 0),
             Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(169, 254, 0, 0),
+            Ipv4Addr::new(169, 254, 255, 255),
             Ipv4Addr::new(224, 0, 0, 1),
             Ipv4Addr::new(240, 0, 0, 1),
             Ipv4Addr::BROADCAST,
@@ -745,6 +748,9 @@ mod tests {
                 Outcome::Dropped(DropReason::UntranslatableDestination),
                 "{a}"
             );
+            // An ICMPv6 error from such a router gets the RFC 6791 source, not the embedded one.
+            let out = translated(config(), &icmp6_error(3, 0, 0, v6, b"x"));
+            assert_eq!(&out[12..16], &[203, 0, 113, 8], "{a}");
         }
     }
 

@@ -23,9 +23,13 @@ fn translator(prefix: usize) -> Translator<'static> {
     )))
 }
 
-/// An IPv4 address (as bits) that every prefix translates: not 0/8, 127/8, 224/4 or 240/4.
+/// An IPv4 address (as bits) that every prefix translates: not 0/8, 127/8, 169.254/16, 224/4 or
+/// 240/4 (169.254/16 is moved to 169.255/16).
 fn unicast() -> impl Strategy<Value = u32> {
-    (1u32..223, 0u32..1 << 24).prop_map(|(hi, lo)| (if hi >= 127 { hi + 1 } else { hi }) << 24 | lo)
+    (1u32..223, 0u32..1 << 24).prop_map(|(hi, lo)| {
+        let a = (if hi >= 127 { hi + 1 } else { hi }) << 24 | lo;
+        if a >> 16 == 0xa9fe { a | 1 << 16 } else { a }
+    })
 }
 
 #[derive(Debug, Clone)]
