@@ -55,9 +55,13 @@ pub fn check(data: &[u8], dir: Direction) {
         cfg.mtu6 = 1280;
         cfg.lowest_ipv6_mtu = 1402;
     }
-    if knobs & 16 != 0 {
-        cfg.udp_zero_checksum = UdpZeroChecksum::Compute;
-    }
+    // Zero UDP checksums: bit 4 clear keeps the default `Drop`; set, bit 1 of the size byte picks
+    // `Icmp` (set) or `Compute`.
+    cfg.udp_zero_checksum = match (knobs & 16 != 0, size & 2 != 0) {
+        (false, _) => UdpZeroChecksum::Drop,
+        (true, false) => UdpZeroChecksum::Compute,
+        (true, true) => UdpZeroChecksum::Icmp,
+    };
     cfg.hairpinning = knobs & 32 == 0;
     if knobs & 64 != 0 {
         cfg.rfc6791_v6 = Some("2001:db8:ee::/120".parse().unwrap());

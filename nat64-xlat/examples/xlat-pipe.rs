@@ -14,7 +14,7 @@
 use core::net::{Ipv4Addr, Ipv6Addr};
 use std::io::{self, BufRead, Write};
 
-use nat64_xlat::{Config, Eam, Outcome, Pool6, Translator, UdpZeroChecksum};
+use nat64_xlat::{Config, DropReason, Eam, Outcome, Pool6, Translator, UdpZeroChecksum};
 
 /// The base configuration's address plan.
 fn base_eams() -> Vec<Eam> {
@@ -39,6 +39,8 @@ fn base_config(eams: &[Eam]) -> Config<'_> {
     cfg.rfc6791_v4 = Some("203.0.113.8/32".parse().unwrap());
     cfg.own_v4 = Some(Ipv4Addr::new(198, 51, 100, 1));
     cfg.own_v6 = Some("2001:db8:1c0:2:1::".parse::<Ipv6Addr>().unwrap());
+    // amend-udp-checksum-zero off: Jool answers a zero UDP checksum with 3/13.
+    cfg.udp_zero_checksum = UdpZeroChecksum::Icmp;
     cfg
 }
 
@@ -78,11 +80,12 @@ fn configure<'a>(spec: &str, eams: &'a mut Vec<Eam>) -> Result<Config<'a>, Strin
             "rfc6791v4" => cfg.rfc6791_v4 = Some(v.parse().map_err(|e| format!("{v}: {e}"))?),
             "rfc6791v6" if v == "none" => cfg.rfc6791_v6 = None,
             "rfc6791v6" => cfg.rfc6791_v6 = Some(v.parse().map_err(|e| format!("{v}: {e}"))?),
+            // See `answer` for the fragments Jool cannot amend.
             "amend-udp-checksum-zero" => {
                 cfg.udp_zero_checksum = if v == "1" {
                     UdpZeroChecksum::Compute
                 } else {
-                    UdpZeroChecksum::Drop
+                    UdpZeroChecksum::Icmp
                 }
             }
             _ => return Err(format!("unknown config key {k}")),
@@ -120,13 +123,26 @@ fn answer(line: &str) -> Result<String, String> {
     let input = hex_decode(hex)?;
     let mut eams = base_eams();
     let cfg = configure(spec, &mut eams)?;
-    let xlat = Translator::new(cfg);
     let mut out = vec![0u8; Translator::out_len(input.len())];
-    let outcome = match dir {
-        "4to6" => xlat.translate_4to6(&input, &mut out),
-        "6to4" => xlat.translate_6to4(&input, &mut out),
-        _ => return Err(format!("unknown direction {dir}")),
+    let translate = |cfg, out: &mut [u8]| {
+        let xlat = Translator::new(cfg);
+        match dir {
+            "4to6" => Ok(xlat.translate_4to6(&input, out)),
+            "6to4" => Ok(xlat.translate_6to4(&input, out)),
+            _ => Err(format!("unknown direction {dir}")),
+        }
     };
+    let mut outcome = translate(cfg, &mut out)?;
+    // Jool's amending computes what it can and still answers 3/13 for the rest (a first fragment,
+    // case ect1-amend), where `Compute` drops that silently as RFC 7915 §4.5 asks: ask again
+    // under `Icmp` for the answer.
+    if outcome == Outcome::Dropped(DropReason::UdpZeroChecksum)
+        && cfg.udp_zero_checksum == UdpZeroChecksum::Compute
+    {
+        let mut icmp = cfg;
+        icmp.udp_zero_checksum = UdpZeroChecksum::Icmp;
+        outcome = translate(icmp, &mut out)?;
+    }
     let mut reply = String::from("OUT");
     let emitted = match outcome {
         Outcome::Translated(e) | Outcome::Hairpinned(e) => Some(e),

@@ -6,17 +6,29 @@ use crate::eam::Eam;
 use crate::prefix::{Ipv4Prefix, Ipv6Prefix};
 use crate::rfc6052::{DEFAULT_NON_GLOBAL, Pool6};
 
-/// What to do with an unfragmented IPv4 UDP datagram whose checksum is zero (RFC 7915 §4.5). A
-/// first fragment with checksum zero is refused whatever the policy (one fragment cannot be
-/// summed), answered with 3/13 as below; that answer is Jool's policy (its cases ect1 and
-/// ect1-amend), where the RFC asks only for a drop and a management event, which the returned
-/// [`crate::DropReason`] also gives.
+/// What to do with an IPv4 UDP datagram whose checksum is zero (RFC 7915 §4.5): IPv4 lets a
+/// sender leave the UDP checksum out, IPv6 does not (RFC 8200 §8.1), so the datagram cannot be
+/// translated as it is. Only an unfragmented datagram can have its checksum computed; a first
+/// fragment with checksum zero holds too little of the datagram, and is refused under every policy,
+/// silently unless the policy is [`UdpZeroChecksum::Icmp`] (§4.5: "SHOULD drop the packet"). Later
+/// fragments carry no UDP header and are translated as they are.
+///
+/// Every refusal comes back as [`crate::DropReason::UdpZeroChecksum`] (in
+/// [`crate::Outcome::Dropped`], or in [`crate::Outcome::IcmpError`] under `Icmp`), for the
+/// management event §4.5 asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UdpZeroChecksum {
-    /// Drop it and answer ICMPv4 Destination Unreachable 3/13 (administratively prohibited). The
-    /// RFC asks only for a drop; the error (as in Jool) tells the sender why.
+    /// Drop it, and send nothing back: RFC 7915 §4.5's first option for an unfragmented
+    /// datagram, and what it asks for a first fragment. The default of [`Config::new`].
     Drop,
-    /// Compute the checksum over the whole datagram and translate it.
+    /// Drop it, and answer the sender with ICMPv4 Destination Unreachable 3/13 (communication
+    /// administratively prohibited), the error RFC 7915 §4.4 says a translator SHOULD be able to
+    /// send for a packet it discards. §4.5 does not ask for it; Jool sends it (its cases ect1 and
+    /// ect1-amend), for first fragments too.
+    Icmp,
+    /// Compute the checksum of an unfragmented datagram and translate it: RFC 7915 §4.5's second
+    /// option. A first fragment cannot be summed and is dropped as under `Drop`.
     Compute,
 }
 
@@ -55,7 +67,8 @@ pub struct Config<'a> {
     /// other flows' IDs cannot be predicted (RFC 7739). Set it from a random source at start-up;
     /// the default 0 still varies IDs per flow, but predictably to anyone who knows the formula.
     pub id_key: u64,
-    /// Policy for IPv4 UDP checksum zero.
+    /// Policy for an IPv4 UDP datagram with checksum zero (RFC 7915 §4.5); default
+    /// [`UdpZeroChecksum::Drop`].
     pub udp_zero_checksum: UdpZeroChecksum,
     /// RFC 7757 §4.2.2 intrinsic hairpinning: IPv6 packets whose IPv4 destination falls in an EAM
     /// IPv4 range are translated straight back to IPv6.
@@ -64,8 +77,8 @@ pub struct Config<'a> {
 
 impl<'a> Config<'a> {
     /// A translator with `pool6`, the default non-global list, no EAM, no RFC 6791 pools, no own
-    /// addresses, 1500-byte links, lowest-ipv6-mtu 1280, TOS copied, zero UDP checksums dropped, and
-    /// hairpinning on.
+    /// addresses, 1500-byte links, lowest-ipv6-mtu 1280, TOS copied, zero UDP checksums dropped
+    /// silently ([`UdpZeroChecksum::Drop`]), and hairpinning on.
     pub const fn new(pool6: Option<Pool6>) -> Self {
         Self {
             pool6,

@@ -4,6 +4,7 @@ use core::net::Ipv6Addr;
 use core::ops::Range;
 
 use crate::checksum;
+use crate::config::UdpZeroChecksum;
 use crate::emit::{self, Frag6, Hdr6, Patches};
 use crate::icmp::{self, Rest};
 use crate::outcome::{DropReason, Emitted};
@@ -174,8 +175,15 @@ fn plan<S: Sink>(
             proto::UDP => {
                 let old = read16(payload, 6)?;
                 if old == 0 {
-                    if ip.is_fragment() || cfg.udp_zero_checksum == crate::UdpZeroChecksum::Drop {
-                        return Err(refuse(DropReason::UdpZeroChecksum, 3, 13, 0));
+                    // RFC 7915 §4.5: only a whole datagram can be summed (see `UdpZeroChecksum`).
+                    match (cfg.udp_zero_checksum, ip.is_fragment()) {
+                        (UdpZeroChecksum::Compute, false) => {}
+                        (UdpZeroChecksum::Icmp, _) => {
+                            return Err(refuse(DropReason::UdpZeroChecksum, 3, 13, 0));
+                        }
+                        (UdpZeroChecksum::Drop | UdpZeroChecksum::Compute, _) => {
+                            return Err(DropReason::UdpZeroChecksum.into());
+                        }
                     }
                     let acc = checksum::add(
                         checksum::pseudo6(src, dst, proto::UDP, payload.len() as u32),
@@ -480,7 +488,7 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-    use crate::config::{Config, UdpZeroChecksum};
+    use crate::config::Config;
     use crate::eam::EamTable;
     use crate::outcome::Outcome;
     use crate::testpkt::{
@@ -890,42 +898,92 @@ mod tests {
         assert_eq!(translated(config(), &fits).len(), 1448);
     }
 
-    // RFC 7915 §4.5: UDP checksum zero.
+    // RFC 7915 §4.5: UDP checksum zero, under each policy, copied and in place. Only `Icmp` answers
+    // (3/13, §4.4); only `Compute` translates, and only a whole datagram.
     #[test]
     fn udp_zero_checksum_policy() {
         let mut h = V4::new(17);
-        let mut input = h.build(&udp(b"zero"), false);
-        input[26..28].fill(0);
-        let (o, out) = run(config(), &input);
-        let Outcome::IcmpError {
-            reason: DropReason::UdpZeroChecksum,
-            ..
-        } = o
-        else {
-            panic!("{o:?}")
+        let zero = |h: &V4, data: &[u8]| {
+            let mut p = h.build(&udp(data), false);
+            p[26..28].fill(0);
+            p
         };
-        assert_eq!((packets(o, &out)[0][20], packets(o, &out)[0][21]), (3, 13));
-
-        let mut cfg = config();
-        cfg.udp_zero_checksum = UdpZeroChecksum::Compute;
-        let out = translated(cfg, &input);
-        assert_ne!(&out[46..48], &[0, 0]);
-        verify(&out).unwrap();
-
-        // A zero-checksum first fragment cannot be fixed: refused whatever the policy, with 3/13 as
-        // Jool does (RFC 7915 §4.5 itself asks only for a drop and a management event).
+        let whole = zero(&h, b"zero");
         h.df = false;
         h.mf = true;
-        let mut frag = h.build(&udp(b"sixteen bytes!!!"), false);
-        frag[26..28].fill(0);
-        let (o, _) = run(cfg, &frag);
-        assert!(matches!(
-            o,
-            Outcome::IcmpError {
+        let first_fragment = zero(&h, b"sixteen bytes!!!");
+        // The answer under `Icmp`: 3/13 from the translator, quoting the whole datagram.
+        let reply = |input: &[u8]| {
+            let mut r = V4::new(1);
+            (r.id, r.df, r.src, r.dst) = (0, false, testpkt::OWN_V4, V4_HOST);
+            r.build(&[&[3, 13, 0, 0, 0, 0, 0, 0][..], input].concat(), true)
+        };
+        let policy = |p| {
+            let mut cfg = config();
+            cfg.udp_zero_checksum = p;
+            cfg
+        };
+        let dropped = Outcome::Dropped(DropReason::UdpZeroChecksum);
+
+        assert_eq!(Config::new(None).udp_zero_checksum, UdpZeroChecksum::Drop);
+        assert_eq!(run(config(), &whole).0, dropped, "silent by default");
+        for input in [&whole, &first_fragment] {
+            assert_eq!(run(policy(UdpZeroChecksum::Drop), input).0, dropped);
+            let (o, out) = run(policy(UdpZeroChecksum::Icmp), input);
+            let Outcome::IcmpError {
                 reason: DropReason::UdpZeroChecksum,
                 ..
+            } = o
+            else {
+                panic!("{o:?}")
+            };
+            assert_eq!(packets(o, &out), [reply(input)]);
+        }
+        // Without an own address the error cannot be sent: a plain drop.
+        let mut no_own = policy(UdpZeroChecksum::Icmp);
+        no_own.own_v4 = None;
+        assert_eq!(run(no_own, &whole).0, dropped);
+
+        // `Compute`: the same bytes as the same datagram with its checksum right all along.
+        let out = translated(policy(UdpZeroChecksum::Compute), &whole);
+        let mut right = h.clone();
+        (right.df, right.mf) = (true, false);
+        assert_eq!(out, translated(config(), &right.build(&udp(b"zero"), true)));
+        assert_ne!(&out[46..48], &[0, 0]);
+        verify(&out).unwrap();
+        // A first fragment cannot be summed (§4.5: SHOULD drop), and it is not answered either.
+        let compute = policy(UdpZeroChecksum::Compute);
+        assert_eq!(run(compute, &first_fragment).0, dropped);
+        // A later fragment has no UDP header: its bytes pass as they are.
+        h.offset = 2;
+        let later = h.build(&[0u8; 16], false);
+        for p in [UdpZeroChecksum::Drop, UdpZeroChecksum::Icmp] {
+            assert_eq!(translated(policy(p), &later)[48..], [0u8; 16]);
+        }
+
+        // In place, the same verdicts: a silent drop is final, a due error needs the out buffer.
+        let in_place = |cfg, input: &[u8]| {
+            let t = Translator::new(cfg);
+            let mut buf = [&[0u8; 28][..], input].concat();
+            let before = buf.clone();
+            let r = t.translate_4to6_in_place(&mut buf, 28, input.len());
+            if !matches!(r, crate::InPlace::Translated(_)) {
+                assert_eq!(buf, before, "{r:?} touched the buffer");
             }
-        ));
+            (r, buf)
+        };
+        let gone = crate::InPlace::Dropped(DropReason::UdpZeroChecksum);
+        for input in [&whole, &first_fragment] {
+            assert_eq!(in_place(policy(UdpZeroChecksum::Drop), input).0, gone);
+            assert_eq!(
+                in_place(policy(UdpZeroChecksum::Icmp), input).0,
+                crate::InPlace::NeedsOutBuffer
+            );
+        }
+        assert_eq!(in_place(compute, &first_fragment).0, gone);
+        let (r, buf) = in_place(compute, &whole);
+        assert_eq!(r, crate::InPlace::Translated(8..buf.len()));
+        assert_eq!(buf[8..], out[..]);
     }
 
     // RFC 7915 §4.2: Echo Request/Reply change type; the checksum gains the pseudo-header.
