@@ -1,0 +1,747 @@
+//! The NAT64 gateway of `examples/full-proxy` as an operator runs it: in a translator namespace
+//! between an IPv6-only host and an IPv4-only host (see `support/netns.rs`), with ping, curl,
+//! nginx and the tests' own sockets as the traffic.
+//!
+//! `SIXGATE_NAT64_PEER=tayga` runs the same tests against TAYGA instead, a known-good stateless
+//! translator, to check the harness itself; the tests of full-proxy's own features (reload of a
+//! bad file, metrics) skip there.
+
+#[path = "support/example_binary.rs"]
+mod example_binary;
+#[path = "support/netns.rs"]
+mod netns;
+mod peers;
+
+use core::net::{IpAddr, SocketAddr};
+use core::time::Duration;
+use std::net::{TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use example_binary::example_binary;
+use netns::Netns;
+use peers::{Scratch, program};
+
+/// The translation prefix. Not the Well-Known Prefix 64:ff9b::/96: RFC 6052 §3.1 forbids it for
+/// non-global IPv4 such as the documentation ranges used here, and translators refuse them under
+/// it (nat64-xlat's `DEFAULT_NON_GLOBAL`, TAYGA).
+const POOL6: &str = "2001:db8:46::/96";
+/// h4 (198.51.100.2) and xl's IPv4 address (198.51.100.1) as h6 sees them through `POOL6`.
+const H4_AS_V6: &str = "2001:db8:46::c633:6402";
+const XL4_AS_V6: &str = "2001:db8:46::c633:6401";
+/// The gateway's own addresses: sources of the ICMP errors it makes; it answers echo on them.
+const OWN_V4: &str = "192.0.2.1";
+const OWN_V6: &str = "2001:db8:64::1";
+/// Explicit address mappings: h6's addresses as IPv4 hosts see them.
+const EAM_10: Eam = Eam {
+    v4: "192.0.2.10",
+    v6: "2001:db8:6::10",
+};
+const EAM_11: Eam = Eam {
+    v4: "192.0.2.11",
+    v6: "2001:db8:6::11",
+};
+/// In xl's namespace, so free in every test.
+const METRICS: &str = "127.0.0.1:9464";
+const HTTP_PORT: u16 = 8080;
+
+#[derive(Clone, Copy)]
+struct Eam {
+    v4: &'static str,
+    v6: &'static str,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Peer {
+    FullProxy,
+    Tayga,
+}
+
+/// The programs a test runs, found (or built) before any namespace exists.
+struct Tools {
+    peer: Peer,
+    gateway: PathBuf,
+    ping: PathBuf,
+    curl: PathBuf,
+    nginx: PathBuf,
+}
+
+/// The network and the tools, or `None` after saying why this machine cannot run the test.
+fn setup() -> Option<(Netns, Tools)> {
+    let peer = match std::env::var("SIXGATE_NAT64_PEER").as_deref() {
+        Ok("tayga") => Peer::Tayga,
+        _ => Peer::FullProxy,
+    };
+    let ip = program("ip")?;
+    let tools = Tools {
+        peer,
+        ping: program("ping")?,
+        curl: program("curl")?,
+        nginx: program("nginx")?,
+        gateway: match peer {
+            Peer::FullProxy => example_binary(env!("CARGO_MANIFEST_DIR"), "full-proxy"),
+            Peer::Tayga => program("tayga")?,
+        },
+    };
+    Some((Netns::new(&ip)?, tools))
+}
+
+/// The translator running in xl, with the routes an operator adds into its TUN.
+struct Gateway<'a> {
+    net: &'a Netns,
+    tools: &'a Tools,
+    dir: Scratch,
+    pid: u32,
+}
+
+impl<'a> Gateway<'a> {
+    fn start(net: &'a Netns, tools: &'a Tools, eam: &[Eam]) -> Gateway<'a> {
+        let mut gw = Gateway {
+            net,
+            tools,
+            dir: Scratch::new("nat64-gateway"),
+            pid: 0,
+        };
+        gw.write_config(eam);
+        if tools.peer == Peer::Tayga {
+            // TAYGA wants its device made first (--mktun) and brought up by the operator.
+            let conf = gw.config_path();
+            let out = net.exec(&net.xl, &tools.gateway, &["--mktun", "-c", &conf]);
+            assert!(out.status.success(), "{out:?}");
+            net.ip(&net.xl, &format!("link set {} up mtu 1500", net.tun));
+        }
+        gw.spawn();
+        if tools.peer == Peer::FullProxy {
+            gw.wait_for_tun();
+        }
+        for route in [
+            format!("-6 route add {POOL6} dev {}", net.tun),
+            format!("-6 route add {OWN_V6}/128 dev {}", net.tun),
+            format!("route add 192.0.2.0/24 dev {}", net.tun), // EAM v4 side and own_v4
+        ] {
+            net.ip(&net.xl, &route);
+        }
+        gw.wait_answering();
+        gw
+    }
+
+    fn config_path(&self) -> String {
+        let file = match self.tools.peer {
+            Peer::FullProxy => "sixgate.toml",
+            Peer::Tayga => "tayga.conf",
+        };
+        self.dir.path(file).to_str().unwrap().to_string()
+    }
+
+    fn write_config(&self, eam: &[Eam]) {
+        let tun = &self.net.tun;
+        let text = match self.tools.peer {
+            Peer::FullProxy => {
+                let eam: Vec<String> = eam
+                    .iter()
+                    .map(|e| format!("{{ v4 = \"{}/32\", v6 = \"{}/128\" }}", e.v4, e.v6))
+                    .collect();
+                format!(
+                    "[nat64]\ntun = \"{tun}\"\npool6 = \"{POOL6}\"\nown_v4 = \"{OWN_V4}\"\nown_v6 = \"{OWN_V6}\"\n\
+                     eam = [ {} ]\nmtu = 1500\nlowest_ipv6_mtu = 1280\nudp_zero_checksum = \"drop\"\nqueues = 0\n\n\
+                     [metrics]\naddress = \"{METRICS}\"\n",
+                    eam.join(", ")
+                )
+            }
+            Peer::Tayga => {
+                let data = self.dir.path("data");
+                std::fs::create_dir_all(&data).unwrap();
+                let maps: String = eam
+                    .iter()
+                    .map(|e| format!("map {} {}\n", e.v4, e.v6))
+                    .collect();
+                format!(
+                    "tun-device {tun}\nipv4-addr {OWN_V4}\nipv6-addr {OWN_V6}\nprefix {POOL6}\n{maps}data-dir {}\n",
+                    data.display()
+                )
+            }
+        };
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.config_path();
+        let args: &[&str] = match self.tools.peer {
+            Peer::FullProxy => &["--config", &conf],
+            Peer::Tayga => &["--nodetach", "-c", &conf],
+        };
+        let log = self.dir.path("gateway.log");
+        self.pid = self
+            .net
+            .spawn(&self.net.xl, &self.tools.gateway, args, &log);
+    }
+
+    /// Until the program has made its TUN and brought it up with a queue attached (LOWER_UP).
+    fn wait_for_tun(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let show = self
+                .net
+                .ip_output(&self.net.xl, &format!("-o link show dev {}", self.net.tun));
+            let flags = show.as_deref().and_then(|s| s.split(['<', '>']).nth(1));
+            if flags.is_some_and(|f| f.split(',').any(|f| f == "LOWER_UP")) {
+                return;
+            }
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "{} never came up: {show:?}\n{}",
+                self.net.tun,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Until the gateway answers a ping to its own address (from xl, through the TUN).
+    fn wait_answering(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .net
+            .exec(
+                &self.net.xl,
+                &self.tools.ping,
+                &["-c", "1", "-W", "0.5", OWN_V6],
+            )
+            .status
+            .success()
+        {
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never answered {OWN_V6}:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    fn assert_running(&self) {
+        if let Some(status) = self.net.wait(self.pid, Duration::ZERO) {
+            panic!("the gateway exited with {status}:\n{}", self.log());
+        }
+    }
+
+    /// The new mapping table in force: full-proxy rereads its file on SIGHUP; TAYGA has no
+    /// reload, so it is restarted on its persistent TUN (a short gap that TCP rides out).
+    fn reload(&mut self, eam: &[Eam]) {
+        match self.tools.peer {
+            Peer::FullProxy => {
+                self.write_config(eam);
+                self.net.signal(self.pid, libc::SIGHUP);
+            }
+            Peer::Tayga => {
+                self.net.signal(self.pid, libc::SIGTERM);
+                self.net.wait(self.pid, Duration::from_secs(5)).unwrap();
+                self.write_config(eam);
+                self.spawn();
+                self.wait_answering();
+            }
+        }
+    }
+
+    /// The TUN's interface index: unchanged as long as the device was not recreated.
+    fn tun_index(&self) -> String {
+        let show = self
+            .net
+            .ip_output(&self.net.xl, &format!("-o link show dev {}", self.net.tun))
+            .unwrap();
+        show.split(':').next().unwrap().to_string()
+    }
+
+    /// GET /metrics, from inside xl where the address is.
+    fn metrics(&self) -> String {
+        let url = format!("http://{METRICS}/metrics");
+        let out = self.net.exec(
+            &self.net.xl,
+            &self.tools.curl,
+            &["-sS", "--fail", "--max-time", "5", &url],
+        );
+        assert!(out.status.success(), "{out:?}\n{}", self.log());
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path("gateway.log")).unwrap_or_default();
+        format!("--- gateway log ---\n{log}")
+    }
+}
+
+impl Tools {
+    /// Tests of full-proxy's own features return early (saying so) against TAYGA.
+    fn lacks(&self, feature: &str) -> bool {
+        let tayga = self.peer == Peer::Tayga;
+        if tayga {
+            eprintln!("SKIPPED: TAYGA has no {feature}");
+        }
+        tayga
+    }
+}
+
+/// One `ping -c 1` in `ns`; what it printed (replies and ICMP errors alike).
+fn ping(net: &Netns, tools: &Tools, ns: &str, args: &[&str]) -> String {
+    let mut argv = vec!["-c", "1", "-W", "2"];
+    argv.extend(args);
+    let out = net.exec(ns, &tools.ping, &argv);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `curl URL` in `ns`; the body, after asserting success.
+fn curl(net: &Netns, tools: &Tools, ns: &str, url: &str, gw: &Gateway<'_>) -> Vec<u8> {
+    let out = net.exec(
+        ns,
+        &tools.curl,
+        &["-sS", "--fail", "-g", "--max-time", "15", url],
+    );
+    assert!(
+        out.status.success(),
+        "curl {url}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    out.stdout
+}
+
+/// A UDP socket bound in `ns`, with a short read timeout (a lost datagram is a failure, fast).
+fn udp(net: &Netns, ns: &str, addr: &str) -> UdpSocket {
+    let sock = net.within(ns, || UdpSocket::bind(addr)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    sock
+}
+
+/// The next datagram and its source, or `None` when none came within the read timeout.
+fn recv(sock: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    let mut buf = vec![0; 65536];
+    let (n, from) = sock.recv_from(&mut buf).ok()?;
+    buf.truncate(n);
+    Some((buf, from))
+}
+
+fn addr(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse::<IpAddr>().unwrap(), port)
+}
+
+/// Source address and port only: a V6 source's flow info is no concern here.
+fn endpoint(a: SocketAddr) -> (IpAddr, u16) {
+    (a.ip(), a.port())
+}
+
+/// Bytes that differ from offset to offset, so a dropped, doubled or moved segment shows.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn assert_same_bytes(got: &[u8], want: &[u8]) {
+    let first_difference = got.iter().zip(want).position(|(a, b)| a != b);
+    assert!(
+        got.len() == want.len() && first_difference.is_none(),
+        "got {} bytes, want {}; first difference at {first_difference:?}",
+        got.len(),
+        want.len()
+    );
+}
+
+/// nginx serving `files` on port 8080 in `ns`, logging only each client's address.
+struct Nginx {
+    dir: Scratch,
+}
+
+impl Nginx {
+    fn start(net: &Netns, tools: &Tools, ns: &str, files: &[(&str, &[u8])]) -> Nginx {
+        let dir = Scratch::new("nat64-nginx");
+        let www = dir.path("www");
+        std::fs::create_dir_all(&www).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(www.join(name), bytes).unwrap();
+        }
+        let d = dir.0.display();
+        let config = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  log_format client '$remote_addr';\n  access_log {d}/access.log client;\n\
+               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+               uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               server {{ listen {HTTP_PORT}; listen [::]:{HTTP_PORT} ipv6only=on; root {d}/www; }}\n}}\n"
+        );
+        let conf = dir.write("nginx.conf", &config);
+        let prefix = format!("{d}/");
+        let error_log = format!("{d}/error.log");
+        net.spawn(
+            ns,
+            &tools.nginx,
+            &[
+                "-p",
+                &prefix,
+                "-c",
+                conf.to_str().unwrap(),
+                "-e",
+                &error_log,
+            ],
+            &dir.path("nginx.out"),
+        );
+        let nginx = Nginx { dir };
+        nginx.wait_listening(net, ns);
+        nginx
+    }
+
+    fn wait_listening(&self, net: &Netns, ns: &str) {
+        let local = addr("127.0.0.1", HTTP_PORT);
+        let up = net.within(ns, || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if TcpStream::connect_timeout(&local, Duration::from_millis(100)).is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        });
+        assert!(up, "nginx never listened:\n{}", self.read("error.log"));
+    }
+
+    /// The clients' addresses, one per request, once nginx has logged `n` requests (it logs
+    /// after the response has left, so curl can be done first).
+    fn clients(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let log = self.read("access.log");
+            let lines: Vec<String> = log.lines().map(String::from).collect();
+            if lines.len() >= n || Instant::now() >= deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.path(file)).unwrap_or_default()
+    }
+}
+
+#[test]
+fn pings_cross_the_gateway_and_its_own_addresses_answer() {
+    let Some((net, tools)) = setup() else { return };
+    let gw = Gateway::start(&net, &tools, &[EAM_10]);
+    let ping = |ns: &str, to: &str| ping(&net, &tools, ns, &[to]);
+
+    // Three routers each way (xl's IPv6 side, the gateway, xl's IPv4 side): the reply's 64 - 3.
+    let out = ping(&net.h6, H4_AS_V6);
+    let want = format!("bytes from {H4_AS_V6}: icmp_seq=1 ttl=61");
+    assert!(out.contains(&want), "{out}\n{}", gw.log());
+
+    // No interface has the gateway's own addresses: only the gateway can answer them.
+    let out = ping(&net.h6, OWN_V6);
+    let want = format!("bytes from {OWN_V6}: icmp_seq=1 ");
+    assert!(out.contains(&want), "{out}\n{}", gw.log());
+    let out = ping(&net.h4, OWN_V4);
+    let want = format!("bytes from {OWN_V4}: icmp_seq=1 ");
+    assert!(out.contains(&want), "{out}\n{}", gw.log());
+
+    // The EAM address is h6 itself: h6 counts the echo request it answered.
+    let echoes = net.snmp6(&net.h6, "Icmp6InEchos");
+    let out = ping(&net.h4, EAM_10.v4);
+    let want = format!("bytes from {}: icmp_seq=1 ttl=61", EAM_10.v4);
+    assert!(out.contains(&want), "{out}\n{}", gw.log());
+    assert_eq!(net.snmp6(&net.h6, "Icmp6InEchos"), echoes + 1);
+}
+
+#[test]
+fn udp_crosses_both_ways_with_mapped_addresses_and_intact_payloads() {
+    let Some((net, tools)) = setup() else { return };
+    let gw = Gateway::start(&net, &tools, &[EAM_10]);
+    let h4 = udp(&net, &net.h4, "0.0.0.0:5000");
+    let h6 = udp(&net, &net.h6, "[::]:0");
+    let h6_port = h6.local_addr().unwrap().port();
+
+    // h6 → h4: from h6's EAM address, ports untouched.
+    let request = pattern(1000, 1);
+    h6.send_to(&request, addr(H4_AS_V6, 5000)).unwrap();
+    let (got, from) = recv(&h4).unwrap_or_else(|| panic!("nothing reached h4\n{}", gw.log()));
+    assert_eq!(endpoint(from), endpoint(addr(EAM_10.v4, h6_port)));
+    assert_eq!(got, request);
+
+    // The reply goes back to where it came from.
+    let reply = pattern(1200, 2);
+    h4.send_to(&reply, from).unwrap();
+    let (got, from) = recv(&h6).unwrap_or_else(|| panic!("no reply reached h6\n{}", gw.log()));
+    assert_eq!(endpoint(from), endpoint(addr(H4_AS_V6, 5000)));
+    assert_eq!(got, reply);
+
+    // h4 → h6 first, to the EAM address: h6 sees h4 through the prefix.
+    let h6_server = udp(&net, &net.h6, "[::]:6000");
+    let hello = pattern(300, 3);
+    h4.send_to(&hello, addr(EAM_10.v4, 6000)).unwrap();
+    let (got, from) =
+        recv(&h6_server).unwrap_or_else(|| panic!("nothing reached h6\n{}", gw.log()));
+    assert_eq!(endpoint(from), endpoint(addr(H4_AS_V6, 5000)));
+    assert_eq!(got, hello);
+}
+
+#[test]
+fn http_crosses_both_ways_and_each_server_logs_the_mapped_client() {
+    let Some((net, tools)) = setup() else { return };
+    let gw = Gateway::start(&net, &tools, &[EAM_10]);
+    let web4 = Nginx::start(&net, &tools, &net.h4, &[("hello", b"hello from h4\n")]);
+    let web6 = Nginx::start(&net, &tools, &net.h6, &[("hello", b"hello from h6\n")]);
+
+    let url = format!("http://[{H4_AS_V6}]:{HTTP_PORT}/hello");
+    assert_eq!(curl(&net, &tools, &net.h6, &url, &gw), b"hello from h4\n");
+    assert_eq!(web4.clients(1), [EAM_10.v4]);
+
+    let url = format!("http://{}:{HTTP_PORT}/hello", EAM_10.v4);
+    assert_eq!(curl(&net, &tools, &net.h4, &url, &gw), b"hello from h6\n");
+    assert_eq!(web6.clients(1), [H4_AS_V6]);
+}
+
+#[test]
+fn hop_limit_runs_out_at_the_gateway_which_answers_from_its_own_address() {
+    let Some((net, tools)) = setup() else { return };
+    let gw = Gateway::start(&net, &tools, &[EAM_10]);
+    // Each router on the way takes one: xl forwarding IPv6 (before the TUN), the gateway, xl
+    // forwarding IPv4. So the gateway is where a packet sent with 2 arrives with 1.
+    let from_h6 = [
+        (
+            "1",
+            "From 2001:db8:6::1 icmp_seq=1 Time exceeded: Hop limit".to_string(),
+        ),
+        (
+            "2",
+            format!("From {OWN_V6} icmp_seq=1 Time exceeded: Hop limit"),
+        ),
+        // xl's ICMPv4 error, translated: its source comes through the prefix.
+        (
+            "3",
+            format!("From {XL4_AS_V6} icmp_seq=1 Time exceeded: Hop limit"),
+        ),
+        ("4", format!("bytes from {H4_AS_V6}: icmp_seq=1 ttl=61")),
+    ];
+    for (hops, want) in from_h6 {
+        let out = ping(&net, &tools, &net.h6, &["-t", hops, H4_AS_V6]);
+        assert!(out.contains(&want), "-t {hops}: {out}\n{}", gw.log());
+    }
+    let from_h4 = [
+        (
+            "1",
+            "From 198.51.100.1 icmp_seq=1 Time to live exceeded".to_string(),
+        ),
+        (
+            "2",
+            format!("From {OWN_V4} icmp_seq=1 Time to live exceeded"),
+        ),
+        ("4", format!("bytes from {}: icmp_seq=1 ttl=61", EAM_10.v4)),
+    ];
+    for (hops, want) in from_h4 {
+        let out = ping(&net, &tools, &net.h4, &["-t", hops, EAM_10.v4]);
+        assert!(out.contains(&want), "-t {hops}: {out}\n{}", gw.log());
+    }
+}
+
+#[test]
+fn a_1400_byte_ipv4_link_sends_packet_too_big_to_h6_and_1_mib_still_arrives_intact() {
+    let Some((net, tools)) = setup() else { return };
+    net.ip(&net.xl, &format!("link set {} mtu 1400", net.xl_to_h4));
+    net.ip(&net.h4, &format!("link set {} mtu 1400", net.h4_link));
+    // h4 advertises the MSS of a 1500-byte LAN, as a host behind the small link would; so h6
+    // sends full-size packets that only the Packet Too Big makes it shrink.
+    net.ip(
+        &net.h4,
+        "route replace 192.0.2.0/24 via 198.51.100.1 advmss 1460",
+    );
+    let gw = Gateway::start(&net, &tools, &[EAM_10]);
+    let blob = pattern(1 << 20, 4);
+    let _web6 = Nginx::start(&net, &tools, &net.h6, &[("blob", &blob)]);
+
+    let too_big = net.snmp6(&net.h6, "Icmp6InPktTooBigs");
+    let url = format!("http://{}:{HTTP_PORT}/blob", EAM_10.v4);
+    assert_same_bytes(&curl(&net, &tools, &net.h4, &url, &gw), &blob);
+
+    assert!(
+        net.snmp6(&net.h6, "Icmp6InPktTooBigs") > too_big,
+        "h6 got no Packet Too Big\n{}",
+        gw.log()
+    );
+    // 1400 on the IPv4 link is 1420 for IPv6, whose header is 20 bytes longer.
+    let route = net
+        .ip_output(&net.h6, &format!("-6 route get {H4_AS_V6}"))
+        .unwrap();
+    assert!(route.contains(" mtu 1420 "), "{route}");
+}
+
+#[test]
+fn sighup_adds_an_eam_entry_without_dropping_a_running_download() {
+    let Some((net, tools)) = setup() else { return };
+    let mut gw = Gateway::start(&net, &tools, &[EAM_10]);
+    let blob = pattern(3 << 19, 5);
+    let _web4 = Nginx::start(&net, &tools, &net.h4, &[("blob", &blob)]);
+    let h4 = udp(&net, &net.h4, "0.0.0.0:5000");
+    let h6_11 = udp(&net, &net.h6, &format!("[{}]:6000", EAM_11.v6));
+
+    // Before: h6's second address has no mapping, so nothing from it reaches h4.
+    h6_11.send_to(b"before", addr(H4_AS_V6, 5000)).unwrap();
+    assert_eq!(recv(&h4), None);
+
+    // 1.5 MiB at 512 KiB/s: about three seconds, well past the reload.
+    let dir = Scratch::new("nat64-download");
+    let download = dir.path("blob");
+    let url = format!("http://[{H4_AS_V6}]:{HTTP_PORT}/blob");
+    let out = download.to_str().unwrap();
+    let args = [
+        "-sS",
+        "--fail",
+        "-g",
+        "--limit-rate",
+        "512k",
+        "--max-time",
+        "20",
+        "-o",
+        out,
+        url.as_str(),
+    ];
+    let curl = net.spawn(&net.h6, &tools.curl, &args, &dir.path("curl.log"));
+    let under_way = Instant::now() + Duration::from_secs(5);
+    while std::fs::metadata(&download).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < under_way, "the download never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let tun = gw.tun_index();
+    gw.reload(&[EAM_10, EAM_11]);
+    assert_eq!(
+        net.wait(curl, Duration::ZERO),
+        None,
+        "the download ended before the reload"
+    );
+
+    // After: the new mapping, once the reload is through (it is asynchronous).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let from = loop {
+        h6_11.send_to(b"after", addr(H4_AS_V6, 5000)).unwrap();
+        if let Some((got, from)) = recv(&h4) {
+            assert_eq!(got, b"after");
+            break from;
+        }
+        assert!(Instant::now() < deadline, "::11 never mapped\n{}", gw.log());
+    };
+    assert_eq!(endpoint(from), endpoint(addr(EAM_11.v4, 6000)));
+    h4.send_to(b"back", addr(EAM_11.v4, 6000)).unwrap();
+    let (got, from) = recv(&h6_11).unwrap_or_else(|| panic!("nothing reached ::11\n{}", gw.log()));
+    assert_eq!(
+        (got.as_slice(), endpoint(from)),
+        (&b"back"[..], endpoint(addr(H4_AS_V6, 5000)))
+    );
+    assert_eq!(gw.tun_index(), tun, "the TUN was recreated");
+
+    let status = net.wait(curl, Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "curl: {status:?} {}\n{}",
+        std::fs::read_to_string(dir.path("curl.log")).unwrap_or_default(),
+        gw.log()
+    );
+    assert_same_bytes(&std::fs::read(&download).unwrap(), &blob);
+}
+
+#[test]
+fn a_bad_file_on_sighup_keeps_the_running_config_and_sigterm_exits_0() {
+    let Some((net, tools)) = setup() else { return };
+    if tools.lacks("reload") {
+        return;
+    }
+    let gw = Gateway::start(&net, &tools, &[EAM_10]);
+    // A file that would add ::11 if it were half applied, with one bad value.
+    gw.write_config(&[EAM_10, EAM_11]);
+    let path = gw.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("\"drop\"", "\"sometimes\"")).unwrap();
+    net.signal(gw.pid, libc::SIGHUP);
+    std::thread::sleep(Duration::from_secs(1)); // a reload takes far less
+    gw.assert_running();
+
+    let h4 = udp(&net, &net.h4, "0.0.0.0:5000");
+    for (eam, reaches) in [(EAM_10, true), (EAM_11, false)] {
+        let h6 = udp(&net, &net.h6, &format!("[{}]:0", eam.v6));
+        h6.send_to(b"still", addr(H4_AS_V6, 5000)).unwrap();
+        let from = recv(&h4).map(|(_, from)| from.ip());
+        let want = reaches.then(|| eam.v4.parse::<IpAddr>().unwrap());
+        assert_eq!(from, want, "from {}\n{}", eam.v6, gw.log());
+    }
+
+    net.signal(gw.pid, libc::SIGTERM);
+    let status = net.wait(gw.pid, Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", gw.log());
+}
+
+/// The sum over queues of a counter's series whose labels include `label` (all when empty).
+fn counter(metrics: &str, name: &str, label: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let labels = series.strip_prefix(name)?;
+            (labels.is_empty() || labels.starts_with('{')).then_some(())?;
+            labels
+                .contains(label)
+                .then(|| value.parse::<f64>().unwrap() as u64)
+        })
+        .sum()
+}
+
+#[test]
+fn metrics_count_translated_packets_both_ways_echo_replies_and_drops() {
+    let Some((net, tools)) = setup() else { return };
+    if tools.lacks("metrics") {
+        return;
+    }
+    let gw = Gateway::start(&net, &tools, &[EAM_10]);
+    let before = gw.metrics();
+
+    for (ns, own, count) in [(&net.h6, OWN_V6, "3"), (&net.h4, OWN_V4, "2")] {
+        let out = net.exec(ns, &tools.ping, &["-c", count, "-i", "0.2", "-W", "2", own]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let h4 = udp(&net, &net.h4, "0.0.0.0:5000");
+    let h6 = udp(&net, &net.h6, "[::]:0");
+    for _ in 0..4 {
+        h6.send_to(&[6; 1000], addr(H4_AS_V6, 5000)).unwrap();
+        let (_, from) = recv(&h4).expect("to h4");
+        h4.send_to(&[4; 1000], from).unwrap();
+        recv(&h6).expect("back to h6");
+    }
+    // From h6's unmapped address: nothing to translate it to, so a drop.
+    let unmapped = udp(&net, &net.h6, &format!("[{}]:0", EAM_11.v6));
+    unmapped.send_to(b"x", addr(H4_AS_V6, 5000)).unwrap();
+    assert_eq!(recv(&h4), None);
+
+    let after = gw.metrics();
+    let grew =
+        |name: &str, label: &str| counter(&after, name, label) - counter(&before, name, label);
+    let context = format!("before:\n{before}\nafter:\n{after}");
+    assert_eq!(grew("sixgate_nat64_echo_replies_total", ""), 5, "{context}");
+    for direction in ["6to4", "4to6"] {
+        let label = format!("direction=\"{direction}\"");
+        assert!(
+            grew("sixgate_nat64_packets_total", &label) >= 4,
+            "{direction}\n{context}"
+        );
+        assert!(
+            grew("sixgate_nat64_bytes_total", &label) >= 4000,
+            "{direction}\n{context}"
+        );
+    }
+    assert!(grew("sixgate_nat64_drops_total", "") >= 1, "{context}");
+    assert!(after.contains("queue=\"0\""), "{after}");
+}
