@@ -13,7 +13,9 @@
 //!
 //! The protocol crates are `#![no_std]` and allocation-free; depend on them directly with
 //! `default-features = false` on targets without `std`.
-#![forbid(unsafe_code)]
+// The gateway's device and ring code needs system calls; it allows unsafe in those two modules
+// only, each block with its reason.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 #[cfg(feature = "proxy-proto")]
@@ -31,3 +33,6 @@ pub use backend_pool;
 #[cfg(feature = "nat64-xlat")]
 #[doc(inline)]
 pub use nat64_xlat;
+
+#[cfg(all(feature = "gateway", target_os = "linux"))]
+pub mod gateway;

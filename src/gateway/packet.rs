@@ -1,0 +1,472 @@
+//! One packet read from the device, start to finish, without I/O: echo to our own addresses,
+//! the offload header checked, the translation in place where it can be (a copy where it must),
+//! and what to write back.
+//!
+//! The stateful NAT64 slots in here: its address and port mapping is one more step between the
+//! echo check and the translation, with the same inputs (the packet, its direction, the clock).
+
+use core::ops::Range;
+
+use nat64_xlat::{Emitted, InPlace, Outcome, Translator};
+
+use super::echo::{self, Own};
+use super::settings::Settings;
+use super::stats::{Counts, Direction, PacketDrop};
+use super::vnet::{self, Offload};
+
+/// Bytes a read buffer keeps free before the offload header: the IPv6 header of a 4→6
+/// translation in place starts 20 bytes before the IPv4 header (28 with a Fragment header), and
+/// its offload header 10 bytes before that.
+pub(crate) const HEADROOM: usize = 64;
+
+/// The largest read: an offload header and a 64 KiB super-packet (an IPv6 packet's payload
+/// length counts 65535 past its 40-byte header).
+pub(crate) const MAX_READ: usize = vnet::LEN + 40 + 65535;
+
+/// What to write back for one packet read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// `buf[range]`: an offload header and the packet, where they lie in the read buffer.
+    InPlace(Range<usize>),
+    /// Each packet of `out[..len]`, behind a plain offload header.
+    Copied(Emitted),
+    /// Nothing (counted).
+    Dropped,
+}
+
+/// The translators a worker uses until the settings change.
+#[derive(Debug)]
+pub(crate) struct Step<'s> {
+    plain: Translator<'s>,
+    super_packets: Translator<'s>,
+    settings: &'s Settings,
+}
+
+impl<'s> Step<'s> {
+    pub(crate) fn new(settings: &'s Settings, id_key: u64) -> Self {
+        Step {
+            plain: Translator::new(settings.config(id_key)),
+            super_packets: Translator::new(settings.super_packet_config(id_key)),
+            settings,
+        }
+    }
+
+    /// Handles the `len` bytes read at `buf[at..]` (offload header, then the packet); `at` must
+    /// be at least [`HEADROOM`]. `out` (at least [`Translator::out_len`] of the read) receives
+    /// copied results.
+    pub(crate) fn process(
+        &self,
+        buf: &mut [u8],
+        at: usize,
+        len: usize,
+        out: &mut [u8],
+        c: &mut Counts,
+    ) -> Verdict {
+        let drop = |c: &mut Counts, why| {
+            c.drop(why);
+            Verdict::Dropped
+        };
+        let p = at + vnet::LEN;
+        let Some(plen) = len.checked_sub(vnet::LEN).filter(|&n| n > 0) else {
+            return drop(c, PacketDrop::NotIp);
+        };
+        if at < HEADROOM || buf.len() < p + plen {
+            return drop(c, PacketDrop::NotIp);
+        }
+        let mut header = [0u8; vnet::LEN];
+        header.copy_from_slice(&buf[at..p]);
+        let header = vnet::Header::read(&header);
+        let packet = &mut buf[p..p + plen];
+        let (dir, own) = match packet[0] >> 4 {
+            6 => (
+                Direction::SixToFour,
+                echo::answer_v6(packet, self.settings.own_v6),
+            ),
+            4 => (
+                Direction::FourToSix,
+                echo::answer_v4(packet, self.settings.own_v4),
+            ),
+            _ => return drop(c, PacketDrop::NotIp),
+        };
+        match own {
+            Own::NotOurs => {}
+            Own::Refused => return drop(c, PacketDrop::ToGateway),
+            Own::Replied => {
+                c.echo_replies += 1;
+                vnet::Header::default().write(&mut buf[at..p]);
+                return Verdict::InPlace(at..p + plen);
+            }
+        }
+        let Ok(offload) = Offload::check(header, packet) else {
+            return drop(c, PacketDrop::Offload);
+        };
+        let xlat = if header.is_gso() {
+            &self.super_packets
+        } else {
+            &self.plain
+        };
+        let saved = vnet::neutralise(packet, &offload);
+        let done = match dir {
+            Direction::SixToFour => xlat.translate_6to4_in_place(buf, p, plen),
+            Direction::FourToSix => xlat.translate_4to6_in_place(buf, p, plen),
+        };
+        match done {
+            InPlace::Translated(range) => {
+                let Some(h) = vnet::after_translation(&mut buf[range.clone()], &offload) else {
+                    return drop(c, PacketDrop::Offload);
+                };
+                let start = range.start - vnet::LEN;
+                h.write(&mut buf[start..range.start]);
+                c.packet(dir, plen);
+                Verdict::InPlace(start..range.end)
+            }
+            InPlace::Dropped(r) => drop(c, PacketDrop::Translator(r)),
+            InPlace::NeedsOutBuffer => {
+                // The copying path may quote or cut the packet: its checksum must be whole first.
+                let packet = &mut buf[p..p + plen];
+                vnet::restore(packet, &offload, saved);
+                vnet::finish_checksum(packet, &offload);
+                let outcome = match dir {
+                    Direction::SixToFour => xlat.translate_6to4(packet, out),
+                    Direction::FourToSix => xlat.translate_4to6(packet, out),
+                };
+                match outcome {
+                    Outcome::Translated(e) => {
+                        c.packet(dir, plen);
+                        Verdict::Copied(e)
+                    }
+                    Outcome::Hairpinned(e) => {
+                        c.hairpinned += 1;
+                        Verdict::Copied(e)
+                    }
+                    Outcome::IcmpError { reason, reply } => {
+                        c.icmp_error(dir);
+                        c.drop(PacketDrop::Translator(reason));
+                        Verdict::Copied(reply)
+                    }
+                    Outcome::Dropped(r) => drop(c, PacketDrop::Translator(r)),
+                    _ => drop(c, PacketDrop::Translator(nat64_xlat::DropReason::Malformed)),
+                }
+            }
+            _ => drop(c, PacketDrop::Translator(nat64_xlat::DropReason::Malformed)),
+        }
+    }
+}
+
+/// Every packet one read turns into, each with its offload header in front: what a worker
+/// writes. For tests and the fuzz target, which drive the same step without a device.
+pub(crate) fn written(step: &Step<'_>, read: &[u8], c: &mut Counts) -> Vec<Vec<u8>> {
+    let mut buf = vec![0u8; HEADROOM + read.len()];
+    buf[HEADROOM..].copy_from_slice(read);
+    let mut out = vec![0u8; Translator::out_len(read.len())];
+    match step.process(&mut buf, HEADROOM, read.len(), &mut out, c) {
+        Verdict::InPlace(r) => vec![buf[r].to_vec()],
+        Verdict::Copied(e) => e
+            .packets(&out)
+            .map(|p| [&[0u8; vnet::LEN][..], p].concat())
+            .collect(),
+        Verdict::Dropped => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use core::net::{Ipv4Addr, Ipv6Addr};
+
+    use nat64_xlat::{DropReason, Eam, Ipv4Prefix, Ipv6Prefix, Pool6, checksum};
+
+    use super::*;
+    use crate::gateway::vnet::{GSO_ECN, GSO_TCPV4, GSO_TCPV6, Header, NEEDS_CSUM};
+
+    pub(crate) const HOST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 6, 0, 0, 0, 0, 0x10);
+    pub(crate) const HOST6_AS_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+    pub(crate) const REMOTE4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+    pub(crate) const REMOTE4_AS_V6: Ipv6Addr =
+        Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0xc633, 0x6402);
+
+    pub(crate) fn settings() -> Settings {
+        let mut s = Settings::new(Some(Pool6::new("64:ff9b::/96".parse().unwrap()).unwrap()));
+        s.own_v4 = Some(Ipv4Addr::new(192, 0, 2, 1));
+        s.own_v6 = Some("2001:db8:64::1".parse().unwrap());
+        s.eam = vec![eam(HOST6_AS_V4, HOST6)];
+        // 198.51.100.0/24 is documentation space, refused under the Well-Known Prefix by default.
+        s.non_global = vec![Ipv4Prefix::new(Ipv4Addr::new(10, 0, 0, 0), 8).unwrap()];
+        s
+    }
+
+    pub(crate) fn eam(v4: Ipv4Addr, v6: Ipv6Addr) -> Eam {
+        Eam::new(
+            Ipv4Prefix::new(v4, 32).unwrap(),
+            Ipv6Prefix::new(v6, 128).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// A TCP segment over IPv6 with a whole checksum, hop limit 64.
+    pub(crate) fn tcp6(src: Ipv6Addr, dst: Ipv6Addr, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let l4len = 20 + payload.len();
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, 6, 64];
+        p[4..6].copy_from_slice(&(l4len as u16).to_be_bytes());
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(&tcp_header(seq));
+        p.extend_from_slice(payload);
+        let pseudo = checksum::pseudo6(src, dst, 6, l4len as u32);
+        let c = checksum::finish(checksum::add(pseudo, checksum::sum(&p[40..])));
+        p[56..58].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    /// The same over IPv4, DF set, TTL 64.
+    pub(crate) fn tcp4(src: Ipv4Addr, dst: Ipv4Addr, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let total = 40 + payload.len();
+        let mut p = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0];
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        let c = checksum::finish(checksum::sum(&p[..20]));
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p.extend_from_slice(&tcp_header(seq));
+        p.extend_from_slice(payload);
+        let pseudo = checksum::pseudo4(src, dst, 6, (total - 20) as u32);
+        let c = checksum::finish(checksum::add(pseudo, checksum::sum(&p[20..])));
+        p[36..38].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    fn tcp_header(seq: u32) -> [u8; 20] {
+        let mut t = [0u8; 20];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&80u16.to_be_bytes());
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = 0x18; // PSH, ACK
+        t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+        t
+    }
+
+    /// What the kernel hands over for a packet with a partial checksum: the field holds the
+    /// folded pseudo-header sum of the whole L4 length.
+    pub(crate) fn partial(mut p: Vec<u8>, gso: Option<(u8, u16)>) -> Vec<u8> {
+        let (l4, pseudo) = if p[0] >> 4 == 6 {
+            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&p[8..24]).unwrap());
+            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&p[24..40]).unwrap());
+            (40, checksum::pseudo6(src, dst, 6, (p.len() - 40) as u32))
+        } else {
+            let src = Ipv4Addr::from(<[u8; 4]>::try_from(&p[12..16]).unwrap());
+            let dst = Ipv4Addr::from(<[u8; 4]>::try_from(&p[16..20]).unwrap());
+            (20, checksum::pseudo4(src, dst, 6, (p.len() - 20) as u32))
+        };
+        p[l4 + 16..l4 + 18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        let (gso_type, gso_size) = gso.unwrap_or((0, 0));
+        let h = Header {
+            flags: NEEDS_CSUM,
+            gso_type,
+            hdr_len: (l4 + 20) as u16,
+            gso_size,
+            csum_start: l4 as u16,
+            csum_offset: 16,
+        };
+        let mut read = vec![0u8; vnet::LEN];
+        h.write(&mut read);
+        read.extend_from_slice(&p);
+        read
+    }
+
+    pub(crate) fn whole(p: &[u8]) -> Vec<u8> {
+        [&[0u8; vnet::LEN][..], p].concat()
+    }
+
+    /// What the kernel does with a written partial checksum: sums from `csum_start`.
+    fn kernel_finishes(written: &[u8]) -> Vec<u8> {
+        let h = Header::read(written[..vnet::LEN].try_into().unwrap());
+        let mut p = written[vnet::LEN..].to_vec();
+        if h.flags & NEEDS_CSUM != 0 {
+            let start = usize::from(h.csum_start);
+            let field = start + usize::from(h.csum_offset);
+            let c = checksum::finish(checksum::sum(&p[start..]));
+            p[field..field + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        p
+    }
+
+    fn one(settings: &Settings, read: &[u8]) -> Vec<u8> {
+        let step = Step::new(settings, 1);
+        let mut c = Counts::default();
+        let mut w = written(&step, read, &mut c);
+        assert_eq!(w.len(), 1, "{c:?}");
+        w.pop().unwrap()
+    }
+
+    // A 64 KiB TCP super-packet (GSO TCPV6) is translated once: GSO type, checksum start and
+    // header length follow the new header, gso_size stays, and once the kernel finishes the
+    // checksum the packet equals the per-packet translation of the same bytes sent whole.
+    #[test]
+    fn tcp_super_packet_6to4_matches_the_whole_path() {
+        let s = settings();
+        let payload: Vec<u8> = (0..65_000u32).map(|i| (i * 7) as u8).collect();
+        let v6 = tcp6(HOST6, REMOTE4_AS_V6, 1000, &payload);
+        let gso = one(&s, &partial(v6.clone(), Some((GSO_TCPV6 | GSO_ECN, 1428))));
+        let h = Header::read(gso[..vnet::LEN].try_into().unwrap());
+        assert_eq!(h.gso_type, GSO_TCPV4 | GSO_ECN);
+        assert_eq!((h.gso_size, h.csum_start, h.csum_offset), (1428, 20, 16));
+        assert_eq!(h.hdr_len, 40);
+        assert_eq!(h.flags, NEEDS_CSUM);
+        let finished = kernel_finishes(&gso);
+        assert_eq!(finished.len(), v6.len() - 20);
+        // The reference: the same segment, whole checksum, a settings with a big MTU so the
+        // translator does not answer Packet Too Big.
+        let mut big = s.clone();
+        big.mtu = u16::MAX;
+        let reference = one(&big, &whole(&v6));
+        assert_eq!(
+            Header::read(reference[..vnet::LEN].try_into().unwrap()),
+            Header::default()
+        );
+        // IPv4 ID is per translation (a counter); everything else must match.
+        let (mut a, mut b) = (finished, reference[vnet::LEN..].to_vec());
+        for p in [&mut a, &mut b] {
+            p[4..6].fill(0);
+            p[10..12].fill(0);
+        }
+        assert_eq!(a, b);
+        assert_eq!(&a[12..16], &HOST6_AS_V4.octets());
+    }
+
+    #[test]
+    fn tcp_super_packet_4to6() {
+        let s = settings();
+        let payload = vec![0xa5u8; 30_000];
+        let v4 = tcp4(REMOTE4, HOST6_AS_V4, 7, &payload);
+        let gso = one(&s, &partial(v4.clone(), Some((GSO_TCPV4, 1448))));
+        let h = Header::read(gso[..vnet::LEN].try_into().unwrap());
+        assert_eq!(
+            (h.gso_type, h.gso_size, h.csum_start, h.hdr_len),
+            (GSO_TCPV6, 1448, 40, 60)
+        );
+        let finished = kernel_finishes(&gso);
+        assert_eq!(finished.len(), v4.len() + 20);
+        assert_eq!(&finished[8..24], &REMOTE4_AS_V6.octets());
+        assert_eq!(&finished[24..40], &HOST6.octets());
+        let pseudo = checksum::pseudo6(REMOTE4_AS_V6, HOST6, 6, (finished.len() - 40) as u32);
+        assert_eq!(
+            checksum::finish(checksum::add(pseudo, checksum::sum(&finished[40..]))),
+            0
+        );
+    }
+
+    // A partial checksum on an ordinary packet stays partial, redone for the new addresses.
+    #[test]
+    fn partial_checksum_on_a_plain_packet() {
+        let s = settings();
+        let v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, b"hello");
+        let w = one(&s, &partial(v6, None));
+        let h = Header::read(w[..vnet::LEN].try_into().unwrap());
+        assert_eq!(
+            (h.flags, h.gso_type, h.csum_start, h.csum_offset),
+            (NEEDS_CSUM, 0, 20, 16)
+        );
+        let p = kernel_finishes(&w);
+        let pseudo = checksum::pseudo4(HOST6_AS_V4, REMOTE4, 6, 25);
+        assert_eq!(
+            checksum::finish(checksum::add(pseudo, checksum::sum(&p[20..]))),
+            0
+        );
+    }
+
+    // A bad checksum is not repaired by the offload bookkeeping: without NEEDS_CSUM the
+    // translator's incremental update keeps it exactly as wrong.
+    #[test]
+    fn a_wrong_checksum_stays_wrong() {
+        let s = settings();
+        let mut v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, b"hello");
+        v6[56] ^= 0x40;
+        let w = one(&s, &whole(&v6));
+        let p = &w[vnet::LEN..];
+        let pseudo = checksum::pseudo4(HOST6_AS_V4, REMOTE4, 6, 25);
+        assert_ne!(
+            checksum::finish(checksum::add(pseudo, checksum::sum(&p[20..]))),
+            0
+        );
+    }
+
+    // A super-packet that must take the copying path (here: its hop limit runs out) gets its
+    // checksum finished first, so the ICMP error quotes real bytes.
+    #[test]
+    fn expired_super_packet_gets_time_exceeded() {
+        let s = settings();
+        let mut v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, &[1u8; 5000]);
+        v6[7] = 1;
+        let step = Step::new(&s, 1);
+        let mut c = Counts::default();
+        let w = written(&step, &partial(v6.clone(), Some((GSO_TCPV6, 1000))), &mut c);
+        assert_eq!(w.len(), 1);
+        let err = &w[0][vnet::LEN..];
+        assert_eq!((err[6], err[40], err[41]), (58, 3, 0)); // ICMPv6 Time Exceeded
+        assert_eq!(&err[8..24], &s.own_v6.unwrap().octets());
+        assert_eq!(
+            &err[48 + 56..48 + 58],
+            &v6[56..58],
+            "quoted with the whole checksum"
+        );
+        assert_eq!(c.icmp_errors, [1, 0]);
+    }
+
+    #[test]
+    fn offload_headers_we_never_negotiated_are_dropped() {
+        let s = settings();
+        let step = Step::new(&s, 1);
+        let v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, &[1u8; 3000]);
+        let mut bad = Vec::new();
+        // UDP GSO on a TCP packet; TCPV4 on IPv6; GSO without NEEDS_CSUM; a checksum offset
+        // past the end; csum_start not at the TCP header.
+        let mut r = partial(v6.clone(), Some((5, 1000)));
+        bad.push(r.clone());
+        r[1] = GSO_TCPV4;
+        bad.push(r.clone());
+        r[1] = GSO_TCPV6;
+        r[0] = 0;
+        bad.push(r.clone());
+        r[0] = NEEDS_CSUM;
+        r[8..10].copy_from_slice(&60000u16.to_le_bytes());
+        bad.push(r.clone());
+        r[8..10].copy_from_slice(&16u16.to_le_bytes());
+        r[6..8].copy_from_slice(&44u16.to_le_bytes());
+        bad.push(r);
+        for read in bad {
+            let mut c = Counts::default();
+            assert!(written(&step, &read, &mut c).is_empty());
+            assert_eq!(c.drops[PacketDrop::Offload.slot()], 1);
+        }
+        // A bogus hdr_len is only a hint: it is recomputed, never trusted.
+        let mut r = partial(v6, Some((GSO_TCPV6, 1000)));
+        r[2..4].copy_from_slice(&9999u16.to_le_bytes());
+        let w = one(&s, &r);
+        assert_eq!(Header::read(w[..vnet::LEN].try_into().unwrap()).hdr_len, 40);
+    }
+
+    #[test]
+    fn not_ip_and_short_reads_are_counted() {
+        let s = settings();
+        let step = Step::new(&s, 1);
+        for read in [
+            &[][..],
+            &[0u8; 5][..],
+            &[0u8; 10][..],
+            &[0u8; 11][..],
+            &[0u8; 60][..],
+        ] {
+            let mut c = Counts::default();
+            assert!(written(&step, read, &mut c).is_empty());
+            assert_eq!(c.drops[PacketDrop::NotIp.slot()], 1, "{read:?}");
+        }
+        let mut c = Counts::default();
+        let mut v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, b"x");
+        v6[7] = 0;
+        let _ = written(&step, &whole(&v6), &mut c);
+        assert_eq!(
+            c.drops[PacketDrop::Translator(DropReason::Expired).slot()],
+            1
+        );
+    }
+}
