@@ -9,6 +9,9 @@ use proxy_proto::tokio::Cidr;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod nat64;
+pub use nat64::Nat64;
+
 /// A checked configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -16,6 +19,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub limits: Limits,
     pub metrics: Option<SocketAddr>,
+    /// The NAT64 gateway, when the file has a `[nat64]` section.
+    pub nat64: Option<Nat64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +165,8 @@ struct RawConfig {
     limits: Option<Spanned<RawLimits>>,
     #[serde(default)]
     metrics: Option<Spanned<RawMetrics>>,
+    #[serde(default)]
+    nat64: Option<Spanned<nat64::RawNat64>>,
 }
 
 #[derive(Deserialize)]
@@ -331,13 +338,18 @@ impl Checker<'_> {
     }
 
     fn config(&mut self, raw: RawConfig) -> Config {
-        if raw.listen.is_empty() {
+        // A file may run the proxy, the NAT64 gateway, or both; the proxy needs both halves.
+        if raw.nat64.is_none() && raw.listen.is_empty() && raw.route.is_empty() {
+            self.error::<()>(
+                0..0,
+                "nothing to run: no [[listen]] and [[route]] sections, and no [nat64] section",
+            );
+        } else if raw.listen.is_empty() && !raw.route.is_empty() {
             self.error::<()>(
                 0..0,
                 "no [[listen]] section: nothing to accept connections on",
             );
-        }
-        if raw.route.is_empty() {
+        } else if raw.route.is_empty() && !raw.listen.is_empty() {
             self.error::<()>(0..0, "no [[route]] section: nowhere to send connections");
         }
         let mut seen_addresses: HashMap<SocketAddr, usize> = HashMap::new();
@@ -391,11 +403,13 @@ impl Checker<'_> {
                 ),
             }
         });
+        let nat64 = raw.nat64.map(|n| self.nat64(n));
         Config {
             listeners,
             routes,
             limits,
             metrics,
+            nat64,
         }
     }
 

@@ -19,6 +19,7 @@ mod config;
 mod demo;
 mod listener;
 mod metrics;
+mod nat64;
 mod relay;
 mod routing;
 #[cfg(target_os = "linux")]
@@ -129,6 +130,9 @@ async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), Stri
     let (live, pending) = Live::new(config, None, epoch)?;
     pending.apply(epoch.elapsed());
     let metrics = Arc::new(Metrics::default());
+    if let Some(n) = &live.config.nat64 {
+        metrics.gateway.store(Some(Arc::new(nat64::start(n)?)));
+    }
     let metrics_task = match live.config.metrics {
         Some(address) => {
             let listener = bind(address, false)
@@ -164,6 +168,8 @@ async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), Stri
         }
     }
 
+    // The gateway has no connections to drain: packets in flight are the kernel's to drop.
+    shared.metrics.gateway.store(None);
     // Drain: no new connections; open ones run on until they end or the deadline passes.
     for stop in accepting.values() {
         let _ = stop.send(true);
@@ -304,6 +310,10 @@ fn reload(
         Ok(s) => s,
         Err(e) => return refuse(&e),
     };
+    // The last step that can fail: a new MTU the kernel refuses, a gateway that cannot start.
+    if let Err(e) = nat64::reload(&shared.metrics.gateway, live.config.nat64.as_ref()) {
+        return refuse(&e);
+    }
     pending.apply(shared.epoch.elapsed());
     shared.live.store(Arc::new(live));
     start_accepting(shared, workers, sockets, accepting);

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub connect_retries: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// The NAT64 gateway, when one runs: it lives here so its counters render with ours, and
+    /// storing `None` stops it.
+    pub gateway: arc_swap::ArcSwapOption<sixgate::gateway::Gateway>,
 }
 
 impl Metrics {
@@ -97,6 +100,9 @@ impl Metrics {
                 "sixgate_connections_total{{outcome=\"{name}\"}} {}",
                 value.load(Ordering::Relaxed)
             );
+        }
+        if let Some(gateway) = self.gateway.load().as_deref() {
+            crate::nat64::render(gateway, &mut out);
         }
         out
     }

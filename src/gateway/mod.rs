@@ -281,6 +281,12 @@ impl Drop for Gateway {
     }
 }
 
+/// Checks a device name as the kernel will (1 to 15 bytes, no '/', ':' or whitespace), so a
+/// configuration can be refused before anything starts.
+pub fn check_device_name(name: &str) -> Result<(), GatewayError> {
+    device::check_name(name)
+}
+
 /// More queues than the kernel allows on one TUN device.
 const MAX_QUEUES: usize = 256;
 
