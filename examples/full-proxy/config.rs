@@ -835,4 +835,81 @@ backends = [{ address = "::2" }, { address = "::2" }]
             assert_eq!(host_pattern(bad), None, "{bad}");
         }
     }
+
+    const NAT64: &str = r#"
+[nat64]
+tun = "nat64"
+pool6 = "64:ff9b::/96"
+own_v4 = "192.0.2.1"
+own_v6 = "2001:db8:64::1"
+eam = [ { v4 = "192.0.2.10/32", v6 = "2001:db8:6::10/128" } ]
+"#;
+
+    // A file with only [nat64] runs just the gateway; the defaults are the RFC's.
+    #[test]
+    fn nat64_alone() {
+        let c = parse(NAT64).unwrap();
+        assert!(c.listeners.is_empty() && c.routes.is_empty());
+        let n = c.nat64.unwrap();
+        assert_eq!((n.tun.as_str(), n.queues), ("nat64", 0));
+        assert_eq!((n.settings.mtu, n.settings.lowest_ipv6_mtu), (1500, 1280));
+        assert_eq!(
+            n.settings.udp_zero_checksum,
+            sixgate::nat64_xlat::UdpZeroChecksum::Drop
+        );
+        assert_eq!(n.settings.eam.len(), 1);
+        assert_eq!(
+            n.settings.non_global,
+            sixgate::nat64_xlat::DEFAULT_NON_GLOBAL
+        );
+        let with = parse(&format!(
+            "{NAT64}non_global = [\"10.0.0.0/8\"]\nudp_zero_checksum = \"icmp\"\nqueues = 3\n"
+        ))
+        .unwrap()
+        .nat64
+        .unwrap();
+        assert_eq!(with.settings.non_global.len(), 1);
+        assert_eq!(with.queues, 3);
+        assert_eq!(
+            with.settings.udp_zero_checksum,
+            sixgate::nat64_xlat::UdpZeroChecksum::Icmp
+        );
+        // The documented example file holds every [nat64] key, and checks.
+        let doc = include_str!("sixgate.toml");
+        assert!(parse(doc).unwrap().nat64.is_some());
+    }
+
+    #[test]
+    fn nat64_errors_with_their_lines() {
+        let bad = r#"
+[nat64]
+tun = "a/very/long/device/name"
+pool6 = "64:ff9b::/95"
+own_v4 = "192.0.2.300"
+eam = [ { v4 = "192.0.2.0/24", v6 = "2001:db8:6::/124" },
+        { v4 = "192.0.2.10/32", v6 = "2001:db8:6::10/128" },
+        { v4 = "192.0.2.10/32", v6 = "2001:db8:6::11/128" } ]
+mtu = 1000
+lowest_ipv6_mtu = 9000
+queues = 5000
+"#;
+        let errors = parse(bad).unwrap_err();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 4, 5, 6, 8, 9, 10, 11], "{errors:?}");
+        assert!(errors[0].message.contains("15 bytes"), "{errors:?}");
+        assert!(errors[1].message.contains("pool6"), "{errors:?}");
+        assert!(errors[4].message.contains("listed twice"), "{errors:?}");
+        assert!(
+            errors[6].message.contains("above the device's mtu"),
+            "{errors:?}"
+        );
+        let e = parse("[nat64]\ntun = \"x\"\n").unwrap_err();
+        assert!(e[0].message.contains("pool6, eam, or both"), "{e:?}");
+        let e =
+            parse("[nat64]\ntun = \"x\"\npool6 = \"64:ff9b::/96\"\nudp_zero_checksum = \"fix\"\n")
+                .unwrap_err();
+        assert_eq!(e[0].line, 4, "{e:?}");
+        let e = parse("").unwrap_err();
+        assert!(e[0].message.contains("nothing to run"), "{e:?}");
+    }
 }

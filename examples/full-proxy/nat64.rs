@@ -23,7 +23,11 @@ impl Observer for Logged {
                 queue,
                 error,
                 suppressed,
-            } => tracing::warn!(queue, suppressed, "nat64: reading the device failed: {error}"),
+            } => tracing::warn!(
+                queue,
+                suppressed,
+                "nat64: reading the device failed: {error}"
+            ),
             Warning::WriteFailed {
                 queue,
                 error,
@@ -111,9 +115,12 @@ pub fn render(g: &Gateway, out: &mut String) {
     let queues = || g.stats().iter().enumerate();
     let by_direction = |f: fn(&sixgate::gateway::QueueStats, Direction) -> u64| {
         queues().flat_map(move |(q, s)| {
-            Direction::ALL
-                .into_iter()
-                .map(move |d| (format!("queue=\"{q}\",direction=\"{}\"", d.as_str()), f(s, d)))
+            Direction::ALL.into_iter().map(move |d| {
+                (
+                    format!("queue=\"{q}\",direction=\"{}\"", d.as_str()),
+                    f(s, d),
+                )
+            })
         })
     };
     family(

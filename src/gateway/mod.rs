@@ -301,14 +301,49 @@ fn random_key() -> u64 {
 /// Internals the fuzz target drives: the whole per-packet step a worker runs, without a device.
 #[doc(hidden)]
 pub mod internal {
+    use nat64_xlat::{Outcome, Translator};
+
     use super::Settings;
+    use super::echo::{self, Own};
     use super::packet::{Step, written};
     use super::stats::Counts;
+
+    /// What the translator alone writes for `packet` (no offload header), through its copying
+    /// path, with the key and counter a fresh [`process`] uses.
+    pub fn reference(settings: &Settings, packet: &[u8]) -> Vec<Vec<u8>> {
+        let t = Translator::new(settings.config(KEY));
+        let mut out = vec![0u8; Translator::out_len(packet.len())];
+        let outcome = match packet.first().map(|b| b >> 4) {
+            Some(4) => t.translate_4to6(packet, &mut out),
+            Some(6) => t.translate_6to4(packet, &mut out),
+            _ => return Vec::new(),
+        };
+        match outcome {
+            Outcome::Translated(e)
+            | Outcome::Hairpinned(e)
+            | Outcome::IcmpError { reply: e, .. } => e.packets(&out).map(<[u8]>::to_vec).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether `packet` is addressed to one of the gateway's own addresses (answered or refused
+    /// by the gateway itself, never translated).
+    pub fn is_echo_to_gateway(settings: &Settings, packet: &[u8]) -> bool {
+        let mut copy = packet.to_vec();
+        let own = match packet.first().map(|b| b >> 4) {
+            Some(4) => echo::answer_v4(&mut copy, settings.own_v4),
+            Some(6) => echo::answer_v6(&mut copy, settings.own_v6),
+            _ => Own::NotOurs,
+        };
+        own != Own::NotOurs
+    }
+
+    const KEY: u64 = 0x5eed;
 
     /// Every packet (each behind its 10-byte offload header) a worker would write back after
     /// reading `read` (offload header and packet) under `settings`.
     pub fn process(settings: &Settings, read: &[u8]) -> Vec<Vec<u8>> {
-        let step = Step::new(settings, 0x5eed);
+        let step = Step::new(settings, KEY);
         written(&step, read, &mut Counts::default())
     }
 }

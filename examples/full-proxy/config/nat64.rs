@@ -143,7 +143,10 @@ impl Checker<'_> {
     fn address<A: core::str::FromStr>(&mut self, a: &Spanned<String>, key: &str) -> Option<A> {
         match a.get_ref().parse() {
             Ok(a) => Some(a),
-            Err(_) => self.error(a.span(), format!("{key} {:?} is not an address", a.get_ref())),
+            Err(_) => self.error(
+                a.span(),
+                format!("{key} {:?} is not an address", a.get_ref()),
+            ),
         }
     }
 
@@ -186,9 +189,15 @@ impl Checker<'_> {
             match Eam::new(v4, v6) {
                 Ok(entry) => {
                     if entries.iter().any(|x| x.v4() == entry.v4()) {
-                        self.error::<()>(r.v4.span(), format!("eam: {} is listed twice", r.v4.get_ref()));
+                        self.error::<()>(
+                            r.v4.span(),
+                            format!("eam: {} is listed twice", r.v4.get_ref()),
+                        );
                     } else if entries.iter().any(|x| x.v6() == entry.v6()) {
-                        self.error::<()>(r.v6.span(), format!("eam: {} is listed twice", r.v6.get_ref()));
+                        self.error::<()>(
+                            r.v6.span(),
+                            format!("eam: {} is listed twice", r.v6.get_ref()),
+                        );
                     } else {
                         entries.push(entry);
                     }
