@@ -93,12 +93,20 @@ pub(crate) fn run(
 /// 6.1), else cooperatively (5.19), else plain.
 fn ring() -> io::Result<IoUring> {
     let entries = (2 * SLOTS) as u32;
-    IoUring::builder()
+    let ring = IoUring::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
         .build(entries)
         .or_else(|_| IoUring::builder().setup_coop_taskrun().build(entries))
-        .or_else(|_| IoUring::new(entries))
+        .or_else(|_| IoUring::new(entries))?;
+    // The loop waits with a timeout (Linux 5.11) so it notices a stop or new settings.
+    if !ring.params().is_feature_ext_arg() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this kernel's io_uring cannot wait with a timeout (IORING_FEAT_EXT_ARG, Linux 5.11)",
+        ));
+    }
+    Ok(ring)
 }
 
 #[derive(Debug, Default)]
