@@ -354,6 +354,22 @@ fn assert_same_bytes(got: &[u8], want: &[u8]) {
     );
 }
 
+/// The sum over queues of a counter's series whose labels include `label` (all when empty).
+fn counter(metrics: &str, name: &str, label: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let labels = series.strip_prefix(name)?;
+            (labels.is_empty() || labels.starts_with('{')).then_some(())?;
+            labels
+                .contains(label)
+                .then(|| value.parse::<f64>().unwrap() as u64)
+        })
+        .sum()
+}
+
 /// nginx serving `files` on port 8080 in `ns`, logging only each client's address.
 struct Nginx {
     dir: Scratch,
@@ -667,7 +683,11 @@ fn a_bad_file_on_sighup_keeps_the_running_config_and_sigterm_exits_0() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("\"drop\"", "\"sometimes\"")).unwrap();
     net.signal(gw.pid, libc::SIGHUP);
-    std::thread::sleep(Duration::from_secs(1)); // a reload takes far less
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter(&gw.metrics(), "sixgate_reload_failures_total", "") == 0 {
+        assert!(Instant::now() < deadline, "no reload failure\n{}", gw.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     gw.assert_running();
 
     let h4 = udp(&net, &net.h4, "0.0.0.0:5000");
@@ -682,22 +702,6 @@ fn a_bad_file_on_sighup_keeps_the_running_config_and_sigterm_exits_0() {
     net.signal(gw.pid, libc::SIGTERM);
     let status = net.wait(gw.pid, Duration::from_secs(5));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", gw.log());
-}
-
-/// The sum over queues of a counter's series whose labels include `label` (all when empty).
-fn counter(metrics: &str, name: &str, label: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let labels = series.strip_prefix(name)?;
-            (labels.is_empty() || labels.starts_with('{')).then_some(())?;
-            labels
-                .contains(label)
-                .then(|| value.parse::<f64>().unwrap() as u64)
-        })
-        .sum()
 }
 
 #[test]
@@ -731,17 +735,15 @@ fn metrics_count_translated_packets_both_ways_echo_replies_and_drops() {
         |name: &str, label: &str| counter(&after, name, label) - counter(&before, name, label);
     let context = format!("before:\n{before}\nafter:\n{after}");
     assert_eq!(grew("sixgate_nat64_echo_replies_total", ""), 5, "{context}");
-    for direction in ["6to4", "4to6"] {
+    // Bytes as read: 1000 bytes of payload behind a UDP header and an IPv6 or IPv4 one.
+    for (direction, read) in [("6to4", 40 + 8 + 1000), ("4to6", 20 + 8 + 1000)] {
         let label = format!("direction=\"{direction}\"");
-        assert!(
-            grew("sixgate_nat64_packets_total", &label) >= 4,
-            "{direction}\n{context}"
-        );
-        assert!(
-            grew("sixgate_nat64_bytes_total", &label) >= 4000,
-            "{direction}\n{context}"
-        );
+        let packets = grew("sixgate_nat64_packets_total", &label);
+        assert_eq!(packets, 4, "{direction}\n{context}");
+        let bytes = grew("sixgate_nat64_bytes_total", &label);
+        assert_eq!(bytes, 4 * read, "{direction}\n{context}");
     }
-    assert!(grew("sixgate_nat64_drops_total", "") >= 1, "{context}");
+    let label = "reason=\"untranslatable-source\"";
+    assert_eq!(grew("sixgate_nat64_drops_total", label), 1, "{context}");
     assert!(after.contains("queue=\"0\""), "{after}");
 }
