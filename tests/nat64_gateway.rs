@@ -747,3 +747,74 @@ fn metrics_count_translated_packets_both_ways_echo_replies_and_drops() {
     assert_eq!(grew("sixgate_nat64_drops_total", label), 1, "{context}");
     assert!(after.contains("queue=\"0\""), "{after}");
 }
+
+/// The device name taken by something else, or by a TUN the gateway cannot share: exit 1 with a
+/// message naming the cause, before anything runs. A persistent multi-queue TUN made beforehand
+/// (the operator's way to keep routes across restarts) is attached to, and works.
+#[test]
+fn a_device_name_taken_is_a_clear_error_and_a_persistent_tun_is_reused() {
+    let Some((net, tools)) = setup() else { return };
+    if tools.peer != Peer::FullProxy {
+        return;
+    }
+    let dir = Scratch::new("nat64-device");
+    let tun = &net.tun;
+    let config = dir.write(
+        "sixgate.toml",
+        &format!("[nat64]\ntun = \"{tun}\"\npool6 = \"{POOL6}\"\nown_v6 = \"{OWN_V6}\"\n"),
+    );
+    let config = config.to_str().unwrap();
+    let refused = |why: &str| {
+        let out = net.exec(&net.xl, &tools.gateway, &["--config", config]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(why), "wanted {why:?} in:\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    // A veth (this kernel may have no dummy module); deleting one end deletes both.
+    net.ip(
+        &net.xl,
+        &format!("link add {tun} type veth peer name {tun}p"),
+    );
+    refused("is not a TUN device");
+    net.ip(&net.xl, &format!("link del {tun}"));
+    net.ip(&net.xl, &format!("tuntap add dev {tun} mode tun"));
+    refused("single-queue TUN device");
+    net.ip(&net.xl, &format!("tuntap del dev {tun} mode tun"));
+
+    net.ip(
+        &net.xl,
+        &format!("tuntap add dev {tun} mode tun multi_queue"),
+    );
+    net.ip(&net.xl, &format!("link set {tun} up"));
+    net.ip(&net.xl, &format!("-6 route add {OWN_V6}/128 dev {tun}"));
+    let log = dir.path("gateway.log");
+    let pid = net.spawn(&net.xl, &tools.gateway, &["--config", config], &log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !net
+        .exec(&net.xl, &tools.ping, &["-c", "1", "-W", "0.5", OWN_V6])
+        .status
+        .success()
+    {
+        assert!(
+            net.wait(pid, Duration::ZERO).is_none() && Instant::now() < deadline,
+            "no answer through the persistent device:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    net.signal(pid, libc::SIGTERM);
+    assert_eq!(
+        net.wait(pid, Duration::from_secs(5)).and_then(|s| s.code()),
+        Some(0)
+    );
+    // Persistent: the device and the operator's route outlive the program.
+    let route = net.ip_output(&net.xl, &format!("-6 route show dev {tun}"));
+    assert!(
+        route.is_some_and(|r| r.contains(OWN_V6)),
+        "the route went away"
+    );
+    net.ip(
+        &net.xl,
+        &format!("tuntap del dev {tun} mode tun multi_queue"),
+    );
+}
