@@ -750,7 +750,8 @@ fn metrics_count_translated_packets_both_ways_echo_replies_and_drops() {
 
 /// The device name taken by something else, or by a TUN the gateway cannot share: exit 1 with a
 /// message naming the cause, before anything runs. A persistent multi-queue TUN made beforehand
-/// (the operator's way to keep routes across restarts) is attached to, and works.
+/// (the operator's way to keep routes across restarts) is attached to, and works. A device
+/// deleted while the gateway runs stops its queues without a busy loop.
 #[test]
 fn a_device_name_taken_is_a_clear_error_and_a_persistent_tun_is_reused() {
     let Some((net, tools)) = setup() else { return };
@@ -816,5 +817,44 @@ fn a_device_name_taken_is_a_clear_error_and_a_persistent_tun_is_reused() {
     net.ip(
         &net.xl,
         &format!("tuntap del dev {tun} mode tun multi_queue"),
+    );
+
+    // The device deleted under a running gateway: its queues stop with one error line each,
+    // and no worker spins on the dead descriptor.
+    let pid = net.spawn(&net.xl, &tools.gateway, &["--config", config], &log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while net
+        .ip_output(&net.xl, &format!("link show dev {tun}"))
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the device never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    net.ip(&net.xl, &format!("link del {tun}"));
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = cpu(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let ticks = cpu(pid) - before;
+    assert!(
+        ticks < 20,
+        "{ticks} ticks of CPU in a second after the device went away"
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("the device went away"), "{text}");
+    net.signal(pid, libc::SIGTERM);
+    assert_eq!(
+        net.wait(pid, Duration::from_secs(5)).and_then(|s| s.code()),
+        Some(0)
     );
 }

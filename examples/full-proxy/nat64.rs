@@ -37,6 +37,10 @@ impl Observer for Logged {
                 suppressed,
                 "nat64: writing to the device failed, packet lost: {error}"
             ),
+            Warning::QueueStopped { queue, error } => tracing::error!(
+                queue,
+                "nat64: the device went away ({error}): this queue has stopped; restart to recreate it"
+            ),
             other => tracing::warn!("nat64: {other:?}"),
         }
     }
@@ -158,6 +162,11 @@ pub fn render(g: &Gateway, out: &mut String) {
         "sixgate_nat64_hairpinned_total",
         "IPv6 packets sent back to IPv6 (RFC 7757 hairpinning).",
         &mut per_queue(|s| s.hairpinned()),
+    );
+    family(
+        "sixgate_nat64_icmp_errors_limited_total",
+        "ICMP errors not sent: over the rate limit (1000/s per queue, bursts of 50).",
+        &mut per_queue(|s| s.icmp_limited()),
     );
     family(
         "sixgate_nat64_write_errors_total",

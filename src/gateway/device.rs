@@ -48,10 +48,12 @@ pub(crate) fn check_name(name: &str) -> Result<(), GatewayError> {
         || name == ".."
         || name
             .bytes()
-            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0);
+            // '%' asks the kernel to number the name ("nat%d"): the device would not be the one
+            // named here.
+            .any(|b| !b.is_ascii_graphic() || matches!(b, b'/' | b':' | b'%'));
     if bad {
         return Err(GatewayError::Device(format!(
-            "{name:?} is not a network device name (1 to 15 bytes, no '/', ':' or spaces)"
+            "{name:?} is not a network device name (1 to 15 bytes, printable ASCII without '/', ':', '%' or spaces)"
         )));
     }
     Ok(())

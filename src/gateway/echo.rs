@@ -38,8 +38,10 @@ pub(crate) fn answer_v4(p: &mut [u8], own: Option<Ipv4Addr>) -> Own {
     {
         return Own::Refused;
     }
-    let src: [u8; 4] = p[12..16].try_into().unwrap_or_default();
-    if Ipv4Addr::from(src).is_multicast() || Ipv4Addr::from(src).is_broadcast() {
+    // No reply to a group, a broadcast, "this network" or loopback: none can have sent it.
+    let src = Ipv4Addr::from(<[u8; 4]>::try_from(&p[12..16]).unwrap_or_default());
+    let first = src.octets()[0];
+    if src.is_multicast() || src.is_broadcast() || first == 0 || first == 127 {
         return Own::Refused;
     }
     p.copy_within(12..16, 16);
@@ -68,7 +70,7 @@ pub(crate) fn answer_v6(p: &mut [u8], own: Option<Ipv6Addr>) -> Own {
     }
     let src: [u8; 16] = p[8..24].try_into().unwrap_or_default();
     let src = Ipv6Addr::from(src);
-    if src.is_multicast() || src.is_unspecified() {
+    if src.is_multicast() || src.is_unspecified() || src.is_loopback() {
         return Own::Refused;
     }
     let pseudo = checksum::pseudo6(src, own, ICMPV6, payload as u32);
@@ -159,6 +161,16 @@ mod tests {
         let mut p = echo_v4(HOST4, OWN4, b"abc");
         p[30] ^= 1;
         assert_eq!(answer_v4(&mut p, Some(OWN4)), Own::Refused);
+        for src in [
+            Ipv4Addr::new(0, 0, 0, 0),
+            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::BROADCAST,
+        ] {
+            let mut p = echo_v4(src, OWN4, b"abc");
+            assert_eq!(answer_v4(&mut p, Some(OWN4)), Own::Refused, "{src}");
+        }
+        let mut p = echo_v6(Ipv6Addr::LOCALHOST, OWN6, b"abc");
+        assert_eq!(answer_v6(&mut p, Some(OWN6)), Own::Refused);
         let mut p = echo_v4(HOST4, OWN4, b"abc");
         p.push(0); // longer than its total length
         assert_eq!(answer_v4(&mut p, Some(OWN4)), Own::Refused);

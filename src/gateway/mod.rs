@@ -94,6 +94,13 @@ pub enum Warning {
         /// Failures since the last warning.
         suppressed: u64,
     },
+    /// The queue's device went away (deleted, or the queue detached): its worker has stopped.
+    QueueStopped {
+        /// The queue.
+        queue: usize,
+        /// What the kernel said.
+        error: io::Error,
+    },
     /// A write to the device failed: the packet is lost (device down, queue full, a packet the
     /// kernel refused).
     WriteFailed {
@@ -305,8 +312,7 @@ pub mod internal {
 
     use super::Settings;
     use super::echo::{self, Own};
-    use super::packet::{Step, written};
-    use super::stats::Counts;
+    use super::packet::{Local, Step, written};
 
     /// What the translator alone writes for `packet` (no offload header), through its copying
     /// path, with the key and counter a fresh [`process`] uses.
@@ -344,7 +350,7 @@ pub mod internal {
     /// reading `read` (offload header and packet) under `settings`.
     pub fn process(settings: &Settings, read: &[u8]) -> Vec<Vec<u8>> {
         let step = Step::new(settings, KEY);
-        written(&step, read, &mut Counts::default())
+        written(&step, read, &mut Local::default())
     }
 }
 
@@ -444,6 +450,47 @@ mod tests {
             assert_eq!(g.stats()[0].packets(Direction::FourToSix), 500);
             assert_eq!(g.stats()[0].bytes(Direction::SixToFour), 500 * 64);
             g.stop();
+        }
+    }
+
+    // A packet that takes the copying path (an IPv4 packet without DF cut into IPv6 fragments)
+    // does not overtake the in-place packets read before it.
+    #[test]
+    fn copied_results_keep_their_place_in_line() {
+        let (_g, peer) = start(false);
+        let no_df = |seq: u32, len: usize| {
+            let mut p = tcp4(REMOTE4, HOST6_AS_V4, seq, &vec![0u8; len]);
+            p[6] = 0;
+            p[10..12].fill(0);
+            let c = nat64_xlat::checksum::finish(nat64_xlat::checksum::sum(&p[..20]));
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            p
+        };
+        for round in 0..10u32 {
+            for i in 0..8 {
+                let seq = round * 8 + i;
+                send(
+                    &peer,
+                    &whole(&no_df(seq, if i % 2 == 0 { 100 } else { 1400 })),
+                );
+            }
+            let mut seqs = Vec::new();
+            while seqs.len() < 8 {
+                let w = receive(&peer);
+                let p = &w[vnet::LEN..];
+                // First fragments and whole packets carry the TCP header; later fragments none.
+                let (next, at) = if p[6] == 44 { (p[40], 48) } else { (p[6], 40) };
+                let offset = if p[6] == 44 {
+                    u16::from_be_bytes([p[42], p[43]]) >> 3
+                } else {
+                    0
+                };
+                if next == 6 && offset == 0 {
+                    seqs.push(u32::from_be_bytes(p[at + 4..at + 8].try_into().unwrap()));
+                }
+            }
+            let want: Vec<u32> = (round * 8..round * 8 + 8).collect();
+            assert_eq!(seqs, want);
         }
     }
 

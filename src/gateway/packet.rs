@@ -7,7 +7,9 @@
 
 use core::ops::Range;
 
-use nat64_xlat::{Emitted, InPlace, Outcome, Translator};
+use std::time::Instant;
+
+use nat64_xlat::{DropReason, InPlace, Outcome, Translator};
 
 use super::echo::{self, Own};
 use super::settings::Settings;
@@ -28,10 +30,80 @@ pub(crate) const MAX_READ: usize = vnet::LEN + 40 + 65535;
 pub(crate) enum Verdict {
     /// `buf[range]`: an offload header and the packet, where they lie in the read buffer.
     InPlace(Range<usize>),
-    /// Each packet of `out[..len]`, behind a plain offload header.
-    Copied(Emitted),
+    /// The packets in `out[..len]`, back to back, each to go behind a plain offload header.
+    Copied(usize),
     /// Nothing (counted).
     Dropped,
+}
+
+/// What a worker keeps from one packet to the next.
+#[derive(Debug, Default)]
+pub(crate) struct Local {
+    pub counts: Counts,
+    icmp: IcmpBudget,
+    /// One segment of a super-packet being cut.
+    segment: Vec<u8>,
+}
+
+/// ICMP errors the gateway may generate: a token bucket per queue (RFC 4443 §2.4 (f), RFC 1812
+/// §4.3.2.8), so a flood of expiring or oversized packets with spoofed sources cannot make it a
+/// reflector. The kernel's own limit (`icmp_msgs_per_sec`, 1000/s, burst 50) does not apply to
+/// packets we write.
+#[derive(Debug)]
+struct IcmpBudget {
+    tokens: u32,
+    since: Option<Instant>,
+}
+
+const ICMP_PER_SECOND: u32 = 1000;
+const ICMP_BURST: u32 = 50;
+
+impl Default for IcmpBudget {
+    fn default() -> Self {
+        IcmpBudget {
+            tokens: ICMP_BURST,
+            since: None,
+        }
+    }
+}
+
+impl IcmpBudget {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let since = *self.since.get_or_insert(now);
+        let earned =
+            now.duration_since(since).as_millis() as u64 * u64::from(ICMP_PER_SECOND) / 1000;
+        if earned > 0 {
+            self.tokens = (u64::from(self.tokens) + earned).min(u64::from(ICMP_BURST)) as u32;
+            self.since = Some(now);
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// The IP packets laid back to back in `bytes`, each by its own length field.
+pub(crate) fn packets(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    core::iter::from_fn(move || {
+        let first = *bytes.first()?;
+        let len = match (first >> 4, bytes.len()) {
+            (4, n) if n >= 4 => usize::from(u16::from_be_bytes([bytes[2], bytes[3]])),
+            (6, n) if n >= 6 => 40 + usize::from(u16::from_be_bytes([bytes[4], bytes[5]])),
+            _ => bytes.len(),
+        };
+        let (p, rest) = bytes.split_at(len.clamp(1, bytes.len()));
+        bytes = rest;
+        Some(p)
+    })
+}
+
+/// Room in `out` for the results of one read: a super-packet cut into segments needs a result's
+/// worth per segment (twice a segment, as the translator's hairpinning takes half as scratch).
+pub(crate) fn out_len() -> usize {
+    2 * Translator::out_len(MAX_READ)
 }
 
 /// The translators a worker uses until the settings change.
@@ -52,16 +124,16 @@ impl<'s> Step<'s> {
     }
 
     /// Handles the `len` bytes read at `buf[at..]` (offload header, then the packet); `at` must
-    /// be at least [`HEADROOM`]. `out` (at least [`Translator::out_len`] of the read) receives
-    /// copied results.
+    /// be at least [`HEADROOM`]. `out` ([`out_len`] bytes) receives copied results.
     pub(crate) fn process(
         &self,
         buf: &mut [u8],
         at: usize,
         len: usize,
         out: &mut [u8],
-        c: &mut Counts,
+        local: &mut Local,
     ) -> Verdict {
+        let c = &mut local.counts;
         let drop = |c: &mut Counts, why| {
             c.drop(why);
             Verdict::Dropped
@@ -112,7 +184,9 @@ impl<'s> Step<'s> {
         };
         match done {
             InPlace::Translated(range) => {
-                let Some(h) = vnet::after_translation(&mut buf[range.clone()], &offload) else {
+                let Some(h) =
+                    vnet::after_translation(&mut buf[range.clone()], &offload, self.settings.mtu)
+                else {
                     return drop(c, PacketDrop::Offload);
                 };
                 let start = range.start - vnet::LEN;
@@ -122,47 +196,98 @@ impl<'s> Step<'s> {
             }
             InPlace::Dropped(r) => drop(c, PacketDrop::Translator(r)),
             InPlace::NeedsOutBuffer => {
-                // The copying path may quote or cut the packet: its checksum must be whole first.
                 let packet = &mut buf[p..p + plen];
                 vnet::restore(packet, &offload, saved);
+                if header.is_gso() {
+                    // Whatever leaves through the copying path leaves as ordinary packets.
+                    return self.cut(packet, &offload, dir, out, local);
+                }
+                // The copying path may quote or fragment the packet: its checksum must be whole.
                 vnet::finish_checksum(packet, &offload);
-                let outcome = match dir {
-                    Direction::SixToFour => xlat.translate_6to4(packet, out),
-                    Direction::FourToSix => xlat.translate_4to6(packet, out),
-                };
-                match outcome {
-                    Outcome::Translated(e) => {
-                        c.packet(dir, plen);
-                        Verdict::Copied(e)
-                    }
-                    Outcome::Hairpinned(e) => {
-                        c.hairpinned += 1;
-                        Verdict::Copied(e)
-                    }
-                    Outcome::IcmpError { reason, reply } => {
-                        c.icmp_error(dir);
-                        c.drop(PacketDrop::Translator(reason));
-                        Verdict::Copied(reply)
-                    }
-                    Outcome::Dropped(r) => drop(c, PacketDrop::Translator(r)),
-                    _ => drop(c, PacketDrop::Translator(nat64_xlat::DropReason::Malformed)),
+                match self.copy(packet, dir, out, local) {
+                    0 => Verdict::Dropped,
+                    n => Verdict::Copied(n),
                 }
             }
-            _ => drop(c, PacketDrop::Translator(nat64_xlat::DropReason::Malformed)),
+            _ => drop(c, PacketDrop::Translator(DropReason::Malformed)),
+        }
+    }
+
+    /// A super-packet, segment by segment through the copying path.
+    fn cut(
+        &self,
+        packet: &[u8],
+        offload: &Offload,
+        dir: Direction,
+        out: &mut [u8],
+        local: &mut Local,
+    ) -> Verdict {
+        let mut at = 0;
+        let mut segment = core::mem::take(&mut local.segment);
+        vnet::segment(packet, offload, &mut segment, |seg| {
+            if out.len() - at < Translator::out_len(seg.len()) {
+                local
+                    .counts
+                    .drop(PacketDrop::Translator(DropReason::BufferTooSmall));
+                return;
+            }
+            at += self.copy(seg, dir, &mut out[at..], local);
+        });
+        local.segment = segment;
+        if at == 0 {
+            Verdict::Dropped
+        } else {
+            Verdict::Copied(at)
+        }
+    }
+
+    /// One whole packet through the translator's copying path into `out`; the bytes written.
+    fn copy(&self, packet: &[u8], dir: Direction, out: &mut [u8], local: &mut Local) -> usize {
+        let c = &mut local.counts;
+        let outcome = match dir {
+            Direction::SixToFour => self.plain.translate_6to4(packet, out),
+            Direction::FourToSix => self.plain.translate_4to6(packet, out),
+        };
+        match outcome {
+            Outcome::Translated(e) => {
+                c.packet(dir, packet.len());
+                e.len()
+            }
+            Outcome::Hairpinned(e) => {
+                c.hairpinned += 1;
+                e.len()
+            }
+            Outcome::IcmpError { reason, reply } => {
+                c.drop(PacketDrop::Translator(reason));
+                if local.icmp.take() {
+                    local.counts.icmp_error(dir);
+                    reply.len()
+                } else {
+                    local.counts.icmp_limited += 1;
+                    0
+                }
+            }
+            Outcome::Dropped(r) => {
+                c.drop(PacketDrop::Translator(r));
+                0
+            }
+            _ => {
+                c.drop(PacketDrop::Translator(DropReason::Malformed));
+                0
+            }
         }
     }
 }
 
 /// Every packet one read turns into, each with its offload header in front: what a worker
 /// writes. For tests and the fuzz target, which drive the same step without a device.
-pub(crate) fn written(step: &Step<'_>, read: &[u8], c: &mut Counts) -> Vec<Vec<u8>> {
+pub(crate) fn written(step: &Step<'_>, read: &[u8], local: &mut Local) -> Vec<Vec<u8>> {
     let mut buf = vec![0u8; HEADROOM + read.len()];
     buf[HEADROOM..].copy_from_slice(read);
-    let mut out = vec![0u8; Translator::out_len(read.len())];
-    match step.process(&mut buf, HEADROOM, read.len(), &mut out, c) {
+    let mut out = vec![0u8; out_len()];
+    match step.process(&mut buf, HEADROOM, read.len(), &mut out, local) {
         Verdict::InPlace(r) => vec![buf[r].to_vec()],
-        Verdict::Copied(e) => e
-            .packets(&out)
+        Verdict::Copied(n) => packets(&out[..n])
             .map(|p| [&[0u8; vnet::LEN][..], p].concat())
             .collect(),
         Verdict::Dropped => Vec::new(),
@@ -292,9 +417,9 @@ pub(crate) mod tests {
 
     fn one(settings: &Settings, read: &[u8]) -> Vec<u8> {
         let step = Step::new(settings, 1);
-        let mut c = Counts::default();
-        let mut w = written(&step, read, &mut c);
-        assert_eq!(w.len(), 1, "{c:?}");
+        let mut l = Local::default();
+        let mut w = written(&step, read, &mut l);
+        assert_eq!(w.len(), 1, "{:?}", l.counts);
         w.pop().unwrap()
     }
 
@@ -338,11 +463,11 @@ pub(crate) mod tests {
         let s = settings();
         let payload = vec![0xa5u8; 30_000];
         let v4 = tcp4(REMOTE4, HOST6_AS_V4, 7, &payload);
-        let gso = one(&s, &partial(v4.clone(), Some((GSO_TCPV4, 1448))));
+        let gso = one(&s, &partial(v4.clone(), Some((GSO_TCPV4, 1000))));
         let h = Header::read(gso[..vnet::LEN].try_into().unwrap());
         assert_eq!(
             (h.gso_type, h.gso_size, h.csum_start, h.hdr_len),
-            (GSO_TCPV6, 1448, 40, 60)
+            (GSO_TCPV6, 1000, 40, 60)
         );
         let finished = kernel_finishes(&gso);
         assert_eq!(finished.len(), v4.len() + 20);
@@ -390,26 +515,88 @@ pub(crate) mod tests {
         );
     }
 
-    // A super-packet that must take the copying path (here: its hop limit runs out) gets its
-    // checksum finished first, so the ICMP error quotes real bytes.
+    // A super-packet that must take the copying path (here: its hop limit runs out) is cut into
+    // its segments first, so every ICMP error quotes an ordinary packet with a whole checksum.
     #[test]
-    fn expired_super_packet_gets_time_exceeded() {
+    fn expired_super_packet_is_cut_and_each_segment_gets_time_exceeded() {
         let s = settings();
-        let mut v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, &[1u8; 5000]);
+        let mut v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, &[1u8; 2500]);
         v6[7] = 1;
         let step = Step::new(&s, 1);
-        let mut c = Counts::default();
-        let w = written(&step, &partial(v6.clone(), Some((GSO_TCPV6, 1000))), &mut c);
-        assert_eq!(w.len(), 1);
-        let err = &w[0][vnet::LEN..];
-        assert_eq!((err[6], err[40], err[41]), (58, 3, 0)); // ICMPv6 Time Exceeded
-        assert_eq!(&err[8..24], &s.own_v6.unwrap().octets());
+        let mut l = Local::default();
+        let w = written(&step, &partial(v6.clone(), Some((GSO_TCPV6, 1000))), &mut l);
+        assert_eq!(w.len(), 3);
+        for (i, err) in w.iter().enumerate() {
+            let err = &err[vnet::LEN..];
+            assert_eq!((err[6], err[40], err[41]), (58, 3, 0)); // ICMPv6 Time Exceeded
+            assert_eq!(&err[8..24], &s.own_v6.unwrap().octets());
+            let quoted = &err[48..];
+            let seq = u32::from_be_bytes(quoted[44..48].try_into().unwrap());
+            assert_eq!(seq, 5 + 1000 * i as u32);
+            let l4len = if i == 2 { 520 } else { 1020 };
+            assert_eq!(u16::from_be_bytes([quoted[4], quoted[5]]), l4len);
+        }
+        // The whole segment is quoted when it fits the 1280-byte error: its checksum is whole.
+        let last = &w[2][vnet::LEN + 48..];
+        let pseudo = checksum::pseudo6(HOST6, REMOTE4_AS_V6, 6, 520);
         assert_eq!(
-            &err[48 + 56..48 + 58],
-            &v6[56..58],
-            "quoted with the whole checksum"
+            checksum::finish(checksum::add(pseudo, checksum::sum(&last[40..]))),
+            0
         );
-        assert_eq!(c.icmp_errors, [1, 0]);
+        assert_eq!(l.counts.icmp_errors, [3, 0]);
+    }
+
+    // Hairpinned super-packets leave as ordinary segments, each within the MTU.
+    #[test]
+    fn hairpinned_super_packet_leaves_as_segments() {
+        let mut s = settings();
+        let other6: Ipv6Addr = "2001:db8:6::20".parse().unwrap();
+        let other4 = Ipv4Addr::new(192, 0, 2, 20);
+        s.eam.push(eam(other4, other6));
+        let v6 = tcp6(
+            HOST6,
+            "64:ff9b::c000:214".parse().unwrap(),
+            9,
+            &[7u8; 20_000],
+        );
+        let step = Step::new(&s, 1);
+        let mut l = Local::default();
+        let w = written(&step, &partial(v6, Some((GSO_TCPV6, 1440))), &mut l);
+        assert_eq!(w.len(), 14, "{:?}", l.counts);
+        for seg in &w {
+            let p = &seg[vnet::LEN..];
+            assert!(p.len() <= 1500);
+            assert_eq!(&p[24..40], &other6.octets());
+        }
+        assert_eq!(l.counts.hairpinned, 14);
+    }
+
+    // ICMP errors are rate-limited per queue: a flood of expiring packets gets at most the burst.
+    #[test]
+    fn icmp_errors_are_rate_limited() {
+        let s = settings();
+        let step = Step::new(&s, 1);
+        let mut l = Local::default();
+        let mut v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, b"x");
+        v6[7] = 1;
+        let sent: usize = (0..200)
+            .map(|_| written(&step, &whole(&v6), &mut l).len())
+            .sum();
+        assert!(
+            (ICMP_BURST as usize..ICMP_BURST as usize + 5).contains(&sent),
+            "{sent}"
+        );
+        assert_eq!(l.counts.icmp_limited as usize, 200 - sent);
+    }
+
+    // 4→6 super-packets shrink their segments to fit the MTU rather than bounce off it.
+    #[test]
+    fn super_packet_4to6_segments_fit_the_mtu() {
+        let s = settings();
+        let v4 = tcp4(REMOTE4, HOST6_AS_V4, 7, &[3u8; 10_000]);
+        let gso = one(&s, &partial(v4, Some((GSO_TCPV4, 1460))));
+        let h = Header::read(gso[..vnet::LEN].try_into().unwrap());
+        assert_eq!(h.gso_size, 1440);
     }
 
     #[test]
@@ -434,9 +621,9 @@ pub(crate) mod tests {
         r[6..8].copy_from_slice(&44u16.to_le_bytes());
         bad.push(r);
         for read in bad {
-            let mut c = Counts::default();
-            assert!(written(&step, &read, &mut c).is_empty());
-            assert_eq!(c.drops[PacketDrop::Offload.slot()], 1);
+            let mut l = Local::default();
+            assert!(written(&step, &read, &mut l).is_empty());
+            assert_eq!(l.counts.drops[PacketDrop::Offload.slot()], 1);
         }
         // A bogus hdr_len is only a hint: it is recomputed, never trusted.
         let mut r = partial(v6, Some((GSO_TCPV6, 1000)));
@@ -456,16 +643,16 @@ pub(crate) mod tests {
             &[0u8; 11][..],
             &[0u8; 60][..],
         ] {
-            let mut c = Counts::default();
-            assert!(written(&step, read, &mut c).is_empty());
-            assert_eq!(c.drops[PacketDrop::NotIp.slot()], 1, "{read:?}");
+            let mut l = Local::default();
+            assert!(written(&step, read, &mut l).is_empty());
+            assert_eq!(l.counts.drops[PacketDrop::NotIp.slot()], 1, "{read:?}");
         }
-        let mut c = Counts::default();
+        let mut l = Local::default();
         let mut v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, b"x");
         v6[7] = 0;
-        let _ = written(&step, &whole(&v6), &mut c);
+        let _ = written(&step, &whole(&v6), &mut l);
         assert_eq!(
-            c.drops[PacketDrop::Translator(DropReason::Expired).slot()],
+            l.counts.drops[PacketDrop::Translator(DropReason::Expired).slot()],
             1
         );
     }

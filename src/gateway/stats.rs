@@ -121,6 +121,8 @@ pub(crate) struct Counts {
     pub drops: [u64; DROP_SLOTS],
     pub write_errors: u64,
     pub read_errors: u64,
+    /// ICMP errors not sent: over the rate limit.
+    pub icmp_limited: u64,
 }
 
 impl Counts {
@@ -149,11 +151,13 @@ pub struct QueueStats {
     drops: [AtomicU64; DROP_SLOTS],
     write_errors: AtomicU64,
     read_errors: AtomicU64,
+    icmp_limited: AtomicU64,
 }
 
 impl QueueStats {
     /// Packets translated and written, by the direction they were read in (an IPv4 datagram cut
-    /// into IPv6 fragments counts once; a TCP super-packet counts once).
+    /// into IPv6 fragments counts once; a TCP super-packet translated whole counts once, one cut
+    /// into segments counts each).
     pub fn packets(&self, d: Direction) -> u64 {
         self.packets[d.index()].load(Ordering::Relaxed)
     }
@@ -182,6 +186,11 @@ impl QueueStats {
     /// Writes to the device the kernel refused (device down, queue full, …).
     pub fn write_errors(&self) -> u64 {
         self.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// ICMP errors the rate limit held back (1000 a second per queue, bursts of 50).
+    pub fn icmp_limited(&self) -> u64 {
+        self.icmp_limited.load(Ordering::Relaxed)
     }
 
     /// Reads from the device that failed.
@@ -219,6 +228,7 @@ impl QueueStats {
         }
         add(&self.write_errors, &mut c.write_errors);
         add(&self.read_errors, &mut c.read_errors);
+        add(&self.icmp_limited, &mut c.icmp_limited);
     }
 }
 

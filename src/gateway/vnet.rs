@@ -89,6 +89,10 @@ pub(crate) struct Offload {
 impl Offload {
     pub(crate) fn check(header: Header, packet: &[u8]) -> Result<Offload, Refused> {
         let version = packet.first().map_or(0, |b| b >> 4);
+        // The ECN bit qualifies a GSO type; alone, the kernel refuses it on write.
+        if header.gso_type == GSO_ECN {
+            return Err(Refused::GsoType);
+        }
         if header.is_gso() {
             let want = if version == 4 { GSO_TCPV4 } else { GSO_TCPV6 };
             if header.gso_type & !GSO_ECN != want || !header.needs_csum() || header.gso_size == 0 {
@@ -164,7 +168,11 @@ pub(crate) fn finish_checksum(packet: &mut [u8], o: &Offload) {
 /// addresses: the kernel finishes it from `csum_start`, so the field must hold the uncomplemented
 /// pseudo-header sum of the new header (an RFC 1624 update, right for a finished checksum, is
 /// wrong for a partial one). `packet` is the translated packet.
-pub(crate) fn after_translation(packet: &mut [u8], o: &Offload) -> Option<Header> {
+/// A super-packet that became IPv6 has segments 20 bytes longer than the IPv4 sender cut them:
+/// `gso_size` shrinks so each still fits `mtu`, sparing a Packet Too Big round trip (smaller
+/// segments are always within the receiver's MSS; larger ones would not be, so IPv4 segments keep
+/// theirs).
+pub(crate) fn after_translation(packet: &mut [u8], o: &Offload, mtu: u16) -> Option<Header> {
     let Some(_) = o.csum_field else {
         return Some(Header::default());
     };
@@ -201,10 +209,84 @@ pub(crate) fn after_translation(packet: &mut [u8], o: &Offload) -> Option<Header
         h.gso_type = ecn | if l4 == 40 { GSO_TCPV6 } else { GSO_TCPV4 };
         let doff = usize::from(packet.get(l4 + 12)? >> 4) * 4;
         h.hdr_len = (l4 + doff) as u16;
+        let fits = usize::from(mtu).saturating_sub(l4 + doff);
+        if l4 == 40 && usize::from(h.gso_size) > fits && fits >= 8 {
+            h.gso_size = fits as u16;
+        }
     } else {
         h.hdr_len = 0;
     }
     Some(h)
+}
+
+/// Cuts a TCP super-packet into the segments the kernel would have sent, each a plain packet with
+/// a whole checksum: for the rare super-packet the translator cannot take in place (hairpinned,
+/// an IPv4 one without DF that IPv6 must fragment, one whose hop limit runs out), which must leave
+/// as ordinary packets. `scratch` holds one segment at a time; `each` gets them in order.
+pub(crate) fn segment(
+    packet: &[u8],
+    o: &Offload,
+    scratch: &mut Vec<u8>,
+    mut each: impl FnMut(&[u8]),
+) {
+    let l4 = usize::from(o.header.csum_start);
+    let Some(doff) = packet.get(l4 + 12).map(|b| usize::from(b >> 4) * 4) else {
+        return;
+    };
+    let headers = l4 + doff;
+    let mss = usize::from(o.header.gso_size);
+    if doff < 20 || headers > packet.len() || mss == 0 {
+        return;
+    }
+    let v4 = packet[0] >> 4 == 4;
+    let seq = u32::from_be_bytes([
+        packet[l4 + 4],
+        packet[l4 + 5],
+        packet[l4 + 6],
+        packet[l4 + 7],
+    ]);
+    let id = u16::from_be_bytes([packet[4], packet[5]]);
+    let flags = packet[l4 + 13];
+    let chunks = packet[headers..].chunks(mss);
+    let last = chunks.len().saturating_sub(1);
+    for (i, chunk) in chunks.enumerate() {
+        scratch.clear();
+        scratch.extend_from_slice(&packet[..headers]);
+        scratch.extend_from_slice(chunk);
+        let total = scratch.len();
+        let l4len = (total - l4) as u32;
+        let pseudo = if v4 {
+            scratch[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            // The kernel numbers a super-packet's segments ID, ID+1, ...
+            scratch[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
+            scratch[10..12].fill(0);
+            let c = checksum::finish(checksum::sum(&scratch[..l4]));
+            scratch[10..12].copy_from_slice(&c.to_be_bytes());
+            let src = Ipv4Addr::from(<[u8; 4]>::try_from(&scratch[12..16]).unwrap_or_default());
+            let dst = Ipv4Addr::from(<[u8; 4]>::try_from(&scratch[16..20]).unwrap_or_default());
+            checksum::pseudo4(src, dst, TCP, l4len)
+        } else {
+            scratch[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&scratch[8..24]).unwrap_or_default());
+            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&scratch[24..40]).unwrap_or_default());
+            checksum::pseudo6(src, dst, TCP, l4len)
+        };
+        let seq = seq.wrapping_add((i * mss) as u32);
+        scratch[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
+        // FIN and PSH end the burst: on its last segment only. CWR starts it: on the first only.
+        let mut f = flags;
+        if i != last {
+            f &= !(0x01 | 0x08);
+        }
+        if i != 0 {
+            f &= !0x80;
+        }
+        scratch[l4 + 13] = f;
+        scratch[l4 + 16..l4 + 18].fill(0);
+        let c = checksum::finish(checksum::add(pseudo, checksum::sum(&scratch[l4..])));
+        scratch[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+        each(scratch);
+    }
 }
 
 /// Puts a value the translator treats as an ordinary checksum into a partial UDP field (a partial

@@ -16,16 +16,17 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use io_uring::{IoUring, opcode, squeue, types};
-use nat64_xlat::{Emitted, Translator};
 
-use super::packet::{HEADROOM, MAX_READ, Step, Verdict};
+use super::packet::{self, HEADROOM, Local, MAX_READ, Step, Verdict};
 use super::settings::Settings;
-use super::stats::{Counts, QueueStats};
+use super::stats::QueueStats;
 use super::vnet;
 use super::{Io, Observer, Warning};
 
-/// Read buffers per queue: enough to keep reads queued through a burst (64 × 64 KiB = 4 MiB).
-const SLOTS: usize = 64;
+/// Read buffers per queue. Each armed read is a separate waiter on the device, and a packet wakes
+/// them all, so more than a few costs CPU without adding throughput (measured: 8 carried what 64
+/// did at two thirds of the CPU for TCP); the kernel queues packets meanwhile.
+const SLOTS: usize = 8;
 const SLOT_LEN: usize = HEADROOM + MAX_READ;
 /// How long a worker waits for packets before it looks at the stop flag and the settings.
 const TICK: Duration = Duration::from_millis(200);
@@ -59,8 +60,8 @@ pub(crate) fn run(
         queue,
         fd: fd.as_raw_fd(),
         shared: &shared,
-        counts: Counts::default(),
-        out: vec![0u8; Translator::out_len(MAX_READ)].into_boxed_slice(),
+        local: Local::default(),
+        out: vec![0u8; packet::out_len()].into_boxed_slice(),
         warned: Warned::default(),
     };
     let ring = if force_poll { None } else { Some(ring()) };
@@ -121,7 +122,7 @@ struct Worker<'a> {
     queue: usize,
     fd: RawFd,
     shared: &'a Shared,
-    counts: Counts,
+    local: Local,
     out: Box<[u8]>,
     warned: Warned,
 }
@@ -130,71 +131,189 @@ const READ: u64 = 0;
 const WRITE: u64 = 1;
 const CANCEL: u64 = u64::MAX;
 
+/// Errors after which the queue is gone for good (device deleted, descriptor detached): the
+/// worker stops instead of retrying them in a busy loop.
+fn fatal(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EBADFD | libc::EBADF | libc::ENODEV | libc::ENXIO
+    )
+}
+
+/// The ring and the buffers its requests point into, kept together so they go together: on drop
+/// (a stop, or a panic unwinding) every read is cancelled and waited for before a buffer is freed,
+/// and buffers still in the kernel's hands after five seconds are leaked, never freed.
+struct Ring {
+    ring: IoUring,
+    slots: Vec<Box<[u8]>>,
+    in_flight: usize,
+    fd: RawFd,
+}
+
+impl Ring {
+    fn new(ring: IoUring, fd: RawFd) -> Ring {
+        let mut r = Ring {
+            ring,
+            slots: (0..SLOTS)
+                .map(|_| vec![0u8; SLOT_LEN].into_boxed_slice())
+                .collect(),
+            in_flight: 0,
+            fd,
+        };
+        for slot in 0..SLOTS {
+            r.read(slot);
+        }
+        r
+    }
+
+    fn read(&mut self, slot: usize) {
+        let target = &mut self.slots[slot][HEADROOM..HEADROOM + MAX_READ];
+        let read = opcode::Read::new(types::Fd(self.fd), target.as_mut_ptr(), MAX_READ as u32)
+            .offset(u64::MAX)
+            .build()
+            .user_data((slot as u64) << 1 | READ);
+        self.push(&read);
+    }
+
+    fn write(&mut self, slot: usize, range: core::ops::Range<usize>) {
+        let bytes = &self.slots[slot][range];
+        let write = opcode::Write::new(types::Fd(self.fd), bytes.as_ptr(), bytes.len() as u32)
+            .offset(u64::MAX)
+            .build()
+            .user_data((slot as u64) << 1 | WRITE);
+        self.push(&write);
+    }
+
+    fn push(&mut self, entry: &squeue::Entry) {
+        // SAFETY: every entry points into a slot buffer that outlives the kernel's use of it (see
+        // `Drop`), and each slot has one request at a time. The queue holds twice the slots, and
+        // it is submitted every turn, so it has room; if it had not, submit first.
+        unsafe {
+            if self.ring.submission().push(entry).is_err() {
+                let _ = self.ring.submit();
+                let _ = self.ring.submission().push(entry);
+            }
+        }
+        self.in_flight += 1;
+    }
+
+    /// Submits what is queued and waits up to `TICK` for one completion.
+    fn wait(&mut self) -> io::Result<()> {
+        let ts = types::Timespec::from(TICK);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn completions(&mut self, into: &mut Vec<(u64, i32)>) {
+        let before = into.len();
+        into.extend(
+            self.ring
+                .completion()
+                .filter(|c| c.user_data() != CANCEL)
+                .map(|c| (c.user_data(), c.result())),
+        );
+        self.in_flight -= into.len() - before;
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        for slot in 0..SLOTS {
+            let cancel = opcode::AsyncCancel::new((slot as u64) << 1 | READ)
+                .build()
+                .user_data(CANCEL);
+            // SAFETY: a cancel request carries no buffer.
+            let _ = unsafe { self.ring.submission().push(&cancel) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut done = Vec::new();
+        while self.in_flight > 0 && Instant::now() < deadline {
+            let _ = self.wait();
+            self.completions(&mut done);
+            done.clear();
+        }
+        if self.in_flight > 0 {
+            // Still in the kernel's hands: leak the buffers rather than free memory it may write.
+            core::mem::forget(core::mem::take(&mut self.slots));
+        }
+    }
+}
+
 impl Worker<'_> {
     fn stopping(&self) -> bool {
         self.shared.stop.load(Ordering::Relaxed)
     }
 
-    fn uring_loop(&mut self, mut ring: IoUring) {
-        let mut slots: Vec<Box<[u8]>> = (0..SLOTS)
-            .map(|_| vec![0u8; SLOT_LEN].into_boxed_slice())
-            .collect();
-        let mut in_flight = 0usize;
-        for (i, slot) in slots.iter_mut().enumerate() {
-            self.push_read(&mut ring, slot, i);
-            in_flight += 1;
-        }
-        let ts = types::Timespec::from(TICK);
-        let args = types::SubmitArgs::new().timespec(&ts);
+    fn uring_loop(&mut self, ring: IoUring) {
+        let mut ring = Ring::new(ring, self.fd);
         let mut done: Vec<(u64, i32)> = Vec::with_capacity(2 * SLOTS);
         'settings: while !self.stopping() {
             let settings = self.shared.settings.load_full();
             let step = Step::new(&settings, self.shared.id_key);
             loop {
-                match ring.submitter().submit_with_args(1, &args) {
-                    Ok(_) => {}
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-                    Err(e) => {
-                        self.warn_read(e);
-                        std::thread::sleep(Duration::from_millis(10));
+                if let Err(e) = ring.wait() {
+                    if e.raw_os_error().is_some_and(fatal) {
+                        return self.gone(e);
                     }
+                    self.warn_read(e);
+                    std::thread::sleep(Duration::from_millis(10));
                 }
-                done.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+                ring.completions(&mut done);
+                let mut failed = 0;
                 for (data, res) in done.drain(..) {
                     let slot = (data >> 1) as usize;
-                    in_flight -= 1;
+                    if res < 0 && fatal(-res) {
+                        return self.gone(io::Error::from_raw_os_error(-res));
+                    }
                     if data & 1 == WRITE {
                         if res < 0 {
                             self.warn_write(io::Error::from_raw_os_error(-res));
                         }
                     } else if res < 0 {
-                        if !matches!(-res, libc::EAGAIN | libc::EINTR) {
+                        if !matches!(-res, libc::EAGAIN | libc::EINTR | libc::ECANCELED) {
+                            failed += 1;
                             self.warn_read(io::Error::from_raw_os_error(-res));
                         }
                     } else {
-                        let buf = &mut slots[slot];
                         let verdict = step.process(
-                            buf,
+                            &mut ring.slots[slot],
                             HEADROOM,
                             res as usize,
                             &mut self.out,
-                            &mut self.counts,
+                            &mut self.local,
                         );
                         match verdict {
                             Verdict::InPlace(range) => {
-                                self.push_write(&mut ring, buf, slot, range);
-                                in_flight += 1;
+                                ring.write(slot, range);
                                 continue;
                             }
-                            Verdict::Copied(e) => self.write_copied(e),
+                            Verdict::Copied(n) => {
+                                // Packets read before this one go out before it: the queued
+                                // writes run (in order, TUN writes never wait) at submit.
+                                let _ = ring.ring.submit();
+                                self.write_copied(n);
+                            }
                             Verdict::Dropped => {}
                         }
                     }
-                    self.push_read(&mut ring, &mut slots[slot], slot);
-                    in_flight += 1;
+                    ring.read(slot);
                 }
-                self.shared.stats[self.queue].publish(&mut self.counts);
+                self.shared.stats[self.queue].publish(&mut self.local.counts);
+                if failed > 0 {
+                    // A read error that repeats must not become a busy loop.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 if self.stopping() {
                     break 'settings;
                 }
@@ -203,60 +322,23 @@ impl Worker<'_> {
                 }
             }
         }
-        // The kernel writes into the buffers until their reads end: cancel them and wait before
-        // the buffers go.
-        for slot in 0..SLOTS {
-            let cancel = opcode::AsyncCancel::new((slot as u64) << 1 | READ)
-                .build()
-                .user_data(CANCEL);
-            // SAFETY: a cancel request carries no buffer.
-            let _ = unsafe { ring.submission().push(&cancel) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while in_flight > 0 && Instant::now() < deadline {
-            let _ = ring.submitter().submit_with_args(1, &args);
-            let ended = ring
-                .completion()
-                .filter(|c| c.user_data() != CANCEL)
-                .count();
-            in_flight = in_flight.saturating_sub(ended);
-        }
-        if in_flight > 0 {
-            // Still in the kernel's hands: leak the buffers rather than free memory it may write.
-            core::mem::forget(slots);
-        }
     }
 
-    fn push_read(&self, ring: &mut IoUring, buf: &mut [u8], slot: usize) {
-        let target = &mut buf[HEADROOM..HEADROOM + MAX_READ];
-        let read = opcode::Read::new(types::Fd(self.fd), target.as_mut_ptr(), MAX_READ as u32)
-            .offset(u64::MAX)
-            .build()
-            .user_data((slot as u64) << 1 | READ);
-        push(ring, &read);
-    }
-
-    fn push_write(
-        &self,
-        ring: &mut IoUring,
-        buf: &[u8],
-        slot: usize,
-        range: core::ops::Range<usize>,
-    ) {
-        let bytes = &buf[range];
-        let write = opcode::Write::new(types::Fd(self.fd), bytes.as_ptr(), bytes.len() as u32)
-            .offset(u64::MAX)
-            .build()
-            .user_data((slot as u64) << 1 | WRITE);
-        push(ring, &write);
+    /// The device went away under the queue: say so once, publish what was counted, and end.
+    fn gone(&mut self, error: io::Error) {
+        self.shared.stats[self.queue].publish(&mut self.local.counts);
+        self.shared.observer.warning(&Warning::QueueStopped {
+            queue: self.queue,
+            error,
+        });
     }
 
     /// The rare results that are not one packet in place (fragments, ICMP errors, hairpinned
     /// packets): written at once, each behind a plain offload header.
-    fn write_copied(&mut self, e: Emitted) {
+    fn write_copied(&mut self, len: usize) {
         let header = [0u8; vnet::LEN];
         let mut errors = Vec::new();
-        for p in e.packets(&self.out) {
+        for p in packet::packets(&self.out[..len]) {
             let iov = [
                 libc::iovec {
                     iov_base: header.as_ptr() as *mut _,
@@ -304,8 +386,14 @@ impl Worker<'_> {
                     let n = unsafe { libc::read(self.fd, target.as_mut_ptr().cast(), MAX_READ) };
                     if n < 0 {
                         let e = io::Error::last_os_error();
-                        if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
-                            self.warn_read(e);
+                        match e.raw_os_error() {
+                            Some(libc::EAGAIN | libc::EINTR) => {}
+                            Some(errno) if fatal(errno) => return self.gone(e),
+                            _ => {
+                                self.warn_read(e);
+                                // A read error that repeats must not become a busy loop.
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
                         }
                         break;
                     }
@@ -314,7 +402,7 @@ impl Worker<'_> {
                         HEADROOM,
                         n as usize,
                         &mut self.out,
-                        &mut self.counts,
+                        &mut self.local,
                     ) {
                         Verdict::InPlace(r) => {
                             let bytes = &buf[r];
@@ -325,11 +413,11 @@ impl Worker<'_> {
                                 self.warn_write(io::Error::last_os_error());
                             }
                         }
-                        Verdict::Copied(e) => self.write_copied(e),
+                        Verdict::Copied(n) => self.write_copied(n),
                         Verdict::Dropped => {}
                     }
                 }
-                self.shared.stats[self.queue].publish(&mut self.counts);
+                self.shared.stats[self.queue].publish(&mut self.local.counts);
                 if self.stopping() {
                     break 'settings;
                 }
@@ -341,7 +429,7 @@ impl Worker<'_> {
     }
 
     fn warn_write(&mut self, error: io::Error) {
-        self.counts.write_errors += 1;
+        self.local.counts.write_errors += 1;
         if due(&mut self.warned.write) {
             let suppressed = core::mem::take(&mut self.warned.suppressed_writes);
             let w = Warning::WriteFailed {
@@ -356,7 +444,7 @@ impl Worker<'_> {
     }
 
     fn warn_read(&mut self, error: io::Error) {
-        self.counts.read_errors += 1;
+        self.local.counts.read_errors += 1;
         if due(&mut self.warned.read) {
             let suppressed = core::mem::take(&mut self.warned.suppressed_reads);
             let w = Warning::ReadFailed {
@@ -379,12 +467,4 @@ fn due(last: &mut Option<Instant>) -> bool {
     }
     *last = Some(now);
     true
-}
-
-fn push(ring: &mut IoUring, entry: &squeue::Entry) {
-    // SAFETY: every entry points into a slot buffer that outlives the ring's use of it (the
-    // buffers are freed only after every request has completed or been cancelled), and each slot
-    // has one request at a time. The queue has room: it holds twice the slots.
-    let pushed = unsafe { ring.submission().push(entry) };
-    debug_assert!(pushed.is_ok(), "submission queue sized for every slot");
 }
