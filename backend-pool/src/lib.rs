@@ -90,3 +90,8 @@ pub use pool::{Pool, Snapshot, SnapshotRef};
 pub use random::WeightedRandom;
 pub use rng::Rng;
 pub use swrr::{SmoothConfig, SmoothWeighted};
+
+/// The README's example, compiled and run with the doctests so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

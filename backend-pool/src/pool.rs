@@ -19,7 +19,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::algorithm::{Algorithm, Filter, Member, Proposal};
 use crate::backend::{Backend, BackendId, Tier};
-use crate::candidate::{Candidate, Candidates, admitted};
+use crate::candidate::{Candidate, Candidates, InFlight, admitted};
 use crate::config::{PoolConfig, nanos};
 use crate::health::{BackendState, HealthStatus, NO_RAMP, Shared};
 use crate::plan::Plan;
@@ -115,6 +115,32 @@ impl<A: Algorithm> Pool<A> {
     /// as the connection lasts, [`detach`](Candidate::detach) the chosen candidate.
     pub fn load(&self) -> SnapshotRef<A> {
         SnapshotRef(self.current.load())
+    }
+
+    /// The backend for one request, in one call: loads the current snapshot, picks as
+    /// [`Snapshot::pick`] does, and lets the snapshot go. The pick is counted in flight until the
+    /// returned [`InFlight`] is dropped; it is owned (`Send + 'static`), so it can move into the
+    /// task that serves the connection, and [`InFlight::id`] says where to connect.
+    ///
+    /// ```
+    /// use backend_pool::{Backend, Pool, Rng, SmoothWeighted};
+    /// use std::time::Duration;
+    ///
+    /// let backends = [Backend::new("a", 1), Backend::new("b", 1)];
+    /// let pool = Pool::<SmoothWeighted>::new(backends, Default::default(), Default::default(), 1)?;
+    /// let now = Duration::ZERO;
+    /// let conn = pool.pick(b"", now, &mut Rng::new(1))?;
+    /// assert_eq!(pool.status(conn.id(), now).unwrap().in_flight, 1);
+    /// conn.record_success(now);
+    /// # Ok::<(), backend_pool::PoolError>(())
+    /// ```
+    ///
+    /// For retries, or many picks in a row, load the snapshot once and use
+    /// [`Snapshot::candidates`] and [`Snapshot::pick`], which borrow it: bind it first
+    /// (`let snapshot = pool.load();`), since a candidate cannot outlive the statement that made a
+    /// temporary snapshot (`pool.load().pick(..)` held in a variable is error E0716).
+    pub fn pick(&self, key: &[u8], now: Duration, rng: &mut Rng) -> Result<InFlight, PoolError> {
+        self.load().pick(key, now, rng).map(Candidate::detach)
     }
 
     /// The current snapshot as an owned `Arc`, to keep for longer.
@@ -601,13 +627,18 @@ mod tests {
         assert!(distinct.len() >= 6, "starts spread over the cycle: {a:?}");
     }
 
-    #[test]
-    fn nginx_sequence_through_the_pool() {
+    /// Smooth round-robin over 5, 1, 1 from the start of its cycle, `a a b a c a a`.
+    fn nginx_pool() -> Pool<SmoothWeighted> {
         let config = SmoothConfig {
             random_start: false,
             ..Default::default()
         };
-        let pool = Pool::<SmoothWeighted>::new(named(&[5, 1, 1]), strict(), config, 9).unwrap();
+        Pool::new(named(&[5, 1, 1]), strict(), config, 1).unwrap()
+    }
+
+    #[test]
+    fn nginx_sequence_through_the_pool() {
+        let pool = nginx_pool();
         let snapshot = pool.load();
         let mut rng = Rng::new(0);
         let seq: String = (0..14)
@@ -757,11 +788,7 @@ mod tests {
 
     #[test]
     fn smooth_retry_follows_the_cycle() {
-        let config = SmoothConfig {
-            random_start: false,
-            ..Default::default()
-        };
-        let pool = Pool::<SmoothWeighted>::new(named(&[5, 1, 1]), strict(), config, 1).unwrap();
+        let pool = nginx_pool();
         let snapshot = pool.load();
         let mut rng = Rng::new(1);
         // cycle a a b a c a a: first pick a (slot 0), retries walk on: b, then c
@@ -944,6 +971,29 @@ mod tests {
             .detach();
         std::thread::spawn(move || drop(in_flight)).join().unwrap();
         assert_eq!(pool.status(&"b0".into(), T0).unwrap().in_flight, 0);
+    }
+
+    #[test]
+    fn a_pick_on_the_pool_follows_the_snapshot_and_counts_until_dropped() {
+        let pool = nginx_pool();
+        let mut rng = Rng::new(1);
+        let held: Vec<InFlight> = (0..7)
+            .map(|_| pool.pick(b"", T0, &mut rng).unwrap())
+            .collect();
+        let seen: String = held.iter().map(|f| f.id().to_string()).collect();
+        assert_eq!(
+            seen, "b0b0b1b0b2b0b0",
+            "nginx's smooth sequence for 5, 1, 1"
+        );
+        assert_eq!(pool.status(&"b0".into(), T0).unwrap().in_flight, 5);
+        drop(held);
+        assert_eq!(pool.status(&"b0".into(), T0).unwrap().in_flight, 0);
+
+        pool.update(named(&[0]), T0).unwrap();
+        assert_eq!(
+            pool.pick(b"", T0, &mut rng).unwrap_err(),
+            PoolError::AllDrained
+        );
     }
 
     #[test]
