@@ -116,6 +116,11 @@ pub const V1_MAX_LEN: usize = 107;
 /// The default cap on a v2 header (16-byte preamble included); the format allows 65 551.
 pub const V2_DEFAULT_MAX_LEN: usize = 4096;
 
+/// The README's example, compiled and run with the doctests so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Internals the fuzz targets need; not part of the public API.
 #[cfg(feature = "internal")]
 #[doc(hidden)]
