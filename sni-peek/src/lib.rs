@@ -236,6 +236,11 @@ fn map<T, U>(s: Status<T>, f: impl FnOnce(T) -> U) -> Status<U> {
     }
 }
 
+/// The README's example, compiled and run with the doctests so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(test)]
 mod tests {
     use super::*;
