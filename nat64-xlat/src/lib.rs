@@ -92,3 +92,8 @@ pub use outcome::{DropReason, Emitted, InPlace, Outcome, Packets};
 pub use prefix::{Ipv4Prefix, Ipv6Prefix, PrefixError};
 pub use rfc6052::{DEFAULT_NON_GLOBAL, LOCAL_USE_PREFIX, Pool6, Pool6Error, WELL_KNOWN_PREFIX};
 pub use translator::Translator;
+
+/// The README's example, compiled and run with the doctests so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
