@@ -1,9 +1,13 @@
 //! Running real peer programs (haproxy, nginx, openssl, curl) for interop tests: find them, give
 //! them generated configs on free loopback ports, wait for them, and stop them by PID.
 //!
-//! A missing program skips the test with a printed reason, unless `SIXGATE_REQUIRE_PEERS=1`,
-//! which turns the skip into a failure (CI installs every peer first).
+//! A missing program skips the test with a printed reason ([`skip`]), unless
+//! `SIXGATE_REQUIRE_PEERS=1`, which turns the skip into a failure (CI installs every peer first).
 #![allow(dead_code, unreachable_pub)] // each test binary uses a part
+
+#[path = "../support/skip.rs"]
+mod skip;
+pub(crate) use skip::skip;
 
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -22,11 +26,7 @@ pub fn program(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        let why = format!("{name} is not installed");
-        if std::env::var("SIXGATE_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-            panic!("{why}, and SIXGATE_REQUIRE_PEERS=1 requires it");
-        }
-        eprintln!("SKIPPED: {why} (set SIXGATE_REQUIRE_PEERS=1 to make this a failure)");
+        skip(&format!("{name} is not installed"));
     }
     found
 }
