@@ -36,3 +36,8 @@ pub use nat64_xlat;
 
 #[cfg(all(feature = "gateway", target_os = "linux"))]
 pub mod gateway;
+
+/// The README's Rust example, compiled and run with the doctests so it cannot drift.
+#[cfg(all(doctest, feature = "proxy-proto", feature = "sni-peek"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
