@@ -19,6 +19,9 @@
 //!   `arc-swap`; a pick takes no lock and allocates nothing.
 //! - **Time and randomness are inputs** (`now`, a monotonic clock that must not go backwards, and
 //!   [`Rng`]), so tests need no sleeps and runs reproduce from a seed.
+//! - [`Pool::pick`] is the common case in one call: it loads the snapshot, picks, and returns an
+//!   owned in-flight guard ([`InFlight`]) that can move into the connection's task. Load the
+//!   snapshot yourself ([`Pool::load`]) for retries or many picks in a row.
 //! - [`Snapshot::select`] gives the first choice without the in-flight count (one atomic
 //!   operation per pick for smooth round-robin, none for Maglev and random) when no count is needed;
 //!   it refuses to compile for [`LeastConn`], which balances on those counts.
