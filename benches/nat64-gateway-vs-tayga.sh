@@ -25,7 +25,7 @@
 # h4 also gets 2001:db8:4::2/64 and xl 2001:db8:4::1/64 for it, and the kernel forwards IPv6 of
 # the same sizes (the "6→4" rows h6→h4, the "4→6" rows h4→h6). sixgate cells say n/a when
 # full-proxy does not build or never brings its TUN device up within 5 s (or SKIP_SIXGATE=1).
-# Environment: SECONDS_PER_RUN (5), WARMUP (1), SINK_POLL_US (1000), SKIP_SIXGATE, RUST_LOG (warn).
+# Environment: SECONDS_PER_RUN (5), EQUAL_RATE (200000, the offered rate of the equal-load rows), WARMUP (1), SINK_POLL_US (1000), SKIP_SIXGATE, RUST_LOG (warn).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $EUID -eq 0 ]] || { echo "must run as root (network namespaces, TUN devices)" >&2; exit 1; }
@@ -34,6 +34,7 @@ for p in ip ss tayga iperf3 taskset cargo awk getconf timeout; do
 done
 [[ -c /dev/net/tun ]] || { echo "needs /dev/net/tun (modprobe tun)" >&2; exit 1; }
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
+EQUAL_RATE=${EQUAL_RATE:-200000}
 WARMUP=${WARMUP:-1}
 SINK_POLL_US=${SINK_POLL_US:-1000}
 
@@ -182,6 +183,10 @@ through_translator() { # target pid
   udp "$1" u1448_46 "$h4" "$h6" 192.0.2.10:9000 "[::]:9000" 1400 "$2"
   tcp "$1" tcp_64 "$h6" "$h4" "$h4_as_v6" "$2"
   tcp "$1" tcp_46 "$h4" "$h6" 192.0.2.10 "$2"
+  # Equal load: the same offered rate through both translators, below either's maximum, so CPU
+  # per packet compares like with like (batching pays less when packets come one at a time).
+  UDP_FLOOD_RATE=$EQUAL_RATE udp "$1" eq_64 "$h6" "$h4" "[$h4_as_v6]:9000" 0.0.0.0:9000 18 "$2"
+  UDP_FLOOD_RATE=$EQUAL_RATE udp "$1" eq_46 "$h4" "$h6" 192.0.2.10:9000 "[::]:9000" 18 "$2"
 }
 
 xl_routes() {
@@ -269,7 +274,7 @@ ratio() { # key
 printf '\n| test | kernel forwarding | TAYGA | sixgate | sixgate/TAYGA | TAYGA CPU µs/pkt (core) | sixgate CPU µs/pkt (core) |\n'
 printf '|---|---|---|---|---|---|---|\n'
 for row in "u66_64|UDP 66 B 6→4" "u66_46|UDP 66 B 4→6" "u1448_64|UDP 1448 B 6→4" "u1448_46|UDP 1448 B 4→6" \
-  "tcp_64|TCP 6→4" "tcp_46|TCP 4→6"; do
+  "tcp_64|TCP 6→4" "tcp_46|TCP 4→6" "eq_64|UDP 66 B 6→4 at ${EQUAL_RATE} pkt/s" "eq_46|UDP 66 B 4→6 at ${EQUAL_RATE} pkt/s"; do
   IFS='|' read -r key name <<<"$row"
   printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(cell kernel "$key")" "$(cell tayga "$key")" \
     "$(cell sixgate "$key")" "$(ratio "$key")" "${cpu[tayga,$key]:-n/a}" "${cpu[sixgate,$key]:-n/a}"

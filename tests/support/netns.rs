@@ -28,13 +28,10 @@ const MAC_H6: &str = "02:00:00:00:06:10";
 const MAC_XL4: &str = "02:00:00:00:04:01";
 const MAC_H4: &str = "02:00:00:00:04:02";
 
-/// Says why a test cannot run and returns; under `SIXGATE_REQUIRE_PEERS=1` fails instead (the
-/// same contract as `peers::program`, for reasons that are not a missing program).
+/// Says why a test cannot run and returns; under `SIXGATE_REQUIRE_PEERS=1` fails instead: the
+/// shared skip, so it shows in the test output and the skipped-tests list.
 pub fn skip(why: &str) {
-    if std::env::var("SIXGATE_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-        panic!("{why}, and SIXGATE_REQUIRE_PEERS=1 requires this test to run");
-    }
-    eprintln!("SKIPPED: {why} (set SIXGATE_REQUIRE_PEERS=1 to make this a failure)");
+    crate::peers::skip(why);
 }
 
 /// The three namespaces, their links, and the processes started in them.

@@ -3,6 +3,9 @@
 //!
 //!     udp-flood DEST:PORT PAYLOAD_BYTES SECONDS [BATCH]
 //!
+//! With `UDP_FLOOD_RATE=PPS` in the environment it paces itself to that many datagrams a second
+//! (the "equal load" rows, where translators are compared at the same offered rate).
+//!
 //! Prints `sent=N seconds=S pps=P failed_calls=E`. A call the kernel refused (ENOBUFS when a queue
 //! on the path is full; ECONNREFUSED, EHOSTUNREACH or ENETUNREACH reporting an ICMP error that came
 //! back to the connected socket) counts as a failed call and sends nothing; the sender goes on.
@@ -66,6 +69,9 @@ fn main() {
         })
         .collect();
 
+    let rate: Option<f64> = std::env::var("UDP_FLOOD_RATE")
+        .ok()
+        .map(|r| r.parse().expect("UDP_FLOOD_RATE: packets per second"));
     let run = Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let (mut sent, mut failed) = (0u64, 0u64);
@@ -74,6 +80,10 @@ fn main() {
         let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), batch as libc::c_uint, 0) };
         if n >= 0 {
             sent += n as u64;
+            if let Some(rate) = rate {
+                let due = start + Duration::from_secs_f64(sent as f64 / rate);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
             continue;
         }
         let err = std::io::Error::last_os_error();
