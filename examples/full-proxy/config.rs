@@ -903,6 +903,8 @@ queues = 5000
             errors[6].message.contains("above the device's mtu"),
             "{errors:?}"
         );
+        let e = parse(&NAT64.replace("192.0.2.1\"", "192.0.2.10\"")).unwrap_err();
+        assert!(e[0].message.contains("lies in the EAM range"), "{e:?}");
         let e = parse("[nat64]\ntun = \"x\"\n").unwrap_err();
         assert!(e[0].message.contains("pool6, eam, or both"), "{e:?}");
         let e =

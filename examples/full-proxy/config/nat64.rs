@@ -86,6 +86,18 @@ impl Checker<'_> {
         settings.own_v4 = raw.own_v4.as_ref().and_then(|a| self.address(a, "own_v4"));
         settings.own_v6 = raw.own_v6.as_ref().and_then(|a| self.address(a, "own_v6"));
         settings.eam = self.eam(&raw.eam);
+        // The gateway answers its own addresses itself: one inside an EAM range would hide the
+        // host mapped there.
+        if let (Some(a), Some(raw)) = (settings.own_v4, &raw.own_v4) {
+            if let Some(e) = settings.eam.iter().find(|e| e.v4().contains(a)) {
+                self.error::<()>(raw.span(), format!("own_v4 {a} lies in the EAM range {}: the host mapped there would be unreachable", e.v4()));
+            }
+        }
+        if let (Some(a), Some(raw)) = (settings.own_v6, &raw.own_v6) {
+            if let Some(e) = settings.eam.iter().find(|e| e.v6().contains(a)) {
+                self.error::<()>(raw.span(), format!("own_v6 {a} lies in the EAM range {}: the host mapped there would be unreachable", e.v6()));
+            }
+        }
         if raw.pool6.is_none() && raw.eam.is_empty() {
             self.error::<()>(
                 span.clone(),
