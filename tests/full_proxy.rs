@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use peers::{Running, Scratch, free_port, program, run};
+use peers::{Running, Scratch, free_port, pattern, program, run};
 use support::example_binary;
 
 /// The proxy, as an operator runs it.
@@ -381,18 +381,6 @@ fn echo_digest_backend() -> SocketAddr {
         }
     });
     addr
-}
-
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// FNV-1a: enough to tell two byte streams apart here.

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use example_binary::example_binary;
 use netns::Netns;
-use peers::{Scratch, program};
+use peers::{Scratch, pattern, program};
 
 /// The translation prefix. Not the Well-Known Prefix 64:ff9b::/96: RFC 6052 §3.1 forbids it for
 /// non-global IPv4 such as the documentation ranges used here, and translators refuse them under
@@ -329,19 +329,6 @@ fn addr(ip: &str, port: u16) -> SocketAddr {
 /// Source address and port only: a V6 source's flow info is no concern here.
 fn endpoint(a: SocketAddr) -> (IpAddr, u16) {
     (a.ip(), a.port())
-}
-
-/// Bytes that differ from offset to offset, so a dropped, doubled or moved segment shows.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn assert_same_bytes(got: &[u8], want: &[u8]) {

@@ -5,7 +5,7 @@ use core::fmt::Write as _;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use sixgate::gateway::{Direction, Gateway, Io, Observer, Offloads, Warning};
+use sixgate::gateway::{Direction, Gateway, Io, Observer, Offloads, QueueStats, Warning};
 
 use crate::config::Nat64;
 
@@ -108,6 +108,9 @@ pub fn reload(running: &ArcSwapOption<Gateway>, new: Option<&Nat64>) -> Result<(
     }
 }
 
+/// A counter family with one series per queue: name, help, and the value of one queue.
+type PerQueue = (&'static str, &'static str, fn(&QueueStats) -> u64);
+
 /// The gateway's counters in the Prometheus text format, per queue.
 pub fn render(g: &Gateway, out: &mut String) {
     let mut family = |name: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
@@ -117,7 +120,7 @@ pub fn render(g: &Gateway, out: &mut String) {
         }
     };
     let queues = || g.stats().iter().enumerate();
-    let by_direction = |f: fn(&sixgate::gateway::QueueStats, Direction) -> u64| {
+    let by_direction = |f: fn(&QueueStats, Direction) -> u64| {
         queues().flat_map(move |(q, s)| {
             Direction::ALL.into_iter().map(move |d| {
                 (
@@ -150,32 +153,38 @@ pub fn render(g: &Gateway, out: &mut String) {
                 .map(move |(reason, n)| (format!("queue=\"{q}\",reason=\"{reason}\""), n))
         }),
     );
-    let per_queue = |f: fn(&sixgate::gateway::QueueStats) -> u64| {
-        queues().map(move |(q, s)| (format!("queue=\"{q}\""), f(s)))
-    };
-    family(
-        "sixgate_nat64_echo_replies_total",
-        "Echo requests to the gateway's own addresses answered.",
-        &mut per_queue(|s| s.echo_replies()),
-    );
-    family(
-        "sixgate_nat64_hairpinned_total",
-        "IPv6 packets sent back to IPv6 (RFC 7757 hairpinning).",
-        &mut per_queue(|s| s.hairpinned()),
-    );
-    family(
-        "sixgate_nat64_icmp_errors_limited_total",
-        "ICMP errors not sent: over the rate limit (1000/s per queue, bursts of 50).",
-        &mut per_queue(|s| s.icmp_limited()),
-    );
-    family(
-        "sixgate_nat64_write_errors_total",
-        "Writes to the device the kernel refused (packets lost).",
-        &mut per_queue(|s| s.write_errors()),
-    );
-    family(
-        "sixgate_nat64_read_errors_total",
-        "Reads from the device that failed.",
-        &mut per_queue(|s| s.read_errors()),
-    );
+    let per_queue: [PerQueue; 5] = [
+        (
+            "sixgate_nat64_echo_replies_total",
+            "Echo requests to the gateway's own addresses answered.",
+            QueueStats::echo_replies,
+        ),
+        (
+            "sixgate_nat64_hairpinned_total",
+            "IPv6 packets sent back to IPv6 (RFC 7757 hairpinning).",
+            QueueStats::hairpinned,
+        ),
+        (
+            "sixgate_nat64_icmp_errors_limited_total",
+            "ICMP errors not sent: over the rate limit (1000/s per queue, bursts of 50).",
+            QueueStats::icmp_limited,
+        ),
+        (
+            "sixgate_nat64_write_errors_total",
+            "Writes to the device the kernel refused (packets lost).",
+            QueueStats::write_errors,
+        ),
+        (
+            "sixgate_nat64_read_errors_total",
+            "Reads from the device that failed.",
+            QueueStats::read_errors,
+        ),
+    ];
+    for (name, help, value) in per_queue {
+        family(
+            name,
+            help,
+            &mut queues().map(|(q, s)| (format!("queue=\"{q}\""), value(s))),
+        );
+    }
 }

@@ -112,10 +112,31 @@ fn ring() -> io::Result<IoUring> {
 
 #[derive(Debug, Default)]
 struct Warned {
-    read: Option<Instant>,
-    write: Option<Instant>,
-    suppressed_reads: u64,
-    suppressed_writes: u64,
+    read: Limited,
+    write: Limited,
+}
+
+/// One kind of warning: said at most once per `WARN_EVERY`, the ones held back counted.
+#[derive(Debug, Default)]
+struct Limited {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Limited {
+    /// `Some(held back since the last)` when the warning may be said now.
+    fn due(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(core::mem::take(&mut self.suppressed))
+    }
 }
 
 struct Worker<'a> {
@@ -430,41 +451,27 @@ impl Worker<'_> {
 
     fn warn_write(&mut self, error: io::Error) {
         self.local.counts.write_errors += 1;
-        if due(&mut self.warned.write) {
-            let suppressed = core::mem::take(&mut self.warned.suppressed_writes);
+        if let Some(suppressed) = self.warned.write.due() {
+            let queue = self.queue;
             let w = Warning::WriteFailed {
-                queue: self.queue,
+                queue,
                 error,
                 suppressed,
             };
             self.shared.observer.warning(&w);
-        } else {
-            self.warned.suppressed_writes += 1;
         }
     }
 
     fn warn_read(&mut self, error: io::Error) {
         self.local.counts.read_errors += 1;
-        if due(&mut self.warned.read) {
-            let suppressed = core::mem::take(&mut self.warned.suppressed_reads);
+        if let Some(suppressed) = self.warned.read.due() {
+            let queue = self.queue;
             let w = Warning::ReadFailed {
-                queue: self.queue,
+                queue,
                 error,
                 suppressed,
             };
             self.shared.observer.warning(&w);
-        } else {
-            self.warned.suppressed_reads += 1;
         }
     }
-}
-
-/// Whether a warning of this kind may be said now, and if so, remember when.
-fn due(last: &mut Option<Instant>) -> bool {
-    let now = Instant::now();
-    if last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
-        return false;
-    }
-    *last = Some(now);
-    true
 }

@@ -223,3 +223,17 @@ pub fn start_nginx(
         ready,
     )
 }
+
+/// Bytes that differ from offset to offset (xorshift), so a dropped, doubled or moved segment
+/// shows when a transfer is compared with what was sent.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
