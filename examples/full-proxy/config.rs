@@ -5,7 +5,7 @@ use core::time::Duration;
 use std::collections::HashMap;
 use std::fmt;
 
-use proxy_proto::tokio::Cidr;
+use proxy_proto::Cidr;
 use serde::Deserialize;
 use toml::Spanned;
 

@@ -8,7 +8,8 @@ use core::task::{Context, Poll};
 use core::time::Duration;
 use std::sync::Arc;
 
-use proxy_proto::tokio::{Policy, ReadConfig, TrustPolicy, read_header};
+use proxy_proto::tokio::{ReadConfig, read_header};
+use proxy_proto::{Policy, TrustPolicy};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use proxy_proto::tokio::{ReadConfig, TrustPolicy};
+use proxy_proto::TrustPolicy;
+use proxy_proto::tokio::ReadConfig;
 use proxy_proto::{Addresses, Builder, Command};
 use sni_peek::{Limits, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -16,8 +16,9 @@
 //! ```
 //!
 //! What it does **not** do: no network I/O and no clock in the core (the `tokio` feature adds a thin
-//! reader with a deadline and a trust policy, see `tokio`), no allocation, no `unsafe`. Parsing
-//! borrows from your buffer; nothing is copied.
+//! reader with a deadline), no allocation (except `TrustPolicy`'s rule list, with `alloc`), no
+//! `unsafe`. Parsing borrows from your buffer; nothing is copied. Who may send a header is decided
+//! by a `TrustPolicy` of [`Cidr`] networks, at the root so any runtime's glue can use it.
 //!
 //! # Parse
 //! ```
@@ -86,6 +87,9 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 mod addresses;
 mod crc32c;
 mod emit;
@@ -95,6 +99,7 @@ mod ip_text;
 mod parse;
 mod status;
 mod tlv;
+mod trust;
 mod v1;
 mod v2;
 
@@ -108,6 +113,9 @@ pub use header::{Command, Header, Transport, Version};
 pub use parse::{Parser, parse, parse_v1, parse_v2};
 pub use status::{Needed, Status};
 pub use tlv::{Ssl, SslClient, Tlv, TlvType, Tlvs};
+#[cfg(feature = "alloc")]
+pub use trust::TrustPolicy;
+pub use trust::{Cidr, CidrError, Policy};
 
 /// The 12-byte signature that starts every v2 header.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";

@@ -6,7 +6,8 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use proxy_proto::tokio::{read_header, ReadConfig, TrustPolicy};
+//! use proxy_proto::TrustPolicy;
+//! use proxy_proto::tokio::{read_header, ReadConfig};
 //!
 //! # async fn serve() -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("[::]:8443").await?;
@@ -29,156 +30,16 @@
 //! # }
 //! ```
 
-use core::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use core::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use core::ops::Range;
-use core::str::FromStr;
 use core::time::Duration;
-use std::vec::Vec;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::{Addresses, Command, Error, Header, Parser, Status, Transport, Version};
-
-/// What to do about PROXY headers from one source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Policy {
-    /// A header must come first; a connection without one is refused.
-    Require,
-    /// Take a header if the bytes start with one, else pass them on as the application's.
-    Use,
-    /// Do not look: every byte is the application's. Nothing is read.
-    Ignore,
-    /// A header from this source is refused (it could forge any client address).
-    Reject,
-}
-
-/// An IPv4 or IPv6 network, written `192.0.2.0/24`, `2001:db8::/32`, or as one address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// The network of `addr` with `prefix` bits; `None` when the prefix is too long. An
-    /// IPv4-mapped IPv6 network (`::ffff:192.0.2.0/120`) is the IPv4 network it maps.
-    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
-        let (addr, prefix) = match addr {
-            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
-                Some(v4) => (IpAddr::V4(v4), prefix - 96),
-                None => (addr, prefix),
-            },
-            _ => (addr, prefix),
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then(|| Cidr {
-            network: mask(addr, prefix),
-            prefix,
-        })
-    }
-
-    /// Whether `ip` is inside. An IPv4-mapped IPv6 address (a dual-stack socket's view of an
-    /// IPv4 client) matches IPv4 networks.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.prefix) == self.network
-    }
-
-    /// The prefix length.
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-}
-
-fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V4((u32::from(v4) & m).into())
-        }
-        IpAddr::V6(v6) => {
-            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V6((u128::from(v6) & m).into())
-        }
-    }
-}
-
-/// A [`Cidr`] that did not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a network in CIDR notation (192.0.2.0/24, 2001:db8::/32)")]
-pub struct CidrError;
-
-impl FromStr for Cidr {
-    type Err = CidrError;
-
-    fn from_str(s: &str) -> Result<Self, CidrError> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| CidrError)?;
-        let prefix = match prefix {
-            None => {
-                if addr.is_ipv4() {
-                    32
-                } else {
-                    128
-                }
-            }
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                p.parse().map_err(|_| CidrError)?
-            }
-            Some(_) => return Err(CidrError),
-        };
-        Cidr::new(addr, prefix).ok_or(CidrError)
-    }
-}
-
-/// Which policy applies to which source: the longest matching network wins, else the default.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustPolicy {
-    rules: Vec<(Cidr, Policy)>,
-    default: Policy,
-}
-
-impl TrustPolicy {
-    /// Every source gets `default` until rules are added.
-    pub fn new(default: Policy) -> Self {
-        TrustPolicy {
-            rules: Vec::new(),
-            default,
-        }
-    }
-
-    /// The usual setup: these sources must send a header, nobody else may.
-    pub fn trusted(sources: impl IntoIterator<Item = Cidr>) -> Self {
-        sources
-            .into_iter()
-            .fold(Self::new(Policy::Reject), |p, cidr| {
-                p.rule(cidr, Policy::Require)
-            })
-    }
-
-    /// Applies `policy` to sources in `cidr`.
-    #[must_use]
-    pub fn rule(mut self, cidr: Cidr, policy: Policy) -> Self {
-        self.rules.push((cidr, policy));
-        self
-    }
-
-    /// The policy for a peer.
-    pub fn policy_for(&self, peer: IpAddr) -> Policy {
-        self.rules
-            .iter()
-            .filter(|(cidr, _)| cidr.contains(peer))
-            .max_by_key(|(cidr, _)| cidr.prefix())
-            .map_or(self.default, |&(_, policy)| policy)
-    }
-}
+use crate::{
+    Addresses, Command, Error, Header, Parser, Policy, Status, Transport, TrustPolicy, Version,
+};
 
 /// How [`read_header`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
