@@ -7,6 +7,7 @@ use std::fmt;
 
 use proxy_proto::Cidr;
 use serde::Deserialize;
+use sni_peek::HostName;
 use toml::Spanned;
 
 mod nat64;
@@ -512,15 +513,18 @@ impl Checker<'_> {
         }
         let mut hosts = Vec::new();
         for h in &raw.hosts {
-            let Some(pattern) = host_pattern(h.get_ref()) else {
-                self.error::<()>(
-                    h.span(),
-                    format!(
-                        "{:?} is not a host name, \"*.domain\" or \"*\"",
-                        h.get_ref()
-                    ),
-                );
-                continue;
+            let pattern = match host_pattern(h.get_ref()) {
+                Ok(pattern) => pattern,
+                Err(e) => {
+                    self.error::<()>(
+                        h.span(),
+                        format!(
+                            "{:?} is not a host name, \"*.domain\" or \"*\" ({e})",
+                            h.get_ref()
+                        ),
+                    );
+                    continue;
+                }
             };
             let here = self.line(h.span().start);
             if let Some(first) = seen.insert(pattern.clone(), here) {
@@ -629,31 +633,16 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (d <= MAX_DURATION).then_some(d)
 }
 
-/// A host pattern, normalised: lowercase, one trailing dot dropped.
-pub fn host_pattern(s: &str) -> Option<HostPattern> {
+/// A host pattern, normalised as the peeker normalises the names it routes on
+/// ([`sni_peek::HostName::new`]: lowercase, one trailing dot dropped, the same label rules).
+pub fn host_pattern(s: &str) -> Result<HostPattern, sni_peek::Error> {
     if s == "*" {
-        return Some(HostPattern::Any);
+        return Ok(HostPattern::Any);
     }
-    let lower = s.to_ascii_lowercase();
-    let lower = lower.strip_suffix('.').unwrap_or(&lower);
-    match lower.strip_prefix("*.") {
-        Some(domain) => is_dns_name(domain).then(|| HostPattern::Suffix(format!(".{domain}"))),
-        None => is_dns_name(lower).then(|| HostPattern::Exact(lower.to_string())),
-    }
-}
-
-fn is_dns_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    Ok(match s.strip_prefix("*.") {
+        Some(domain) => HostPattern::Suffix(format!(".{}", HostName::new(domain)?)),
+        None => HostPattern::Exact(HostName::new(s)?.as_str().to_string()),
+    })
 }
 
 /// `2001:db8::10`, `[2001:db8::11]:8443`, `192.0.2.10`, `192.0.2.10:8080`.
@@ -825,15 +814,22 @@ backends = [{ address = "::2" }, { address = "::2" }]
         }
         assert_eq!(
             host_pattern("Example.COM."),
-            Some(HostPattern::Exact("example.com".into()))
+            Ok(HostPattern::Exact("example.com".into()))
         );
         assert_eq!(
             host_pattern("*.Example.org"),
-            Some(HostPattern::Suffix(".example.org".into()))
+            Ok(HostPattern::Suffix(".example.org".into()))
         );
         for bad in ["", "a..b", "*.", "**.a", "a.*.b", "-a.b", "a b", "é.com"] {
-            assert_eq!(host_pattern(bad), None, "{bad}");
+            assert!(host_pattern(bad).is_err(), "{bad}");
         }
+        // The peeker's rules, and its reasons.
+        assert_eq!(
+            host_pattern("*.a..b"),
+            Err(sni_peek::Error::InvalidName {
+                reason: "empty label"
+            })
+        );
     }
 
     const NAT64: &str = r#"

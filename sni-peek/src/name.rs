@@ -26,6 +26,32 @@ pub struct HostName {
 }
 
 impl HostName {
+    /// Checks and normalises a name given as text — a configured route, say — with the rules
+    /// the peeker applies to the names it extracts, so the two compare equal exactly when they
+    /// should: one trailing dot removed, ASCII lowercased, then 1 to 253 bytes of letters,
+    /// digits, `-` and `_` in labels of 1 to 63 bytes that neither start nor end with `-`.
+    ///
+    /// `xn--` labels are kept as given (no IDNA: pass an IDN in its `xn--` form); a non-ASCII
+    /// byte is an error. An IPv4 literal is valid name text and is kept as such (an HTTP Host
+    /// of `192.0.2.1` gives the same name); an IPv6 literal, bracketed or not, is refused. The
+    /// error is [`Error::InvalidName`], saying which rule was broken.
+    ///
+    /// ```
+    /// use sni_peek::HostName;
+    ///
+    /// let name = HostName::new("WWW.Example.COM.")?;
+    /// assert_eq!(name, "www.example.com");
+    /// assert!(HostName::new("-bad.example").is_err());
+    /// assert!("xn--bcher-kva.example".parse::<HostName>().is_ok());
+    /// # Ok::<(), sni_peek::Error>(())
+    /// ```
+    pub fn new(name: &str) -> Result<HostName, Error> {
+        let raw = name.as_bytes();
+        let raw = raw.strip_suffix(b".").unwrap_or(raw);
+        check_text(raw)?;
+        Ok(HostName::from_checked(raw))
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         // Only ASCII is ever stored, so this cannot fail; an empty fallback keeps it panic-free.
@@ -276,6 +302,15 @@ fn parse_port(raw: &[u8]) -> Result<u16, Error> {
     u16::try_from(n).map_err(|_| Error::InvalidPort)
 }
 
+impl core::str::FromStr for HostName {
+    type Err = Error;
+
+    /// [`HostName::new`].
+    fn from_str(s: &str) -> Result<Self, Error> {
+        HostName::new(s)
+    }
+}
+
 impl PartialEq for HostName {
     fn eq(&self, other: &Self) -> bool {
         self.as_bytes() == other.as_bytes()
@@ -386,6 +421,57 @@ mod tests {
             253
         );
         assert_eq!(reason(dns(&(ok + "a"))), "longer than 253 bytes");
+    }
+
+    #[test]
+    fn new_uses_the_peekers_rules() {
+        let new = |s: &str| HostName::new(s).map(Some);
+        assert_eq!(new("WWW.Example.COM.").unwrap().unwrap(), "www.example.com");
+        assert_eq!(new("_acme.example").unwrap().unwrap(), "_acme.example");
+        assert_eq!(
+            new("xn--bcher-kva.example").unwrap().unwrap(),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(new("192.0.2.1").unwrap().unwrap(), "192.0.2.1");
+        assert_eq!(
+            reason(new("2001:db8::1")),
+            "character not allowed in a host name"
+        );
+        assert_eq!(
+            reason(new("[2001:db8::1]")),
+            "character not allowed in a host name"
+        );
+        assert_eq!(
+            reason(new("example.com:443")),
+            "character not allowed in a host name"
+        );
+        // Every name the TLS path extracts, and every rejection, is the same through `new`.
+        let label = "a".repeat(63);
+        let long = [label.as_str(); 4].join(".")[..253].to_string();
+        let cases = [
+            "",
+            ".",
+            "a..b",
+            ".a",
+            "example.com..",
+            "a b",
+            "*.a",
+            "bücher.example",
+            "-a.com",
+            "a-.com",
+            "a.-b.com",
+            "a-b.c--d.xn--e",
+            &label,
+            &(label.clone() + "a"),
+            &long,
+            &(long.clone() + "."),
+            &(long.clone() + "a"),
+            "Mixed.Case.",
+        ];
+        for case in cases {
+            assert_eq!(new(case), dns(case), "{case:?}");
+        }
+        assert_eq!("A.b".parse::<HostName>(), HostName::new("a.b"));
     }
 
     #[test]
