@@ -66,7 +66,7 @@ fn capture(listener: TcpListener) -> mpsc::Receiver<Result<(Seen, Vec<u8>), Stri
                             },
                             Detected::Unknown => return Err(format!("unknown: {buf:02x?}")),
                         };
-                        let consumed = d.route().consumed;
+                        let consumed = d.summary().consumed;
                         buf.truncate(consumed);
                         return Ok((seen, buf));
                     }

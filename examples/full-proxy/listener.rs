@@ -229,8 +229,8 @@ async fn serve(
         Ok(p) => p,
         Err(e) => return story.end(metrics, "peek_failed", &e.to_string()),
     };
-    let protocol = peeked.route.protocol;
-    let name = peeked.route.host.map(|h| h.as_str().to_string());
+    let protocol = peeked.summary.protocol;
+    let name = peeked.summary.host.map(|h| h.as_str().to_string());
     story.name.clone_from(&name);
     let wanted = match settings.mode {
         Mode::Tls => protocol == Protocol::Tls,

@@ -11,9 +11,9 @@ fuzz_target!(|data: &[u8]| {
         let mut scratch = vec![0u8; scratch_len];
         match peek(data, &mut scratch, &limits) {
             Ok(Status::Complete(d)) => {
-                let route = d.route();
-                assert!(route.consumed <= data.len());
-                if let Some(host) = route.host {
+                let summary = d.summary();
+                assert!(summary.consumed <= data.len());
+                if let Some(host) = summary.host {
                     assert!(!host.as_str().is_empty());
                     assert!(!host.as_bytes().iter().any(u8::is_ascii_uppercase));
                 }

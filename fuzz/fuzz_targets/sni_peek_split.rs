@@ -5,10 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use sni_peek::internal::reframe;
-use sni_peek::{Detected, Limits, Route, Status, peek};
+use sni_peek::{Detected, Limits, Summary, Status, peek};
 
-/// What must not change with framing: the route without `consumed`, and the ALPN list.
-fn answer(input: &[u8], limits: &Limits) -> Option<(Route, Vec<Vec<u8>>)> {
+/// What must not change with framing: the summary without `consumed`, and the ALPN list.
+fn answer(input: &[u8], limits: &Limits) -> Option<(Summary, Vec<Vec<u8>>)> {
     let mut scratch = vec![0u8; limits.scratch_len()];
     match peek(input, &mut scratch, limits) {
         Ok(Status::Complete(d)) => {
@@ -16,7 +16,7 @@ fn answer(input: &[u8], limits: &Limits) -> Option<(Route, Vec<Vec<u8>>)> {
                 Detected::Tls(h) => h.alpn().map(<[u8]>::to_vec).collect(),
                 _ => Vec::new(),
             };
-            Some((d.route(), alpn))
+            Some((d.summary(), alpn))
         }
         _ => None,
     }

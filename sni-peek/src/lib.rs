@@ -148,7 +148,7 @@ pub enum Detected<'a> {
     Unknown,
 }
 
-/// The protocol family of a [`Route`].
+/// The protocol family of a [`Summary`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Protocol {
@@ -162,9 +162,11 @@ pub enum Protocol {
     Unknown,
 }
 
-/// The routing summary of a [`Detected`]: owned, `Copy`, enough to pick a backend.
+/// What was peeked, in short: the protocol, the name and port, whether ECH was offered, and how
+/// many bytes it took. Owned, `Copy`, enough to pick a backend; the [`Detected`] it comes from
+/// has the rest (ALPN, versions, cipher suites).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
+pub struct Summary {
     /// Which protocol.
     pub protocol: Protocol,
     /// The name to route on, if any.
@@ -178,8 +180,8 @@ pub struct Route {
 }
 
 impl Detected<'_> {
-    /// The owned routing summary.
-    pub fn route(&self) -> Route {
+    /// The owned summary: what a proxy picks a backend from.
+    pub fn summary(&self) -> Summary {
         let (protocol, host, port, ech, consumed) = match self {
             Detected::Tls(h) => (
                 Protocol::Tls,
@@ -192,7 +194,7 @@ impl Detected<'_> {
             Detected::H2(r) => (Protocol::H2, r.host(), r.port(), false, r.consumed()),
             Detected::Unknown => (Protocol::Unknown, None, None, false, 0),
         };
-        Route {
+        Summary {
             protocol,
             host,
             port,
@@ -324,25 +326,25 @@ mod tests {
     fn peek_routes_each_protocol_and_unknown() {
         let mut scratch = [0u8; 64];
         let limits = Limits::default();
-        let mut route = |input: &[u8]| match peek(input, &mut scratch, &limits) {
-            Ok(Status::Complete(d)) => d.route(),
+        let mut summary = |input: &[u8]| match peek(input, &mut scratch, &limits) {
+            Ok(Status::Complete(d)) => d.summary(),
             other => panic!("{other:?}"),
         };
-        let r = route(b"GET / HTTP/1.1\r\nHost: a.example:81\r\n\r\n");
+        let r = summary(b"GET / HTTP/1.1\r\nHost: a.example:81\r\n\r\n");
         assert_eq!(
             (r.protocol, r.host.unwrap().as_str(), r.port),
             (Protocol::Http1, "a.example", Some(81))
         );
-        assert_eq!(route(b"SSH-2.0-x\r\n").protocol, Protocol::Unknown);
-        assert_eq!(route(b"\x00\x00").protocol, Protocol::Unknown);
-        assert_eq!(route(&[0x16, 0x01]).protocol, Protocol::Unknown);
-        let r = route(&h2::tests::request(b"h2.example"));
+        assert_eq!(summary(b"SSH-2.0-x\r\n").protocol, Protocol::Unknown);
+        assert_eq!(summary(b"\x00\x00").protocol, Protocol::Unknown);
+        assert_eq!(summary(&[0x16, 0x01]).protocol, Protocol::Unknown);
+        let r = summary(&h2::tests::request(b"h2.example"));
         assert_eq!(
             (r.protocol, r.host.unwrap().as_str()),
             (Protocol::H2, "h2.example")
         );
         let tls = include_bytes!("../testdata/rustls_tls13_alpn.bin");
-        let r = route(tls);
+        let r = summary(tls);
         assert_eq!(
             (r.protocol, r.host.unwrap().as_str(), r.consumed),
             (Protocol::Tls, "rustls.example", tls.len())

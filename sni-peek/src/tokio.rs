@@ -9,7 +9,7 @@ use std::vec::Vec;
 use ::tokio::io::{AsyncRead, AsyncReadExt};
 use ::tokio::time::{Instant, timeout_at};
 
-use crate::{Error, Limits, Needed, Route, Status};
+use crate::{Error, Limits, Needed, Status, Summary};
 
 /// Bytes asked of the stream per read when the parser cannot say how many it needs.
 const READ_CHUNK: usize = 4096;
@@ -17,8 +17,8 @@ const READ_CHUNK: usize = 4096;
 /// A decision and the bytes it was made from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peeked {
-    /// Where the connection goes.
-    pub route: Route,
+    /// What was peeked: protocol, name, port; where the connection goes is chosen from it.
+    pub summary: Summary,
     /// Every byte read from the stream, in order: forward all of them.
     pub bytes: Vec<u8>,
 }
@@ -88,7 +88,7 @@ where
     loop {
         if gate.due(&bytes, new_from, limits) {
             match decide(&bytes, &mut scratch, limits) {
-                Ok(Status::Complete(route)) => return Ok(Peeked { route, bytes }),
+                Ok(Status::Complete(summary)) => return Ok(Peeked { summary, bytes }),
                 Ok(Status::Partial(needed)) => gate.wait(needed, bytes.len()),
                 Err(error) => return Err(PeekError::Invalid { error, bytes }),
             }
@@ -109,11 +109,11 @@ where
 }
 
 /// One [`crate::peek`], with the scratch buffer allocated on first need.
-fn decide(bytes: &[u8], scratch: &mut Vec<u8>, limits: &Limits) -> Result<Status<Route>, Error> {
+fn decide(bytes: &[u8], scratch: &mut Vec<u8>, limits: &Limits) -> Result<Status<Summary>, Error> {
     loop {
         let no_scratch = scratch.is_empty();
         let outcome = match crate::peek(bytes, scratch, limits) {
-            Ok(Status::Complete(detected)) => Ok(Status::Complete(detected.route())),
+            Ok(Status::Complete(detected)) => Ok(Status::Complete(detected.summary())),
             Ok(Status::Partial(needed)) => Ok(Status::Partial(needed)),
             Err(error) => Err(error),
         };
@@ -202,9 +202,9 @@ mod tests {
         let peeked = peek(&mut server, deadline, &Limits::default())
             .await
             .unwrap();
-        assert_eq!(peeked.route.protocol, Protocol::Tls);
-        assert_eq!(peeked.route.host.unwrap(), "rustls.example");
-        assert_eq!(peeked.route.consumed, framed.len());
+        assert_eq!(peeked.summary.protocol, Protocol::Tls);
+        assert_eq!(peeked.summary.host.unwrap(), "rustls.example");
+        assert_eq!(peeked.summary.consumed, framed.len());
         // Whatever was read is handed back in order; nothing was lost.
         assert_eq!(peeked.bytes[..], sent[..peeked.bytes.len()]);
         drop(writer.await.unwrap());
@@ -212,7 +212,7 @@ mod tests {
 
     /// Feeds `input` one byte at a time through the gate as [`peek`] does: the answer, and how
     /// many parses it took.
-    fn byte_by_byte(input: &[u8], limits: &Limits) -> (Result<Route, Error>, usize) {
+    fn byte_by_byte(input: &[u8], limits: &Limits) -> (Result<Summary, Error>, usize) {
         let (mut gate, mut scratch, mut parses) = (Gate::default(), Vec::new(), 0);
         for len in 0..=input.len() {
             let bytes = &input[..len];
@@ -221,7 +221,7 @@ mod tests {
             }
             parses += 1;
             match decide(bytes, &mut scratch, limits) {
-                Ok(Status::Complete(route)) => return (Ok(route), parses),
+                Ok(Status::Complete(summary)) => return (Ok(summary), parses),
                 Ok(Status::Partial(needed)) => gate.wait(needed, len),
                 Err(e) => return (Err(e), parses),
             }
@@ -236,35 +236,35 @@ mod tests {
             request.extend_from_slice(std::format!("X-Header-{i}: some value\r\n").as_bytes());
         }
         request.extend_from_slice(b"\r\n");
-        let (route, parses) = byte_by_byte(&request, &Limits::default());
-        assert_eq!(route.unwrap().host.unwrap(), "gate.example");
+        let (summary, parses) = byte_by_byte(&request, &Limits::default());
+        assert_eq!(summary.unwrap().host.unwrap(), "gate.example");
         // 5.6 KB: the doublings, then the empty line; not one per byte or per line.
         assert!(parses <= 20, "{parses} parses for {} bytes", request.len());
 
         // A malformed request is still refused before its end, by a doubling.
         let mut bad = b"GET / HTTP/1.1\r\nHost: a\r\nX:\x01".to_vec();
         bad.extend(core::iter::repeat_n(b'a', 3000));
-        let (route, parses) = byte_by_byte(&bad, &Limits::default());
+        let (summary, parses) = byte_by_byte(&bad, &Limits::default());
         assert!(
-            matches!(route, Err(Error::InvalidHeader { .. })),
-            "{route:?}"
+            matches!(summary, Err(Error::InvalidHeader { .. })),
+            "{summary:?}"
         );
         assert!(parses <= 20, "{parses}");
 
         // TLS asks for exact counts: one parse per record header and per record.
-        let (route, parses) = byte_by_byte(HELLO, &Limits::default());
-        assert_eq!(route.unwrap().host.unwrap(), "rustls.example");
+        let (summary, parses) = byte_by_byte(HELLO, &Limits::default());
+        assert_eq!(summary.unwrap().host.unwrap(), "rustls.example");
         assert!(parses <= 4, "{parses}");
 
         // Leading empty lines are skipped, not taken for the end of a block.
-        let (route, _) = byte_by_byte(
+        let (summary, _) = byte_by_byte(
             b"\r\n\r\nGET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
             &Limits::default(),
         );
-        assert_eq!(route.unwrap().host.unwrap(), "a.example");
+        assert_eq!(summary.unwrap().host.unwrap(), "a.example");
         // Something that is not HTTP after a few bytes is decided without a line end.
-        let (route, _) = byte_by_byte(b"GET\x00\x01\x02\x03\x04\x05", &Limits::default());
-        assert_eq!(route.unwrap().protocol, Protocol::Unknown);
+        let (summary, _) = byte_by_byte(b"GET\x00\x01\x02\x03\x04\x05", &Limits::default());
+        assert_eq!(summary.unwrap().protocol, Protocol::Unknown);
     }
 
     #[::tokio::test(start_paused = true)]
@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(err.bytes().len(), 36);
         let mut ssh: &[u8] = b"SSH-2.0-OpenSSH_9.2\r\n";
         let peeked = peek(&mut ssh, deadline, &Limits::default()).await.unwrap();
-        assert_eq!(peeked.route.protocol, Protocol::Unknown);
+        assert_eq!(peeked.summary.protocol, Protocol::Unknown);
         assert_eq!(peeked.bytes, b"SSH-2.0-OpenSSH_9.2\r\n");
     }
 }
