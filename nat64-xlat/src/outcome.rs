@@ -89,6 +89,14 @@ pub struct Packets<'b> {
     rest: &'b [u8],
 }
 
+impl<'b> Packets<'b> {
+    /// The packets laid back to back in `bytes` (several translations' results appended one after
+    /// another, say), each cut by its own IP length field.
+    pub fn new(bytes: &'b [u8]) -> Self {
+        Packets { rest: bytes }
+    }
+}
+
 impl<'b> Iterator for Packets<'b> {
     type Item = &'b [u8];
 
@@ -156,6 +164,29 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Every reason, in declaration order: for counters that keep a slot per reason.
+    pub const ALL: [DropReason; 19] = [
+        Self::Truncated,
+        Self::Malformed,
+        Self::Ipv4HeaderChecksum,
+        Self::UntranslatableSource,
+        Self::UntranslatableDestination,
+        Self::Expired,
+        Self::SourceRoute,
+        Self::SegmentsLeft,
+        Self::ExtensionAfterFragment,
+        Self::UnalignedFragment,
+        Self::UntranslatableIcmp,
+        Self::UntranslatablePointer,
+        Self::NestedIcmpError,
+        Self::InnerPacket,
+        Self::FragmentedIcmp,
+        Self::IcmpErrorChecksum,
+        Self::UdpZeroChecksum,
+        Self::TooBig,
+        Self::BufferTooSmall,
+    ];
+
     /// A short stable name for logs and counters.
     pub const fn as_str(&self) -> &'static str {
         match self {
@@ -237,6 +268,8 @@ mod tests {
             TooBig,
             BufferTooSmall,
         ];
+        // ALL must list exactly these: the match below fails to compile when one is missing here.
+        assert_eq!(all, DropReason::ALL);
         for r in all {
             match r {
                 Truncated

@@ -47,29 +47,9 @@ pub enum PacketDrop {
     ToGateway,
 }
 
-/// Every translator reason, in label order. `DropReason` may grow: a new reason is counted as
-/// `other` until it is listed here.
-const REASONS: [DropReason; 19] = [
-    DropReason::Truncated,
-    DropReason::Malformed,
-    DropReason::Ipv4HeaderChecksum,
-    DropReason::UntranslatableSource,
-    DropReason::UntranslatableDestination,
-    DropReason::Expired,
-    DropReason::SourceRoute,
-    DropReason::SegmentsLeft,
-    DropReason::ExtensionAfterFragment,
-    DropReason::UnalignedFragment,
-    DropReason::UntranslatableIcmp,
-    DropReason::UntranslatablePointer,
-    DropReason::NestedIcmpError,
-    DropReason::InnerPacket,
-    DropReason::FragmentedIcmp,
-    DropReason::IcmpErrorChecksum,
-    DropReason::UdpZeroChecksum,
-    DropReason::TooBig,
-    DropReason::BufferTooSmall,
-];
+/// Every translator reason, in label order. `DropReason` may grow: a reason newer than this
+/// build's nat64-xlat is counted as `other`.
+const REASONS: [DropReason; DropReason::ALL.len()] = DropReason::ALL;
 const GATEWAY_DROPS: [(PacketDrop, &str); 3] = [
     (PacketDrop::NotIp, "not-ip"),
     (PacketDrop::Offload, "offload-header"),

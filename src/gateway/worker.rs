@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use io_uring::{IoUring, opcode, squeue, types};
+use nat64_xlat::Packets;
 
 use super::packet::{self, HEADROOM, Local, MAX_READ, Step, Verdict};
 use super::settings::Settings;
@@ -359,7 +360,7 @@ impl Worker<'_> {
     fn write_copied(&mut self, len: usize) {
         let header = [0u8; vnet::LEN];
         let mut errors = Vec::new();
-        for p in packet::packets(&self.out[..len]) {
+        for p in Packets::new(&self.out[..len]) {
             let iov = [
                 libc::iovec {
                     iov_base: header.as_ptr() as *mut _,
