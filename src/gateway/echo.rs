@@ -89,7 +89,7 @@ pub(crate) fn answer_v6(p: &mut [u8], own: Option<Ipv6Addr>) -> Own {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn echo_v6(src: Ipv6Addr, dst: Ipv6Addr, data: &[u8]) -> Vec<u8> {

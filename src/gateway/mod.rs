@@ -498,16 +498,7 @@ mod tests {
     fn echo_to_the_gateway_and_errors_from_it() {
         let (g, peer) = start(false);
         let own6 = g.settings().own_v6.unwrap();
-        let mut echo = vec![0x60, 0, 0, 0, 0, 8, 58, 64];
-        echo.extend_from_slice(&HOST6.octets());
-        echo.extend_from_slice(&own6.octets());
-        echo.extend_from_slice(&[128, 0, 0, 0, 0, 1, 0, 1]);
-        let pseudo = nat64_xlat::checksum::pseudo6(HOST6, own6, 58, 8);
-        let c = nat64_xlat::checksum::finish(nat64_xlat::checksum::add(
-            pseudo,
-            nat64_xlat::checksum::sum(&echo[40..]),
-        ));
-        echo[42..44].copy_from_slice(&c.to_be_bytes());
+        let echo = super::echo::tests::echo_v6(HOST6, own6, b"");
         send(&peer, &whole(&echo));
         let reply = receive(&peer);
         assert_eq!(

@@ -9,7 +9,7 @@ use core::ops::Range;
 
 use std::time::Instant;
 
-use nat64_xlat::{DropReason, InPlace, Outcome, Translator};
+use nat64_xlat::{DropReason, InPlace, Outcome, Packets, Translator};
 
 use super::echo::{self, Own};
 use super::settings::Settings;
@@ -83,21 +83,6 @@ impl IcmpBudget {
         self.tokens -= 1;
         true
     }
-}
-
-/// The IP packets laid back to back in `bytes`, each by its own length field.
-pub(crate) fn packets(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    core::iter::from_fn(move || {
-        let first = *bytes.first()?;
-        let len = match (first >> 4, bytes.len()) {
-            (4, n) if n >= 4 => usize::from(u16::from_be_bytes([bytes[2], bytes[3]])),
-            (6, n) if n >= 6 => 40 + usize::from(u16::from_be_bytes([bytes[4], bytes[5]])),
-            _ => bytes.len(),
-        };
-        let (p, rest) = bytes.split_at(len.clamp(1, bytes.len()));
-        bytes = rest;
-        Some(p)
-    })
 }
 
 /// Room in `out` for the results of one read: a super-packet cut into segments needs a result's
@@ -287,7 +272,7 @@ pub(crate) fn written(step: &Step<'_>, read: &[u8], local: &mut Local) -> Vec<Ve
     let mut out = vec![0u8; out_len()];
     match step.process(&mut buf, HEADROOM, read.len(), &mut out, local) {
         Verdict::InPlace(r) => vec![buf[r].to_vec()],
-        Verdict::Copied(n) => packets(&out[..n])
+        Verdict::Copied(n) => Packets::new(&out[..n])
             .map(|p| [&[0u8; vnet::LEN][..], p].concat())
             .collect(),
         Verdict::Dropped => Vec::new(),
@@ -373,15 +358,8 @@ pub(crate) mod tests {
     /// What the kernel hands over for a packet with a partial checksum: the field holds the
     /// folded pseudo-header sum of the whole L4 length.
     pub(crate) fn partial(mut p: Vec<u8>, gso: Option<(u8, u16)>) -> Vec<u8> {
-        let (l4, pseudo) = if p[0] >> 4 == 6 {
-            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&p[8..24]).unwrap());
-            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&p[24..40]).unwrap());
-            (40, checksum::pseudo6(src, dst, 6, (p.len() - 40) as u32))
-        } else {
-            let src = Ipv4Addr::from(<[u8; 4]>::try_from(&p[12..16]).unwrap());
-            let dst = Ipv4Addr::from(<[u8; 4]>::try_from(&p[16..20]).unwrap());
-            (20, checksum::pseudo4(src, dst, 6, (p.len() - 20) as u32))
-        };
+        let l4 = if p[0] >> 4 == 6 { 40 } else { 20 };
+        let pseudo = vnet::pseudo_header(&p, l4, 6).unwrap();
         p[l4 + 16..l4 + 18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
         let (gso_type, gso_size) = gso.unwrap_or((0, 0));
         let h = Header {

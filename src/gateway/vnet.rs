@@ -6,8 +6,6 @@
 //! translator touches, so only the header offsets, the GSO type and the pseudo-header part of the
 //! partial checksum change (wireguard-go `tun/offload_linux.go` does the same bookkeeping for GRO).
 
-use core::net::{Ipv4Addr, Ipv6Addr};
-
 use nat64_xlat::checksum;
 
 /// Bytes of the header, as the kernel uses it without `TUNSETVNETHDRSZ`.
@@ -168,6 +166,7 @@ pub(crate) fn finish_checksum(packet: &mut [u8], o: &Offload) {
 /// addresses: the kernel finishes it from `csum_start`, so the field must hold the uncomplemented
 /// pseudo-header sum of the new header (an RFC 1624 update, right for a finished checksum, is
 /// wrong for a partial one). `packet` is the translated packet.
+///
 /// A super-packet that became IPv6 has segments 20 bytes longer than the IPv4 sender cut them:
 /// `gso_size` shrinks so each still fits `mtu`, sparing a Packet Too Big round trip (smaller
 /// segments are always within the receiver's MSS; larger ones would not be, so IPv4 segments keep
@@ -176,26 +175,14 @@ pub(crate) fn after_translation(packet: &mut [u8], o: &Offload, mtu: u16) -> Opt
     let Some(_) = o.csum_field else {
         return Some(Header::default());
     };
-    let (l4, proto, pseudo) = match packet.first()? >> 4 {
-        4 => {
-            let ihl = usize::from(packet[0] & 0x0f) * 4;
-            let src = Ipv4Addr::from(<[u8; 4]>::try_from(&packet[12..16]).ok()?);
-            let dst = Ipv4Addr::from(<[u8; 4]>::try_from(&packet[16..20]).ok()?);
-            let l4len = packet.len().checked_sub(ihl)? as u32;
-            let proto = packet[9];
-            (ihl, proto, checksum::pseudo4(src, dst, proto, l4len))
-        }
-        6 => {
-            // The translator writes no extension header for a packet with a partial checksum (it
-            // is never a fragment).
-            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&packet[8..24]).ok()?);
-            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&packet[24..40]).ok()?);
-            let l4len = packet.len().checked_sub(40)? as u32;
-            let proto = packet[6];
-            (40, proto, checksum::pseudo6(src, dst, proto, l4len))
-        }
+    // The translator writes no extension header for a packet with a partial checksum (it is
+    // never a fragment), so the L4 header follows the IP header.
+    let (l4, proto) = match packet.first()? >> 4 {
+        4 => (usize::from(packet[0] & 0x0f) * 4, *packet.get(9)?),
+        6 => (40, *packet.get(6)?),
         _ => return None,
     };
+    let pseudo = pseudo_header(packet, l4, proto)?;
     let field = l4 + usize::from(o.header.csum_offset);
     let expect = if o.header.csum_offset == 16 { TCP } else { UDP };
     if proto != expect || field + 2 > packet.len() {
@@ -254,23 +241,17 @@ pub(crate) fn segment(
         scratch.extend_from_slice(&packet[..headers]);
         scratch.extend_from_slice(chunk);
         let total = scratch.len();
-        let l4len = (total - l4) as u32;
-        let pseudo = if v4 {
+        if v4 {
             scratch[2..4].copy_from_slice(&(total as u16).to_be_bytes());
             // The kernel numbers a super-packet's segments ID, ID+1, ...
             scratch[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
             scratch[10..12].fill(0);
             let c = checksum::finish(checksum::sum(&scratch[..l4]));
             scratch[10..12].copy_from_slice(&c.to_be_bytes());
-            let src = Ipv4Addr::from(<[u8; 4]>::try_from(&scratch[12..16]).unwrap_or_default());
-            let dst = Ipv4Addr::from(<[u8; 4]>::try_from(&scratch[16..20]).unwrap_or_default());
-            checksum::pseudo4(src, dst, TCP, l4len)
         } else {
             scratch[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
-            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&scratch[8..24]).unwrap_or_default());
-            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&scratch[24..40]).unwrap_or_default());
-            checksum::pseudo6(src, dst, TCP, l4len)
-        };
+        }
+        let pseudo = pseudo_header(scratch, l4, TCP).unwrap_or_default();
         let seq = seq.wrapping_add((i * mss) as u32);
         scratch[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
         // FIN and PSH end the burst: on its last segment only. CWR starts it: on the first only.
@@ -286,6 +267,25 @@ pub(crate) fn segment(
         let c = checksum::finish(checksum::add(pseudo, checksum::sum(&scratch[l4..])));
         scratch[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
         each(scratch);
+    }
+}
+
+/// The pseudo-header sum (RFC 768/8200) of `packet`'s addresses, `proto` and the length from
+/// `l4` to the end: the part of an L4 checksum that depends on the IP header.
+pub(crate) fn pseudo_header(packet: &[u8], l4: usize, proto: u8) -> Option<u32> {
+    let len = u32::try_from(packet.len().checked_sub(l4)?).ok()?;
+    match packet.first()? >> 4 {
+        4 => {
+            let src: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+            let dst: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
+            Some(checksum::pseudo4(src.into(), dst.into(), proto, len))
+        }
+        6 => {
+            let src: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
+            let dst: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
+            Some(checksum::pseudo6(src.into(), dst.into(), proto, len))
+        }
+        _ => None,
     }
 }
 
