@@ -62,6 +62,15 @@ impl Eam {
         Ok(Self { v4, v6 })
     }
 
+    /// One address to one address: how the stateful translator names a session's two ends.
+    #[cfg(feature = "alloc")]
+    pub(crate) const fn host(v4: Ipv4Addr, v6: Ipv6Addr) -> Self {
+        Self {
+            v4: Ipv4Prefix::host(v4),
+            v6: Ipv6Prefix::host(v6),
+        }
+    }
+
     /// The IPv4 side.
     pub const fn v4(&self) -> Ipv4Prefix {
         self.v4

@@ -70,6 +70,9 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod checksum;
 mod config;
 mod eam;
@@ -79,6 +82,8 @@ mod outcome;
 mod prefix;
 mod rfc4884;
 mod rfc6052;
+#[cfg(feature = "alloc")]
+pub mod stateful;
 #[cfg(test)]
 mod testpkt;
 mod translator;

@@ -161,11 +161,33 @@ pub enum DropReason {
     TooBig,
     /// The output buffer cannot hold the result.
     BufferTooSmall,
+    /// Stateful: the IPv6 source lies outside every customer prefix (answered with ICMPv6 1/5).
+    NotCustomer,
+    /// Stateful: the destination port is refused for new sessions (answered with ICMPv6 1/1).
+    PortRefused,
+    /// Stateful: the customer's port block has no free port (answered with ICMPv6 1/1).
+    BlockExhausted,
+    /// Stateful: the customer's block holds its maximum of sessions (ICMPv6 1/1 when outbound).
+    SessionLimit,
+    /// Stateful: the customer's block opened its maximum of sessions this second (ICMPv6 1/1).
+    SessionRate,
+    /// Stateful: the session table is full (ICMPv6 1/1 when outbound).
+    TableFull,
+    /// Stateful: an inbound packet or a packet that cannot open a session (a TCP segment other than SYN, a reply) matches no session, or filtering refused it.
+    NoSession,
+    /// Stateful: an unsolicited inbound SYN, held for 6 s in case the IPv6 side opens the same connection (RFC 6146 §3.5.2.2), then answered with ICMP Port Unreachable.
+    SynHeld,
+    /// Stateful: an ICMP error whose quoted packet matches no session (RFC 6146 §3.5.3).
+    UnmatchedIcmpError,
+    /// Stateful: a fragment; sessions are found by ports, which only the first fragment carries, and fragments are not reassembled.
+    Fragmented,
+    /// Stateful: a protocol without ports or identifiers to share (neither TCP, UDP nor ICMP echo).
+    NoPorts,
 }
 
 impl DropReason {
     /// Every reason, in declaration order: for counters that keep a slot per reason.
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 30] = [
         Self::Truncated,
         Self::Malformed,
         Self::Ipv4HeaderChecksum,
@@ -185,6 +207,17 @@ impl DropReason {
         Self::UdpZeroChecksum,
         Self::TooBig,
         Self::BufferTooSmall,
+        Self::NotCustomer,
+        Self::PortRefused,
+        Self::BlockExhausted,
+        Self::SessionLimit,
+        Self::SessionRate,
+        Self::TableFull,
+        Self::NoSession,
+        Self::SynHeld,
+        Self::UnmatchedIcmpError,
+        Self::Fragmented,
+        Self::NoPorts,
     ];
 
     /// A short stable name for logs and counters.
@@ -209,6 +242,17 @@ impl DropReason {
             Self::UdpZeroChecksum => "udp-zero-checksum",
             Self::TooBig => "too-big",
             Self::BufferTooSmall => "buffer-too-small",
+            Self::NotCustomer => "not-customer",
+            Self::PortRefused => "port-refused",
+            Self::BlockExhausted => "block-exhausted",
+            Self::SessionLimit => "session-limit",
+            Self::SessionRate => "session-rate",
+            Self::TableFull => "table-full",
+            Self::NoSession => "no-session",
+            Self::SynHeld => "syn-held",
+            Self::UnmatchedIcmpError => "unmatched-icmp-error",
+            Self::Fragmented => "fragmented",
+            Self::NoPorts => "no-ports",
         }
     }
 }
@@ -267,6 +311,17 @@ mod tests {
             UdpZeroChecksum,
             TooBig,
             BufferTooSmall,
+            NotCustomer,
+            PortRefused,
+            BlockExhausted,
+            SessionLimit,
+            SessionRate,
+            TableFull,
+            NoSession,
+            SynHeld,
+            UnmatchedIcmpError,
+            Fragmented,
+            NoPorts,
         ];
         // ALL must list exactly these: the match below fails to compile when one is missing here.
         assert_eq!(all, DropReason::ALL);
@@ -290,7 +345,18 @@ mod tests {
                 | IcmpErrorChecksum
                 | UdpZeroChecksum
                 | TooBig
-                | BufferTooSmall => {}
+                | BufferTooSmall
+                | NotCustomer
+                | PortRefused
+                | BlockExhausted
+                | SessionLimit
+                | SessionRate
+                | TableFull
+                | NoSession
+                | SynHeld
+                | UnmatchedIcmpError
+                | Fragmented
+                | NoPorts => {}
             }
             let name = r.as_str();
             assert!(!name.is_empty());

@@ -64,6 +64,11 @@ fn mask128(len: u8) -> u128 {
 }
 
 impl Ipv4Prefix {
+    /// The /32 of one address.
+    pub(crate) const fn host(addr: Ipv4Addr) -> Self {
+        Self { addr, len: 32 }
+    }
+
     /// A prefix; fails when `len > 32` or bits beyond `len` are set.
     pub const fn new(addr: Ipv4Addr, len: u8) -> Result<Self, PrefixError> {
         if len > 32 {
@@ -107,6 +112,11 @@ impl Ipv4Prefix {
 }
 
 impl Ipv6Prefix {
+    /// The /128 of one address.
+    pub(crate) const fn host(addr: Ipv6Addr) -> Self {
+        Self { addr, len: 128 }
+    }
+
     /// A prefix; fails when `len > 128` or bits beyond `len` are set.
     pub const fn new(addr: Ipv6Addr, len: u8) -> Result<Self, PrefixError> {
         if len > 128 {

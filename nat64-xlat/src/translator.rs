@@ -160,6 +160,27 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// This translator with `eam` as its only explicit mappings and no hairpinning: how the
+    /// stateful translator maps a session's IPv6 host to its pool4 address, one packet at a time.
+    /// The identification counter goes along; [`Translator::resume_ids`] brings it back.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn with_eam<'b>(&'b self, eam: &'b [crate::Eam]) -> Translator<'b> {
+        let mut cfg = self.cfg;
+        cfg.eam = eam;
+        cfg.hairpinning = false;
+        Translator {
+            cfg,
+            next_id: AtomicU16::new(self.next_id.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Takes the identification counter back from a [`Translator::with_eam`] view.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn resume_ids(&self, view: &Translator<'_>) {
+        self.next_id
+            .store(view.next_id.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// The IPv4 Identification for a packet made from an unfragmented IPv6 one: a shared counter
     /// plus a per-flow offset keyed by [`Config::id_key`] (the hash-based generator of RFC 7739
     /// §5.3), so a host that sees its own IDs cannot predict another flow's.
@@ -267,7 +288,7 @@ impl<'a> Translator<'a> {
         }
     }
 
-    fn fail4(&self, input: &[u8], out: &mut [u8], f: Fail) -> Outcome {
+    pub(crate) fn fail4(&self, input: &[u8], out: &mut [u8], f: Fail) -> Outcome {
         match f {
             Fail::Drop(r) => Outcome::Dropped(r),
             Fail::Reply {
@@ -282,7 +303,7 @@ impl<'a> Translator<'a> {
         }
     }
 
-    fn fail6(&self, input: &[u8], out: &mut [u8], f: Fail) -> Outcome {
+    pub(crate) fn fail6(&self, input: &[u8], out: &mut [u8], f: Fail) -> Outcome {
         match f {
             Fail::Drop(r) => Outcome::Dropped(r),
             Fail::Reply {
