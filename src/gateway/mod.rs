@@ -27,9 +27,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! It does no routing, no address assignment and no stateful NAT64 (RFC 6146) yet.
+//! With [`Settings::stateful`] it is a stateful NAT64 (RFC 6146): the IPv6 hosts of the
+//! customer prefixes share the pool4 addresses by port, in deterministic blocks (RFC 7422) so an
+//! address and port name a customer without a log. The queues share one session table; a thread
+//! expires sessions once a second. It does no routing and no address assignment.
 
 mod device;
+mod expiry;
 mod echo;
 mod packet;
 mod settings;
@@ -46,6 +50,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
+use nat64_xlat::stateful::{Block, MappingEvent, Nat64, ReconfigureError};
 
 pub use device::Offloads;
 pub use settings::Settings;
@@ -60,6 +65,10 @@ pub enum GatewayError {
     Device(String),
     /// A worker thread could not be started.
     Thread(io::Error),
+    /// Stateful settings the running gateway cannot take: explicit address mappings (a stateful
+    /// NAT64 has none), or a reload that would change the block layout, the capacity or the mode
+    /// under live sessions. The message says which; the running settings stay.
+    Stateful(String),
 }
 
 impl fmt::Display for GatewayError {
@@ -67,6 +76,7 @@ impl fmt::Display for GatewayError {
         match self {
             GatewayError::Device(m) => f.write_str(m),
             GatewayError::Thread(e) => write!(f, "cannot start a gateway worker: {e}"),
+            GatewayError::Stateful(m) => f.write_str(m),
         }
     }
 }
@@ -118,6 +128,11 @@ pub enum Warning {
 pub trait Observer: Send + Sync + 'static {
     /// A warning, from a worker thread.
     fn warning(&self, w: &Warning);
+
+    /// Stateful mode with `log_mappings`: a block was first used or freed (RFC 6888 REQ-12
+    /// style, one line per block rather than per session). From the expiry thread, within a
+    /// second of the event.
+    fn mapping(&self, _event: &MappingEvent, _block: &Block) {}
 }
 
 /// Says nothing.
@@ -146,6 +161,7 @@ pub enum Io {
 pub struct Gateway {
     shared: Arc<worker::Shared>,
     workers: Vec<JoinHandle<()>>,
+    expiry: Option<JoinHandle<()>>,
     io: Vec<Io>,
     device: String,
     offloads: Offloads,
@@ -198,17 +214,32 @@ impl Gateway {
         device: String,
         offloads: Offloads,
     ) -> Result<Gateway, GatewayError> {
+        check_stateful(&settings)?;
+        let sessions = settings.stateful.clone().map(|mut cfg| {
+            cfg.hash_key = random_key();
+            packet::Sessions {
+                table: std::sync::Mutex::new(Nat64::new(cfg)),
+                epoch: std::time::Instant::now(),
+            }
+        });
+        // The expiry thread writes ICMP errors for held SYNs through the first queue.
+        let expiry_fd = match (&sessions, fds.first()) {
+            (Some(_), Some(fd)) => Some(fd.try_clone().map_err(GatewayError::Thread)?),
+            _ => None,
+        };
         let shared = Arc::new(worker::Shared {
             settings: ArcSwap::from_pointee(settings),
             stats: (0..fds.len()).map(|_| QueueStats::default()).collect(),
             stop: Default::default(),
             observer,
             id_key: random_key(),
+            sessions,
         });
         let (ready, started) = mpsc::channel();
         let mut gateway = Gateway {
             shared: Arc::clone(&shared),
             workers: Vec::new(),
+            expiry: None,
             io: Vec::new(),
             device,
             offloads,
@@ -223,6 +254,14 @@ impl Gateway {
             gateway.workers.push(worker);
         }
         drop(ready);
+        if let Some(fd) = expiry_fd {
+            let shared = Arc::clone(&shared);
+            let t = std::thread::Builder::new()
+                .name("nat64-expiry".to_string())
+                .spawn(move || expiry::run(fd, shared))
+                .map_err(GatewayError::Thread)?;
+            gateway.expiry = Some(t);
+        }
         let mut io: Vec<(usize, Io)> = started.iter().collect();
         io.sort_by_key(|(q, _)| *q);
         gateway.io = io.into_iter().map(|(_, io)| io).collect();
@@ -231,7 +270,30 @@ impl Gateway {
 
     /// Applies new settings: each worker picks them up before its next batch (within 200 ms when
     /// idle). A new MTU is set on the device first; if the kernel refuses it, nothing changes.
+    ///
+    /// In stateful mode the timeouts, filtering, limits and mapping log change for the live
+    /// sessions; a change of mode, block layout (pool4, ports, customers, block size) or capacity
+    /// is refused with [`GatewayError::Stateful`] and nothing changes: live sessions keep their
+    /// ports, so the layout an abuse desk reads stays the one that was in force. Restart the
+    /// gateway to change them.
     pub fn reload(&self, settings: Settings) -> Result<(), GatewayError> {
+        check_stateful(&settings)?;
+        match (&self.shared.sessions, &settings.stateful) {
+            (None, None) => {}
+            (Some(s), Some(cfg)) => {
+                if let Err(e) = s.lock().reconfigure(cfg) {
+                    return Err(GatewayError::Stateful(match e {
+                        ReconfigureError::Layout => "the new pool4, ports, customers, block_prefix_len or ports_per_block would re-map live sessions; restart the gateway to change them".to_string(),
+                        _ => format!("{e}; restart the gateway to change it"),
+                    }));
+                }
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(GatewayError::Stateful(
+                    "the mode (stateless or stateful) cannot change while the gateway runs; restart it".to_string(),
+                ));
+            }
+        }
         if !self.device.is_empty() && settings.mtu != self.shared.settings.load().mtu {
             device::configure(&self.device, settings.mtu)?;
         }
@@ -269,6 +331,17 @@ impl Gateway {
         &self.shared.stats
     }
 
+    /// In stateful mode: the session table's counters, its capacity and the bytes it took.
+    pub fn sessions(&self) -> Option<SessionTable> {
+        let s = self.shared.sessions.as_ref()?;
+        let t = s.lock();
+        Some(SessionTable {
+            stats: t.stats(),
+            capacity: t.capacity(),
+            memory: t.memory(),
+        })
+    }
+
     /// Stops the workers and waits for them (each notices within 200 ms).
     pub fn stop(mut self) {
         self.stop_workers();
@@ -276,7 +349,7 @@ impl Gateway {
 
     fn stop_workers(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        for w in self.workers.drain(..) {
+        for w in self.workers.drain(..).chain(self.expiry.take()) {
             let _ = w.join();
         }
     }
@@ -286,6 +359,28 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.stop_workers();
     }
+}
+
+/// A look at the stateful session table ([`Gateway::sessions`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionTable {
+    /// Live sessions and bindings, and counts since start.
+    pub stats: nat64_xlat::stateful::Stats,
+    /// Sessions the table holds at most.
+    pub capacity: u32,
+    /// Bytes the table took at start.
+    pub memory: usize,
+}
+
+/// A stateful NAT64 has no explicit address mappings: its IPv6 hosts are mapped by session.
+fn check_stateful(settings: &Settings) -> Result<(), GatewayError> {
+    if settings.stateful.is_some() && !settings.eam.is_empty() {
+        return Err(GatewayError::Stateful(
+            "explicit address mappings (eam) cannot be combined with stateful mode".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a device name as the kernel will (1 to 15 bytes, no '/', ':' or whitespace), so a
@@ -349,7 +444,7 @@ pub mod internal {
     /// Every packet (each behind its 10-byte offload header) a worker would write back after
     /// reading `read` (offload header and packet) under `settings`.
     pub fn process(settings: &Settings, read: &[u8]) -> Vec<Vec<u8>> {
-        let step = Step::new(settings, KEY);
+        let step = Step::new(settings, KEY, None);
         written(&step, read, &mut Local::default())
     }
 }

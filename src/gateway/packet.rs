@@ -2,13 +2,17 @@
 //! the offload header checked, the translation in place where it can be (a copy where it must),
 //! and what to write back.
 //!
-//! The stateful NAT64 slots in here: its address and port mapping is one more step between the
-//! echo check and the translation, with the same inputs (the packet, its direction, the clock).
+//! In stateful mode the translation goes through the shared session table ([`Nat64`]), locked
+//! for the one packet: the queues share it because the kernel may hand the two directions of
+//! one session to different queues.
 
 use core::ops::Range;
+use core::time::Duration;
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+use nat64_xlat::stateful::Nat64;
 use nat64_xlat::{DropReason, InPlace, Outcome, Packets, Translator};
 
 use super::echo::{self, Own};
@@ -91,20 +95,39 @@ pub(crate) fn out_len() -> usize {
     2 * Translator::out_len(MAX_READ)
 }
 
+/// The stateful translator's table and the epoch of its clock.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    pub table: Mutex<Nat64>,
+    pub epoch: Instant,
+}
+
+impl Sessions {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Nat64> {
+        // A worker that panicked mid-packet leaves a table that is still consistent between
+        // packets: keep going rather than stop every queue.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The translators a worker uses until the settings change.
 #[derive(Debug)]
 pub(crate) struct Step<'s> {
     plain: Translator<'s>,
     super_packets: Translator<'s>,
     settings: &'s Settings,
+    sessions: Option<(&'s Sessions, Duration)>,
 }
 
 impl<'s> Step<'s> {
-    pub(crate) fn new(settings: &'s Settings, id_key: u64) -> Self {
+    /// The step for one batch: in stateful mode the batch's packets share one reading of the
+    /// clock (sessions count in seconds).
+    pub(crate) fn new(settings: &'s Settings, id_key: u64, sessions: Option<&'s Sessions>) -> Self {
         Step {
             plain: Translator::new(settings.config(id_key)),
             super_packets: Translator::new(settings.super_packet_config(id_key)),
             settings,
+            sessions: sessions.map(|s| (s, s.epoch.elapsed())),
         }
     }
 
@@ -163,9 +186,15 @@ impl<'s> Step<'s> {
             &self.plain
         };
         let saved = vnet::neutralise(packet, &offload);
-        let done = match dir {
-            Direction::SixToFour => xlat.translate_6to4_in_place(buf, p, plen),
-            Direction::FourToSix => xlat.translate_4to6_in_place(buf, p, plen),
+        let done = match (self.sessions, dir) {
+            (None, Direction::SixToFour) => xlat.translate_6to4_in_place(buf, p, plen),
+            (None, Direction::FourToSix) => xlat.translate_4to6_in_place(buf, p, plen),
+            (Some((s, now)), Direction::SixToFour) => {
+                s.lock().translate_6to4_in_place(xlat, now, buf, p, plen)
+            }
+            (Some((s, now)), Direction::FourToSix) => {
+                s.lock().translate_4to6_in_place(xlat, now, buf, p, plen)
+            }
         };
         match done {
             InPlace::Translated(range) => {
@@ -229,9 +258,16 @@ impl<'s> Step<'s> {
     /// One whole packet through the translator's copying path into `out`; the bytes written.
     fn copy(&self, packet: &[u8], dir: Direction, out: &mut [u8], local: &mut Local) -> usize {
         let c = &mut local.counts;
-        let outcome = match dir {
-            Direction::SixToFour => self.plain.translate_6to4(packet, out),
-            Direction::FourToSix => self.plain.translate_4to6(packet, out),
+        let xlat = &self.plain;
+        let outcome = match (self.sessions, dir) {
+            (None, Direction::SixToFour) => xlat.translate_6to4(packet, out),
+            (None, Direction::FourToSix) => xlat.translate_4to6(packet, out),
+            (Some((s, now)), Direction::SixToFour) => {
+                s.lock().translate_6to4(xlat, now, packet, out)
+            }
+            (Some((s, now)), Direction::FourToSix) => {
+                s.lock().translate_4to6(xlat, now, packet, out)
+            }
         };
         match outcome {
             Outcome::Translated(e) => {
@@ -394,7 +430,7 @@ pub(crate) mod tests {
     }
 
     fn one(settings: &Settings, read: &[u8]) -> Vec<u8> {
-        let step = Step::new(settings, 1);
+        let step = Step::new(settings, 1, None);
         let mut l = Local::default();
         let mut w = written(&step, read, &mut l);
         assert_eq!(w.len(), 1, "{:?}", l.counts);
@@ -434,6 +470,106 @@ pub(crate) mod tests {
         }
         assert_eq!(a, b);
         assert_eq!(&a[12..16], &HOST6_AS_V4.octets());
+    }
+
+    /// Stateful settings: h6's /63 shares 192.0.2.16/29, block 0 (h6's /64) on ports 1024-3039.
+    fn stateful_settings() -> (Settings, Sessions) {
+        use nat64_xlat::stateful::{Layout, Nat64, StatefulConfig};
+        let mut s = settings();
+        s.eam.clear();
+        let layout = Layout::new(
+            &["192.0.2.16/29".parse().unwrap()],
+            1024..=65535,
+            &["2001:db8:6::/63".parse().unwrap()],
+            64,
+            2016,
+        )
+        .unwrap();
+        let cfg = StatefulConfig::new(layout);
+        s.stateful = Some(cfg.clone());
+        let sessions = Sessions {
+            table: Mutex::new(Nat64::new(cfg)),
+            epoch: Instant::now(),
+        };
+        (s, sessions)
+    }
+
+    /// An IPv4 segment from `tcp4` with other ports, its checksum updated.
+    fn with_ports(mut p: Vec<u8>, sport: u16, dport: u16) -> Vec<u8> {
+        let c = u16::from_be_bytes([p[36], p[37]]);
+        let c = checksum::update(c, 40000 + 80, u32::from(sport) + u32::from(dport));
+        p[20..22].copy_from_slice(&sport.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        p[36..38].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    /// Turns a PSH+ACK segment from `tcp6`/`tcp4` into a SYN, its checksum updated.
+    fn syn(mut p: Vec<u8>) -> Vec<u8> {
+        let l4 = if p[0] >> 4 == 6 { 40 } else { 20 };
+        p[l4 + 13] = 0x02;
+        let c = u16::from_be_bytes([p[l4 + 16], p[l4 + 17]]);
+        let c = checksum::update(c, 0x5018, 0x5002);
+        p[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    // The session's port goes into a super-packet as well: with a partial checksum only the
+    // pseudo-header part is in the field, so the port change must not be patched into it, and
+    // once the kernel finishes the checksum the packet equals the whole-packet translation.
+    #[test]
+    fn stateful_super_packet_gets_the_session_port_and_a_right_checksum() {
+        let (mut s, sessions) = stateful_settings();
+        s.mtu = u16::MAX;
+        let step = Step::new(&s, 1, Some(&sessions));
+        let mut l = Local::default();
+        let opened = written(&step, &whole(&syn(tcp6(HOST6, REMOTE4_AS_V6, 1, b""))), &mut l);
+        assert_eq!(opened.len(), 1, "{:?}", l.counts);
+        let port = u16::from_be_bytes([opened[0][vnet::LEN + 20], opened[0][vnet::LEN + 21]]);
+        assert!((1024..=3039).contains(&port), "{port}");
+
+        let payload: Vec<u8> = (0..60_000u32).map(|i| (i * 13) as u8).collect();
+        let v6 = tcp6(HOST6, REMOTE4_AS_V6, 1000, &payload);
+        let gso = written(&step, &partial(v6.clone(), Some((GSO_TCPV6, 1428))), &mut l);
+        let reference = written(&step, &whole(&v6), &mut l);
+        let (mut a, mut b) = (kernel_finishes(&gso[0]), reference[0][vnet::LEN..].to_vec());
+        for p in [&mut a, &mut b] {
+            p[4..6].fill(0);
+            p[10..12].fill(0);
+        }
+        assert_eq!(a, b);
+        assert_eq!(&a[12..16], &[192, 0, 2, 16]);
+        assert_eq!(u16::from_be_bytes([a[20], a[21]]), port);
+        // The whole packet's checksum is right.
+        let pseudo = checksum::pseudo4(
+            Ipv4Addr::new(192, 0, 2, 16),
+            REMOTE4,
+            6,
+            (b.len() - 20) as u32,
+        );
+        assert_eq!(checksum::finish(checksum::add(pseudo, checksum::sum(&b[20..]))), 0);
+
+        // The reply comes back to h6's own port.
+        let back = with_ports(tcp4(REMOTE4, Ipv4Addr::new(192, 0, 2, 16), 5, b"ok"), 80, port);
+        let reply = written(&step, &whole(&back), &mut l);
+        assert_eq!(reply.len(), 1, "{:?}", l.counts);
+        let v6r = &reply[0][vnet::LEN..];
+        assert_eq!(&v6r[24..40], &HOST6.octets());
+        assert_eq!(u16::from_be_bytes([v6r[42], v6r[43]]), 40000);
+    }
+
+    // A source outside the customers is refused with ICMPv6 1/5, counted by reason.
+    #[test]
+    fn stateful_refuses_a_source_outside_the_customers() {
+        let (s, sessions) = stateful_settings();
+        let step = Step::new(&s, 1, Some(&sessions));
+        let mut l = Local::default();
+        let stranger = Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, 1);
+        let w = written(&step, &whole(&syn(tcp6(stranger, REMOTE4_AS_V6, 1, b""))), &mut l);
+        assert_eq!(w.len(), 1);
+        let e = &w[0][vnet::LEN..];
+        assert_eq!((e[6], e[40], e[41]), (58, 1, 5));
+        assert_eq!(l.counts.drops[PacketDrop::Translator(DropReason::NotCustomer).slot()], 1);
     }
 
     #[test]
@@ -500,7 +636,7 @@ pub(crate) mod tests {
         let s = settings();
         let mut v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, &[1u8; 2500]);
         v6[7] = 1;
-        let step = Step::new(&s, 1);
+        let step = Step::new(&s, 1, None);
         let mut l = Local::default();
         let w = written(&step, &partial(v6.clone(), Some((GSO_TCPV6, 1000))), &mut l);
         assert_eq!(w.len(), 3);
@@ -537,7 +673,7 @@ pub(crate) mod tests {
             9,
             &[7u8; 20_000],
         );
-        let step = Step::new(&s, 1);
+        let step = Step::new(&s, 1, None);
         let mut l = Local::default();
         let w = written(&step, &partial(v6, Some((GSO_TCPV6, 1440))), &mut l);
         assert_eq!(w.len(), 14, "{:?}", l.counts);
@@ -553,7 +689,7 @@ pub(crate) mod tests {
     #[test]
     fn icmp_errors_are_rate_limited() {
         let s = settings();
-        let step = Step::new(&s, 1);
+        let step = Step::new(&s, 1, None);
         let mut l = Local::default();
         let mut v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, b"x");
         v6[7] = 1;
@@ -580,7 +716,7 @@ pub(crate) mod tests {
     #[test]
     fn offload_headers_we_never_negotiated_are_dropped() {
         let s = settings();
-        let step = Step::new(&s, 1);
+        let step = Step::new(&s, 1, None);
         let v6 = tcp6(HOST6, REMOTE4_AS_V6, 5, &[1u8; 3000]);
         let mut bad = Vec::new();
         // UDP GSO on a TCP packet; TCPV4 on IPv6; GSO without NEEDS_CSUM; a checksum offset
@@ -613,7 +749,7 @@ pub(crate) mod tests {
     #[test]
     fn not_ip_and_short_reads_are_counted() {
         let s = settings();
-        let step = Step::new(&s, 1);
+        let step = Step::new(&s, 1, None);
         for read in [
             &[][..],
             &[0u8; 5][..],

@@ -2,6 +2,7 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
+use nat64_xlat::stateful::StatefulConfig;
 use nat64_xlat::{Config, DEFAULT_NON_GLOBAL, Eam, Ipv4Prefix, Ipv6Prefix, Pool6, UdpZeroChecksum};
 
 /// The gateway's translation settings (the `[nat64]` section less the device's name and queues).
@@ -29,6 +30,10 @@ pub struct Settings {
     pub lowest_ipv6_mtu: u16,
     /// What to do with IPv4 UDP datagrams without a checksum (RFC 7915 §4.5).
     pub udp_zero_checksum: UdpZeroChecksum,
+    /// Stateful NAT64 (RFC 6146): IPv6 hosts in the layout's customer prefixes share its pool4
+    /// addresses by port. `None`: stateless (SIIT). Its layout and capacity are fixed while the
+    /// gateway runs; a reload may change timeouts, filtering, limits and the mapping log.
+    pub stateful: Option<StatefulConfig>,
 }
 
 impl Settings {
@@ -47,6 +52,7 @@ impl Settings {
             mtu: 1500,
             lowest_ipv6_mtu: defaults.lowest_ipv6_mtu,
             udp_zero_checksum: defaults.udp_zero_checksum,
+            stateful: None,
         }
     }
 

@@ -91,7 +91,7 @@ impl PacketDrop {
 }
 
 /// A worker's counts since it last published them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counts {
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
@@ -103,6 +103,23 @@ pub(crate) struct Counts {
     pub read_errors: u64,
     /// ICMP errors not sent: over the rate limit.
     pub icmp_limited: u64,
+}
+
+// By hand: arrays past 32 elements have no derived Default.
+impl Default for Counts {
+    fn default() -> Self {
+        Counts {
+            packets: [0; 2],
+            bytes: [0; 2],
+            icmp_errors: [0; 2],
+            hairpinned: 0,
+            echo_replies: 0,
+            drops: [0; DROP_SLOTS],
+            write_errors: 0,
+            read_errors: 0,
+            icmp_limited: 0,
+        }
+    }
 }
 
 impl Counts {
@@ -121,7 +138,7 @@ impl Counts {
 }
 
 /// One queue's counters, read by the metrics endpoint at any time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueueStats {
     packets: [AtomicU64; 2],
     bytes: [AtomicU64; 2],
@@ -132,6 +149,22 @@ pub struct QueueStats {
     write_errors: AtomicU64,
     read_errors: AtomicU64,
     icmp_limited: AtomicU64,
+}
+
+impl Default for QueueStats {
+    fn default() -> Self {
+        QueueStats {
+            packets: Default::default(),
+            bytes: Default::default(),
+            icmp_errors: Default::default(),
+            hairpinned: Default::default(),
+            echo_replies: Default::default(),
+            drops: core::array::from_fn(|_| AtomicU64::new(0)),
+            write_errors: Default::default(),
+            read_errors: Default::default(),
+            icmp_limited: Default::default(),
+        }
+    }
 }
 
 impl QueueStats {

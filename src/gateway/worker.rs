@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use io_uring::{IoUring, opcode, squeue, types};
 use nat64_xlat::Packets;
 
-use super::packet::{self, HEADROOM, Local, MAX_READ, Step, Verdict};
+use super::packet::{self, HEADROOM, Local, MAX_READ, Sessions, Step, Verdict};
 use super::settings::Settings;
 use super::stats::QueueStats;
 use super::vnet;
@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub stop: AtomicBool,
     pub observer: Arc<dyn Observer>,
     pub id_key: u64,
+    /// The session table, in stateful mode.
+    pub sessions: Option<Sessions>,
 }
 
 impl core::fmt::Debug for Shared {
@@ -282,7 +284,7 @@ impl Worker<'_> {
         let mut done: Vec<(u64, i32)> = Vec::with_capacity(2 * SLOTS);
         'settings: while !self.stopping() {
             let settings = self.shared.settings.load_full();
-            let step = Step::new(&settings, self.shared.id_key);
+            let step = Step::new(&settings, self.shared.id_key, self.shared.sessions.as_ref());
             loop {
                 if let Err(e) = ring.wait() {
                     if e.raw_os_error().is_some_and(fatal) {
@@ -393,7 +395,7 @@ impl Worker<'_> {
         let mut buf = vec![0u8; SLOT_LEN].into_boxed_slice();
         'settings: while !self.stopping() {
             let settings = self.shared.settings.load_full();
-            let step = Step::new(&settings, self.shared.id_key);
+            let step = Step::new(&settings, self.shared.id_key, self.shared.sessions.as_ref());
             loop {
                 let mut pfd = libc::pollfd {
                     fd: self.fd,
