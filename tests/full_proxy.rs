@@ -203,6 +203,60 @@ fn check_accepts_good_files_and_lists_every_error_of_bad_ones() {
     }
 }
 
+/// The abuse desk's question, answered from the file alone: no privileges, nothing started.
+#[test]
+fn nat64_lookup_names_the_customer_behind_an_address_and_port() {
+    let dir = Scratch::new("nat64-lookup");
+    let stateful = "[nat64]\ntun = \"nat64\"\nmode = \"stateful\"\npool6 = \"64:ff9b::/96\"\n\
+                    pool4 = [\"203.0.113.16/29\"]\ncustomers = [\"2001:db8:6::/56\"]\n";
+    let file = dir.write("stateful.toml", stateful);
+    let lookup = |file: &std::path::Path, at: &str| {
+        let out = Command::new(proxy_binary())
+            .args(["--config", file.to_str().unwrap(), "--nat64-lookup", at])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = lookup(&file, "203.0.113.16:3040");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "203.0.113.16:3040 -> 2001:db8:6:1::/64 (block 1, ports 3040-5055)\n"
+    );
+    let (code, stdout, _) = lookup(&file, "203.0.113.16:80");
+    assert_eq!(code, Some(1));
+    assert!(stdout.contains("no block"), "{stdout}");
+    // A file without a stateful gateway, or a bad one: an error, not an answer.
+    let stateless = dir.write(
+        "stateless.toml",
+        "[nat64]\ntun = \"nat64\"\npool6 = \"64:ff9b::/96\"\n",
+    );
+    let (code, _, stderr) = lookup(&stateless, "203.0.113.16:3040");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("mode = \"stateful\""), "{stderr}");
+    // --check refuses a layout the customers do not fit, saying how many do.
+    let crowded = dir.write("crowded.toml", &stateful.replace("/56", "/55"));
+    let (code, _, stderr) = lookup(&crowded, "203.0.113.16:3040");
+    assert_eq!(code, Some(2));
+    let out = Command::new(proxy_binary())
+        .args(["--config", crowded.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains(
+            "line 6: the customers hold 512 sub-prefixes but the pool has blocks for only 256"
+        ),
+        "{text}"
+    );
+    assert_eq!(text, stderr, "the lookup reports the same errors");
+}
+
 /// Each worker has its own socket on the port (SO_REUSEPORT), yet a port another process holds
 /// is still an error at start, whether that process is a plain listener or a running proxy.
 #[test]

@@ -330,7 +330,7 @@ impl Checker<'_> {
                 .error(
                     v.span(),
                     format!(
-                        "{:?} is not a duration such as \"500ms\", \"5s\", \"2m\" or \"1h\" (at most a day)",
+                        "{:?} is not a duration such as \"500ms\", \"5s\", \"2m\", \"1h\" or \"2h4m\" (at most a day)",
                         v.get_ref()
                     ),
                 )
@@ -609,28 +609,58 @@ impl Checker<'_> {
     }
 }
 
-/// The longest duration accepted: a day. Longer ones are surely typos, and deadlines computed
-/// from them must not overflow.
 /// More worker threads than any machine this runs on has cores: a typo, not a wish.
 const MAX_THREADS: usize = 1024;
+/// The longest duration accepted: a day. Longer ones are surely typos, and deadlines computed
+/// from them must not overflow.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
-/// `500ms`, `5s`, `2m`, `1h` (whole numbers), up to a day.
+/// `500ms`, `5s`, `2m`, `1h` (whole numbers), or a sum of them from the largest unit down, each
+/// unit once: `2h4m`, `1m30s`. Up to a day.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (digits, unit) = s.split_at(split);
-    if digits.is_empty() {
-        return None;
+    // Units from the largest down: each part must use a smaller unit than the one before.
+    const UNITS: [(&str, Duration); 4] = [
+        ("h", Duration::from_secs(3600)),
+        ("m", Duration::from_secs(60)),
+        ("s", Duration::from_secs(1)),
+        ("ms", Duration::from_millis(1)),
+    ];
+    let mut rest = s;
+    let mut total = Duration::ZERO;
+    let mut allowed = &UNITS[..];
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u32 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let at = allowed.iter().position(|(u, _)| *u == &rest[..unit])?;
+        total = total.checked_add(allowed[at].1.checked_mul(n)?)?;
+        allowed = &allowed[at + 1..];
+        rest = &rest[unit..];
     }
-    let n: u64 = digits.parse().ok()?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        _ => return None,
-    };
-    (d <= MAX_DURATION).then_some(d)
+    (!s.is_empty() && total <= MAX_DURATION).then_some(total)
+}
+
+/// A duration as [`parse_duration`] reads it: `2h4m`, `90s` as `1m30s`, `500ms`.
+pub fn format_duration(d: Duration) -> String {
+    let (mut out, mut ms) = (String::new(), d.as_millis());
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+        if ms >= size {
+            out += &format!("{}{unit}", ms / size);
+            ms %= size;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
 }
 
 /// A host pattern, normalised as the peeker normalises the names it routes on
@@ -799,6 +829,10 @@ backends = [{ address = "::2" }, { address = "::2" }]
     fn durations_and_hosts() {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2h4m"), Some(Duration::from_secs(7440)));
+        assert_eq!(parse_duration("1m30s"), parse_duration("90s"));
+        assert_eq!(parse_duration("1s500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("24h"), Some(MAX_DURATION));
         for bad in [
             "",
             "5",
@@ -809,9 +843,22 @@ backends = [{ address = "::2" }, { address = "::2" }]
             "5d",
             "25h",
             "18446744073709551615s",
+            "1h1h",
+            "4m2h",
+            "2h4",
+            "h4m",
+            "2h 4m",
+            "1ms5s",
+            "23h60m1s",
         ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+        for secs in [0, 1, 59, 60, 90, 3600, 7440, 86399] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(parse_duration(&format_duration(d)).unwrap_or_default(), d);
+        }
+        assert_eq!(format_duration(Duration::from_secs(7440)), "2h4m");
+        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
         assert_eq!(
             host_pattern("Example.COM."),
             Ok(HostPattern::Exact("example.com".into()))
@@ -909,5 +956,235 @@ queues = 5000
         assert_eq!(e[0].line, 4, "{e:?}");
         let e = parse("").unwrap_err();
         assert!(e[0].message.contains("nothing to run"), "{e:?}");
+    }
+
+    const STATEFUL: &str = r#"
+[nat64]
+tun = "nat64"
+mode = "stateful"
+pool6 = "64:ff9b::/96"
+pool4 = ["203.0.113.16/29"]
+customers = ["2001:db8:6::/56"]
+"#;
+
+    fn stateful(text: &str) -> sixgate::nat64_xlat::stateful::StatefulConfig {
+        match parse(text) {
+            Ok(c) => c.nat64.unwrap().settings.stateful.unwrap(),
+            Err(e) => panic!("{e:#?}"),
+        }
+    }
+
+    // Only pool4 and customers are needed; the rest are RFC 6146's and the library's defaults.
+    #[test]
+    fn nat64_stateful_defaults() {
+        use sixgate::nat64_xlat::stateful::{Filtering, Limits, StatefulConfig, Timeouts};
+        let cfg = stateful(STATEFUL);
+        let layout = &cfg.layout;
+        assert_eq!(layout.pool4(), ["203.0.113.16/29".parse().unwrap()]);
+        assert_eq!(layout.customers(), ["2001:db8:6::/56".parse().unwrap()]);
+        assert_eq!(layout.ports(), 1024..=65535);
+        assert_eq!(
+            (layout.block_prefix_len(), layout.ports_per_block()),
+            (64, 2016)
+        );
+        assert_eq!(layout.blocks(), 256);
+        assert_eq!(cfg.timeouts, Timeouts::RFC6146);
+        assert_eq!(cfg.filtering, Filtering::EndpointIndependent);
+        assert_eq!(cfg.limits, Limits::default());
+        assert_eq!(cfg.capacity, StatefulConfig::new(layout.clone()).capacity);
+        assert!(!cfg.log_mappings);
+        // Stateless stays the default.
+        assert!(
+            parse(NAT64)
+                .unwrap()
+                .nat64
+                .unwrap()
+                .settings
+                .stateful
+                .is_none()
+        );
+        let explicit = parse(&format!("{NAT64}mode = \"stateless\"\n")).unwrap();
+        assert!(explicit.nat64.unwrap().settings.stateful.is_none());
+    }
+
+    #[test]
+    fn nat64_stateful_every_key() {
+        use sixgate::nat64_xlat::stateful::Filtering;
+        let cfg = stateful(&format!(
+            "{STATEFUL}ports = \"2000-3999\"\nblock_prefix_len = 60\nports_per_block = 500\n\
+             max_sessions_per_block = 100\nnew_sessions_per_second = 10\nrefuse_ports = [25, 465]\n\
+             filtering = \"address-dependent\"\nlog_mappings = true\nudp_timeout = \"10m\"\n\
+             tcp_established_timeout = \"3h\"\ntcp_transitory_timeout = \"5m\"\n\
+             icmp_timeout = \"90s\"\nsession_capacity = 5000\n"
+        ));
+        assert_eq!(cfg.layout.ports(), 2000..=3999);
+        assert_eq!(cfg.layout.blocks_per_address(), 4);
+        assert_eq!(cfg.layout.blocks(), 16);
+        let owner = cfg
+            .layout
+            .owner("203.0.113.17".parse().unwrap(), 2600)
+            .unwrap();
+        assert_eq!(owner.prefix.to_string(), "2001:db8:6:50::/60");
+        assert_eq!(cfg.limits.max_sessions_per_block, 100);
+        assert_eq!(cfg.limits.new_sessions_per_second, 10);
+        assert_eq!(cfg.limits.refuse_ports, [25, 465]);
+        assert_eq!(cfg.filtering, Filtering::AddressDependent);
+        assert!(cfg.log_mappings);
+        assert_eq!(cfg.timeouts.udp, Duration::from_secs(600));
+        assert_eq!(cfg.timeouts.tcp_established, Duration::from_secs(3 * 3600));
+        assert_eq!(cfg.timeouts.tcp_transitory, Duration::from_secs(300));
+        assert_eq!(cfg.timeouts.icmp, Duration::from_secs(90));
+        assert_eq!(cfg.capacity, 5000);
+    }
+
+    #[test]
+    fn nat64_stateful_errors_with_their_lines() {
+        let bad = r#"
+[nat64]
+tun = "nat64"
+mode = "stateful"
+pool6 = "64:ff9b::/96"
+pool4 = ["203.0.113.16/29", "198.51.100.300/32"]
+customers = ["2001:db8:6::/56"]
+ports = "1024-70000"
+block_prefix_len = 129
+ports_per_block = 70000
+max_sessions_per_block = 0
+refuse_ports = [25, 0, 25]
+session_capacity = 0
+"#;
+        let errors = parse(bad).unwrap_err();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [6, 8, 9, 10, 11, 12, 12, 13], "{errors:#?}");
+        assert!(errors[0].message.contains("pool4"), "{errors:?}");
+        assert!(errors[1].message.contains("1024-65535"), "{errors:?}");
+        assert!(errors[5].message.contains("not a port"), "{errors:?}");
+        assert!(errors[6].message.contains("listed twice"), "{errors:?}");
+        // The layout is checked as a whole, its error on the line of the key it is about.
+        let e = parse(&STATEFUL.replace("/56", "/55")).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 7, "{e:?}");
+        assert!(
+            e[0].message
+                .contains("hold 512 sub-prefixes but the pool has blocks for only 256"),
+            "{e:?}"
+        );
+        let e = parse(&format!("{STATEFUL}ports = \"1024-2000\"\n")).unwrap_err();
+        assert_eq!(
+            e[0].line, 8,
+            "the default ports_per_block, on the ports line: {e:?}"
+        );
+        assert!(e[0].message.contains("ports_per_block = 2016"), "{e:?}");
+        let e = parse(&STATEFUL.replace("203.0.113.16/29", "127.0.0.0/29")).unwrap_err();
+        assert_eq!(e[0].line, 6, "{e:?}");
+        // Required keys, and what stateful mode cannot have.
+        let e = parse("\n[nat64]\ntun = \"x\"\nmode = \"stateful\"\n").unwrap_err();
+        let got: Vec<(usize, &str)> = e.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[0].0 == 2 && got[0].1.contains("needs pool4"), "{got:?}");
+        assert!(
+            got[1].0 == 2 && got[1].1.contains("needs customers"),
+            "{got:?}"
+        );
+        assert!(got[2].0 == 4 && got[2].1.contains("needs pool6"), "{got:?}");
+        let e = parse(&format!(
+            "{STATEFUL}eam = [ {{ v4 = \"192.0.2.10/32\", v6 = \"2001:db8:7::10/128\" }} ]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e[0].line, 8, "{e:?}");
+        assert!(e[0].message.contains("eam cannot be combined"), "{e:?}");
+        let e = parse(&format!("{STATEFUL}own_v4 = \"203.0.113.17\"\n")).unwrap_err();
+        assert!(
+            e[0].message.contains("lies in pool4 203.0.113.16/29"),
+            "{e:?}"
+        );
+        let e = parse(&STATEFUL.replace("mode = \"stateful\"", "mode = \"nat\"")).unwrap_err();
+        assert_eq!(e[0].line, 4, "{e:?}");
+    }
+
+    // Stateful keys in a stateless section are mistakes, each reported on its line.
+    #[test]
+    fn nat64_stateful_keys_need_stateful_mode() {
+        let text = format!(
+            "{NAT64}pool4 = [\"203.0.113.16/29\"]\nfiltering = \"address-dependent\"\nallow_short_timeouts = true\n"
+        );
+        let e = parse(&text).unwrap_err();
+        let lines: Vec<usize> = e.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [8, 9, 10], "{e:?}");
+        assert!(
+            e[0].message
+                .starts_with("pool4 is a stateful NAT64 key: it needs mode = \"stateful\""),
+            "{e:?}"
+        );
+        assert!(e[2].message.contains("allow_short_timeouts"), "{e:?}");
+    }
+
+    #[test]
+    fn timeouts_below_rfc6146_need_allow_short_timeouts() {
+        let short = format!(
+            "{STATEFUL}udp_timeout = \"1m\"\ntcp_established_timeout = \"2h\"\ntcp_transitory_timeout = \"4m\"\nicmp_timeout = \"500ms\"\n"
+        );
+        let e = parse(&short).unwrap_err();
+        let lines: Vec<usize> = e.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [8, 9, 11], "every short one on its line: {e:?}");
+        assert_eq!(
+            e[0].message,
+            "udp_timeout 1m is below RFC 6146's minimum of 2m; allow_short_timeouts = true permits it on a test rig (it breaks RFC 6146 §4)"
+        );
+        assert!(e[1].message.contains("minimum of 2h4m"), "{e:?}");
+        assert!(e[2].message.contains("500ms"), "{e:?}");
+        let cfg = stateful(&format!("{short}allow_short_timeouts = true\n"));
+        assert_eq!(cfg.timeouts.udp, Duration::from_secs(60));
+        assert_eq!(cfg.timeouts.icmp, Duration::from_millis(500));
+        assert!(cfg.timeouts.check().is_err());
+        let e = parse(&format!("{STATEFUL}udp_timeout = \"soon\"\n")).unwrap_err();
+        assert_eq!(e[0].line, 8, "{e:?}");
+    }
+
+    // The documented file's stateful keys, uncommented, make a valid stateful section with the
+    // defaults it claims.
+    #[test]
+    fn the_documented_stateful_keys_check() {
+        let doc = include_str!("sixgate.toml");
+        let keys = [
+            "pool4",
+            "customers",
+            "ports",
+            "block_prefix_len",
+            "ports_per_block",
+            "max_sessions_per_block",
+            "new_sessions_per_second",
+            "refuse_ports",
+            "filtering",
+            "log_mappings",
+            "udp_timeout",
+            "tcp_established_timeout",
+            "tcp_transitory_timeout",
+            "icmp_timeout",
+            "allow_short_timeouts",
+            "session_capacity",
+        ];
+        for key in keys {
+            assert!(
+                doc.lines().any(|l| l.starts_with(&format!("#{key} = "))),
+                "{key} is not documented"
+            );
+        }
+        let text: String = doc
+            .lines()
+            .filter(|l| !l.starts_with("eam = "))
+            .map(|l| match l.strip_prefix('#') {
+                Some(key) if key.starts_with(|c: char| c.is_ascii_lowercase()) => key,
+                _ if l == "mode = \"stateless\"" => "mode = \"stateful\"",
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg = stateful(&text);
+        let defaults = stateful(STATEFUL);
+        assert_eq!(cfg.layout, defaults.layout);
+        assert_eq!(cfg.timeouts, defaults.timeouts);
+        assert_eq!(cfg.capacity, defaults.capacity, "the documented default");
+        assert_eq!(cfg.limits.refuse_ports, [25]);
     }
 }

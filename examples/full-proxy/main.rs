@@ -8,6 +8,9 @@
 //! full-proxy                          self-contained demo on loopback
 //! full-proxy --config FILE            run
 //! full-proxy --config FILE --check    validate and exit (0 valid, 1 with every error and its line)
+//! full-proxy --config FILE --nat64-lookup 203.0.113.16:3040
+//!                                     the customer sub-prefix owning a stateful NAT64 address
+//!                                     and port (0 owned, 1 owned by no block, 2 error)
 //! ```
 //! Signals: SIGHUP reloads the file (a bad file keeps the running configuration); SIGTERM or
 //! Ctrl-C stops accepting, lets open connections finish up to `limits.drain_timeout`, exits 0.
@@ -26,7 +29,7 @@ mod routing;
 mod splice;
 mod workers;
 
-use core::net::SocketAddr;
+use core::net::{SocketAddr, SocketAddrV4};
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 use std::collections::HashMap;
@@ -61,10 +64,25 @@ struct Args {
     /// Check the configuration and exit: 0 when valid, 1 with every error and its line.
     #[arg(long, requires = "config")]
     check: bool,
+    /// Stateful NAT64: print the customer sub-prefix that owns this pool4 address and port
+    /// (the blocks follow from the file's layout alone, so no log is needed), and exit: 0 when a
+    /// block owns it, 1 when none does, 2 on a bad file. Starts nothing, needs no privileges.
+    /// The running gateway keeps the layout it started with (a reload changing it is refused):
+    /// ask with the file that was in force at the time in question.
+    #[arg(
+        long,
+        value_name = "IPv4:PORT",
+        requires = "config",
+        conflicts_with = "check"
+    )]
+    nat64_lookup: Option<SocketAddrV4>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let (Some(at), Some(path)) = (args.nat64_lookup, &args.config) {
+        return nat64_lookup(path, at);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -85,6 +103,36 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(args))
+}
+
+/// `--nat64-lookup`: reads and checks the file, answers, starts nothing.
+fn nat64_lookup(path: &std::path::Path, at: SocketAddrV4) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}: {e}", path.display());
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let Some(stateful) = config.nat64.and_then(|n| n.settings.stateful) else {
+        eprintln!(
+            "{}: no stateful NAT64 here: the lookup needs [nat64] with mode = \"stateful\"",
+            path.display()
+        );
+        return ExitCode::from(2);
+    };
+    match nat64::lookup(&stateful.layout, at) {
+        Ok(owner) => {
+            println!("{owner}");
+            ExitCode::SUCCESS
+        }
+        Err(none) => {
+            println!("{none}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(args: Args) -> ExitCode {
