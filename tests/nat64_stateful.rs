@@ -40,11 +40,20 @@ fn keys(extra: &str) -> String {
 
 /// Puts the second customer /64 on h6's link (and xl's side of it).
 fn second_host(net: &Netns) {
-    net.ip(&net.h6, &format!("addr add {HOST_B}/64 dev {} nodad", net.h6_link));
-    net.ip(&net.xl, &format!("addr add 2001:db8:6:1::1/64 dev {} nodad", net.xl_to_h6));
+    net.ip(
+        &net.h6,
+        &format!("addr add {HOST_B}/64 dev {} nodad", net.h6_link),
+    );
     net.ip(
         &net.xl,
-        &format!("neigh replace {HOST_B} lladdr 02:00:00:00:06:10 dev {} nud permanent", net.xl_to_h6),
+        &format!("addr add 2001:db8:6:1::1/64 dev {} nodad", net.xl_to_h6),
+    );
+    net.ip(
+        &net.xl,
+        &format!(
+            "neigh replace {HOST_B} lladdr 02:00:00:00:06:10 dev {} nud permanent",
+            net.xl_to_h6
+        ),
     );
 }
 
@@ -53,7 +62,16 @@ fn curl_from(net: &Netns, tools: &Tools, from: &str, url: &str, gw: &Gateway<'_>
     let out = net.exec(
         &net.h6,
         &tools.curl,
-        &["-sS", "--fail", "-g", "--max-time", "15", "--interface", from, url],
+        &[
+            "-sS",
+            "--fail",
+            "-g",
+            "--max-time",
+            "15",
+            "--interface",
+            from,
+            url,
+        ],
     );
     assert!(
         out.status.success(),
@@ -71,8 +89,8 @@ fn lookup(tools: &Tools, gw: &Gateway<'_>, port: u16) -> (bool, String) {
         .arg(format!("{POOL4_ADDR}:{port}"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -85,18 +103,28 @@ fn start<'a>(net: &'a Netns, tools: &'a Tools, extra: &str) -> Option<Gateway<'a
 }
 
 fn connect(net: &Netns, to: SocketAddr) -> std::io::Result<TcpStream> {
-    net.within(&net.h6, || TcpStream::connect_timeout(&to, Duration::from_secs(5)))
+    net.within(&net.h6, || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(5))
+    })
 }
 
 #[test]
 fn two_hosts_share_one_pool_address_each_in_its_own_port_block() {
     let Some((net, tools)) = setup() else { return };
-    let Some(gw) = start(&net, &tools, "") else { return };
+    let Some(gw) = start(&net, &tools, "") else {
+        return;
+    };
     let web4 = Nginx::start(&net, &tools, &net.h4, &[("hello", b"hello from h4\n")]);
     let url = format!("http://[{H4_AS_V6}]:{HTTP_PORT}/hello");
 
-    assert_eq!(curl_from(&net, &tools, HOST_A, &url, &gw), b"hello from h4\n");
-    assert_eq!(curl_from(&net, &tools, HOST_B, &url, &gw), b"hello from h4\n");
+    assert_eq!(
+        curl_from(&net, &tools, HOST_A, &url, &gw),
+        b"hello from h4\n"
+    );
+    assert_eq!(
+        curl_from(&net, &tools, HOST_B, &url, &gw),
+        b"hello from h4\n"
+    );
     let seen = web4.client_ports(2);
     assert_eq!(seen.len(), 2, "{seen:?}\n{}", gw.log());
     let (a, b) = (&seen[0], &seen[1]);
@@ -114,17 +142,27 @@ fn two_hosts_share_one_pool_address_each_in_its_own_port_block() {
 
     // ICMP echo shares the block too (its identifier is the port).
     let out = ping(&net, &tools, &net.h6, &[H4_AS_V6]);
-    assert!(out.contains(&format!("bytes from {H4_AS_V6}: icmp_seq=1")), "{out}\n{}", gw.log());
+    assert!(
+        out.contains(&format!("bytes from {H4_AS_V6}: icmp_seq=1")),
+        "{out}\n{}",
+        gw.log()
+    );
 
     let m = gw.metrics();
-    assert!(counter(&m, "sixgate_nat64_sessions_opened_total", "") >= 3, "{m}");
+    assert!(
+        counter(&m, "sixgate_nat64_sessions_opened_total", "") >= 3,
+        "{m}"
+    );
 }
 
 #[test]
 fn unsolicited_inbound_is_dropped_and_udp_sessions_expire() {
     let Some((net, tools)) = setup() else { return };
-    let Some(gw) = start(&net, &tools, "udp_timeout = \"3s\"\nallow_short_timeouts = true\n")
-    else {
+    let Some(gw) = start(
+        &net,
+        &tools,
+        "udp_timeout = \"3s\"\nallow_short_timeouts = true\n",
+    ) else {
         return;
     };
     let h4 = udp(&net, &net.h4, "0.0.0.0:5000");
@@ -133,7 +171,13 @@ fn unsolicited_inbound_is_dropped_and_udp_sessions_expire() {
     // Nothing maps 192.0.2.16:2000 yet: dropped, counted.
     h4.send_to(b"knock", addr(POOL4_ADDR, 2000)).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    assert!(counter(&gw.metrics(), "sixgate_nat64_drops_total", "reason=\"no-session\"") >= 1);
+    assert!(
+        counter(
+            &gw.metrics(),
+            "sixgate_nat64_drops_total",
+            "reason=\"no-session\""
+        ) >= 1
+    );
 
     let request = pattern(600, 1);
     h6.send_to(&request, addr(H4_AS_V6, 5000)).unwrap();
@@ -151,21 +195,37 @@ fn unsolicited_inbound_is_dropped_and_udp_sessions_expire() {
     // Past the 3 s timeout and a turn of the expiry clock, the mapping is gone.
     std::thread::sleep(Duration::from_secs(5));
     h4.send_to(&reply, from).unwrap();
-    assert!(recv(&h6).is_none(), "an expired session still let a datagram in");
+    assert!(
+        recv(&h6).is_none(),
+        "an expired session still let a datagram in"
+    );
     let m = gw.metrics();
-    assert!(counter(&m, "sixgate_nat64_sessions_expired_total", "") >= 1, "{m}");
+    assert!(
+        counter(&m, "sixgate_nat64_sessions_expired_total", "") >= 1,
+        "{m}"
+    );
 }
 
 #[test]
 fn a_refused_port_gets_administratively_prohibited() {
     let Some((net, tools)) = setup() else { return };
-    let Some(gw) = start(&net, &tools, "") else { return };
+    let Some(gw) = start(&net, &tools, "") else {
+        return;
+    };
     let to = addr(H4_AS_V6, 25);
     let err = connect(&net, to).expect_err("port 25 must be refused");
     // ICMPv6 1/1 (administratively prohibited) is EACCES to the connecting host.
-    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}\n{}", gw.log());
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::EACCES),
+        "{err}\n{}",
+        gw.log()
+    );
     let m = gw.metrics();
-    assert!(counter(&m, "sixgate_nat64_drops_total", "reason=\"port-refused\"") >= 1, "{m}");
+    assert!(
+        counter(&m, "sixgate_nat64_drops_total", "reason=\"port-refused\"") >= 1,
+        "{m}"
+    );
 }
 
 #[test]
@@ -180,11 +240,22 @@ fn a_host_over_its_session_limit_is_refused_while_the_other_still_connects() {
         .map(|i| connect(&net, to).unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", gw.log())))
         .collect();
     let err = connect(&net, to).expect_err("a third session of block 0 must be refused");
-    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}\n{}", gw.log());
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::EACCES),
+        "{err}\n{}",
+        gw.log()
+    );
 
     let url = format!("http://[{H4_AS_V6}]:{HTTP_PORT}/hello");
-    assert_eq!(curl_from(&net, &tools, HOST_B, &url, &gw), b"hello from h4\n");
+    assert_eq!(
+        curl_from(&net, &tools, HOST_B, &url, &gw),
+        b"hello from h4\n"
+    );
     let m = gw.metrics();
-    assert!(counter(&m, "sixgate_nat64_drops_total", "reason=\"session-limit\"") >= 1, "{m}");
+    assert!(
+        counter(&m, "sixgate_nat64_drops_total", "reason=\"session-limit\"") >= 1,
+        "{m}"
+    );
     drop(held);
 }

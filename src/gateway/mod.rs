@@ -33,8 +33,8 @@
 //! expires sessions once a second. It does no routing and no address assignment.
 
 mod device;
-mod expiry;
 mod echo;
+mod expiry;
 mod packet;
 mod settings;
 mod stats;
@@ -278,10 +278,11 @@ impl Gateway {
     /// gateway to change them.
     pub fn reload(&self, settings: Settings) -> Result<(), GatewayError> {
         check_stateful(&settings)?;
+        // Everything is checked before anything changes: the MTU, then the table.
         match (&self.shared.sessions, &settings.stateful) {
             (None, None) => {}
             (Some(s), Some(cfg)) => {
-                if let Err(e) = s.lock().reconfigure(cfg) {
+                if let Err(e) = s.lock().can_reconfigure(cfg) {
                     return Err(GatewayError::Stateful(match e {
                         ReconfigureError::Layout => "the new pool4, ports, customers, block_prefix_len or ports_per_block would re-map live sessions; restart the gateway to change them".to_string(),
                         _ => format!("{e}; restart the gateway to change it"),
@@ -296,6 +297,10 @@ impl Gateway {
         }
         if !self.device.is_empty() && settings.mtu != self.shared.settings.load().mtu {
             device::configure(&self.device, settings.mtu)?;
+        }
+        if let (Some(s), Some(cfg)) = (&self.shared.sessions, &settings.stateful) {
+            // Checked above; nothing else changes the layout or capacity meanwhile.
+            let _ = s.lock().reconfigure(cfg);
         }
         self.shared.settings.store(Arc::new(settings));
         Ok(())

@@ -6,6 +6,7 @@
 //! for the one packet: the queues share it because the kernel may hand the two directions of
 //! one session to different queues.
 
+use core::cell::Cell;
 use core::ops::Range;
 use core::time::Duration;
 
@@ -116,19 +117,35 @@ pub(crate) struct Step<'s> {
     plain: Translator<'s>,
     super_packets: Translator<'s>,
     settings: &'s Settings,
-    sessions: Option<(&'s Sessions, Duration)>,
+    sessions: Option<&'s Sessions>,
+    /// The clock of the session table, read once per batch ([`Step::tick`]).
+    now: Cell<Duration>,
 }
 
 impl<'s> Step<'s> {
-    /// The step for one batch: in stateful mode the batch's packets share one reading of the
-    /// clock (sessions count in seconds).
+    /// The step for as long as the settings last; in stateful mode, with the session table.
     pub(crate) fn new(settings: &'s Settings, id_key: u64, sessions: Option<&'s Sessions>) -> Self {
-        Step {
+        let step = Step {
             plain: Translator::new(settings.config(id_key)),
             super_packets: Translator::new(settings.super_packet_config(id_key)),
             settings,
-            sessions: sessions.map(|s| (s, s.epoch.elapsed())),
+            sessions,
+            now: Cell::new(Duration::ZERO),
+        };
+        step.tick();
+        step
+    }
+
+    /// Reads the session table's clock: once per batch, whose packets share the reading
+    /// (sessions count in seconds).
+    pub(crate) fn tick(&self) {
+        if let Some(s) = self.sessions {
+            self.now.set(s.epoch.elapsed());
         }
+    }
+
+    fn stateful(&self) -> Option<(&Sessions, Duration)> {
+        self.sessions.map(|s| (s, self.now.get()))
     }
 
     /// Handles the `len` bytes read at `buf[at..]` (offload header, then the packet); `at` must
@@ -186,7 +203,7 @@ impl<'s> Step<'s> {
             &self.plain
         };
         let saved = vnet::neutralise(packet, &offload);
-        let done = match (self.sessions, dir) {
+        let done = match (self.stateful(), dir) {
             (None, Direction::SixToFour) => xlat.translate_6to4_in_place(buf, p, plen),
             (None, Direction::FourToSix) => xlat.translate_4to6_in_place(buf, p, plen),
             (Some((s, now)), Direction::SixToFour) => {
@@ -259,7 +276,7 @@ impl<'s> Step<'s> {
     fn copy(&self, packet: &[u8], dir: Direction, out: &mut [u8], local: &mut Local) -> usize {
         let c = &mut local.counts;
         let xlat = &self.plain;
-        let outcome = match (self.sessions, dir) {
+        let outcome = match (self.stateful(), dir) {
             (None, Direction::SixToFour) => xlat.translate_6to4(packet, out),
             (None, Direction::FourToSix) => xlat.translate_4to6(packet, out),
             (Some((s, now)), Direction::SixToFour) => {
@@ -523,7 +540,11 @@ pub(crate) mod tests {
         s.mtu = u16::MAX;
         let step = Step::new(&s, 1, Some(&sessions));
         let mut l = Local::default();
-        let opened = written(&step, &whole(&syn(tcp6(HOST6, REMOTE4_AS_V6, 1, b""))), &mut l);
+        let opened = written(
+            &step,
+            &whole(&syn(tcp6(HOST6, REMOTE4_AS_V6, 1, b""))),
+            &mut l,
+        );
         assert_eq!(opened.len(), 1, "{:?}", l.counts);
         let port = u16::from_be_bytes([opened[0][vnet::LEN + 20], opened[0][vnet::LEN + 21]]);
         assert!((1024..=3039).contains(&port), "{port}");
@@ -547,10 +568,17 @@ pub(crate) mod tests {
             6,
             (b.len() - 20) as u32,
         );
-        assert_eq!(checksum::finish(checksum::add(pseudo, checksum::sum(&b[20..]))), 0);
+        assert_eq!(
+            checksum::finish(checksum::add(pseudo, checksum::sum(&b[20..]))),
+            0
+        );
 
         // The reply comes back to h6's own port.
-        let back = with_ports(tcp4(REMOTE4, Ipv4Addr::new(192, 0, 2, 16), 5, b"ok"), 80, port);
+        let back = with_ports(
+            tcp4(REMOTE4, Ipv4Addr::new(192, 0, 2, 16), 5, b"ok"),
+            80,
+            port,
+        );
         let reply = written(&step, &whole(&back), &mut l);
         assert_eq!(reply.len(), 1, "{:?}", l.counts);
         let v6r = &reply[0][vnet::LEN..];
@@ -565,11 +593,18 @@ pub(crate) mod tests {
         let step = Step::new(&s, 1, Some(&sessions));
         let mut l = Local::default();
         let stranger = Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, 1);
-        let w = written(&step, &whole(&syn(tcp6(stranger, REMOTE4_AS_V6, 1, b""))), &mut l);
+        let w = written(
+            &step,
+            &whole(&syn(tcp6(stranger, REMOTE4_AS_V6, 1, b""))),
+            &mut l,
+        );
         assert_eq!(w.len(), 1);
         let e = &w[0][vnet::LEN..];
         assert_eq!((e[6], e[40], e[41]), (58, 1, 5));
-        assert_eq!(l.counts.drops[PacketDrop::Translator(DropReason::NotCustomer).slot()], 1);
+        assert_eq!(
+            l.counts.drops[PacketDrop::Translator(DropReason::NotCustomer).slot()],
+            1
+        );
     }
 
     #[test]

@@ -294,6 +294,7 @@ impl Worker<'_> {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 ring.completions(&mut done);
+                step.tick();
                 let mut failed = 0;
                 for (data, res) in done.drain(..) {
                     let slot = (data >> 1) as usize;
@@ -404,6 +405,7 @@ impl Worker<'_> {
                 };
                 // SAFETY: one pollfd, owned here.
                 unsafe { libc::poll(&mut pfd, 1, TICK.as_millis() as libc::c_int) };
+                step.tick();
                 for _ in 0..SLOTS {
                     let target = &mut buf[HEADROOM..HEADROOM + MAX_READ];
                     // SAFETY: reads at most MAX_READ bytes into `target`.

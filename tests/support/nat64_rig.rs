@@ -95,7 +95,10 @@ impl<'a> Gateway<'a> {
     /// full-proxy as a stateful NAT64 with these `[nat64]` keys (`mode = "stateful"` and the
     /// rest); its pool4 must lie in 192.0.2.0/24, which h4 routes to xl and xl into the TUN.
     pub fn start_stateful(net: &'a Netns, tools: &'a Tools, keys: &str) -> Gateway<'a> {
-        assert!(tools.peer == Peer::FullProxy, "only full-proxy is a stateful NAT64");
+        assert!(
+            tools.peer == Peer::FullProxy,
+            "only full-proxy is a stateful NAT64"
+        );
         Self::start_with(net, tools, &[], Some(keys.to_string()))
     }
 
@@ -464,4 +467,3 @@ impl Nginx {
         std::fs::read_to_string(self.dir.path(file)).unwrap_or_default()
     }
 }
-

@@ -51,7 +51,13 @@ impl Blocks {
     }
 
     /// Whether block `b` may open one more session now.
-    pub(crate) fn admit(&mut self, b: u32, now: u32, max: u32, per_second: u32) -> Result<(), Refusal> {
+    pub(crate) fn admit(
+        &mut self,
+        b: u32,
+        now: u32,
+        max: u32,
+        per_second: u32,
+    ) -> Result<(), Refusal> {
         let c = &mut self.counters[b as usize];
         if c.sessions >= max {
             return Err(Refusal::Sessions);
@@ -109,11 +115,14 @@ impl Blocks {
         let used = &self.used[base..base + self.words];
         let free = |off: u16| used[usize::from(off) / 64] & (1 << (off % 64)) == 0;
         let want = |off: u16, strict: bool| {
-            free(off) && (!strict || proto == Proto::Icmp || (first.wrapping_add(off) ^ source_port) & 1 == 0)
+            free(off)
+                && (!strict
+                    || proto == Proto::Icmp
+                    || (first.wrapping_add(off) ^ source_port) & 1 == 0)
         };
-        let found = [true, false].into_iter().find_map(|strict| {
-            (start..hi).chain(lo..start).find(|&off| want(off, strict))
-        });
+        let found = [true, false]
+            .into_iter()
+            .find_map(|strict| (start..hi).chain(lo..start).find(|&off| want(off, strict)));
         let off = found.ok_or(Refusal::Exhausted)?;
         self.used[base + usize::from(off) / 64] |= 1 << (off % 64);
         let c = &mut self.counters[b as usize];
@@ -171,12 +180,18 @@ mod tests {
         assert_eq!(p, 1025);
         let (p, _) = b.take_port(1, Proto::Udp, 1020, 5001).unwrap();
         assert_eq!(p, 1024);
-        assert_eq!(b.take_port(1, Proto::Udp, 1020, 5001), Err(Refusal::Exhausted));
+        assert_eq!(
+            b.take_port(1, Proto::Udp, 1020, 5001),
+            Err(Refusal::Exhausted)
+        );
         // Other protocols and blocks are apart.
         assert!(b.take_port(1, Proto::Tcp, 1020, 5001).is_ok());
         assert!(b.take_port(0, Proto::Udp, 1100, 5001).is_ok());
         // A block all below 1024 has nothing for an ephemeral source port.
-        assert_eq!(b.take_port(0, Proto::Udp, 1012, 5001), Err(Refusal::Exhausted));
+        assert_eq!(
+            b.take_port(0, Proto::Udp, 1012, 5001),
+            Err(Refusal::Exhausted)
+        );
         assert!(b.is_taken(1, Proto::Udp, 1020, 1024));
     }
 

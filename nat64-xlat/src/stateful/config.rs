@@ -44,7 +44,11 @@ impl Timeouts {
                 self.tcp_established,
                 Self::RFC6146.tcp_established,
             ),
-            ("tcp_transitory", self.tcp_transitory, Self::RFC6146.tcp_transitory),
+            (
+                "tcp_transitory",
+                self.tcp_transitory,
+                Self::RFC6146.tcp_transitory,
+            ),
             ("icmp", self.icmp, Duration::from_secs(1)),
         ];
         for (name, got, min) in min {
@@ -77,10 +81,8 @@ impl fmt::Display for TimeoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} timeout {} s is below RFC 6146's minimum of {} s",
-            self.name,
-            self.got.as_secs(),
-            self.min.as_secs()
+            "{} timeout {:?} is below RFC 6146's minimum of {:?}",
+            self.name, self.got, self.min
         )
     }
 }

@@ -2,8 +2,6 @@
 //! (IPv4) endpoints, and where the local port lies, so it can be rewritten with RFC 1624
 //! checksum updates. For an ICMP error the session is the quoted packet's, seen backwards.
 
-use core::net::{Ipv4Addr, Ipv6Addr};
-
 use super::table::Proto;
 use super::tcp::Flags;
 use crate::DropReason;
@@ -24,7 +22,8 @@ pub(crate) struct Field {
     pub outer: Option<usize>,
 }
 
-/// The session a packet belongs to, from its own side.
+/// The session a packet belongs to, from its own side. Addresses travel as their bits (`u128`,
+/// `u32`): an `Ipv6Addr` has byte alignment and, moved through memory, stalls store forwarding.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flow<A> {
     pub proto: Proto,
@@ -44,29 +43,42 @@ pub(crate) struct Flow<A> {
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2).map_or(0, |w| u16::from_be_bytes([w[0], w[1]]))
+    b.get(at..at + 2)
+        .map_or(0, |w| u16::from_be_bytes([w[0], w[1]]))
 }
 
-/// The ports (or ICMP identifier) of a transport header at `l4`, as (source, destination), and
-/// the offsets of the source and destination fields and the checksum. `None` for ICMP messages
-/// that are not echo.
-fn ports(
-    pkt: &[u8],
-    l4: usize,
-    p: u8,
-    v6: bool,
-) -> Result<(Proto, u16, u16, usize, usize, usize, bool), DropReason> {
+/// Where a transport header's ports (or ICMP echo identifier) and checksum lie.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    proto: Proto,
+    sport: u16,
+    dport: u16,
+    /// Offsets of the source and destination fields (the identifier, twice, for echo).
+    sat: usize,
+    dat: usize,
+    checksum: usize,
+    udp: bool,
+}
+
+/// The ports of a transport header at `l4` with protocol `p`; ICMP (of the packet's family)
+/// counts by its echo identifier, which stands for the port on both sides.
+fn ports(pkt: &[u8], l4: usize, p: u8, v6: bool) -> Result<Ports, DropReason> {
     let icmp = if v6 { proto::ICMPV6 } else { proto::ICMP };
-    match p {
-        proto::TCP => Ok((Proto::Tcp, be16(pkt, l4), be16(pkt, l4 + 2), l4, l4 + 2, l4 + 16, false)),
-        proto::UDP => Ok((Proto::Udp, be16(pkt, l4), be16(pkt, l4 + 2), l4, l4 + 2, l4 + 6, true)),
-        x if x == icmp => {
-            // The identifier stands for the port on both sides.
-            let id = be16(pkt, l4 + 4);
-            Ok((Proto::Icmp, id, id, l4 + 4, l4 + 4, l4 + 2, false))
-        }
-        _ => Err(DropReason::NoPorts),
-    }
+    let (proto, sat, dat, checksum, udp) = match p {
+        proto::TCP => (Proto::Tcp, l4, l4 + 2, l4 + 16, false),
+        proto::UDP => (Proto::Udp, l4, l4 + 2, l4 + 6, true),
+        x if x == icmp => (Proto::Icmp, l4 + 4, l4 + 4, l4 + 2, false),
+        _ => return Err(DropReason::NoPorts),
+    };
+    Ok(Ports {
+        proto,
+        sport: be16(pkt, sat),
+        dport: be16(pkt, dat),
+        sat,
+        dat,
+        checksum,
+        udp,
+    })
 }
 
 fn is_echo(ty: u8, v6: bool) -> Option<bool> {
@@ -79,11 +91,74 @@ fn is_echo(ty: u8, v6: bool) -> Option<bool> {
 }
 
 fn is_error(ty: u8, v6: bool) -> bool {
-    if v6 { ty < 128 } else { matches!(ty, 3 | 4 | 5 | 11 | 12) }
+    if v6 {
+        ty < 128
+    } else {
+        matches!(ty, 3 | 4 | 5 | 11 | 12)
+    }
+}
+
+/// The flow of a TCP or UDP packet whose transport header starts at `l4` (protocol byte at
+/// `proto_at`, packet `end` bytes long by its header), seen from its source `src`: the source
+/// port is the local one. `None` for anything else.
+#[inline(always)]
+fn plain<A: Copy>(
+    pkt: &[u8],
+    proto_at: usize,
+    l4: usize,
+    end: usize,
+    src: A,
+    dst: A,
+) -> Option<Flow<A>> {
+    let p = *pkt.get(proto_at)?;
+    let (proto, need, ck, udp) = match p {
+        proto::TCP => (Proto::Tcp, 20, 16, false),
+        proto::UDP => (Proto::Udp, 8, 6, true),
+        _ => return None,
+    };
+    if end > pkt.len() || end < l4 + need {
+        return None;
+    }
+    let sport = be16(pkt, l4);
+    let dport = be16(pkt, l4 + 2);
+    Some(Flow {
+        proto,
+        local: src,
+        local_port: sport,
+        remote: dst,
+        rport: dport,
+        field: Field {
+            at: l4,
+            checksum: Some(l4 + ck),
+            udp,
+            outer: None,
+        },
+        flags: if proto == Proto::Tcp {
+            Flags::of(&pkt[l4..])
+        } else {
+            Flags::default()
+        },
+        opens: true,
+        error: false,
+        dport,
+    })
 }
 
 /// The flow of an IPv6 packet from the IPv6 side (6→4).
-pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<Ipv6Addr>, DropReason> {
+// Always: returned out of line, the flow comes back through memory and stalls store forwarding.
+#[inline(always)]
+pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<u128>, DropReason> {
+    // The common packet first: TCP or UDP right after the fixed header. The translator parses
+    // the packet again and refuses what is wrong with it; this is only the session's key.
+    if pkt.len() >= 40 && pkt[0] >> 4 == 6 {
+        let a = |at: usize| {
+            u128::from_be_bytes(<[u8; 16]>::try_from(&pkt[at..at + 16]).unwrap_or_default())
+        };
+        let end = usize::from(u16::from_be_bytes([pkt[4], pkt[5]])) + 40;
+        if let Some(f) = plain(pkt, 6, 40, end, a(8), a(24)) {
+            return Ok(f);
+        }
+    }
     let ip = wire::Ipv6::parse(pkt, Parse::Strict)?;
     if ip.is_fragment() {
         return Err(DropReason::Fragmented);
@@ -100,8 +175,18 @@ pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<Ipv6Addr>, DropReason> {
                 return Err(DropReason::InnerPacket);
             }
             let il4 = q + 40 + inner.ext_len;
-            let (p, sport, dport, _, dat, ck, udp) = ports(pkt, il4, inner.proto, true)?;
-            if p == Proto::Icmp && is_echo(*pkt.get(il4).ok_or(DropReason::Truncated)?, true).is_none() {
+            let Ports {
+                proto: p,
+                sport,
+                dport,
+                dat,
+                checksum: ck,
+                udp,
+                ..
+            } = ports(pkt, il4, inner.proto, true)?;
+            if p == Proto::Icmp
+                && is_echo(*pkt.get(il4).ok_or(DropReason::Truncated)?, true).is_none()
+            {
                 return Err(DropReason::NestedIcmpError);
             }
             if pkt.len() < dat + 2 {
@@ -109,9 +194,9 @@ pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<Ipv6Addr>, DropReason> {
             }
             return Ok(Flow {
                 proto: p,
-                local: inner.dst,
+                local: inner.dst.to_bits(),
                 local_port: dport,
-                remote: inner.src,
+                remote: inner.src.to_bits(),
                 rport: if p == Proto::Icmp { 0 } else { sport },
                 field: Field {
                     at: dat,
@@ -132,9 +217,9 @@ pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<Ipv6Addr>, DropReason> {
         let id = be16(pkt, l4 + 4);
         return Ok(Flow {
             proto: Proto::Icmp,
-            local: ip.src,
+            local: ip.src.to_bits(),
             local_port: id,
-            remote: ip.dst,
+            remote: ip.dst.to_bits(),
             rport: 0,
             field: Field {
                 at: l4 + 4,
@@ -148,16 +233,24 @@ pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<Ipv6Addr>, DropReason> {
             dport: 0,
         });
     }
-    let (p, sport, dport, sat, _, ck, udp) = ports(pkt, l4, ip.proto, true)?;
+    let Ports {
+        proto: p,
+        sport,
+        dport,
+        sat,
+        checksum: ck,
+        udp,
+        ..
+    } = ports(pkt, l4, ip.proto, true)?;
     let need = if p == Proto::Tcp { 20 } else { 8 };
     if ip.payload.len() < need {
         return Err(DropReason::Truncated);
     }
     Ok(Flow {
         proto: p,
-        local: ip.src,
+        local: ip.src.to_bits(),
         local_port: sport,
-        remote: ip.dst,
+        remote: ip.dst.to_bits(),
         rport: dport,
         field: Field {
             at: sat,
@@ -173,7 +266,27 @@ pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<Ipv6Addr>, DropReason> {
 }
 
 /// The flow of an IPv4 packet from the IPv4 side (4→6); `local` is the pool4 address.
-pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<Ipv4Addr>, DropReason> {
+#[inline(always)]
+pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<u32>, DropReason> {
+    // As in flow6: a 20-byte header, not a fragment, TCP or UDP.
+    if pkt.len() >= 20 && pkt[0] == 0x45 && u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff == 0 {
+        let end = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
+        let a = |at: usize| u32::from_be_bytes([pkt[at], pkt[at + 1], pkt[at + 2], pkt[at + 3]]);
+        if let Some(f) = plain(pkt, 9, 20, end, a(12), a(16)) {
+            // Seen from the IPv4 side the local end is the destination.
+            return Ok(Flow {
+                local: f.remote,
+                remote: f.local,
+                local_port: f.dport,
+                rport: f.local_port,
+                field: Field {
+                    at: f.field.at + 2,
+                    ..f.field
+                },
+                ..f
+            });
+        }
+    }
     let ip = wire::Ipv4::parse(pkt, Parse::Strict)?;
     if ip.is_fragment() {
         return Err(DropReason::Fragmented);
@@ -190,8 +303,18 @@ pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<Ipv4Addr>, DropReason> {
                 return Err(DropReason::InnerPacket);
             }
             let il4 = q + inner.header.len();
-            let (p, sport, dport, sat, _, ck, udp) = ports(pkt, il4, inner.proto, false)?;
-            if p == Proto::Icmp && is_echo(*pkt.get(il4).ok_or(DropReason::Truncated)?, false).is_none() {
+            let Ports {
+                proto: p,
+                sport,
+                dport,
+                sat,
+                checksum: ck,
+                udp,
+                ..
+            } = ports(pkt, il4, inner.proto, false)?;
+            if p == Proto::Icmp
+                && is_echo(*pkt.get(il4).ok_or(DropReason::Truncated)?, false).is_none()
+            {
                 return Err(DropReason::NestedIcmpError);
             }
             if pkt.len() < sat + 2 {
@@ -199,9 +322,9 @@ pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<Ipv4Addr>, DropReason> {
             }
             return Ok(Flow {
                 proto: p,
-                local: inner.src,
+                local: inner.src.to_bits(),
                 local_port: sport,
-                remote: inner.dst,
+                remote: inner.dst.to_bits(),
                 rport: if p == Proto::Icmp { 0 } else { dport },
                 field: Field {
                     at: sat,
@@ -222,9 +345,9 @@ pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<Ipv4Addr>, DropReason> {
         let id = be16(pkt, l4 + 4);
         return Ok(Flow {
             proto: Proto::Icmp,
-            local: ip.dst,
+            local: ip.dst.to_bits(),
             local_port: id,
-            remote: ip.src,
+            remote: ip.src.to_bits(),
             rport: 0,
             field: Field {
                 at: l4 + 4,
@@ -238,16 +361,24 @@ pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<Ipv4Addr>, DropReason> {
             dport: 0,
         });
     }
-    let (p, sport, dport, _, dat, ck, udp) = ports(pkt, l4, ip.proto, false)?;
+    let Ports {
+        proto: p,
+        sport,
+        dport,
+        dat,
+        checksum: ck,
+        udp,
+        ..
+    } = ports(pkt, l4, ip.proto, false)?;
     let need = if p == Proto::Tcp { 20 } else { 8 };
     if ip.payload.len() < need {
         return Err(DropReason::Truncated);
     }
     Ok(Flow {
         proto: p,
-        local: ip.dst,
+        local: ip.dst.to_bits(),
         local_port: dport,
-        remote: ip.src,
+        remote: ip.src.to_bits(),
         rport: sport,
         field: Field {
             at: dat,
@@ -298,12 +429,7 @@ pub(crate) fn rewrite(pkt: &mut [u8], f: Field, new: u16, v4: bool) {
 /// Rewrites the IPv6 addresses and ports of a TCP or UDP packet going straight back to the IPv6
 /// side (hairpinning, RFC 6146 §3.8), with one checksum update for all of it, and takes one off
 /// the hop limit.
-pub(crate) fn hairpin6(
-    pkt: &mut [u8],
-    sport_field: Field,
-    src: (Ipv6Addr, u16),
-    dst: (Ipv6Addr, u16),
-) {
+pub(crate) fn hairpin6(pkt: &mut [u8], sport_field: Field, src: (u128, u16), dst: (u128, u16)) {
     let Some(ck) = sport_field.checksum else {
         return;
     };
@@ -311,8 +437,8 @@ pub(crate) fn hairpin6(
     old[..32].copy_from_slice(&pkt[8..40]);
     old[32..36].copy_from_slice(&pkt[sport_field.at..sport_field.at + 4]);
     let mut new = [0u8; 36];
-    new[..16].copy_from_slice(&src.0.octets());
-    new[16..32].copy_from_slice(&dst.0.octets());
+    new[..16].copy_from_slice(&src.0.to_be_bytes());
+    new[16..32].copy_from_slice(&dst.0.to_be_bytes());
     new[32..34].copy_from_slice(&src.1.to_be_bytes());
     new[34..36].copy_from_slice(&dst.1.to_be_bytes());
     pkt[8..40].copy_from_slice(&new[..32]);
@@ -325,42 +451,82 @@ pub(crate) fn hairpin6(
     pkt[7] -= 1;
 }
 
-/// Puts a port back into the packet quoted by an ICMP error the translator generated about a
-/// packet whose port we had rewritten, so its sender recognises its own packet. `v6`: the error
-/// is ICMPv6 (quoting an IPv6 packet); `source`: the port is the quoted packet's source.
-pub(crate) fn unquote(reply: &mut [u8], v6: bool, source: bool, port: u16) {
-    let outer_l4 = if v6 {
-        40
-    } else {
-        usize::from(reply.first().map_or(5, |b| b & 0x0f)) * 4
-    };
-    let q = outer_l4 + 8;
-    let Some(quote) = reply.get(q..) else { return };
-    let (il4, p) = if v6 {
-        match wire::Ipv6::parse(quote, Parse::Lax) {
-            Ok(i) if !i.is_fragment() || i.frag.is_some_and(|f| f.offset == 0) => {
-                (q + 40 + i.ext_len, i.proto)
+/// The transport header of an IPv4 or IPv6 packet: its offset and protocol, `None` for a
+/// fragment other than the first.
+#[inline(always)]
+fn l4_of(pkt: &[u8]) -> Option<(usize, u8)> {
+    match pkt.first()? >> 4 {
+        4 => {
+            let off = u16::from_be_bytes([*pkt.get(6)?, *pkt.get(7)?]) & 0x1fff;
+            (off == 0).then(|| (usize::from(pkt[0] & 0x0f) * 4, pkt[9]))
+        }
+        6 => match *pkt.get(6)? {
+            // What a translator writes: the transport header, or one Fragment header before it.
+            p @ (proto::TCP | proto::UDP | proto::ICMPV6) => Some((40, p)),
+            _ => {
+                let ip = wire::Ipv6::parse(pkt, Parse::Lax).ok()?;
+                (ip.frag.is_none_or(|f| f.offset == 0)).then_some((40 + ip.ext_len, ip.proto))
             }
-            _ => return,
-        }
-    } else {
-        match wire::Ipv4::parse(quote, Parse::Lax) {
-            Ok(i) if i.offset == 0 => (q + i.header.len(), i.proto),
-            _ => return,
-        }
+        },
+        _ => None,
+    }
+}
+
+/// Writes the session's IPv6-side port into a packet the translator made for it (RFC 1624
+/// checksum updates): `source` picks the source or destination port, and for an ICMP error
+/// (`error`) the port is the quoted packet's. Anything that is not where it should be (a later
+/// fragment, a quote cut short) is left alone.
+#[inline(always)]
+pub(crate) fn set_port(pkt: &mut [u8], error: bool, source: bool, port: u16) {
+    let v6 = pkt.first().is_some_and(|b| b >> 4 == 6);
+    let Some((mut l4, mut p)) = l4_of(pkt) else {
+        return;
     };
-    let Ok((_, _, _, sat, dat, ck, udp)) = ports(reply, il4, p, v6) else {
+    let mut outer = None;
+    if error {
+        outer = Some(l4 + 2);
+        let q = l4 + 8;
+        let Some((il4, ip)) = pkt.get(q..).and_then(l4_of) else {
+            return;
+        };
+        (l4, p) = (q + il4, ip);
+    }
+    let Ok(Ports {
+        sat,
+        dat,
+        checksum,
+        udp,
+        ..
+    }) = ports(pkt, l4, p, v6)
+    else {
         return;
     };
     let at = if source { sat } else { dat };
-    if reply.len() < at + 2 {
+    if pkt.len() < at + 2 {
         return;
     }
     let f = Field {
         at,
-        checksum: (reply.len() >= ck + 2).then_some(ck),
+        checksum: (pkt.len() >= checksum + 2).then_some(checksum),
         udp,
-        outer: Some(outer_l4 + 2),
+        outer,
     };
-    rewrite(reply, f, port, !v6);
+    rewrite(pkt, f, port, !v6);
+}
+
+/// [`set_port`] on each of the back-to-back packets in `out` (an IPv4 datagram cut into IPv6
+/// fragments carries its ports in the first).
+pub(crate) fn set_ports(out: &mut [u8], error: bool, source: bool, port: u16) {
+    let mut at = 0;
+    while at < out.len() {
+        let len = match out[at] >> 4 {
+            4 => usize::from(be16(out, at + 2)),
+            _ => 40 + usize::from(be16(out, at + 4)),
+        };
+        if len == 0 || at + len > out.len() {
+            return;
+        }
+        set_port(&mut out[at..at + len], error, source, port);
+        at += len;
+    }
 }

@@ -77,7 +77,9 @@ impl fmt::Display for LayoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoPool4 => f.write_str("pool4 is empty: stateful NAT64 needs IPv4 addresses"),
-            Self::NoCustomers => f.write_str("customers is empty: no IPv6 source would be translated"),
+            Self::NoCustomers => {
+                f.write_str("customers is empty: no IPv6 source would be translated")
+            }
             Self::Pool4TooLarge(n) => write!(
                 f,
                 "pool4 holds {n} addresses; at most {MAX_POOL4_ADDRESSES} (a /16) are supported"
@@ -193,11 +195,15 @@ impl Layout {
         for (i, p) in pool4.iter().enumerate() {
             let first = p.addr();
             let last = Ipv4Addr::from_bits(first.to_bits() | (p.size() - 1));
-            if crate::translator::never_translated(first) || crate::translator::never_translated(last)
+            if crate::translator::never_translated(first)
+                || crate::translator::never_translated(last)
             {
                 return Err(LayoutError::Pool4Reserved(*p));
             }
-            if let Some(q) = pool4[..i].iter().find(|q| q.contains(first) || p.contains(q.addr())) {
+            if let Some(q) = pool4[..i]
+                .iter()
+                .find(|q| q.contains(first) || p.contains(q.addr()))
+            {
                 return Err(LayoutError::Pool4Overlap(*q, *p));
             }
             addresses += u64::from(p.size());
@@ -315,7 +321,9 @@ impl Layout {
     pub fn block_of(&self, a: Ipv6Addr) -> Option<u32> {
         let c = self.customers.iter().position(|c| c.contains(a))?;
         let host = a.to_bits() & !mask128(self.customers[c].prefix_len());
-        let within = host.checked_shr(128 - u32::from(self.block_prefix_len)).unwrap_or(0);
+        let within = host
+            .checked_shr(128 - u32::from(self.block_prefix_len))
+            .unwrap_or(0);
         Some((self.starts[c] + within as u64) as u32)
     }
 
@@ -345,7 +353,8 @@ impl Layout {
     /// The pool4 address of block `n` (no bounds check on `n` against the customers).
     #[inline]
     pub(crate) fn block_address(&self, n: u32) -> Ipv4Addr {
-        self.address(n / self.per_addr).unwrap_or(Ipv4Addr::UNSPECIFIED)
+        self.address(n / self.per_addr)
+            .unwrap_or(Ipv4Addr::UNSPECIFIED)
     }
 
     /// The first port of block `n`.
@@ -361,7 +370,8 @@ impl Layout {
         for p in &self.pool4 {
             if p.contains(addr) {
                 let k = k + (addr.to_bits() - p.addr().to_bits());
-                let b = u32::from(port.checked_sub(self.port_lo)?) / u32::from(self.ports_per_block);
+                let b =
+                    u32::from(port.checked_sub(self.port_lo)?) / u32::from(self.ports_per_block);
                 let n = k * self.per_addr + b;
                 return (b < self.per_addr && n < self.blocks).then_some(n);
             }
@@ -409,8 +419,14 @@ mod tests {
 
     /// The example: a /56 of /64 customers, 2016 ports each, on a /29.
     fn hosting() -> Layout {
-        Layout::new(&[v4("203.0.113.16/29")], 1024..=65535, &[v6("2001:db8:6::/56")], 64, 2016)
-            .unwrap()
+        Layout::new(
+            &[v4("203.0.113.16/29")],
+            1024..=65535,
+            &[v6("2001:db8:6::/56")],
+            64,
+            2016,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -426,7 +442,10 @@ mod tests {
         let last_of_first_addr = l.block(31).unwrap();
         assert_eq!(last_of_first_addr.ports, 1024 + 31 * 2016..=65535);
         let second_addr = l.block(32).unwrap();
-        assert_eq!(second_addr.addr, "203.0.113.17".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            second_addr.addr,
+            "203.0.113.17".parse::<Ipv4Addr>().unwrap()
+        );
         assert_eq!(second_addr.ports, 1024..=3039);
         assert_eq!(second_addr.prefix, v6("2001:db8:6:20::/64"));
         let last = l.block(255).unwrap();
@@ -482,9 +501,21 @@ mod tests {
 
     #[test]
     fn a_layout_that_does_not_fit_says_how_many_do() {
-        let e = Layout::new(&[v4("203.0.113.16/30")], 1024..=65535, &[v6("2001:db8:6::/56")], 64, 2016)
-            .unwrap_err();
-        assert_eq!(e, LayoutError::TooFew { fit: 128, needed: 256 });
+        let e = Layout::new(
+            &[v4("203.0.113.16/30")],
+            1024..=65535,
+            &[v6("2001:db8:6::/56")],
+            64,
+            2016,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            LayoutError::TooFew {
+                fit: 128,
+                needed: 256
+            }
+        );
         assert!(e.to_string().contains("only 128"));
     }
 
@@ -492,14 +523,26 @@ mod tests {
     fn refusals() {
         let c = [v6("2001:db8:6::/56")];
         let p = [v4("203.0.113.0/24")];
-        assert_eq!(Layout::new(&[], 1024..=65535, &c, 64, 64), Err(LayoutError::NoPool4));
-        assert_eq!(Layout::new(&p, 1024..=65535, &[], 64, 64), Err(LayoutError::NoCustomers));
+        assert_eq!(
+            Layout::new(&[], 1024..=65535, &c, 64, 64),
+            Err(LayoutError::NoPool4)
+        );
+        assert_eq!(
+            Layout::new(&p, 1024..=65535, &[], 64, 64),
+            Err(LayoutError::NoCustomers)
+        );
         assert!(matches!(
             Layout::new(&[v4("127.0.0.0/30")], 1024..=65535, &c, 64, 64),
             Err(LayoutError::Pool4Reserved(_))
         ));
         assert!(matches!(
-            Layout::new(&[v4("203.0.113.0/24"), v4("203.0.113.8/29")], 1024..=65535, &c, 64, 64),
+            Layout::new(
+                &[v4("203.0.113.0/24"), v4("203.0.113.8/29")],
+                1024..=65535,
+                &c,
+                64,
+                64
+            ),
             Err(LayoutError::Pool4Overlap(..))
         ));
         assert!(matches!(
@@ -523,8 +566,14 @@ mod tests {
     #[test]
     fn one_address_many_hosts() {
         // /128 blocks: each host its own ports.
-        let l = Layout::new(&[v4("192.0.2.1/32")], 1024..=65535, &[v6("2001:db8::/120")], 128, 252)
-            .unwrap();
+        let l = Layout::new(
+            &[v4("192.0.2.1/32")],
+            1024..=65535,
+            &[v6("2001:db8::/120")],
+            128,
+            252,
+        )
+        .unwrap();
         assert_eq!(l.blocks(), 256);
         assert_eq!(l.block_of("2001:db8::ff".parse().unwrap()), Some(255));
         assert_eq!(l.block(255).unwrap().ports, 1024 + 255 * 252..=65535);

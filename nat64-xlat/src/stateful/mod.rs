@@ -33,13 +33,14 @@
 //!     2016,
 //! )?;
 //! let mut nat = Nat64::new(StatefulConfig::new(layout));
-//! let xlat = Translator::new(Config::new(Some(Pool6::new("64:ff9b::/96".parse()?)?)));
+//! // A network-specific prefix: the Well-Known Prefix would refuse 192.0.2.1 (RFC 6052 §3.1).
+//! let xlat = Translator::new(Config::new(Some(Pool6::new("2001:db8:64::/96".parse()?)?)));
 //!
 //! // A UDP datagram from 2001:db8:6:1::5 port 40000 to 192.0.2.1 port 53.
 //! let mut v6 = [0u8; 48];
 //! v6[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, 64]);
 //! v6[8..24].copy_from_slice(&"2001:db8:6:1::5".parse::<core::net::Ipv6Addr>()?.octets());
-//! v6[24..40].copy_from_slice(&"64:ff9b::c000:201".parse::<core::net::Ipv6Addr>()?.octets());
+//! v6[24..40].copy_from_slice(&"2001:db8:64::c000:201".parse::<core::net::Ipv6Addr>()?.octets());
 //! v6[40..48].copy_from_slice(&[0x9c, 0x40, 0, 53, 0, 8, 0, 0]);
 //!
 //! let mut out = [0u8; 4096];
@@ -73,10 +74,10 @@ pub use layout::{Block, Layout, LayoutError, MAX_BLOCKS, MAX_POOL4_ADDRESSES};
 pub use table::Proto;
 pub use tcp::State as TcpState;
 
+use crate::Eam;
 use crate::outcome::{DropReason, Emitted, InPlace, Outcome};
 use crate::prefix::Ipv4Prefix;
 use crate::translator::{Fail, Translator, never_translated};
-use crate::Eam;
 use blocks::{Blocks, Refusal};
 use flow::Flow;
 use table::{Bib, Session, Table};
@@ -186,19 +187,18 @@ impl Secs {
 /// How a packet from the IPv6 side leaves.
 #[derive(Debug, Clone, Copy)]
 enum Way6 {
-    /// To IPv4, with this mapping and port.
-    Out { eam: Eam, port: u16 },
+    /// To IPv4: the session's pool4 address and IPv6 host, and the port.
+    Out { v4: u32, v6: u128, port: u16 },
     /// Straight back to the IPv6 side (hairpinning).
-    Hairpin {
-        src: (Ipv6Addr, u16),
-        dst: (Ipv6Addr, u16),
-    },
+    Hairpin { src: (u128, u16), dst: (u128, u16) },
 }
 
 /// A stateful NAT64. See the [module documentation](self).
 #[derive(Debug)]
 pub struct Nat64 {
     layout: Layout,
+    /// Each block's pool4 address, worked out once: the hot path needs it per packet.
+    addrs: Vec<u32>,
     timeouts: Timeouts,
     secs: Secs,
     filtering: Filtering,
@@ -212,8 +212,8 @@ pub struct Nat64 {
     stats: Stats,
 }
 
-fn eam(v4: Ipv4Addr, v6: Ipv6Addr) -> Eam {
-    Eam::host(v4, v6)
+fn eam(v4: u32, v6: u128) -> Eam {
+    Eam::host(Ipv4Addr::from_bits(v4), Ipv6Addr::from_bits(v6))
 }
 
 fn refused(reason: DropReason) -> Fail {
@@ -249,6 +249,9 @@ impl Nat64 {
             events: VecDeque::with_capacity(EVENTS),
             stats: Stats::default(),
             secs,
+            addrs: (0..cfg.layout.blocks())
+                .map(|n| cfg.layout.block_address(n).to_bits())
+                .collect(),
             layout: cfg.layout,
             timeouts: cfg.timeouts,
             filtering: cfg.filtering,
@@ -261,18 +264,29 @@ impl Nat64 {
     /// Applies new timeouts, filtering, limits and logging to the live table. The layout and
     /// capacity cannot change under live sessions.
     pub fn reconfigure(&mut self, cfg: &StatefulConfig) -> Result<(), ReconfigureError> {
-        if cfg.layout != self.layout {
-            return Err(ReconfigureError::Layout);
-        }
-        if cfg.capacity.max(1) != self.capacity {
-            return Err(ReconfigureError::Capacity);
-        }
+        self.can_reconfigure(cfg)?;
         self.timeouts = cfg.timeouts;
         self.secs = Secs::of(&cfg.timeouts);
         self.table.set_horizon(self.secs.trans);
         self.filtering = cfg.filtering;
         self.limits = cfg.limits.clone();
         self.log_mappings = cfg.log_mappings;
+        Ok(())
+    }
+
+    #[inline]
+    fn addr(&self, block: u32) -> u32 {
+        self.addrs[block as usize]
+    }
+
+    /// Whether [`Nat64::reconfigure`] would take `cfg`, without applying it.
+    pub fn can_reconfigure(&self, cfg: &StatefulConfig) -> Result<(), ReconfigureError> {
+        if cfg.layout != self.layout {
+            return Err(ReconfigureError::Layout);
+        }
+        if cfg.capacity.max(1) != self.capacity {
+            return Err(ReconfigureError::Capacity);
+        }
         Ok(())
     }
 
@@ -301,7 +315,10 @@ impl Nat64 {
 
     /// Bytes taken by the tables, the block state and the held SYNs.
     pub fn memory(&self) -> usize {
-        self.table.memory() + self.blocks.memory() + self.held.len() * size_of::<Held>()
+        self.table.memory()
+            + self.blocks.memory()
+            + self.held.len() * size_of::<Held>()
+            + self.addrs.len() * 4
     }
 
     /// Bytes a session costs in the worst case, when it has a binding of its own (as every TCP
@@ -312,8 +329,8 @@ impl Nat64 {
 
     /// The pool4 address and port the IPv6 endpoint is bound to, if it is.
     pub fn binding(&self, proto: Proto, v6: Ipv6Addr, port: u16) -> Option<(Ipv4Addr, u16)> {
-        let b = self.table.bib(self.table.find6(proto, v6, port)?);
-        Some((self.layout.block_address(b.block), b.port4))
+        let b = self.table.bib(self.table.find6(proto, v6.to_bits(), port)?);
+        Some((Ipv4Addr::from_bits(self.addr(b.block)), b.port4))
     }
 
     /// The IPv6 endpoint bound to a pool4 address and port, if any.
@@ -324,9 +341,16 @@ impl Nat64 {
     }
 
     /// The state of a TCP session, if there is one.
-    pub fn tcp_state(&self, v6: Ipv6Addr, port: u16, remote: Ipv4Addr, rport: u16) -> Option<TcpState> {
-        let bib = self.table.find6(Proto::Tcp, v6, port)?;
-        State::from_u8(self.table.session(self.table.find_session(bib, remote, rport)?).state)
+    pub fn tcp_state(
+        &self,
+        v6: Ipv6Addr,
+        port: u16,
+        remote: Ipv4Addr,
+        rport: u16,
+    ) -> Option<TcpState> {
+        let bib = self.table.find6(Proto::Tcp, v6.to_bits(), port)?;
+        let s = self.table.find_session(bib, remote.to_bits(), rport)?;
+        State::from_u8(self.table.session(s).state)
     }
 
     /// Takes the queued mapping events (when `log_mappings` is on).
@@ -335,7 +359,7 @@ impl Nat64 {
     }
 
     /// Translates an IPv6 packet from the IPv6 side; as [`Translator::translate_6to4`], with
-    /// `out` at least [`Translator::out_len`]`(input.len())` bytes (its second half is scratch).
+    /// `out` at least [`Translator::out_len`]`(input.len())` bytes.
     pub fn translate_6to4(
         &mut self,
         xlat: &Translator<'_>,
@@ -347,9 +371,9 @@ impl Nat64 {
             Ok(d) => d,
             Err(fail) => return xlat.fail6(input, out, fail),
         };
-        let n = input.len();
         match way {
             Way6::Hairpin { src, dst } => {
+                let n = input.len();
                 if input[7] <= 1 {
                     let fail = Fail::Reply {
                         reason: DropReason::Expired,
@@ -366,21 +390,15 @@ impl Nat64 {
                 flow::hairpin6(dst_buf, f.field, src, dst);
                 Outcome::Hairpinned(Emitted::new(n, 1))
             }
-            Way6::Out { eam, port } => {
-                let half = out.len() / 2;
-                if half < n {
-                    return Outcome::Dropped(DropReason::BufferTooSmall);
-                }
-                let (dst, scratch) = out.split_at_mut(half);
-                let copy = &mut scratch[..n];
-                copy.copy_from_slice(input);
-                flow::rewrite(copy, f.field, port, false);
-                let eams = [eam];
+            Way6::Out { v4, v6, port } => {
+                let eams = [eam(v4, v6)];
                 let view = xlat.with_eam(&eams);
-                let o = view.translate_6to4(copy, dst);
+                let o = view.translate_6to4(input, out);
                 xlat.resume_ids(&view);
-                if let Outcome::IcmpError { reply, .. } = o {
-                    flow::unquote(&mut dst[..reply.len()], true, !f.error, f.local_port);
+                // The port goes into the result: an ICMP error the translator made quotes the
+                // packet as it came.
+                if let Outcome::Translated(e) = o {
+                    flow::set_ports(&mut out[..e.len()], f.error, !f.error, port);
                 }
                 o
             }
@@ -388,7 +406,7 @@ impl Nat64 {
     }
 
     /// Translates an IPv4 packet from the IPv4 side; as [`Translator::translate_4to6`], with
-    /// `out` at least [`Translator::out_len`]`(input.len())` bytes (its second half is scratch).
+    /// `out` at least [`Translator::out_len`]`(input.len())` bytes.
     pub fn translate_4to6(
         &mut self,
         xlat: &Translator<'_>,
@@ -396,25 +414,16 @@ impl Nat64 {
         input: &[u8],
         out: &mut [u8],
     ) -> Outcome {
-        let (f, eam, port) = match self.decide4(secs_floor(now), input) {
+        let (f, v6, port) = match self.decide4(secs_floor(now), input) {
             Ok(d) => d,
             Err(fail) => return xlat.fail4(input, out, fail),
         };
-        let n = input.len();
-        let half = out.len() / 2;
-        if half < n {
-            return Outcome::Dropped(DropReason::BufferTooSmall);
-        }
-        let (dst, scratch) = out.split_at_mut(half);
-        let copy = &mut scratch[..n];
-        copy.copy_from_slice(input);
-        flow::rewrite(copy, f.field, port, true);
-        let eams = [eam];
+        let eams = [eam(f.local, v6)];
         let view = xlat.with_eam(&eams);
-        let o = view.translate_4to6(copy, dst);
+        let o = view.translate_4to6(input, out);
         xlat.resume_ids(&view);
-        if let Outcome::IcmpError { reply, .. } = o {
-            flow::unquote(&mut dst[..reply.len()], false, f.error, f.local_port);
+        if let Outcome::Translated(e) = o {
+            flow::set_ports(&mut out[..e.len()], f.error, f.error, port);
         }
         o
     }
@@ -447,15 +456,13 @@ impl Nat64 {
                 flow::hairpin6(pkt, f.field, src, dst);
                 InPlace::Translated(at..at + len)
             }
-            Way6::Out { eam, port } => {
-                let saved = save(pkt, f.field.at, f.field.checksum);
-                flow::rewrite(pkt, f.field, port, false);
-                let eams = [eam];
+            Way6::Out { v4, v6, port } => {
+                let eams = [eam(v4, v6)];
                 let view = xlat.with_eam(&eams);
                 let r = view.translate_6to4_in_place(buf, at, len);
                 xlat.resume_ids(&view);
-                if r == InPlace::NeedsOutBuffer {
-                    restore(&mut buf[at..at + len], f.field.at, f.field.checksum, saved);
+                if let InPlace::Translated(range) = &r {
+                    flow::set_port(&mut buf[range.clone()], false, true, port);
                 }
                 r
             }
@@ -476,19 +483,17 @@ impl Nat64 {
         let Some(pkt) = buf.get_mut(at..at.saturating_add(len)) else {
             return InPlace::RangeOutOfBounds;
         };
-        let (f, eam, port) = match self.decide4(secs_floor(now), pkt) {
+        let (f, v6, port) = match self.decide4(secs_floor(now), pkt) {
             Ok(d) if !d.0.error => d,
             Err(Fail::Drop(r)) => return InPlace::Dropped(r),
             _ => return InPlace::NeedsOutBuffer,
         };
-        let saved = save(pkt, f.field.at, f.field.checksum);
-        flow::rewrite(pkt, f.field, port, true);
-        let eams = [eam];
+        let eams = [eam(f.local, v6)];
         let view = xlat.with_eam(&eams);
         let r = view.translate_4to6_in_place(buf, at, len);
         xlat.resume_ids(&view);
-        if r == InPlace::NeedsOutBuffer {
-            restore(&mut buf[at..at + len], f.field.at, f.field.checksum, saved);
+        if let InPlace::Translated(range) = &r {
+            flow::set_port(&mut buf[range.clone()], false, false, port);
         }
         r
     }
@@ -553,7 +558,14 @@ impl Nat64 {
                     let first = layout.block_first_port(b.block);
                     let proto = table::proto_of(b.proto);
                     if blocks.free_port(b.block, proto, first, b.port4) && *log_mappings {
-                        push(events, stats, MappingEvent::Freed { block: b.block, at: now });
+                        push(
+                            events,
+                            stats,
+                            MappingEvent::Freed {
+                                block: b.block,
+                                at: now,
+                            },
+                        );
                     }
                 }
             },
@@ -563,18 +575,21 @@ impl Nat64 {
     }
 
     /// Where a packet from the IPv6 side goes, its session found or made.
+    // Always, as flow6: the decision is a wide value.
+    #[inline(always)]
     fn decide6(
         &mut self,
         xlat: &Translator<'_>,
         now: u32,
         pkt: &[u8],
-    ) -> Result<(Flow<Ipv6Addr>, Way6), Fail> {
+    ) -> Result<(Flow<u128>, Way6), Fail> {
         let f = flow::flow6(pkt)?;
         let cfg = xlat.config();
         let pool6 = cfg.pool6.ok_or(DropReason::UntranslatableDestination)?;
         let remote = pool6
-            .extract(f.remote, cfg.non_global)
-            .filter(|&a| !never_translated(a));
+            .extract(Ipv6Addr::from_bits(f.remote), cfg.non_global)
+            .filter(|&a| !never_translated(a))
+            .map(Ipv4Addr::to_bits);
         if f.error {
             let r = remote.ok_or(DropReason::UnmatchedIcmpError)?;
             let bib = self
@@ -583,23 +598,22 @@ impl Nat64 {
                 .filter(|&b| self.table.find_session(b, r, f.rport).is_some())
                 .ok_or(DropReason::UnmatchedIcmpError)?;
             let b = self.table.bib(bib);
-            let port = b.port4;
-            return Ok((
-                f,
-                Way6::Out {
-                    eam: eam(self.layout.block_address(b.block), f.local),
-                    port,
-                },
-            ));
+            let way = Way6::Out {
+                v4: self.addr(b.block),
+                v6: f.local,
+                port: b.port4,
+            };
+            return Ok((f, way));
         }
         let remote = remote.ok_or(DropReason::UntranslatableDestination)?;
-        if self.layout.is_pool4(remote) {
+        if self.layout.is_pool4(Ipv4Addr::from_bits(remote)) {
             return self.hairpin(&pool6, cfg.non_global, now, f, remote);
         }
         let (bib, _) = self.outbound(now, &f, remote)?;
         let b = self.table.bib(bib);
         let way = Way6::Out {
-            eam: eam(self.layout.block_address(b.block), f.local),
+            v4: self.addr(b.block),
+            v6: f.local,
             port: b.port4,
         };
         Ok((f, way))
@@ -612,18 +626,18 @@ impl Nat64 {
         pool6: &crate::Pool6,
         non_global: &[Ipv4Prefix],
         now: u32,
-        f: Flow<Ipv6Addr>,
-        remote: Ipv4Addr,
-    ) -> Result<(Flow<Ipv6Addr>, Way6), Fail> {
+        f: Flow<u128>,
+        remote: u32,
+    ) -> Result<(Flow<u128>, Way6), Fail> {
         if f.proto == Proto::Icmp {
             return Err(DropReason::NoSession.into());
         }
         let (bib_a, _) = self.outbound(now, &f, remote)?;
         let a = *self.table.bib(bib_a);
-        let addr_a = self.layout.block_address(a.block);
+        let addr_a = self.addr(a.block);
         let block_b = self
             .layout
-            .block_number(remote, f.rport)
+            .block_number(Ipv4Addr::from_bits(remote), f.rport)
             .ok_or(DropReason::NoSession)?;
         let bib_b = self
             .table
@@ -636,19 +650,21 @@ impl Nat64 {
         self.inbound_session(now, &inbound, bib_b, addr_a)?;
         let b = *self.table.bib(bib_b);
         let src = pool6
-            .embed(addr_a, non_global)
-            .ok_or(DropReason::UntranslatableSource)?;
+            .embed(Ipv4Addr::from_bits(addr_a), non_global)
+            .ok_or(DropReason::UntranslatableSource)?
+            .to_bits();
         Ok((
             f,
             Way6::Hairpin {
                 src: (src, a.port4),
-                dst: (Ipv6Addr::from(b.v6), b.port6),
+                dst: (u128::from_be_bytes(b.v6), b.port6),
             },
         ))
     }
 
     /// The binding and session of an outbound packet, made if it may open one.
-    fn outbound(&mut self, now: u32, f: &Flow<Ipv6Addr>, remote: Ipv4Addr) -> Result<(u32, u32), Fail> {
+    #[inline]
+    fn outbound(&mut self, now: u32, f: &Flow<u128>, remote: u32) -> Result<(u32, u32), Fail> {
         let opens = f.opens && (f.proto != Proto::Tcp || f.flags.syn);
         if let Some(bib) = self.table.find6(f.proto, f.local, f.local_port) {
             if let Some(s) = self.table.find_session(bib, remote, f.rport) {
@@ -666,12 +682,15 @@ impl Nat64 {
         if !opens {
             return Err(DropReason::NoSession.into());
         }
-        let block = self.layout.block_of(f.local).ok_or(Fail::Reply {
-            reason: DropReason::NotCustomer,
-            ty: 1,
-            code: 5,
-            rest: 0,
-        })?;
+        let block = self
+            .layout
+            .block_of(Ipv6Addr::from_bits(f.local))
+            .ok_or(Fail::Reply {
+                reason: DropReason::NotCustomer,
+                ty: 1,
+                code: 5,
+                rest: 0,
+            })?;
         self.admit(f, block, now)?;
         let first = self.layout.block_first_port(block);
         let (port4, first_use) = self
@@ -687,7 +706,11 @@ impl Nat64 {
         };
         if first_use && self.log_mappings {
             let at = Duration::from_secs(u64::from(now));
-            push(&mut self.events, &mut self.stats, MappingEvent::Used { block, at });
+            push(
+                &mut self.events,
+                &mut self.stats,
+                MappingEvent::Used { block, at },
+            );
         }
         let s = self.open(bib, remote, f.rport, now, Side::V6)?;
         Ok((bib, s))
@@ -703,7 +726,12 @@ impl Nat64 {
         }
         let l = &self.limits;
         self.blocks
-            .admit(block, now, l.max_sessions_per_block, l.new_sessions_per_second)
+            .admit(
+                block,
+                now,
+                l.max_sessions_per_block,
+                l.new_sessions_per_second,
+            )
             .map_err(|r| {
                 refused(match r {
                     Refusal::Sessions => DropReason::SessionLimit,
@@ -715,17 +743,24 @@ impl Nat64 {
 
     /// A new session on `bib`. A TCP session opened by the IPv6 side that matches a held SYN
     /// is a simultaneous open: both SYNs are seen, the held one is dropped.
-    fn open(&mut self, bib: u32, remote: Ipv4Addr, rport: u16, now: u32, side: Side) -> Result<u32, Fail> {
+    fn open(
+        &mut self,
+        bib: u32,
+        remote: u32,
+        rport: u16,
+        now: u32,
+        side: Side,
+    ) -> Result<u32, Fail> {
         let b = *self.table.bib(bib);
         let proto = table::proto_of(b.proto);
         let (state, life) = match (proto, side) {
             (Proto::Tcp, Side::V6) => {
-                let local = self.layout.block_address(b.block).to_bits();
+                let local = self.addr(b.block);
                 let held = self.held.iter_mut().find(|h| {
                     h.live
                         && h.local == local
                         && h.port == b.port4
-                        && h.remote == remote.to_bits()
+                        && h.remote == remote
                         && h.rport == rport
                 });
                 match held {
@@ -736,7 +771,20 @@ impl Nat64 {
                     None => (State::V6Init as u8, self.secs.trans),
                 }
             }
-            (Proto::Tcp, Side::V4) => (State::V4Init as u8, self.secs.trans),
+            (Proto::Tcp, Side::V4) => {
+                // A SYN held for this connection is answered by this one getting through.
+                let local = self.addr(b.block);
+                for h in self.held.iter_mut().filter(|h| {
+                    h.live
+                        && h.local == local
+                        && h.port == b.port4
+                        && h.remote == remote
+                        && h.rport == rport
+                }) {
+                    h.live = false;
+                }
+                (State::V4Init as u8, self.secs.trans)
+            }
             (Proto::Udp, _) => (0, self.secs.udp),
             (Proto::Icmp, _) => (0, self.secs.icmp),
         };
@@ -751,6 +799,7 @@ impl Nat64 {
     }
 
     /// A packet on a live session: the TCP state machine, or a fresh lifetime.
+    #[inline]
     fn touch(&mut self, s: u32, side: Side, flags: Flags, now: u32) {
         let secs = self.secs;
         let e = self.table.session_mut(s);
@@ -781,15 +830,16 @@ impl Nat64 {
     fn inbound_session(
         &mut self,
         now: u32,
-        f: &Flow<Ipv6Addr>,
+        f: &Flow<u128>,
         bib: u32,
-        remote: Ipv4Addr,
+        remote: u32,
     ) -> Result<u32, Fail> {
         if let Some(s) = self.table.find_session(bib, remote, f.rport) {
             self.touch(s, Side::V4, f.flags, now);
             return Ok(s);
         }
-        let allowed = self.filtering == Filtering::EndpointIndependent || self.table.talks_to(bib, remote);
+        let allowed =
+            self.filtering == Filtering::EndpointIndependent || self.table.talks_to(bib, remote);
         if !allowed || !f.opens || (f.proto == Proto::Tcp && !f.flags.syn) {
             return Err(DropReason::NoSession.into());
         }
@@ -804,7 +854,12 @@ impl Nat64 {
         }
         let l = &self.limits;
         self.blocks
-            .admit(block, now, l.max_sessions_per_block, l.new_sessions_per_second)
+            .admit(
+                block,
+                now,
+                l.max_sessions_per_block,
+                l.new_sessions_per_second,
+            )
             .map_err(|r| {
                 Fail::Drop(match r {
                     Refusal::Sessions => DropReason::SessionLimit,
@@ -815,7 +870,8 @@ impl Nat64 {
     }
 
     /// The mapping and port for a packet from the IPv4 side.
-    fn decide4(&mut self, now: u32, pkt: &[u8]) -> Result<(Flow<Ipv4Addr>, Eam, u16), Fail> {
+    #[inline(always)]
+    fn decide4(&mut self, now: u32, pkt: &[u8]) -> Result<(Flow<u32>, u128, u16), Fail> {
         let f = flow::flow4(pkt)?;
         let missing = if f.error {
             DropReason::UnmatchedIcmpError
@@ -824,7 +880,7 @@ impl Nat64 {
         };
         let block = self
             .layout
-            .block_number(f.local, f.local_port)
+            .block_number(Ipv4Addr::from_bits(f.local), f.local_port)
             .ok_or(missing)?;
         let bib = self.table.find4(f.proto, block, f.local_port);
         if f.error {
@@ -832,17 +888,22 @@ impl Nat64 {
                 .filter(|&b| self.table.find_session(b, f.remote, f.rport).is_some())
                 .ok_or(missing)?;
             let b = self.table.bib(bib);
-            return Ok((f, eam(f.local, Ipv6Addr::from(b.v6)), b.port6));
+            return Ok((f, u128::from_be_bytes(b.v6), b.port6));
         }
         let syn = f.proto == Proto::Tcp && f.flags.syn;
         let Some(bib) = bib else {
-            return Err(if syn { self.hold(now, &f, pkt) } else { missing }.into());
+            return Err(if syn {
+                self.hold(now, &f, pkt)
+            } else {
+                missing
+            }
+            .into());
         };
         if let Some(s) = self.table.find_session(bib, f.remote, f.rport) {
             self.touch(s, Side::V4, f.flags, now);
         } else {
-            let allowed =
-                self.filtering == Filtering::EndpointIndependent || self.table.talks_to(bib, f.remote);
+            let allowed = self.filtering == Filtering::EndpointIndependent
+                || self.table.talks_to(bib, f.remote);
             if syn && !allowed {
                 return Err(self.hold(now, &f, pkt).into());
             }
@@ -853,14 +914,18 @@ impl Nat64 {
             self.open(bib, f.remote, f.rport, now, Side::V4)?;
         }
         let b = self.table.bib(bib);
-        Ok((f, eam(f.local, Ipv6Addr::from(b.v6)), b.port6))
+        Ok((f, u128::from_be_bytes(b.v6), b.port6))
     }
 
     /// Holds an unsolicited inbound SYN (RFC 6146 §3.5.2.2) when there is room.
-    fn hold(&mut self, now: u32, f: &Flow<Ipv4Addr>, pkt: &[u8]) -> DropReason {
-        let (local, remote) = (f.local.to_bits(), f.remote.to_bits());
+    fn hold(&mut self, now: u32, f: &Flow<u32>, pkt: &[u8]) -> DropReason {
+        let (local, remote) = (f.local, f.remote);
         let same = |h: &Held| {
-            h.live && h.local == local && h.port == f.local_port && h.remote == remote && h.rport == f.rport
+            h.live
+                && h.local == local
+                && h.port == f.local_port
+                && h.remote == remote
+                && h.rport == f.rport
         };
         if self.held.iter().any(same) {
             return DropReason::SynHeld;
@@ -895,19 +960,5 @@ fn secs_floor(d: Duration) -> u32 {
     d.as_secs().min(u64::from(u32::MAX / 2)) as u32
 }
 
-fn save(pkt: &[u8], at: usize, ck: Option<usize>) -> [u8; 4] {
-    let mut s = [0u8; 4];
-    s[..2].copy_from_slice(&pkt[at..at + 2]);
-    if let Some(c) = ck {
-        s[2..].copy_from_slice(&pkt[c..c + 2]);
-    }
-    s
-}
-
-fn restore(pkt: &mut [u8], at: usize, ck: Option<usize>, s: [u8; 4]) {
-    pkt[at..at + 2].copy_from_slice(&s[..2]);
-    if let Some(c) = ck {
-        pkt[c..c + 2].copy_from_slice(&s[2..]);
-    }
-}
-
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,6 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
-use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// The null link.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -162,8 +161,8 @@ impl Table {
     }
 
     #[inline(always)]
-    fn hash6(&self, proto: Proto, v6: Ipv6Addr, port: u16) -> usize {
-        let b = v6.to_bits();
+    fn hash6(&self, proto: Proto, v6: u128, port: u16) -> usize {
+        let b = v6;
         let h = mix(self.key ^ proto as u64, b as u64);
         let h = mix(h, (b >> 64) as u64 ^ (u64::from(port) << 48));
         (h >> 20) as usize & self.mask()
@@ -171,7 +170,10 @@ impl Table {
 
     #[inline(always)]
     fn hash4(&self, proto: Proto, block: u32, port: u16) -> usize {
-        let h = mix(self.key ^ 0x55 ^ proto as u64, u64::from(block) << 16 | u64::from(port));
+        let h = mix(
+            self.key ^ 0x55 ^ proto as u64,
+            u64::from(block) << 16 | u64::from(port),
+        );
         (h >> 20) as usize & self.mask()
     }
 
@@ -183,8 +185,8 @@ impl Table {
 
     /// The binding of an IPv6 source.
     #[inline]
-    pub(crate) fn find6(&self, proto: Proto, v6: Ipv6Addr, port: u16) -> Option<u32> {
-        let octets = v6.octets();
+    pub(crate) fn find6(&self, proto: Proto, v6: u128, port: u16) -> Option<u32> {
+        let octets = v6.to_be_bytes();
         let mut i = self.by6[self.hash6(proto, v6, port)];
         while i != NONE {
             let b = &self.bibs[i as usize];
@@ -212,8 +214,7 @@ impl Table {
 
     /// The session of `bib` with this remote endpoint.
     #[inline]
-    pub(crate) fn find_session(&self, bib: u32, remote: Ipv4Addr, rport: u16) -> Option<u32> {
-        let remote = remote.to_bits();
+    pub(crate) fn find_session(&self, bib: u32, remote: u32, rport: u16) -> Option<u32> {
         let mut i = self.by_remote[self.hash_remote(bib, remote)];
         while i != NONE {
             let s = &self.sessions[i as usize];
@@ -226,8 +227,7 @@ impl Table {
     }
 
     /// Whether `bib` has a session with `remote`, any port (address-dependent filtering).
-    pub(crate) fn talks_to(&self, bib: u32, remote: Ipv4Addr) -> bool {
-        let remote = remote.to_bits();
+    pub(crate) fn talks_to(&self, bib: u32, remote: u32) -> bool {
         let mut i = self.by_remote[self.hash_remote(bib, remote)];
         while i != NONE {
             let s = &self.sessions[i as usize];
@@ -255,7 +255,7 @@ impl Table {
     pub(crate) fn add_bib(
         &mut self,
         proto: Proto,
-        v6: Ipv6Addr,
+        v6: u128,
         port6: u16,
         block: u32,
         port4: u16,
@@ -269,7 +269,7 @@ impl Table {
         let b = &mut self.bibs[i as usize];
         self.free_bib = b.next6;
         *b = Bib {
-            v6: v6.octets(),
+            v6: v6.to_be_bytes(),
             port6,
             port4,
             block,
@@ -288,7 +288,7 @@ impl Table {
     pub(crate) fn add_session(
         &mut self,
         bib: u32,
-        remote: Ipv4Addr,
+        remote: u32,
         rport: u16,
         state: u8,
         now: u32,
@@ -298,7 +298,6 @@ impl Table {
         if i == NONE {
             return None;
         }
-        let remote = remote.to_bits();
         let h = self.hash_remote(bib, remote);
         let proto = self.bibs[bib as usize].proto;
         let s = &mut self.sessions[i as usize];
@@ -322,7 +321,10 @@ impl Table {
 
     fn place(&mut self, i: u32, now: u32) {
         let s = &self.sessions[i as usize];
-        let at = s.expires.min(now.wrapping_add(self.horizon)).max(now.wrapping_add(1));
+        let at = s
+            .expires
+            .min(now.wrapping_add(self.horizon))
+            .max(now.wrapping_add(1));
         let slot = (at % WHEEL) as usize;
         self.sessions[i as usize].wheel = self.wheel[slot];
         self.wheel[slot] = i;
@@ -339,10 +341,12 @@ impl Table {
         mut removed: impl FnMut(&Session, &Bib, bool),
     ) -> u32 {
         let from = match self.turned {
-            None => {
+            // The first turn looks at every slot: sessions may have been placed before it.
+            None if now == 0 => {
                 self.turned = Some(now);
                 return 0;
             }
+            None => now.saturating_sub(WHEEL),
             Some(t) if now <= t => return 0,
             Some(t) => t,
         };
@@ -405,7 +409,7 @@ impl Table {
 
     fn remove_bib(&mut self, i: u32) {
         let b = self.bibs[i as usize];
-        let h6 = self.hash6(proto_of(b.proto), Ipv6Addr::from(b.v6), b.port6);
+        let h6 = self.hash6(proto_of(b.proto), u128::from_be_bytes(b.v6), b.port6);
         let h4 = self.hash4(proto_of(b.proto), b.block, b.port4);
         if self.by6[h6] == i {
             self.by6[h6] = b.next6;
@@ -450,6 +454,7 @@ pub(crate) fn proto_of(p: u8) -> Proto {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
     fn entries_are_small() {
@@ -460,8 +465,8 @@ mod tests {
     #[test]
     fn add_find_expire_and_reuse() {
         let mut t = Table::new(4, 240, 7);
-        let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
-        let r: Ipv4Addr = "192.0.2.9".parse().unwrap();
+        let v6 = "2001:db8::1".parse::<Ipv6Addr>().unwrap().to_bits();
+        let r = "192.0.2.9".parse::<Ipv4Addr>().unwrap().to_bits();
         let b = t.add_bib(Proto::Udp, v6, 5000, 3, 6000).unwrap();
         assert_eq!(t.find6(Proto::Udp, v6, 5000), Some(b));
         assert_eq!(t.find6(Proto::Tcp, v6, 5000), None);
@@ -470,7 +475,7 @@ mod tests {
         t.add_session(b, r, 54, 0, 100, 200).unwrap();
         assert_eq!(t.find_session(b, r, 53), Some(s1));
         assert!(t.talks_to(b, r));
-        assert!(!t.talks_to(b, "192.0.2.10".parse().unwrap()));
+        assert!(!t.talks_to(b, "192.0.2.10".parse::<Ipv4Addr>().unwrap().to_bits()));
         t.turn(100, |_| true, |_, _, _| {});
         let mut last = Vec::new();
         assert_eq!(t.turn(199, |_| true, |_, _, l| last.push(l)), 0);
@@ -495,8 +500,8 @@ mod tests {
     #[test]
     fn a_refreshed_session_outlives_its_slot_and_a_long_jump_expires_everything() {
         let mut t = Table::new(8, 240, 0);
-        let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
-        let r: Ipv4Addr = "192.0.2.9".parse().unwrap();
+        let v6 = "2001:db8::1".parse::<Ipv6Addr>().unwrap().to_bits();
+        let r = "192.0.2.9".parse::<Ipv4Addr>().unwrap().to_bits();
         let b = t.add_bib(Proto::Tcp, v6, 1, 0, 1).unwrap();
         let s = t.add_session(b, r, 80, 3, 0, 7440).unwrap();
         t.turn(0, |_| true, |_, _, _| {});

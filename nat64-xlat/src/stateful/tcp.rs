@@ -94,6 +94,8 @@ pub(crate) fn step(state: State, side: Side, f: Flags) -> (State, Lifetime) {
         ),
         Established => (Established, L::Established),
         V4FinRcv if f.fin && side == Side::V6 => (BothFinRcv, L::Transitory),
+        // RFC 7857 §2: after an RST, TCP_TRANS, in the half-closed states too (Jool #212).
+        V4FinRcv | V6FinRcv if f.rst => (Trans, L::Transitory),
         V4FinRcv => (V4FinRcv, L::Established),
         V6FinRcv if f.fin && side == Side::V4 => (BothFinRcv, L::Transitory),
         V6FinRcv => (V6FinRcv, L::Established),
@@ -107,9 +109,7 @@ pub(crate) fn step(state: State, side: Side, f: Flags) -> (State, Lifetime) {
 /// lifetime more (RFC 6146 §3.5.2.2: it may be idle, not gone; we send no probe), every other
 /// state is removed.
 pub(crate) fn on_expiry(state: State) -> Option<State> {
-    (state == State::Established
-        || state == State::V4FinRcv
-        || state == State::V6FinRcv)
+    (state == State::Established || state == State::V4FinRcv || state == State::V6FinRcv)
         .then_some(State::Trans)
 }
 
@@ -158,6 +158,8 @@ mod tests {
             (V4FinRcv, V6, FIN, BothFinRcv, L::Transitory),
             (V4FinRcv, V4, FIN, V4FinRcv, L::Established),
             (V4FinRcv, V6, ACK, V4FinRcv, L::Established),
+            (V4FinRcv, V6, RST, Trans, L::Transitory),
+            (V6FinRcv, V4, RST, Trans, L::Transitory),
             (V6FinRcv, V4, FIN, BothFinRcv, L::Transitory),
             (V6FinRcv, V6, ACK, V6FinRcv, L::Established),
             (BothFinRcv, V4, ACK, BothFinRcv, L::Keep),
