@@ -40,9 +40,11 @@ fn keys(extra: &str) -> String {
 
 /// Puts the second customer /64 on h6's link (and xl's side of it).
 fn second_host(net: &Netns) {
+    // Deprecated, as h6's second address is: a source only for a socket that binds it (curl
+    // --interface), never the kernel's own choice.
     net.ip(
         &net.h6,
-        &format!("addr add {HOST_B}/64 dev {} nodad", net.h6_link),
+        &format!("addr add {HOST_B}/64 dev {} nodad preferred_lft 0", net.h6_link),
     );
     net.ip(
         &net.xl,
