@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The NAT64 gateway (full-proxy's [nat64] section) against TAYGA 0.9.2 and against plain kernel
-# forwarding, in three network namespaces on one machine. Run by hand as root, not in CI:
+# forwarding, in three network namespaces on one machine; then the same gateway as a stateful NAT64
+# (mode = "stateful": h6's /64 shares 192.0.2.16 by port), beside its stateless self. Run by hand as root, not in CI:
 #     sudo bash benches/nat64-gateway-vs-tayga.sh
 # Needs iproute2 (ip, ss), tayga, iperf3, taskset and cargo
 # (apt-get install -y iproute2 tayga iperf3 util-linux). Prints a Markdown table on stdout and
@@ -153,17 +154,20 @@ udp() { # target key src-ns dst-ns dest bind payload [pid]
 
 # One iperf3 stream, server at the destination: val = receiver Gbit/s; cpu per data segment sent
 # (the sender namespace's TCP OutSegs; the translator also carries the ACKs) and % core.
+# IPERF_REVERSE=1: the server sends (iperf3 -R), so data flows dst → src over src's connection.
 tcp() { # target key src-ns dst-ns dest [pid]
   local target=$1 key=$2 src=$3 dst=$4 dest=$5 pid=${6:-}
+  local reverse=${IPERF_REVERSE:+-R} sender=$3
+  [[ -n $reverse ]] && sender=$4
   ip netns exec "$dst" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
   local sp=$! s0 t0 w0 out s1 t1 w1 gbps
   for _ in $(seq 50); do [[ -n $(ip netns exec "$dst" ss -Hltn 'sport = :5201') ]] && break; sleep 0.1; done
-  s0=$(out_segs "$src"); t0=${pid:+$(ticks "$pid")}; w0=$(date +%s.%N)
+  s0=$(out_segs "$sender"); t0=${pid:+$(ticks "$pid")}; w0=$(date +%s.%N)
   timeout $((SECONDS_PER_RUN + 15)) ip netns exec "$src" iperf3 -c "$dest" -p 5201 -t "$SECONDS_PER_RUN" -f g \
-    --connect-timeout 3000 >"$work/iperf3" 2>&1 &
+    --connect-timeout 3000 $reverse >"$work/iperf3" 2>&1 &
   wait $! || true
   out=$(<"$work/iperf3")
-  s1=$(out_segs "$src"); t1=${pid:+$(ticks "$pid")}; w1=$(date +%s.%N)
+  s1=$(out_segs "$sender"); t1=${pid:+$(ticks "$pid")}; w1=$(date +%s.%N)
   kill "$sp" 2>/dev/null || true; wait "$sp" 2>/dev/null || true
   gbps=$(awk '/receiver/ { print $(NF-2) }' <<<"$out")
   val[$target,$key]=${gbps:-0}
@@ -199,6 +203,8 @@ xl_routes() {
 stop_translator() { # pid
   kill "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
+  # Not always this shell's child (see start_ours): wait for it to be gone.
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
   ip -n "$xl" link del nat64 2>/dev/null || true
 }
 
@@ -233,30 +239,61 @@ through_translator tayga "$tayga_pid"
 stop_translator "$tayga_pid"
 
 # sixgate: full-proxy creates the device, sets its MTU and brings it up with its queues attached.
-if [[ -n $ours ]]; then
-  cat >"$work/sixgate.toml" <<CONF
+# start_ours NAME KEYS: runs it with the shared [nat64] keys plus KEYS; prints its pid, or nothing.
+start_ours() {
+  cat >"$work/$1.toml" <<CONF
 [nat64]
 tun = "nat64"
 pool6 = "$pool6"
 own_v4 = "192.0.2.1"
 own_v6 = "2001:db8:64::1"
-eam = [ { v4 = "192.0.2.10/32", v6 = "2001:db8:6::10/128" } ]
 mtu = 1500
 queues = 0
+$2
 CONF
-  RUST_LOG=${RUST_LOG:-warn} ip netns exec "$xl" "$ours" --config "$work/sixgate.toml" >"$work/sixgate.log" 2>&1 &
-  ours_pid=$!
+  RUST_LOG=${RUST_LOG:-warn} ip netns exec "$xl" "$ours" --config "$work/$1.toml" >"$work/$1.log" 2>&1 &
+  local pid=$!
   up() { [[ $(ip -n "$xl" -o link show dev nat64 2>/dev/null) == *LOWER_UP* ]]; }
-  for _ in $(seq 50); do up && break; kill -0 "$ours_pid" 2>/dev/null || break; sleep 0.1; done
-  if up && kill -0 "$ours_pid" 2>/dev/null; then
-    say "sixgate (full-proxy at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'))"
+  for _ in $(seq 50); do up && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if up && kill -0 "$pid" 2>/dev/null; then
+    say "sixgate $1 (full-proxy at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'))"
     xl_routes
-    through_translator sixgate "$ours_pid"
+    echo "$pid"
   else
-    say "full-proxy brought up no nat64 device within 5 s: sixgate cells say n/a. Its last words:"
-    tail -n 5 "$work/sixgate.log" >&2
+    say "full-proxy brought up no nat64 device within 5 s: sixgate $1 cells say n/a. Its last words:"
+    tail -n 5 "$work/$1.log" >&2
+    stop_translator "$pid"
   fi
-  stop_translator "$ours_pid"
+}
+
+if [[ -n $ours ]]; then
+  ours_pid=$(start_ours stateless 'eam = [ { v4 = "192.0.2.10/32", v6 = "2001:db8:6::10/128" } ]')
+  if [[ -n $ours_pid ]]; then
+    through_translator sixgate "$ours_pid"
+    stop_translator "$ours_pid"
+  fi
+  # Stateful: h6's /64 is the one customer, and owns all 64512 ports of 192.0.2.16. The 4→6 UDP
+  # rows go to the mapping h6's port 9000 gets first: the block's first port of its parity, 1024.
+  # (start_ours runs in a subshell: the gateway is not this shell's child, stop_translator kills it.)
+  ours_pid=$(start_ours stateful 'mode = "stateful"
+pool4 = ["192.0.2.16/32"]
+customers = ["2001:db8:6::/64"]
+ports_per_block = 64512
+max_sessions_per_block = 100000')
+  if [[ -n $ours_pid ]]; then
+    # First, so the port search starts at the block's first port.
+    UDP_FLOOD_FROM="[::]:9000" UDP_FLOOD_RATE=10 ip netns exec "$h6" "$flood" "[$h4_as_v6]:9001" 18 0.5 >/dev/null
+    udp stateful u66_64 "$h6" "$h4" "[$h4_as_v6]:9000" 0.0.0.0:9000 18 "$ours_pid"
+    udp stateful u1448_64 "$h6" "$h4" "[$h4_as_v6]:9000" 0.0.0.0:9000 1400 "$ours_pid"
+    udp stateful u66_46 "$h4" "$h6" 192.0.2.16:1024 "[::]:9000" 18 "$ours_pid"
+    udp stateful u1448_46 "$h4" "$h6" 192.0.2.16:1024 "[::]:9000" 1400 "$ours_pid"
+    tcp stateful tcp_64 "$h6" "$h4" "$h4_as_v6" "$ours_pid"
+    # A stateful NAT64 takes no connection from IPv4: the 4→6 stream runs on h6's connection.
+    IPERF_REVERSE=1 tcp stateful tcp_46 "$h6" "$h4" "$h4_as_v6" "$ours_pid"
+    UDP_FLOOD_RATE=$EQUAL_RATE udp stateful eq_64 "$h6" "$h4" "[$h4_as_v6]:9000" 0.0.0.0:9000 18 "$ours_pid"
+    UDP_FLOOD_RATE=$EQUAL_RATE udp stateful eq_46 "$h4" "$h6" 192.0.2.16:1024 "[::]:9000" 18 "$ours_pid"
+    stop_translator "$ours_pid"
+  fi
 fi
 
 # --- table --------------------------------------------------------------------------------------
@@ -267,18 +304,20 @@ cell() { # target key
   else awk -v v="$v" 'BEGIN { printf "%.0fk pkt/s", v / 1000 }'
   fi
 }
-ratio() { # key
-  local a=${val[sixgate,$1]:-} b=${val[tayga,$1]:-}
+ratio() { # key [numerator denominator]
+  local a=${val[${2:-sixgate},$1]:-} b=${val[${3:-tayga},$1]:-}
   if [[ -n $a && -n $b ]]; then awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'; else echo n/a; fi
 }
-printf '\n| test | kernel forwarding | TAYGA | sixgate | sixgate/TAYGA | TAYGA CPU µs/pkt (core) | sixgate CPU µs/pkt (core) |\n'
-printf '|---|---|---|---|---|---|---|\n'
+printf '\n| test | kernel forwarding | TAYGA | sixgate | sixgate/TAYGA | TAYGA CPU µs/pkt (core) | sixgate CPU µs/pkt (core) | sixgate stateful | stateful/stateless | stateful CPU µs/pkt (core) |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|\n'
 for row in "u66_64|UDP 66 B 6→4" "u66_46|UDP 66 B 4→6" "u1448_64|UDP 1448 B 6→4" "u1448_46|UDP 1448 B 4→6" \
   "tcp_64|TCP 6→4" "tcp_46|TCP 4→6" "eq_64|UDP 66 B 6→4 at ${EQUAL_RATE} pkt/s" "eq_46|UDP 66 B 4→6 at ${EQUAL_RATE} pkt/s"; do
   IFS='|' read -r key name <<<"$row"
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(cell kernel "$key")" "$(cell tayga "$key")" \
-    "$(cell sixgate "$key")" "$(ratio "$key")" "${cpu[tayga,$key]:-n/a}" "${cpu[sixgate,$key]:-n/a}"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(cell kernel "$key")" "$(cell tayga "$key")" \
+    "$(cell sixgate "$key")" "$(ratio "$key")" "${cpu[tayga,$key]:-n/a}" "${cpu[sixgate,$key]:-n/a}" \
+    "$(cell stateful "$key")" "$(ratio "$key" stateful sixgate)" "${cpu[stateful,$key]:-n/a}"
 done
 printf '\nUDP: packets/s delivered to the sink, sender flat out; sizes are the IPv6 packets. %s s runs after %s s warm-up.\n' "$SECONDS_PER_RUN" "$WARMUP"
 printf 'TCP: one iperf3 stream. CPU: the translator'"'"'s utime+stime per delivered packet (TCP: per data segment sent,\n'
 printf 'ACKs included) and as %% of one core. The kernel column forwards IPv6 both ways, untranslated.\n'
+printf 'Stateful: h6 shares 192.0.2.16 by port; its TCP 4→6 row is iperf3 -R on a connection h6 opened.\n'

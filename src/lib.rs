@@ -8,7 +8,7 @@
 //! | `proxy-proto`  | [`proxy_proto`]            | PROXY protocol v1/v2: parse and emit, every TLV, sans-IO |
 //! | `sni-peek`     | [`sni_peek`]               | TLS SNI/ALPN/ECH, HTTP/1 Host, h2 `:authority`, split anywhere |
 //! | `backend-pool` | [`backend_pool`]           | weighted picks (smooth WRR, least-conn, Maglev), health  |
-//! | `nat64-xlat`   | [`nat64_xlat`]             | stateless IPv4/IPv6 translation (RFC 7915, 6052, 7757, 6791) |
+//! | `nat64-xlat`   | [`nat64_xlat`]             | IPv4/IPv6 translation: stateless (RFC 7915, 6052, 7757, 6791) and stateful NAT64 (RFC 6146, 7422) |
 //! | `tokio`        | (adds to the above)        | read a PROXY header or peek a name off a stream; active health checks |
 //!
 //! The protocol crates are `#![no_std]` and allocation-free; depend on them directly with

@@ -28,9 +28,10 @@
 //! Every entry point writes into a buffer you provide; for plain packets the `_in_place` variants
 //! rewrite the headers where the packet lies and never touch the payload beyond its checksum.
 //!
-//! What it does not do: any I/O, clocks, threads, allocation, or state beyond an IPv4 identification
-//! counter. It is not a stateful NAT64 (RFC 6146): there are no sessions and no port translation.
-//! It does not reassemble fragments.
+//! What the [`Translator`] does not do: any I/O, clocks, threads, allocation, or state beyond an
+//! IPv4 identification counter. It does not reassemble fragments. The stateful NAT64 of RFC 6146,
+//! with sessions and port translation, is [`stateful`] (feature `alloc`): still sans-IO, with its
+//! memory taken once.
 //!
 //! ```
 //! use nat64_xlat::{Config, Outcome, Pool6, Translator};

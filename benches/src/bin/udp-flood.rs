@@ -4,7 +4,9 @@
 //!     udp-flood DEST:PORT PAYLOAD_BYTES SECONDS [BATCH]
 //!
 //! With `UDP_FLOOD_RATE=PPS` in the environment it paces itself to that many datagrams a second
-//! (the "equal load" rows, where translators are compared at the same offered rate).
+//! (the "equal load" rows, where translators are compared at the same offered rate). With
+//! `UDP_FLOOD_FROM=ADDR:PORT` it sends from that address and port (to open a stateful NAT64's
+//! mapping for a known port).
 //!
 //! Prints `sent=N seconds=S pps=P failed_calls=E`. A call the kernel refused (ENOBUFS when a queue
 //! on the path is full; ECONNREFUSED, EHOSTUNREACH or ENETUNREACH reporting an ICMP error that came
@@ -31,13 +33,11 @@ fn main() {
         "payload or batch out of range"
     );
 
-    let local: SocketAddr = if dest.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    }
-    .parse()
-    .unwrap();
+    let local: SocketAddr = match std::env::var("UDP_FLOOD_FROM") {
+        Ok(from) => from.parse().expect("UDP_FLOOD_FROM: ADDR:PORT"),
+        Err(_) if dest.is_ipv4() => "0.0.0.0:0".parse().unwrap(),
+        Err(_) => "[::]:0".parse().unwrap(),
+    };
     let socket = UdpSocket::bind(local).expect("bind");
     socket.connect(dest).expect("connect");
     let fd = socket.as_raw_fd();
