@@ -28,8 +28,8 @@ const POOL4_ADDR: &str = "192.0.2.16";
 /// The second customer /64, on h6's link too: its own host, as far as the NAT64 can tell.
 const HOST_B: &str = "2001:db8:6:1::10";
 const HOST_A: &str = "2001:db8:6::10";
-const BLOCK_A: std::ops::RangeInclusive<u16> = 1024..=3039;
-const BLOCK_B: std::ops::RangeInclusive<u16> = 3040..=5055;
+const BLOCK_A: core::ops::RangeInclusive<u16> = 1024..=3039;
+const BLOCK_B: core::ops::RangeInclusive<u16> = 3040..=5055;
 
 fn keys(extra: &str) -> String {
     format!(

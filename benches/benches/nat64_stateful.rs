@@ -106,7 +106,7 @@ fn bench(c: &mut Criterion) {
             panic!("no session opened");
         };
         let port = u16::from_be_bytes([out[20], out[21]]);
-        assert!(e.len() > 0);
+        assert!(!e.is_empty());
         let v4 = udp4(POOL4, port, payload);
 
         for (dir, input) in [("6to4", &v6), ("4to6", &v4)] {
