@@ -22,6 +22,19 @@ pub(crate) struct Field {
     pub outer: Option<usize>,
 }
 
+impl Field {
+    /// The same field in the translated packet, whose transport header starts at `to` instead
+    /// of `from`.
+    #[inline(always)]
+    pub(crate) fn moved(self, from: usize, to: usize) -> Field {
+        Field {
+            at: self.at - from + to,
+            checksum: self.checksum.map(|c| c - from + to),
+            ..self
+        }
+    }
+}
+
 /// The session a packet belongs to, from its own side. Addresses travel as their bits (`u128`,
 /// `u32`): an `Ipv6Addr` has byte alignment and, moved through memory, stalls store forwarding.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +45,8 @@ pub(crate) struct Flow<A> {
     pub local_port: u16,
     pub remote: A,
     pub rport: u16,
+    /// Offset of the transport header (of the outer packet, for an ICMP error).
+    pub l4: usize,
     pub field: Field,
     pub flags: Flags,
     /// May open a session: a TCP SYN (checked later), any UDP datagram, an ICMP echo request.
@@ -127,6 +142,7 @@ fn plain<A: Copy>(
         local_port: sport,
         remote: dst,
         rport: dport,
+        l4,
         field: Field {
             at: l4,
             checksum: Some(l4 + ck),
@@ -198,6 +214,7 @@ pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<u128>, DropReason> {
                 local_port: dport,
                 remote: inner.src.to_bits(),
                 rport: if p == Proto::Icmp { 0 } else { sport },
+                l4,
                 field: Field {
                     at: dat,
                     checksum: (pkt.len() >= ck + 2).then_some(ck),
@@ -221,6 +238,7 @@ pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<u128>, DropReason> {
             local_port: id,
             remote: ip.dst.to_bits(),
             rport: 0,
+            l4,
             field: Field {
                 at: l4 + 4,
                 checksum: Some(l4 + 2),
@@ -252,6 +270,7 @@ pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<u128>, DropReason> {
         local_port: sport,
         remote: ip.dst.to_bits(),
         rport: dport,
+        l4,
         field: Field {
             at: sat,
             checksum: Some(ck),
@@ -268,8 +287,13 @@ pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<u128>, DropReason> {
 /// The flow of an IPv4 packet from the IPv4 side (4→6); `local` is the pool4 address.
 #[inline(always)]
 pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<u32>, DropReason> {
-    // As in flow6: a 20-byte header, not a fragment, TCP or UDP.
-    if pkt.len() >= 20 && pkt[0] == 0x45 && u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff == 0 {
+    // As in flow6: a 20-byte header, not a fragment, TCP or UDP. Its checksum is checked here,
+    // not only by the translator afterwards: a corrupt header must not move the session.
+    if pkt.len() >= 20
+        && pkt[0] == 0x45
+        && u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff == 0
+        && checksum::fold(checksum::sum(&pkt[..20])) == 0xffff
+    {
         let end = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
         let a = |at: usize| u32::from_be_bytes([pkt[at], pkt[at + 1], pkt[at + 2], pkt[at + 3]]);
         if let Some(f) = plain(pkt, 9, 20, end, a(12), a(16)) {
@@ -326,6 +350,7 @@ pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<u32>, DropReason> {
                 local_port: sport,
                 remote: inner.dst.to_bits(),
                 rport: if p == Proto::Icmp { 0 } else { dport },
+                l4,
                 field: Field {
                     at: sat,
                     checksum: (pkt.len() >= ck + 2).then_some(ck),
@@ -349,6 +374,7 @@ pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<u32>, DropReason> {
             local_port: id,
             remote: ip.src.to_bits(),
             rport: 0,
+            l4,
             field: Field {
                 at: l4 + 4,
                 checksum: Some(l4 + 2),
@@ -380,6 +406,7 @@ pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<u32>, DropReason> {
         local_port: dport,
         remote: ip.src.to_bits(),
         rport: sport,
+        l4,
         field: Field {
             at: dat,
             checksum: Some(ck),

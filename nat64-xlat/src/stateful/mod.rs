@@ -462,7 +462,9 @@ impl Nat64 {
                 let r = view.translate_6to4_in_place(buf, at, len);
                 xlat.resume_ids(&view);
                 if let InPlace::Translated(range) = &r {
-                    flow::set_port(&mut buf[range.clone()], false, true, port);
+                    // The translator writes a 20-byte IPv4 header.
+                    let field = f.field.moved(f.l4, 20);
+                    flow::rewrite(&mut buf[range.clone()], field, port, true);
                 }
                 r
             }
@@ -493,7 +495,9 @@ impl Nat64 {
         let r = view.translate_4to6_in_place(buf, at, len);
         xlat.resume_ids(&view);
         if let InPlace::Translated(range) = &r {
-            flow::set_port(&mut buf[range.clone()], false, false, port);
+            // In place, the IPv6 header has no extension headers: the input was no fragment.
+            let field = f.field.moved(f.l4, 40);
+            flow::rewrite(&mut buf[range.clone()], field, port, false);
         }
         r
     }

@@ -74,7 +74,24 @@ pub(crate) enum Lifetime {
 }
 
 /// The next state and lifetime for a packet on an existing session.
+///
+/// A packet moves the session as far as all its flags say: a SYN that also carries FIN or RST,
+/// or a FIN that brings a transitory session back, takes the second transition too. So the
+/// same packet seen twice changes nothing the second time (the in-place entry points decide,
+/// and on `NeedsOutBuffer` the copying ones decide again), and a FIN is never lost.
 pub(crate) fn step(state: State, side: Side, f: Flags) -> (State, Lifetime) {
+    let (first, life) = once(state, side, f);
+    if first == state {
+        return (first, life);
+    }
+    match once(first, side, f) {
+        (second, _) if second == first => (first, life),
+        (second, Lifetime::Keep) => (second, life),
+        other => other,
+    }
+}
+
+fn once(state: State, side: Side, f: Flags) -> (State, Lifetime) {
     use Lifetime as L;
     use State::*;
     match state {
