@@ -31,6 +31,9 @@ pub enum Outcome {
 pub enum InPlace {
     /// The translated packet now lies at this range of the buffer.
     Translated(Range<usize>),
+    /// Stateful NAT64 hairpinning (RFC 6146 §3.8): the IPv6 packet, rewritten where it lies, goes
+    /// back out of the IPv6 side.
+    Hairpinned(Range<usize>),
     /// Nothing to send.
     Dropped(DropReason),
     /// Not a packet that can be translated where it lies: it must be fragmented, is an ICMP error

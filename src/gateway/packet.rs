@@ -214,7 +214,8 @@ impl<'s> Step<'s> {
             }
         };
         match done {
-            InPlace::Translated(range) => {
+            InPlace::Translated(ref range) | InPlace::Hairpinned(ref range) => {
+                let range = range.clone();
                 let Some(h) =
                     vnet::after_translation(&mut buf[range.clone()], &offload, self.settings.mtu)
                 else {
@@ -222,7 +223,11 @@ impl<'s> Step<'s> {
                 };
                 let start = range.start - vnet::LEN;
                 h.write(&mut buf[start..range.start]);
-                c.packet(dir, plen);
+                if matches!(done, InPlace::Hairpinned(_)) {
+                    c.hairpinned += 1;
+                } else {
+                    c.packet(dir, plen);
+                }
                 Verdict::InPlace(start..range.end)
             }
             InPlace::Dropped(r) => drop(c, PacketDrop::Translator(r)),

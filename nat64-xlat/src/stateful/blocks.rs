@@ -86,7 +86,8 @@ impl Blocks {
     }
 
     /// Takes a free port of block `b` (its first port `first`) for a binding from `source_port`:
-    /// ports 0–1023 only for sources in 0–1023 and the others only above (RFC 6146 §3.5.1.1),
+    /// ports 0–1023 only for sources in 0–1023, which get one above where the block has none, and
+    /// the others only above (RFC 6146 §3.5.1.1),
     /// the source's parity when one is free (RFC 4787 REQ-3), and the search goes round the
     /// block from where the last one stopped, so a freed port is taken again as late as possible
     /// (RFC 6888 REQ-8). ICMP identifiers are not ports: any is fine. Returns whether this is
@@ -99,12 +100,16 @@ impl Blocks {
         source_port: u16,
     ) -> Result<(u16, bool), Refusal> {
         let n = self.ports;
+        let line = 1024u16.saturating_sub(first).min(n);
         let (lo, hi) = if proto == Proto::Icmp {
             (0, n)
-        } else if source_port < 1024 {
-            (0, 1024u16.saturating_sub(first).min(n))
+        } else if source_port < 1024 && line > 0 {
+            (0, line)
         } else {
-            (1024u16.saturating_sub(first).min(n), n)
+            // A well-known source in a block with no well-known port takes one above (RFC 6146
+            // §3.5.1.1 allows it; refusing would cut off, e.g., every ntpd on source port 123).
+            // A port above 1023 never gets one below.
+            (line, n)
         };
         if lo >= hi {
             return Err(Refusal::Exhausted);

@@ -87,6 +87,11 @@ use tcp::{Flags, Lifetime, Side, State};
 pub const HELD_SYNS: usize = 16;
 /// Longest SYN held (IP and TCP headers with options); a longer one is not held.
 const HELD_LEN: usize = 120;
+/// Sessions one IPv4 host may open from the IPv4 side towards one binding. A binding's sessions
+/// with one remote address share a hash chain (address-dependent filtering looks them up by
+/// address), so without a cap a remote host could lengthen the chain every lookup walks by
+/// sending from many ports. The IPv6 host's own sessions are not capped.
+const INBOUND_PER_REMOTE: usize = 64;
 /// Mapping-log events queued before the oldest are lost (counted).
 const EVENTS: usize = 1024;
 
@@ -174,6 +179,11 @@ fn secs(d: Duration) -> u32 {
 }
 
 impl Secs {
+    /// The shortest: how long a session may wait on the wheel before it is looked at again.
+    fn horizon(&self) -> u32 {
+        self.udp.min(self.est).min(self.trans).min(self.icmp)
+    }
+
     fn of(t: &Timeouts) -> Self {
         Secs {
             udp: secs(t.udp).max(1),
@@ -210,10 +220,27 @@ pub struct Nat64 {
     held: Vec<Held>,
     events: VecDeque<MappingEvent>,
     stats: Stats,
+    /// The caller's second of the first call: the table counts from there.
+    epoch: Option<u64>,
 }
 
 fn eam(v4: u32, v6: u128) -> Eam {
     Eam::host(Ipv4Addr::from_bits(v4), Ipv6Addr::from_bits(v6))
+}
+
+/// A packet whose hop limit or TTL runs out here: dropped at 0, answered with Time Exceeded (ICMP
+/// type `ty`) at 1, as the translator would.
+fn expiring(hops: u8, ty: u8) -> Result<(), Fail> {
+    match hops {
+        0 => Err(DropReason::Expired.into()),
+        1 => Err(Fail::Reply {
+            reason: DropReason::Expired,
+            ty,
+            code: 0,
+            rest: 0,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn refused(reason: DropReason) -> Fail {
@@ -231,7 +258,7 @@ impl Nat64 {
         let secs = Secs::of(&cfg.timeouts);
         let capacity = cfg.capacity.max(1);
         Nat64 {
-            table: Table::new(capacity, secs.trans, cfg.hash_key),
+            table: Table::new(capacity, secs.horizon(), cfg.hash_key),
             blocks: Blocks::new(cfg.layout.blocks(), cfg.layout.ports_per_block()),
             held: alloc::vec![
                 Held {
@@ -248,6 +275,7 @@ impl Nat64 {
             ],
             events: VecDeque::with_capacity(EVENTS),
             stats: Stats::default(),
+            epoch: None,
             secs,
             addrs: (0..cfg.layout.blocks())
                 .map(|n| cfg.layout.block_address(n).to_bits())
@@ -267,11 +295,26 @@ impl Nat64 {
         self.can_reconfigure(cfg)?;
         self.timeouts = cfg.timeouts;
         self.secs = Secs::of(&cfg.timeouts);
-        self.table.set_horizon(self.secs.trans);
+        self.table.set_horizon(self.secs.horizon());
         self.filtering = cfg.filtering;
         self.limits = cfg.limits.clone();
         self.log_mappings = cfg.log_mappings;
         Ok(())
+    }
+
+    /// The caller's time as the table counts it: seconds since the first call. Whatever the
+    /// caller's epoch (Unix time too), the table's `u32` seconds last 68 years from there; a
+    /// clock that goes back reads as the first call.
+    #[inline]
+    fn clock(&mut self, now: Duration) -> u32 {
+        let s = now.as_secs();
+        let epoch = *self.epoch.get_or_insert(s);
+        s.saturating_sub(epoch).min(u64::from(u32::MAX / 2)) as u32
+    }
+
+    /// A table time back on the caller's clock, for the mapping log.
+    fn at(&self, t: u32) -> Duration {
+        Duration::from_secs(self.epoch.unwrap_or(0) + u64::from(t))
     }
 
     #[inline]
@@ -367,22 +410,14 @@ impl Nat64 {
         input: &[u8],
         out: &mut [u8],
     ) -> Outcome {
-        let (f, way) = match self.decide6(xlat, secs_floor(now), input) {
+        let now = self.clock(now);
+        let (f, way) = match self.decide6(xlat, now, input) {
             Ok(d) => d,
             Err(fail) => return xlat.fail6(input, out, fail),
         };
         match way {
             Way6::Hairpin { src, dst } => {
                 let n = input.len();
-                if input[7] <= 1 {
-                    let fail = Fail::Reply {
-                        reason: DropReason::Expired,
-                        ty: 3,
-                        code: 0,
-                        rest: 0,
-                    };
-                    return xlat.fail6(input, out, fail);
-                }
                 let Some(dst_buf) = out.get_mut(..n) else {
                     return Outcome::Dropped(DropReason::BufferTooSmall);
                 };
@@ -414,7 +449,8 @@ impl Nat64 {
         input: &[u8],
         out: &mut [u8],
     ) -> Outcome {
-        let (f, v6, port) = match self.decide4(secs_floor(now), input) {
+        let now = self.clock(now);
+        let (f, v6, port) = match self.decide4(now, input) {
             Ok(d) => d,
             Err(fail) => return xlat.fail4(input, out, fail),
         };
@@ -443,18 +479,16 @@ impl Nat64 {
         let Some(pkt) = buf.get_mut(at..at.saturating_add(len)) else {
             return InPlace::RangeOutOfBounds;
         };
-        let (f, way) = match self.decide6(xlat, secs_floor(now), pkt) {
+        let now = self.clock(now);
+        let (f, way) = match self.decide6(xlat, now, pkt) {
             Ok(d) if !d.0.error => d,
             Err(Fail::Drop(r)) => return InPlace::Dropped(r),
             _ => return InPlace::NeedsOutBuffer,
         };
         match way {
             Way6::Hairpin { src, dst } => {
-                if pkt[7] <= 1 {
-                    return InPlace::NeedsOutBuffer;
-                }
                 flow::hairpin6(pkt, f.field, src, dst);
-                InPlace::Translated(at..at + len)
+                InPlace::Hairpinned(at..at + len)
             }
             Way6::Out { v4, v6, port } => {
                 let eams = [eam(v4, v6)];
@@ -485,7 +519,8 @@ impl Nat64 {
         let Some(pkt) = buf.get_mut(at..at.saturating_add(len)) else {
             return InPlace::RangeOutOfBounds;
         };
-        let (f, v6, port) = match self.decide4(secs_floor(now), pkt) {
+        let now = self.clock(now);
+        let (f, v6, port) = match self.decide4(now, pkt) {
             Ok(d) if !d.0.error => d,
             Err(Fail::Drop(r)) => return InPlace::Dropped(r),
             _ => return InPlace::NeedsOutBuffer,
@@ -514,7 +549,8 @@ impl Nat64 {
         out: &mut [u8],
         mut emit: impl FnMut(&[u8]),
     ) -> u32 {
-        let now_s = secs_floor(now);
+        let now_s = self.clock(now);
+        let at = self.at(now_s);
         for h in self.held.iter_mut().filter(|h| h.live) {
             if now_s >= h.since + secs(INCOMING_SYN) {
                 h.live = false;
@@ -562,14 +598,7 @@ impl Nat64 {
                     let first = layout.block_first_port(b.block);
                     let proto = table::proto_of(b.proto);
                     if blocks.free_port(b.block, proto, first, b.port4) && *log_mappings {
-                        push(
-                            events,
-                            stats,
-                            MappingEvent::Freed {
-                                block: b.block,
-                                at: now,
-                            },
-                        );
+                        push(events, stats, MappingEvent::Freed { block: b.block, at });
                     }
                 }
             },
@@ -610,6 +639,8 @@ impl Nat64 {
             return Ok((f, way));
         }
         let remote = remote.ok_or(DropReason::UntranslatableDestination)?;
+        // What the translator refuses for its hop limit must neither make nor move a session.
+        expiring(pkt[7], 3)?;
         if self.layout.is_pool4(Ipv4Addr::from_bits(remote)) {
             return self.hairpin(&pool6, cfg.non_global, now, f, remote);
         }
@@ -709,7 +740,7 @@ impl Nat64 {
             return Err(refused(DropReason::TableFull));
         };
         if first_use && self.log_mappings {
-            let at = Duration::from_secs(u64::from(now));
+            let at = self.at(now);
             push(
                 &mut self.events,
                 &mut self.stats,
@@ -847,15 +878,18 @@ impl Nat64 {
         if !allowed || !f.opens || (f.proto == Proto::Tcp && !f.flags.syn) {
             return Err(DropReason::NoSession.into());
         }
-        let block = self.table.bib(bib).block;
-        self.admit_inbound(block, now)?;
+        self.admit_inbound(bib, remote, now)?;
         self.open(bib, remote, f.rport, now, Side::V4)
     }
 
-    fn admit_inbound(&mut self, block: u32, now: u32) -> Result<(), Fail> {
+    fn admit_inbound(&mut self, bib: u32, remote: u32, now: u32) -> Result<(), Fail> {
         if self.table.is_full() {
             return Err(DropReason::TableFull.into());
         }
+        if self.table.pair_sessions(bib, remote, INBOUND_PER_REMOTE) >= INBOUND_PER_REMOTE {
+            return Err(DropReason::SessionLimit.into());
+        }
+        let block = self.table.bib(bib).block;
         let l = &self.limits;
         self.blocks
             .admit(
@@ -887,6 +921,9 @@ impl Nat64 {
             .block_number(Ipv4Addr::from_bits(f.local), f.local_port)
             .ok_or(missing)?;
         let bib = self.table.find4(f.proto, block, f.local_port);
+        if !f.error {
+            expiring(pkt[8], 11)?;
+        }
         if f.error {
             let bib = bib
                 .filter(|&b| self.table.find_session(b, f.remote, f.rport).is_some())
@@ -914,7 +951,7 @@ impl Nat64 {
             if !allowed || !f.opens || (f.proto == Proto::Tcp && !syn) {
                 return Err(missing.into());
             }
-            self.admit_inbound(self.table.bib(bib).block, now)?;
+            self.admit_inbound(bib, f.remote, now)?;
             self.open(bib, f.remote, f.rport, now, Side::V4)?;
         }
         let b = self.table.bib(bib);
@@ -958,10 +995,6 @@ fn push(events: &mut VecDeque<MappingEvent>, stats: &mut Stats, e: MappingEvent)
         stats.events_lost += 1;
     }
     events.push_back(e);
-}
-
-fn secs_floor(d: Duration) -> u32 {
-    d.as_secs().min(u64::from(u32::MAX / 2)) as u32
 }
 
 #[cfg(test)]

@@ -73,8 +73,7 @@ pub(crate) struct Table {
     wheel: Vec<u32>,
     /// The last second the wheel has been turned to.
     turned: Option<u32>,
-    /// Longest a session sits in one slot (never past a transitory timeout, so a session moved
-    /// to TRANS is still looked at in time).
+    /// Longest a session sits in one slot: the shortest timeout.
     horizon: u32,
     key: u64,
     pub live_sessions: u32,
@@ -87,8 +86,9 @@ fn mix(h: u64, v: u64) -> u64 {
 }
 
 impl Table {
-    /// Room for `capacity` sessions and as many BIB entries; `horizon` is the shortest time a
-    /// session's expiry may be brought forward to (the transitory timeout), in seconds.
+    /// Room for `capacity` sessions and as many BIB entries; `horizon` is the shortest timeout, in
+    /// seconds: no session waits longer than that in one slot, so neither a refresh under that
+    /// timeout nor a move to TRANS can leave it in a slot past its expiry.
     pub(crate) fn new(capacity: u32, horizon: u32, key: u64) -> Self {
         let cap = capacity.max(1) as usize;
         let buckets = cap.next_power_of_two();
@@ -147,8 +147,23 @@ impl Table {
             + (self.by6.len() + self.by4.len() + self.by_remote.len() + self.wheel.len()) * 4
     }
 
+    /// A new horizon. When it shrinks (shorter timeouts), every session is put back in the slot
+    /// the new one allows, so a session refreshed under the new timeouts is looked at in time.
     pub(crate) fn set_horizon(&mut self, horizon: u32) {
-        self.horizon = horizon.clamp(1, WHEEL - 16);
+        let new = horizon.clamp(1, WHEEL - 16);
+        let shrinks = new < self.horizon;
+        self.horizon = new;
+        if shrinks {
+            let now = self.turned.unwrap_or(0);
+            for slot in 0..WHEEL as usize {
+                let mut i = core::mem::replace(&mut self.wheel[slot], NONE);
+                while i != NONE {
+                    let next = self.sessions[i as usize].wheel;
+                    self.place(i, now);
+                    i = next;
+                }
+            }
+        }
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -224,6 +239,19 @@ impl Table {
             i = s.next;
         }
         None
+    }
+
+    /// How many sessions `bib` has with `remote` (any port), counted up to `cap`: they share one
+    /// hash chain.
+    pub(crate) fn pair_sessions(&self, bib: u32, remote: u32, cap: usize) -> usize {
+        let mut n = 0;
+        let mut i = self.by_remote[self.hash_remote(bib, remote)];
+        while i != NONE && n < cap {
+            let s = &self.sessions[i as usize];
+            n += usize::from(s.bib == bib && s.remote == remote);
+            i = s.next;
+        }
+        n
     }
 
     /// Whether `bib` has a session with `remote`, any port (address-dependent filtering).

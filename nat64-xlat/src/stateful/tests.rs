@@ -988,6 +988,9 @@ fn errors_the_translator_makes_quote_the_packet_as_it_was_sent() {
     let sent = b.build(&udp(40000, 53, b"q"), true);
     let (o, w) = r.out(&sent);
     assert_eq!(refusal(&o, &w, &sent), (DropReason::Expired, 3, 0));
+    // A packet refused for its hop limit makes no session.
+    assert_eq!(r.nat.binding(Proto::Udp, h, 40000), None);
+    r.out_ok(&six(h, R1, UDP, &udp(40000, 53, b"q")));
     // TTL 1 coming in: Time Exceeded to the remote, quoting its packet (our port, not the
     // host's).
     let (a, p) = r.nat.binding(Proto::Udp, h, 40000).unwrap();
@@ -1025,11 +1028,11 @@ fn well_known_source_ports_get_well_known_ports_and_parity_is_kept() {
         assert!((1024..2048).contains(&p), "source port {sport} got {p}");
         assert_eq!(p & 1, sport & 1, "parity of {sport}: {p}");
     }
-    // A block wholly above 1023 has nothing for a well-known source port (RFC 6146 §3.5.1.1
-    // would allow another range; this translator refuses instead).
-    let sent = six(host(1, 1), R1, UDP, &udp(123, 123, b"ntp"));
-    let (o, w) = r.out(&sent);
-    assert_eq!(refusal(&o, &w, &sent), (DropReason::BlockExhausted, 1, 1));
+    // A block wholly above 1023 has no well-known port: a well-known source takes one above
+    // (RFC 6146 §3.5.1.1 allows another range), so ntpd on port 123 still gets out.
+    let (_, p, ..) = ends4(&r.out_ok(&six(host(1, 1), R1, UDP, &udp(123, 123, b"ntp"))));
+    assert!((2048..4096).contains(&p), "got {p}");
+    assert_eq!(p & 1, 1, "parity of 123: {p}");
 }
 
 // RFC 6888 REQ-4, REQ-5, REQ-11 and RFC 7422: customers, per-block limits.
@@ -1184,10 +1187,12 @@ fn in_place_is_byte_identical_to_copying() {
         };
         match got {
             InPlace::Translated(range) => {
-                assert!(
-                    matches!(o, Outcome::Translated(_) | Outcome::Hairpinned(_)),
-                    "{o:?}"
-                );
+                assert!(matches!(o, Outcome::Translated(_)), "{o:?}");
+                assert_eq!(&buf[range], &want[..]);
+                in_place.set(in_place.get() + 1);
+            }
+            InPlace::Hairpinned(range) => {
+                assert!(matches!(o, Outcome::Hairpinned(_)), "{o:?}");
                 assert_eq!(&buf[range], &want[..]);
                 in_place.set(in_place.get() + 1);
             }
@@ -1224,7 +1229,8 @@ fn in_place_is_byte_identical_to_copying() {
         step(&mut copy, &mut place, p, false);
     }
     let more6 = vec![
-        // Hairpinned, refused, outside the customers, an error from the customer, hop limit 1.
+        // Hairpinned, a well-known source port (a port above 1023: the block has none below),
+        // outside the customers, an error from the customer, hop limit 1.
         six(h, ab, UDP, &udp(40000, pb, b"hairpin")),
         six(h, R1, UDP, &udp(1, 25, b"q")),
         six("2001:db8:7::1".parse().unwrap(), R1, UDP, &udp(1, 53, b"q")),
@@ -1249,8 +1255,9 @@ fn in_place_is_byte_identical_to_copying() {
     for p in &more6 {
         step(&mut copy, &mut place, p, true);
     }
-    // Outbound: UDP (twice), TCP (twice), echo; inbound: UDP (twice), TCP, echo; the hairpin.
-    assert_eq!(in_place.get(), 10);
+    // Outbound: UDP (twice), TCP (twice), echo, the well-known source; inbound: UDP (twice), TCP,
+    // echo; the hairpin.
+    assert_eq!(in_place.get(), 11);
     assert_eq!(copy.nat.stats(), place.nat.stats());
     assert_eq!(
         copy.nat.binding(Proto::Udp, h, 40000),
@@ -1433,9 +1440,8 @@ fn reconfigure_keeps_the_layout_and_applies_the_rest() {
     assert!(r.nat.binding(Proto::Udp, h2, 40000).is_none());
 }
 
-// BUG (left failing on purpose): a session placed on the wheel under the old timeouts sits in a
-// slot up to `horizon` (240 s) ahead; a refresh after `reconfigure` shortens its expiry but does
-// not move it, so it goes at its old slot, up to 110 s late here. Not a small fix: see the report.
+// A session placed on the wheel under the old timeouts must not outlive a shorter one: the wheel's
+// horizon is the shortest timeout, and shrinking it puts every session back in a nearer slot.
 #[test]
 fn a_shorter_timeout_holds_for_sessions_refreshed_after_the_change() {
     // Live timeout change (the notes' pitfall, Jool #125): a session refreshed after UDP's
@@ -1610,9 +1616,7 @@ fn a_full_table_refuses_new_sessions_and_keeps_the_old() {
     r.out_ok(&six(h, R2, UDP, &udp(40010, 53, b"q")));
 }
 
-// BUG (left failing on purpose): times are kept as u32 seconds saturated at u32::MAX / 2
-// (`secs_floor`), so a caller that passes Unix time, as "any fixed epoch" allows, sees the clock
-// stop on 2038-01-19: nothing expires after that and the table fills.
+// Times are counted from the first call, so a caller may pass Unix time past 2038.
 #[test]
 fn the_clock_may_be_unix_time_past_2038() {
     let mut r = Rig::cold(cfg());
@@ -1805,10 +1809,9 @@ fn in_place_with_extension_headers_and_ipv4_options() {
     }
 }
 
-// BUG (left failing on purpose, a corner): a host sending to its own binding through pool4
-// makes one decision touch one session from both sides (V6, then V4). When the translator then
-// answers NeedsOutBuffer (hop limit 1), the documented retry through the copying path decides
-// again, and a FIN moves that session a second time: the two entry points disagree.
+// A host sending to its own binding through pool4 touches one session from both sides; with hop
+// limit 1 nothing is decided (Time Exceeded before any lookup), so the in-place entry and its
+// retry through the copying one agree.
 #[test]
 fn in_place_retry_of_a_self_hairpin_moves_tcp_once() {
     let (mut copy, mut place) = (Rig::new(cfg()), Rig::new(cfg()));
@@ -1834,4 +1837,28 @@ fn in_place_retry_of_a_self_hairpin_moves_tcp_once() {
         copy.state(h, 5000, a, p),
         "the retry moved the session again"
     );
+}
+
+// One IPv4 host cannot lengthen a binding's hash chain without bound: past 64 sessions of its own
+// towards one binding (endpoint-independent filtering lets it open them from any port), further
+// ones are refused, while the IPv6 host's own sessions and other remotes are not.
+#[test]
+fn one_remote_opens_at_most_64_sessions_towards_a_binding() {
+    let mut c = cfg();
+    c.limits.max_sessions_per_block = 1000;
+    let mut r = Rig::new(c);
+    let h = host(1, 1);
+    r.out_ok(&six(h, R1, UDP, &udp(40000, 53, b"q")));
+    let (a, p) = r.nat.binding(Proto::Udp, h, 40000).unwrap();
+    // R1:53 already has its session (opened from IPv6); 63 more ports of R1 get theirs.
+    for sport in 1000..1063u16 {
+        r.inb_ok(&four(R1, a, UDP, &udp(sport, p, b"x")));
+    }
+    let (o, _) = r.inb(&four(R1, a, UDP, &udp(2000, p, b"x")));
+    assert_eq!(o, Outcome::Dropped(DropReason::SessionLimit));
+    // Sessions that exist still work; another remote still gets in.
+    r.inb_ok(&four(R1, a, UDP, &udp(1000, p, b"x")));
+    r.inb_ok(&four(R2, a, UDP, &udp(2000, p, b"x")));
+    // The IPv6 host may talk to more of R1's ports itself.
+    r.out_ok(&six(h, R1, UDP, &udp(40000, 3000, b"q")));
 }
