@@ -44,7 +44,10 @@ fn second_host(net: &Netns) {
     // --interface), never the kernel's own choice.
     net.ip(
         &net.h6,
-        &format!("addr add {HOST_B}/64 dev {} nodad preferred_lft 0", net.h6_link),
+        &format!(
+            "addr add {HOST_B}/64 dev {} nodad preferred_lft 0",
+            net.h6_link
+        ),
     );
     net.ip(
         &net.xl,

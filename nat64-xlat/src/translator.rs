@@ -174,6 +174,20 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// This translator with `own_v4`/`own_v6` set where they are not: a stateful NAT64 owes its
+    /// hosts the ICMP errors of RFC 6146 even when the operator gave no address of its own, and
+    /// sends them from the address the refused packet was sent to.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn or_own(&self, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Translator<'a> {
+        let mut cfg = self.cfg;
+        cfg.own_v4 = cfg.own_v4.or(v4);
+        cfg.own_v6 = cfg.own_v6.or(v6);
+        Translator {
+            cfg,
+            next_id: AtomicU16::new(self.next_id.load(Ordering::Relaxed)),
+        }
+    }
+
     /// Takes the identification counter back from a [`Translator::with_eam`] view.
     #[cfg(feature = "alloc")]
     pub(crate) fn resume_ids(&self, view: &Translator<'_>) {

@@ -1,11 +1,11 @@
 //! The stateful table's clock: once a second, expire what came due, answer the SYNs held too
 //! long with ICMP Port Unreachable (written through the first queue), and pass the mapping log
 //! to the observer. Apart from the workers, so sessions expire when no packet arrives.
-#![allow(unsafe_code)]
 
 use core::sync::atomic::Ordering;
 use core::time::Duration;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use nat64_xlat::Translator;
@@ -23,7 +23,8 @@ pub(crate) fn run(fd: OwnedFd, shared: Arc<Shared>) {
     let Some(sessions) = shared.sessions.as_ref() else {
         return;
     };
-    let mut out = vec![0u8; vnet::LEN + 1500];
+    let mut device = std::fs::File::from(fd);
+    let mut out = vec![0u8; 1500];
     let mut events: Vec<MappingEvent> = Vec::new();
     let mut waited = Duration::ZERO;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -39,17 +40,15 @@ pub(crate) fn run(fd: OwnedFd, shared: Arc<Shared>) {
         let mut errors: Vec<Vec<u8>> = Vec::new();
         let layout = {
             let mut table = sessions.lock();
-            let (head, body) = out.split_at_mut(vnet::LEN);
-            head.fill(0);
-            table.expire(&xlat, now, body, |p| errors.push(p.to_vec()));
+            table.expire(&xlat, now, &mut out, |p| errors.push(p.to_vec()));
             events.extend(table.events());
             (!events.is_empty()).then(|| table.layout().clone())
         };
         for e in &errors {
+            // One packet per write, behind a plain offload header. A lost ICMP error is no
+            // worse than one a rate limit held back.
             let framed = [&[0u8; vnet::LEN][..], e].concat();
-            // SAFETY: a plain write of an owned buffer to an open descriptor. A lost ICMP
-            // error is no worse than one the rate limit held back.
-            let _ = unsafe { libc::write(fd.as_raw_fd(), framed.as_ptr().cast(), framed.len()) };
+            let _ = device.write(&framed);
         }
         if let Some(layout) = layout {
             for e in events.drain(..) {

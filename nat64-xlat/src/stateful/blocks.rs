@@ -63,7 +63,8 @@ impl Blocks {
             return Err(Refusal::Sessions);
         }
         if per_second != 0 {
-            if c.second != now {
+            // Forward only: two queues' clocks may straddle a second.
+            if now > c.second {
                 c.second = now;
                 c.opened = 0;
             }
@@ -101,42 +102,42 @@ impl Blocks {
     ) -> Result<(u16, bool), Refusal> {
         let n = self.ports;
         let line = 1024u16.saturating_sub(first).min(n);
-        let (lo, hi) = if proto == Proto::Icmp {
-            (0, n)
-        } else if source_port < 1024 && line > 0 {
-            (0, line)
+        // A well-known source tries the block's well-known ports, then those above (RFC 6146
+        // §3.5.1.1 allows another range; refusing would cut off, e.g., every ntpd on port 123).
+        // A port above 1023 never gets one below.
+        let ranges = if proto == Proto::Icmp {
+            [(0, n), (0, 0)]
+        } else if source_port < 1024 {
+            [(0, line), (line, n)]
         } else {
-            // A well-known source in a block with no well-known port takes one above (RFC 6146
-            // §3.5.1.1 allows it; refusing would cut off, e.g., every ntpd on source port 123).
-            // A port above 1023 never gets one below.
-            (line, n)
+            [(line, n), (0, 0)]
         };
-        if lo >= hi {
-            return Err(Refusal::Exhausted);
-        }
-        let c = &self.counters[b as usize];
-        let start = c.cursor[proto as usize].clamp(lo, hi - 1);
         let base = (b as usize * 3 + proto as usize) * self.words;
-        let used = &self.used[base..base + self.words];
-        let free = |off: u16| used[usize::from(off) / 64] & (1 << (off % 64)) == 0;
-        let want = |off: u16, strict: bool| {
-            free(off)
-                && (!strict
-                    || proto == Proto::Icmp
-                    || (first.wrapping_add(off) ^ source_port) & 1 == 0)
-        };
-        let found = [true, false]
-            .into_iter()
-            .find_map(|strict| (start..hi).chain(lo..start).find(|&off| want(off, strict)));
-        let off = found.ok_or(Refusal::Exhausted)?;
-        self.used[base + usize::from(off) / 64] |= 1 << (off % 64);
-        let c = &mut self.counters[b as usize];
-        // The well-known range is rare and small: it does not move the round.
-        if lo != 0 || proto == Proto::Icmp || hi == n {
-            c.cursor[proto as usize] = if off + 1 >= hi { lo } else { off + 1 };
+        for (lo, hi) in ranges.into_iter().filter(|(lo, hi)| lo < hi) {
+            let c = &self.counters[b as usize];
+            let start = c.cursor[proto as usize].clamp(lo, hi - 1);
+            let used = &self.used[base..base + self.words];
+            let free = |off: u16| used[usize::from(off) / 64] & (1 << (off % 64)) == 0;
+            let want = |off: u16, strict: bool| {
+                free(off)
+                    && (!strict
+                        || proto == Proto::Icmp
+                        || (first.wrapping_add(off) ^ source_port) & 1 == 0)
+            };
+            let found = [true, false]
+                .into_iter()
+                .find_map(|strict| (start..hi).chain(lo..start).find(|&off| want(off, strict)));
+            let Some(off) = found else { continue };
+            self.used[base + usize::from(off) / 64] |= 1 << (off % 64);
+            let c = &mut self.counters[b as usize];
+            // The well-known range is rare and small: it does not move the round.
+            if hi == n {
+                c.cursor[proto as usize] = if off + 1 >= hi { lo } else { off + 1 };
+            }
+            c.bibs += 1;
+            return Ok((first + off, c.bibs == 1));
         }
-        c.bibs += 1;
-        Ok((first + off, c.bibs == 1))
+        Err(Refusal::Exhausted)
     }
 
     /// Gives back a port; returns whether the block is now unused.
@@ -211,6 +212,25 @@ mod tests {
         assert_eq!(b.admit(0, 12, 2, 0), Err(Refusal::Sessions));
         b.closed(0);
         assert_eq!(b.admit(0, 12, 2, 0), Ok(()));
+    }
+
+    #[test]
+    fn a_well_known_source_falls_back_above_when_the_low_ports_are_taken() {
+        // Block 1020..=1027: four well-known ports, four above.
+        let mut b = Blocks::new(1, 8);
+        for want in [1021, 1023, 1020, 1022] {
+            assert_eq!(b.take_port(0, Proto::Udp, 1020, 123).unwrap().0, want);
+        }
+        assert_eq!(b.take_port(0, Proto::Udp, 1020, 123).unwrap().0, 1025);
+        // Never the other way round.
+        let mut b = Blocks::new(1, 8);
+        for _ in 0..4 {
+            b.take_port(0, Proto::Udp, 1020, 40000).unwrap();
+        }
+        assert_eq!(
+            b.take_port(0, Proto::Udp, 1020, 40000),
+            Err(Refusal::Exhausted)
+        );
     }
 
     #[test]

@@ -485,7 +485,8 @@ fn l4_of(pkt: &[u8]) -> Option<(usize, u8)> {
     match pkt.first()? >> 4 {
         4 => {
             let off = u16::from_be_bytes([*pkt.get(6)?, *pkt.get(7)?]) & 0x1fff;
-            (off == 0).then(|| (usize::from(pkt[0] & 0x0f) * 4, pkt[9]))
+            let proto = *pkt.get(9)?;
+            (off == 0).then(|| (usize::from(pkt[0] & 0x0f) * 4, proto))
         }
         6 => match *pkt.get(6)? {
             // What a translator writes: the transport header, or one Fragment header before it.

@@ -92,6 +92,10 @@ const HELD_LEN: usize = 120;
 /// address), so without a cap a remote host could lengthen the chain every lookup walks by
 /// sending from many ports. The IPv6 host's own sessions are not capped.
 const INBOUND_PER_REMOTE: usize = 64;
+/// The same for the IPv6 host's own sessions from one source port to one remote address (a port
+/// scan from a fixed port): a higher cap, but one, as the chain is walked under the table's lock.
+/// (A binding also holds at most `u16::MAX` sessions: its counter's width.)
+const OUTBOUND_PER_REMOTE: usize = 512;
 /// Mapping-log events queued before the oldest are lost (counted).
 const EVENTS: usize = 1024;
 
@@ -241,6 +245,31 @@ fn expiring(hops: u8, ty: u8) -> Result<(), Fail> {
         }),
         _ => Ok(()),
     }
+}
+
+/// The ICMPv6 error (or drop) `fail` says, about `input`; without an `own_v6`, from the
+/// address `input` was sent to.
+fn refuse6(xlat: &Translator<'_>, input: &[u8], out: &mut [u8], fail: Fail) -> Outcome {
+    if xlat.config().own_v6.is_some() || matches!(fail, Fail::Drop(_)) {
+        return xlat.fail6(input, out, fail);
+    }
+    let dst = input
+        .get(24..40)
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .map(Ipv6Addr::from);
+    xlat.or_own(None, dst).fail6(input, out, fail)
+}
+
+/// The ICMPv4 error (or drop) `fail` says, about `input`; without an `own_v4`, from the pool4
+/// address `input` was sent to.
+fn refuse4(xlat: &Translator<'_>, input: &[u8], out: &mut [u8], fail: Fail) -> Outcome {
+    if xlat.config().own_v4.is_some() || matches!(fail, Fail::Drop(_)) {
+        return xlat.fail4(input, out, fail);
+    }
+    let dst = input
+        .get(16..20)
+        .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+    xlat.or_own(dst, None).fail4(input, out, fail)
 }
 
 fn refused(reason: DropReason) -> Fail {
@@ -413,7 +442,7 @@ impl Nat64 {
         let now = self.clock(now);
         let (f, way) = match self.decide6(xlat, now, input) {
             Ok(d) => d,
-            Err(fail) => return xlat.fail6(input, out, fail),
+            Err(fail) => return refuse6(xlat, input, out, fail),
         };
         match way {
             Way6::Hairpin { src, dst } => {
@@ -452,7 +481,7 @@ impl Nat64 {
         let now = self.clock(now);
         let (f, v6, port) = match self.decide4(now, input) {
             Ok(d) => d,
-            Err(fail) => return xlat.fail4(input, out, fail),
+            Err(fail) => return refuse4(xlat, input, out, fail),
         };
         let eams = [eam(f.local, v6)];
         let view = xlat.with_eam(&eams);
@@ -561,7 +590,7 @@ impl Nat64 {
                     rest: 0,
                 };
                 if let Outcome::IcmpError { reply, .. } =
-                    xlat.fail4(&h.bytes[..usize::from(h.len)], out, fail)
+                    refuse4(xlat, &h.bytes[..usize::from(h.len)], out, fail)
                 {
                     emit(&out[..reply.len()]);
                 }
@@ -667,9 +696,7 @@ impl Nat64 {
         if f.proto == Proto::Icmp {
             return Err(DropReason::NoSession.into());
         }
-        let (bib_a, _) = self.outbound(now, &f, remote)?;
-        let a = *self.table.bib(bib_a);
-        let addr_a = self.addr(a.block);
+        // The target first: a packet to a port nobody holds makes no session of the sender's.
         let block_b = self
             .layout
             .block_number(Ipv4Addr::from_bits(remote), f.rport)
@@ -678,6 +705,9 @@ impl Nat64 {
             .table
             .find4(f.proto, block_b, f.rport)
             .ok_or(DropReason::NoSession)?;
+        let (bib_a, _) = self.outbound(now, &f, remote)?;
+        let a = *self.table.bib(bib_a);
+        let addr_a = self.addr(a.block);
         let inbound = Flow {
             rport: a.port4,
             ..f
@@ -710,7 +740,7 @@ impl Nat64 {
                 return Err(DropReason::NoSession.into());
             }
             let block = self.table.bib(bib).block;
-            self.admit(f, block, now)?;
+            self.admit(f, block, Some((bib, remote)), now)?;
             let s = self.open(bib, remote, f.rport, now, Side::V6)?;
             return Ok((bib, s));
         }
@@ -726,7 +756,7 @@ impl Nat64 {
                 code: 5,
                 rest: 0,
             })?;
-        self.admit(f, block, now)?;
+        self.admit(f, block, None, now)?;
         let first = self.layout.block_first_port(block);
         let (port4, first_use) = self
             .blocks
@@ -752,12 +782,27 @@ impl Nat64 {
     }
 
     /// The checks before a session opens: refused port, room in the table, the block's limits.
-    fn admit<A>(&mut self, f: &Flow<A>, block: u32, now: u32) -> Result<(), Fail> {
+    /// `pair` is the binding the session would join and its remote address, when it exists.
+    fn admit<A>(
+        &mut self,
+        f: &Flow<A>,
+        block: u32,
+        pair: Option<(u32, u32)>,
+        now: u32,
+    ) -> Result<(), Fail> {
         if f.proto != Proto::Icmp && self.limits.refuse_ports.contains(&f.dport) {
             return Err(refused(DropReason::PortRefused));
         }
         if self.table.is_full() {
             return Err(refused(DropReason::TableFull));
+        }
+        if let Some((bib, remote)) = pair {
+            let full = self.table.bib(bib).sessions == u16::MAX
+                || self.table.pair_sessions(bib, remote, OUTBOUND_PER_REMOTE)
+                    >= OUTBOUND_PER_REMOTE;
+            if full {
+                return Err(refused(DropReason::SessionLimit));
+            }
         }
         let l = &self.limits;
         self.blocks
@@ -886,7 +931,9 @@ impl Nat64 {
         if self.table.is_full() {
             return Err(DropReason::TableFull.into());
         }
-        if self.table.pair_sessions(bib, remote, INBOUND_PER_REMOTE) >= INBOUND_PER_REMOTE {
+        if self.table.bib(bib).sessions == u16::MAX
+            || self.table.pair_sessions(bib, remote, INBOUND_PER_REMOTE) >= INBOUND_PER_REMOTE
+        {
             return Err(DropReason::SessionLimit.into());
         }
         let block = self.table.bib(bib).block;

@@ -116,15 +116,21 @@ fn once(state: State, side: Side, f: Flags) -> (State, Lifetime) {
         V4FinRcv => (V4FinRcv, L::Established),
         V6FinRcv if f.fin && side == Side::V4 => (BothFinRcv, L::Transitory),
         V6FinRcv => (V6FinRcv, L::Established),
+        // A new connection on the same ports (TIME_WAIT is over at the host): a fresh start, or
+        // the closing session would cut it when its transitory lifetime runs out.
+        BothFinRcv if f.syn => (
+            if side == Side::V6 { V6Init } else { V4Init },
+            L::Transitory,
+        ),
         BothFinRcv => (BothFinRcv, L::Keep),
         Trans if f.rst => (Trans, L::Keep),
         Trans => (Established, L::Established),
     }
 }
 
-/// What happens when a session's lifetime runs out: an established session gets a transitory
-/// lifetime more (RFC 6146 §3.5.2.2: it may be idle, not gone; we send no probe), every other
-/// state is removed.
+/// What happens when a session's lifetime runs out: an established or half-closed one gets a
+/// transitory lifetime more (RFC 6146 §3.5.2.2: it may be idle, not gone; we send no probe; a
+/// half-closed connection may stream one way for long), every other state is removed.
 pub(crate) fn on_expiry(state: State) -> Option<State> {
     (state == State::Established || state == State::V4FinRcv || state == State::V6FinRcv)
         .then_some(State::Trans)
@@ -180,6 +186,9 @@ mod tests {
             (V6FinRcv, V4, FIN, BothFinRcv, L::Transitory),
             (V6FinRcv, V6, ACK, V6FinRcv, L::Established),
             (BothFinRcv, V4, ACK, BothFinRcv, L::Keep),
+            // The ports used again for a new connection.
+            (BothFinRcv, V6, SYN, V6Init, L::Transitory),
+            (BothFinRcv, V4, SYN, V4Init, L::Transitory),
             (BothFinRcv, V6, RST, BothFinRcv, L::Keep),
             (Trans, V6, ACK, Established, L::Established),
             (Trans, V4, ACK, Established, L::Established),

@@ -1862,3 +1862,63 @@ fn one_remote_opens_at_most_64_sessions_towards_a_binding() {
     // The IPv6 host may talk to more of R1's ports itself.
     r.out_ok(&six(h, R1, UDP, &udp(40000, 3000, b"q")));
 }
+
+// The IPv6 host's own sessions from one source port to one remote address are capped too (512):
+// a port scan from a fixed port must not grow the chain every lookup on it walks.
+#[test]
+fn one_source_port_scanning_one_remote_is_capped() {
+    let mut c = cfg();
+    c.limits.max_sessions_per_block = 10_000;
+    c.capacity = 8192;
+    let mut r = Rig::new(c);
+    let h = host(1, 1);
+    for dport in 1..=512u16 {
+        r.out_ok(&six(h, R1, UDP, &udp(40000, dport, b"q")));
+    }
+    let sent = six(h, R1, UDP, &udp(40000, 600, b"q"));
+    let (o, w) = r.out(&sent);
+    assert_eq!(refusal(&o, &w, &sent), (DropReason::SessionLimit, 1, 1));
+    // Another remote, or another source port, is not held back.
+    r.out_ok(&six(h, R2, UDP, &udp(40000, 600, b"q")));
+    r.out_ok(&six(h, R1, UDP, &udp(40001, 600, b"q")));
+}
+
+// Without own_v6/own_v4 the refusals RFC 6146 owes still go out: from the address the refused
+// packet was sent to.
+#[test]
+fn refusals_without_own_addresses_come_from_the_destination() {
+    let mut sc = cfg();
+    sc.limits.refuse_ports = vec![25];
+    let mut r = Rig::new(sc);
+    let mut c = *r.x.config();
+    c.own_v4 = None;
+    c.own_v6 = None;
+    r.x = Translator::new(c);
+    let h = host(1, 1);
+    let sent = six(h, R1, UDP, &udp(40000, 25, b"mail"));
+    let (o, w) = r.out(&sent);
+    assert!(
+        matches!(
+            o,
+            Outcome::IcmpError {
+                reason: DropReason::PortRefused,
+                ..
+            }
+        ),
+        "{o:?}"
+    );
+    assert_eq!((w[6], w[40], w[41]), (58, 1, 1));
+    assert_eq!(&w[8..24], &wkp(R1).octets());
+    assert_eq!(&w[24..40], &h.octets());
+    // A held SYN's Port Unreachable comes from the pool4 address it was sent to.
+    let (a, _) = {
+        r.out_ok(&six(h, R1, UDP, &udp(40000, 53, b"q")));
+        r.nat.binding(Proto::Udp, h, 40000).unwrap()
+    };
+    let syn = four(R2, a, TCP, &tcp(7000, 2000, SYN));
+    let (o, _) = r.inb(&syn);
+    assert_eq!(o, Outcome::Dropped(DropReason::SynHeld));
+    let (_, errors) = r.run(7);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(&errors[0][12..16], &a.octets());
+}
