@@ -59,10 +59,12 @@ impl Observer for Logged {
 /// everything an abuse desk needs; `at` counts seconds from the gateway's start (the log line's
 /// own timestamp is the wall clock, at most a second later).
 pub fn mapping_line(event: &MappingEvent, block: &Block) -> String {
-    let (what, at) = match event {
-        MappingEvent::Used { at, .. } => ("used", at),
-        MappingEvent::Freed { at, .. } => ("freed", at),
+    let what = match event {
+        MappingEvent::Used { .. } => "used",
+        MappingEvent::Freed { .. } => "freed",
+        _ => "changed",
     };
+    let at = event.at();
     format!(
         "nat64 mapping {what} block={} prefix={} addr={} ports={}-{} at={}s",
         block.index,

@@ -52,10 +52,7 @@ pub(crate) fn run(fd: OwnedFd, shared: Arc<Shared>) {
         }
         if let Some(layout) = layout {
             for e in events.drain(..) {
-                let n = match e {
-                    MappingEvent::Used { block, .. } | MappingEvent::Freed { block, .. } => block,
-                };
-                if let Some(b) = layout.block(n) {
+                if let Some(b) = layout.block(e.block()) {
                     shared.observer.mapping(&e, &b);
                 }
             }

@@ -59,6 +59,7 @@
 mod blocks;
 mod config;
 mod flow;
+mod held;
 mod layout;
 mod table;
 mod tcp;
@@ -70,6 +71,7 @@ use core::net::{Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
 pub use config::{Filtering, INCOMING_SYN, Limits, StatefulConfig, TimeoutError, Timeouts};
+pub use held::HELD_SYNS;
 pub use layout::{Block, Layout, LayoutError, MAX_BLOCKS, MAX_POOL4_ADDRESSES};
 pub use table::Proto;
 pub use tcp::State as TcpState;
@@ -80,13 +82,10 @@ use crate::prefix::Ipv4Prefix;
 use crate::translator::{Fail, Translator, never_translated};
 use blocks::{Blocks, Refusal};
 use flow::Flow;
+use held::Held;
 use table::{Bib, Session, Table};
 use tcp::{Flags, Lifetime, Side, State};
 
-/// Unsolicited inbound SYNs held at once (Jool holds 10).
-pub const HELD_SYNS: usize = 16;
-/// Longest SYN held (IP and TCP headers with options); a longer one is not held.
-const HELD_LEN: usize = 120;
 /// Sessions one IPv4 host may open from the IPv4 side towards one binding. A binding's sessions
 /// with one remote address share a hash chain (address-dependent filtering looks them up by
 /// address), so without a cap a remote host could lengthen the chain every lookup walks by
@@ -100,7 +99,9 @@ const OUTBOUND_PER_REMOTE: usize = 512;
 const EVENTS: usize = 1024;
 
 /// One line of the optional mapping log (RFC 6888 REQ-12 style, per block not per session).
+/// Open for additions: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MappingEvent {
     /// The block got its first binding.
     Used {
@@ -116,6 +117,22 @@ pub enum MappingEvent {
         /// When.
         at: Duration,
     },
+}
+
+impl MappingEvent {
+    /// The block it is about: [`Layout::block`] tells its prefix, address and ports.
+    pub fn block(&self) -> u32 {
+        match *self {
+            MappingEvent::Used { block, .. } | MappingEvent::Freed { block, .. } => block,
+        }
+    }
+
+    /// When, on the caller's clock (whole seconds).
+    pub fn at(&self) -> Duration {
+        match *self {
+            MappingEvent::Used { at, .. } | MappingEvent::Freed { at, .. } => at,
+        }
+    }
 }
 
 /// What the table holds now, and what happened since it was made.
@@ -156,18 +173,6 @@ impl fmt::Display for ReconfigureError {
 }
 
 impl core::error::Error for ReconfigureError {}
-
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    live: bool,
-    local: u32,
-    port: u16,
-    remote: u32,
-    rport: u16,
-    since: u32,
-    len: u8,
-    bytes: [u8; HELD_LEN],
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Secs {
@@ -221,7 +226,7 @@ pub struct Nat64 {
     capacity: u32,
     table: Table,
     blocks: Blocks,
-    held: Vec<Held>,
+    held: Held,
     events: VecDeque<MappingEvent>,
     stats: Stats,
     /// The caller's second of the first call: the table counts from there.
@@ -289,19 +294,7 @@ impl Nat64 {
         Nat64 {
             table: Table::new(capacity, secs.horizon(), cfg.hash_key),
             blocks: Blocks::new(cfg.layout.blocks(), cfg.layout.ports_per_block()),
-            held: alloc::vec![
-                Held {
-                    live: false,
-                    local: 0,
-                    port: 0,
-                    remote: 0,
-                    rport: 0,
-                    since: 0,
-                    len: 0,
-                    bytes: [0; HELD_LEN],
-                };
-                HELD_SYNS
-            ],
+            held: Held::new(),
             events: VecDeque::with_capacity(EVENTS),
             stats: Stats::default(),
             epoch: None,
@@ -376,7 +369,7 @@ impl Nat64 {
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         s.bindings = self.table.live_bibs;
-        s.held_syns = self.held.iter().filter(|h| h.live).count() as u32;
+        s.held_syns = self.held.count();
         s
     }
 
@@ -387,10 +380,7 @@ impl Nat64 {
 
     /// Bytes taken by the tables, the block state and the held SYNs.
     pub fn memory(&self) -> usize {
-        self.table.memory()
-            + self.blocks.memory()
-            + self.held.len() * size_of::<Held>()
-            + self.addrs.len() * 4
+        self.table.memory() + self.blocks.memory() + self.held.memory() + self.addrs.len() * 4
     }
 
     /// Bytes a session costs in the worst case, when it has a binding of its own (as every TCP
@@ -580,22 +570,17 @@ impl Nat64 {
     ) -> u32 {
         let now_s = self.clock(now);
         let at = self.at(now_s);
-        for h in self.held.iter_mut().filter(|h| h.live) {
-            if now_s >= h.since + secs(INCOMING_SYN) {
-                h.live = false;
-                let fail = Fail::Reply {
-                    reason: DropReason::SynHeld,
-                    ty: 3,
-                    code: 3,
-                    rest: 0,
-                };
-                if let Outcome::IcmpError { reply, .. } =
-                    refuse4(xlat, &h.bytes[..usize::from(h.len)], out, fail)
-                {
-                    emit(&out[..reply.len()]);
-                }
+        self.held.due(now_s, secs(INCOMING_SYN), |syn| {
+            let fail = Fail::Reply {
+                reason: DropReason::SynHeld,
+                ty: 3,
+                code: 3,
+                rest: 0,
+            };
+            if let Outcome::IcmpError { reply, .. } = refuse4(xlat, syn, out, fail) {
+                emit(&out[..reply.len()]);
             }
-        }
+        });
         let Nat64 {
             table,
             blocks,
@@ -834,36 +819,19 @@ impl Nat64 {
         let b = *self.table.bib(bib);
         let proto = table::proto_of(b.proto);
         let (state, life) = match (proto, side) {
-            (Proto::Tcp, Side::V6) => {
-                let local = self.addr(b.block);
-                let held = self.held.iter_mut().find(|h| {
-                    h.live
-                        && h.local == local
-                        && h.port == b.port4
-                        && h.remote == remote
-                        && h.rport == rport
-                });
-                match held {
-                    Some(h) => {
-                        h.live = false;
-                        (State::Established as u8, self.secs.est)
-                    }
-                    None => (State::V6Init as u8, self.secs.trans),
+            (Proto::Tcp, side) => {
+                let ends = held::Ends {
+                    local: self.addr(b.block),
+                    port: b.port4,
+                    remote,
+                    rport,
+                };
+                // From IPv6: both SYNs are seen. From IPv4: its retransmission got through.
+                match (self.held.release(ends), side) {
+                    (true, Side::V6) => (State::Established as u8, self.secs.est),
+                    (_, Side::V6) => (State::V6Init as u8, self.secs.trans),
+                    (_, Side::V4) => (State::V4Init as u8, self.secs.trans),
                 }
-            }
-            (Proto::Tcp, Side::V4) => {
-                // A SYN held for this connection is answered by this one getting through.
-                let local = self.addr(b.block);
-                for h in self.held.iter_mut().filter(|h| {
-                    h.live
-                        && h.local == local
-                        && h.port == b.port4
-                        && h.remote == remote
-                        && h.rport == rport
-                }) {
-                    h.live = false;
-                }
-                (State::V4Init as u8, self.secs.trans)
             }
             (Proto::Udp, _) => (0, self.secs.udp),
             (Proto::Icmp, _) => (0, self.secs.icmp),
@@ -1007,32 +975,13 @@ impl Nat64 {
 
     /// Holds an unsolicited inbound SYN (RFC 6146 §3.5.2.2) when there is room.
     fn hold(&mut self, now: u32, f: &Flow<u32>, pkt: &[u8]) -> DropReason {
-        let (local, remote) = (f.local, f.remote);
-        let same = |h: &Held| {
-            h.live
-                && h.local == local
-                && h.port == f.local_port
-                && h.remote == remote
-                && h.rport == f.rport
+        let ends = held::Ends {
+            local: f.local,
+            port: f.local_port,
+            remote: f.remote,
+            rport: f.rport,
         };
-        if self.held.iter().any(same) {
-            return DropReason::SynHeld;
-        }
-        if pkt.len() > HELD_LEN {
-            return DropReason::NoSession;
-        }
-        let Some(h) = self.held.iter_mut().find(|h| !h.live) else {
-            return DropReason::NoSession;
-        };
-        h.live = true;
-        h.local = local;
-        h.port = f.local_port;
-        h.remote = remote;
-        h.rport = f.rport;
-        h.since = now;
-        h.len = pkt.len() as u8;
-        h.bytes[..pkt.len()].copy_from_slice(pkt);
-        DropReason::SynHeld
+        self.held.hold(now, ends, pkt)
     }
 }
 
