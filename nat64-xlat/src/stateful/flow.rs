@@ -179,109 +179,24 @@ pub(crate) fn flow6(pkt: &[u8]) -> Result<Flow<u128>, DropReason> {
     if ip.is_fragment() {
         return Err(DropReason::Fragmented);
     }
-    let l4 = 40 + ip.ext_len;
-    if ip.proto == proto::ICMPV6 {
-        let ty = *ip.payload.first().ok_or(DropReason::Truncated)?;
-        if is_error(ty, true) {
-            // The quote is a packet from the remote end to the host: its destination is ours.
-            let q = l4 + 8;
-            let inner = wire::Ipv6::parse(pkt.get(q..).ok_or(DropReason::Truncated)?, Parse::Lax)
-                .map_err(|_| DropReason::InnerPacket)?;
-            if inner.is_fragment() && inner.frag.is_some_and(|f| f.offset != 0) {
-                return Err(DropReason::InnerPacket);
-            }
-            let il4 = q + 40 + inner.ext_len;
-            let Ports {
-                proto: p,
-                sport,
-                dport,
-                dat,
-                checksum: ck,
-                udp,
-                ..
-            } = ports(pkt, il4, inner.proto, true)?;
-            if p == Proto::Icmp
-                && is_echo(*pkt.get(il4).ok_or(DropReason::Truncated)?, true).is_none()
-            {
-                return Err(DropReason::NestedIcmpError);
-            }
-            if pkt.len() < dat + 2 {
-                return Err(DropReason::InnerPacket);
-            }
-            return Ok(Flow {
-                proto: p,
-                local: inner.dst.to_bits(),
-                local_port: dport,
-                remote: inner.src.to_bits(),
-                rport: if p == Proto::Icmp { 0 } else { sport },
-                l4,
-                field: Field {
-                    at: dat,
-                    checksum: (pkt.len() >= ck + 2).then_some(ck),
-                    udp,
-                    outer: Some(l4 + 2),
-                },
-                flags: Flags::default(),
-                opens: false,
-                error: true,
-                dport,
-            });
-        }
-        let request = is_echo(ty, true).ok_or(DropReason::UntranslatableIcmp)?;
-        if ip.payload.len() < 8 {
-            return Err(DropReason::Truncated);
-        }
-        let id = be16(pkt, l4 + 4);
-        return Ok(Flow {
-            proto: Proto::Icmp,
-            local: ip.src.to_bits(),
-            local_port: id,
-            remote: ip.dst.to_bits(),
-            rport: 0,
-            l4,
-            field: Field {
-                at: l4 + 4,
-                checksum: Some(l4 + 2),
-                udp: false,
-                outer: None,
-            },
-            flags: Flags::default(),
-            opens: request,
-            error: false,
-            dport: 0,
-        });
-    }
-    let Ports {
-        proto: p,
-        sport,
-        dport,
-        sat,
-        checksum: ck,
-        udp,
-        ..
-    } = ports(pkt, l4, ip.proto, true)?;
-    let need = if p == Proto::Tcp { 20 } else { 8 };
-    if ip.payload.len() < need {
-        return Err(DropReason::Truncated);
-    }
-    Ok(Flow {
-        proto: p,
-        local: ip.src.to_bits(),
-        local_port: sport,
-        remote: ip.dst.to_bits(),
-        rport: dport,
-        l4,
-        field: Field {
-            at: sat,
-            checksum: Some(ck),
-            udp,
-            outer: None,
-        },
-        flags: Flags::of(&pkt[l4..]),
-        opens: true,
-        error: false,
-        dport,
-    })
+    let quoted = |q: &[u8]| {
+        let i = wire::Ipv6::parse(q, Parse::Lax).ok()?;
+        i.frag.is_none_or(|f| f.offset == 0).then(|| Hdr {
+            l4: 40 + i.ext_len,
+            proto: i.proto,
+            src: i.src.to_bits(),
+            dst: i.dst.to_bits(),
+            payload: i.payload.len(),
+        })
+    };
+    let outer = Hdr {
+        l4: 40 + ip.ext_len,
+        proto: ip.proto,
+        src: ip.src.to_bits(),
+        dst: ip.dst.to_bits(),
+        payload: ip.payload.len(),
+    };
+    walk(pkt, outer, true, quoted)
 }
 
 /// The flow of an IPv4 packet from the IPv4 side (4→6); `local` is the pool4 address.
@@ -315,64 +230,112 @@ pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<u32>, DropReason> {
     if ip.is_fragment() {
         return Err(DropReason::Fragmented);
     }
-    let l4 = ip.header.len();
-    if ip.proto == proto::ICMP {
-        let ty = *ip.payload.first().ok_or(DropReason::Truncated)?;
-        if is_error(ty, false) {
-            // The quote is a packet from the pool4 address to the remote end: its source is ours.
+    let quoted = |q: &[u8]| {
+        let i = wire::Ipv4::parse(q, Parse::Lax).ok()?;
+        (i.offset == 0).then(|| Hdr {
+            l4: i.header.len(),
+            proto: i.proto,
+            src: i.src.to_bits(),
+            dst: i.dst.to_bits(),
+            payload: i.payload.len(),
+        })
+    };
+    let outer = Hdr {
+        l4: ip.header.len(),
+        proto: ip.proto,
+        src: ip.src.to_bits(),
+        dst: ip.dst.to_bits(),
+        payload: ip.payload.len(),
+    };
+    walk(pkt, outer, false, quoted)
+}
+
+/// What [`walk`] needs of an IP header: where the transport header starts, its protocol, the
+/// addresses as bits, and the bytes after the headers.
+#[derive(Debug, Clone, Copy)]
+struct Hdr<A> {
+    l4: usize,
+    proto: u8,
+    src: A,
+    dst: A,
+    payload: usize,
+}
+
+/// The flow of a packet either way once its header is parsed (`outer`): TCP, UDP, ICMP echo,
+/// or an ICMP error whose quote (`quoted` parses it) is the session's traffic seen backwards.
+/// `v6`: the packet came from the IPv6 side, where the host is the source; on the IPv4 side
+/// the pool4 address is the destination.
+fn walk<A: Copy>(
+    pkt: &[u8],
+    outer: Hdr<A>,
+    v6: bool,
+    quoted: impl Fn(&[u8]) -> Option<Hdr<A>>,
+) -> Result<Flow<A>, DropReason> {
+    let l4 = outer.l4;
+    let icmp = if v6 { proto::ICMPV6 } else { proto::ICMP };
+    // Whether our end is a header's source: the packet's own from the IPv6 side, a quote's
+    // (which travelled the other way) from the IPv4 side.
+    let ends = |h: &Hdr<A>, quote: bool| {
+        if v6 != quote {
+            (h.src, h.dst)
+        } else {
+            (h.dst, h.src)
+        }
+    };
+    let pick = |p: &Ports, quote: bool| {
+        if v6 != quote {
+            (p.sport, p.dport, p.sat)
+        } else {
+            (p.dport, p.sport, p.dat)
+        }
+    };
+    if outer.proto == icmp {
+        let ty = *pkt.get(l4).ok_or(DropReason::Truncated)?;
+        if is_error(ty, v6) {
             let q = l4 + 8;
-            let inner = wire::Ipv4::parse(pkt.get(q..).ok_or(DropReason::Truncated)?, Parse::Lax)
-                .map_err(|_| DropReason::InnerPacket)?;
-            if inner.offset != 0 {
-                return Err(DropReason::InnerPacket);
-            }
-            let il4 = q + inner.header.len();
-            let Ports {
-                proto: p,
-                sport,
-                dport,
-                sat,
-                checksum: ck,
-                udp,
-                ..
-            } = ports(pkt, il4, inner.proto, false)?;
-            if p == Proto::Icmp
-                && is_echo(*pkt.get(il4).ok_or(DropReason::Truncated)?, false).is_none()
+            let inner = quoted(pkt.get(q..).ok_or(DropReason::Truncated)?)
+                .ok_or(DropReason::InnerPacket)?;
+            let il4 = q + inner.l4;
+            let ps = ports(pkt, il4, inner.proto, v6)?;
+            if ps.proto == Proto::Icmp
+                && is_echo(*pkt.get(il4).ok_or(DropReason::Truncated)?, v6).is_none()
             {
                 return Err(DropReason::NestedIcmpError);
             }
-            if pkt.len() < sat + 2 {
+            let (local, remote) = ends(&inner, true);
+            let (local_port, rport, at) = pick(&ps, true);
+            if pkt.len() < at + 2 {
                 return Err(DropReason::InnerPacket);
             }
             return Ok(Flow {
-                proto: p,
-                local: inner.src.to_bits(),
-                local_port: sport,
-                remote: inner.dst.to_bits(),
-                rport: if p == Proto::Icmp { 0 } else { dport },
+                proto: ps.proto,
+                local,
+                local_port,
+                remote,
+                rport: if ps.proto == Proto::Icmp { 0 } else { rport },
                 l4,
                 field: Field {
-                    at: sat,
-                    checksum: (pkt.len() >= ck + 2).then_some(ck),
-                    udp,
+                    at,
+                    checksum: (pkt.len() >= ps.checksum + 2).then_some(ps.checksum),
+                    udp: ps.udp,
                     outer: Some(l4 + 2),
                 },
                 flags: Flags::default(),
                 opens: false,
                 error: true,
-                dport,
+                dport: ps.dport,
             });
         }
-        let request = is_echo(ty, false).ok_or(DropReason::UntranslatableIcmp)?;
-        if ip.payload.len() < 8 {
+        let request = is_echo(ty, v6).ok_or(DropReason::UntranslatableIcmp)?;
+        if outer.payload < 8 {
             return Err(DropReason::Truncated);
         }
-        let id = be16(pkt, l4 + 4);
+        let (local, remote) = ends(&outer, false);
         return Ok(Flow {
             proto: Proto::Icmp,
-            local: ip.dst.to_bits(),
-            local_port: id,
-            remote: ip.src.to_bits(),
+            local,
+            local_port: be16(pkt, l4 + 4),
+            remote,
             rport: 0,
             l4,
             field: Field {
@@ -387,36 +350,30 @@ pub(crate) fn flow4(pkt: &[u8]) -> Result<Flow<u32>, DropReason> {
             dport: 0,
         });
     }
-    let Ports {
-        proto: p,
-        sport,
-        dport,
-        dat,
-        checksum: ck,
-        udp,
-        ..
-    } = ports(pkt, l4, ip.proto, false)?;
-    let need = if p == Proto::Tcp { 20 } else { 8 };
-    if ip.payload.len() < need {
+    let ps = ports(pkt, l4, outer.proto, v6)?;
+    let need = if ps.proto == Proto::Tcp { 20 } else { 8 };
+    if outer.payload < need {
         return Err(DropReason::Truncated);
     }
+    let (local, remote) = ends(&outer, false);
+    let (local_port, rport, at) = pick(&ps, false);
     Ok(Flow {
-        proto: p,
-        local: ip.dst.to_bits(),
-        local_port: dport,
-        remote: ip.src.to_bits(),
-        rport: sport,
+        proto: ps.proto,
+        local,
+        local_port,
+        remote,
+        rport,
         l4,
         field: Field {
-            at: dat,
-            checksum: Some(ck),
-            udp,
+            at,
+            checksum: Some(ps.checksum),
+            udp: ps.udp,
             outer: None,
         },
         flags: Flags::of(&pkt[l4..]),
         opens: true,
         error: false,
-        dport,
+        dport: ps.dport,
     })
 }
 
