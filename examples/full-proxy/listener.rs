@@ -246,11 +246,11 @@ async fn serve(
     }
 
     // 3. Route, then a backend, retrying the next candidate on a failed connect.
-    let Some(route) = live.routes.find(name.as_deref()).cloned() else {
+    let Some(route) = live.routes.find(peeked.summary.host.as_ref()).cloned() else {
         Box::pin(refuse(&mut client, protocol, Refusal::NoRoute)).await;
         return story.end(metrics, "no_route", "no route for this name");
     };
-    story.route = Some(route.name().to_string());
+    story.route = Some(route.name());
     let connected = match routing::connect(&route, local.port(), origin.ip(), shared.epoch).await {
         Ok(c) => c,
         Err(e) => {

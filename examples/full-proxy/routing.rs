@@ -1,12 +1,26 @@
 //! From a host name to a route, and from a route to a connected backend.
 //!
-//! Each route owns one backend pool per listening port when some of its backends take "the port
-//! the client connected to", one pool otherwise. Pools survive a reload that leaves their route's
-//! hosts, balancing and health settings alone, so ejections and in-flight counts carry over.
+//! Finding a route hashes, never scans: exact names in one map, `*.domain` suffixes in another,
+//! and a name's suffixes are tried from the longest, so a lookup costs one probe per label
+//! whatever the number of routes.
+//!
+//! Routes share pools: every route with the same backends (addresses, weights, backups), the same
+//! balancing, connection attempts and health settings, on the same listening port, uses one pool
+//! and one set of health checks. A hosting rack of 100,000 customers on 500 server pairs runs 500
+//! pools, not 100,000. A route owns one pool per listening port when some of its backends take
+//! "the port the client connected to", one pool otherwise.
+//!
+//! A reload keeps every pool whose key is unchanged, so ejections and in-flight counts carry
+//! over. A route whose backends changed takes over the pool that served its first host, when no
+//! route of the new file still has that pool's key, and the pool's membership is updated in place
+//! (the backends it keeps keep their health). Both are hash lookups: building the table is linear
+//! in the number of routes.
 
+use core::hash::BuildHasher;
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::RandomState;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,27 +28,31 @@ use backend_pool::{
     ActiveChecks, ActiveConfig, Algorithm, Backend, BackendId, InFlight, LeastConn, Maglev, Pool,
     PoolConfig, PoolError, Rng, SmoothWeighted, TcpConnect,
 };
+use sni_peek::HostName;
 use tokio::net::TcpStream;
 
-use crate::config::{Balance, Config, HostPattern, Route};
+use crate::config::{Balance, Config, Health, HostPattern, Route};
 
 /// A route, ready to pick from.
 pub struct RouteState {
-    pub spec: Route,
-    /// For logs: the first host and the route's line, e.g. `www.example.com@12`.
-    name: String,
-    /// By listening port; key 0 when every backend names its own port.
-    pools: HashMap<u16, Arc<Balancer>>,
+    pub spec: Arc<Route>,
+    /// By listening port; port 0 when every backend names its own port.
+    pools: Box<[(u16, Arc<Balancer>)]>,
 }
 
 impl RouteState {
-    /// The name logs use for this route: its first host and its line.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The name logs use for this route: its first host and its line, e.g. `www.example.com@12`.
+    pub fn name(&self) -> String {
+        let first = self.spec.hosts.first().map(ToString::to_string);
+        format!("{}@{}", first.unwrap_or_default(), self.spec.line)
     }
 
     fn pool(&self, port: u16) -> Option<&Arc<Balancer>> {
-        self.pools.get(&port).or_else(|| self.pools.get(&0))
+        self.pool_exactly(port).or_else(|| self.pool_exactly(0))
+    }
+
+    fn pool_exactly(&self, port: u16) -> Option<&Arc<Balancer>> {
+        self.pools.iter().find(|(p, _)| *p == port).map(|(_, b)| b)
     }
 }
 
@@ -42,7 +60,6 @@ impl RouteState {
 pub struct Balancer {
     pool: Pools,
     _checks: Option<ActiveChecks>,
-    signature: PoolSignature,
 }
 
 enum Pools {
@@ -51,23 +68,72 @@ enum Pools {
     Consistent(Arc<Pool<Maglev>>),
 }
 
-/// What must be unchanged for a reload to keep a pool (and its health).
-#[derive(Clone, PartialEq, Debug)]
-struct PoolSignature {
-    hosts: Vec<HostPattern>,
+/// What routes must have in common to share a pool, and a reload to keep one.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct PoolKey {
+    settings: PoolSettings,
+    /// Address (port resolved), weight, backup: in the file's order.
+    backends: Box<[(SocketAddr, u32, bool)]>,
+}
+
+/// A pool's key without its backends: what a route taking over its old pool must keep.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct PoolSettings {
     balance: Balance,
+    /// The listening port, or 0 when every backend names its own.
     port: u16,
-    config: PoolConfig,
-    health: Option<crate::config::Health>,
+    attempts: u32,
+    health: Option<Health>,
+}
+
+impl PoolSettings {
+    fn of(route: &Route, port: u16) -> Self {
+        PoolSettings {
+            balance: route.balance,
+            port,
+            attempts: route.connect_attempts.min(32),
+            health: route.health,
+        }
+    }
+}
+
+impl PoolKey {
+    fn of(route: &Route, port: u16) -> Self {
+        let backends = route
+            .backends
+            .iter()
+            .map(|b| {
+                let address = SocketAddr::new(b.ip, b.port.unwrap_or(port));
+                (address, b.weight, b.backup)
+            })
+            .collect();
+        PoolKey {
+            settings: PoolSettings::of(route, port),
+            backends,
+        }
+    }
+
+    fn backends(&self) -> Vec<Backend> {
+        self.backends
+            .iter()
+            .map(|&(address, weight, backup)| {
+                let backend = Backend::new(address, weight);
+                if backup { backend.backup() } else { backend }
+            })
+            .collect()
+    }
 }
 
 /// Every route and how to find one by name.
 pub struct Routes {
-    pub routes: Vec<Arc<RouteState>>,
-    exact: HashMap<String, usize>,
-    /// Longest suffix first.
-    suffixes: Vec<(String, usize)>,
-    default: Option<usize>,
+    routes: Vec<Arc<RouteState>>,
+    /// Exact names, to route indices.
+    exact: HashMap<Box<str>, u32>,
+    /// `*.domain` routes by their suffix with its leading dot (`.domain`), to route indices.
+    suffixes: HashMap<Box<str>, u32>,
+    default: Option<u32>,
+    /// Every pool by its key: routes share them, and the next reload reuses them.
+    pools: HashMap<PoolKey, Arc<Balancer>>,
 }
 
 /// Membership changes for pools a reload keeps, checked but not yet applied: the running
@@ -87,8 +153,9 @@ impl PendingUpdates {
 }
 
 impl Routes {
-    /// Builds the routes of `config`, reusing `old`'s pools where their signature is unchanged.
-    /// Nothing running changes: updates to reused pools come back to be applied on success.
+    /// Builds the routes of `config`, reusing `old`'s pools where their key is unchanged (or a
+    /// changed route can take its old pool over). Nothing running changes: updates to pools
+    /// taken over come back to be applied on success.
     pub fn build(
         config: &Config,
         old: Option<&Routes>,
@@ -99,109 +166,138 @@ impl Routes {
             .iter()
             .flat_map(|l| l.addresses.iter().map(SocketAddr::port))
             .collect();
-        let reusable: Vec<Arc<Balancer>> = old
-            .map(|o| {
-                o.routes
-                    .iter()
-                    .flat_map(|r| r.pools.values().cloned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut routes = Vec::new();
-        let mut pending = Vec::new();
-        let (mut exact, mut suffixes, mut default) = (HashMap::new(), Vec::new(), None);
-        for (index, spec) in config.routes.iter().enumerate() {
-            let per_port = spec.backends.iter().any(|b| b.port.is_none());
-            let pool_ports: Vec<u16> = if per_port {
-                ports.iter().copied().collect()
+        let ports: Vec<u16> = ports.into_iter().collect();
+        let pool_ports = |spec: &Route| -> &[u16] {
+            if spec.backends.iter().any(|b| b.port.is_none()) {
+                &ports
             } else {
-                vec![0]
-            };
-            let mut pools = HashMap::new();
-            for port in pool_ports {
-                let backends: Vec<Backend> = spec
-                    .backends
-                    .iter()
-                    .map(|b| {
-                        let backend =
-                            Backend::new(SocketAddr::new(b.ip, b.port.unwrap_or(port)), b.weight);
-                        if b.backup { backend.backup() } else { backend }
-                    })
-                    .collect();
-                let signature = PoolSignature {
-                    hosts: spec.hosts.clone(),
-                    balance: spec.balance,
-                    port,
-                    config: pool_config(spec),
-                    health: spec.health,
+                &[0]
+            }
+        };
+        // The keys the new file wants, as hashes: an old pool whose key is among them stays as it
+        // is (a collision only means a new pool where one could have been taken over).
+        let hasher = RandomState::new();
+        let wanted: HashSet<u64> = match old {
+            None => HashSet::new(),
+            Some(_) => config
+                .routes
+                .iter()
+                .flat_map(|spec| pool_ports(spec).iter().map(|&p| PoolKey::of(spec, p)))
+                .map(|key| hasher.hash_one(&key))
+                .collect(),
+        };
+        let mut taken: HashSet<*const Balancer> = HashSet::new();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        let mut pools: HashMap<PoolKey, Arc<Balancer>> = HashMap::new();
+        let mut pending = Vec::new();
+        let (mut exact, mut suffixes, mut default) = (HashMap::new(), HashMap::new(), None);
+        for (index, spec) in config.routes.iter().enumerate() {
+            let index = u32::try_from(index).map_err(|_| "more than 2^32 routes".to_string())?;
+            let fail = |e: PoolError| format!("route on line {}: {e}", spec.line);
+            let mut route_pools = Vec::new();
+            for &port in pool_ports(spec) {
+                let key = PoolKey::of(spec, port);
+                if let Some(shared) = pools.get(&key) {
+                    route_pools.push((port, Arc::clone(shared)));
+                    continue;
+                }
+                let balancer = if let Some(kept) = old.and_then(|o| o.pools.get(&key)) {
+                    Arc::clone(kept)
+                } else if let Some(former) = old
+                    .and_then(|o| o.taken_over(spec, port, &wanted, &hasher))
+                    .filter(|b| taken.insert(Arc::as_ptr(b)))
+                {
+                    let backends = key.backends();
+                    Balancer::check(&backends, &key).map_err(fail)?;
+                    pending.push((Arc::clone(&former), backends));
+                    former
+                } else {
+                    Arc::new(Balancer::new(&key, epoch).map_err(fail)?)
                 };
-                let balancer = match reusable.iter().find(|b| b.signature == signature) {
-                    Some(old) => {
-                        Balancer::check(&backends, &signature)
-                            .map_err(|e| format!("route on line {}: {e}", spec.line))?;
-                        pending.push((Arc::clone(old), backends));
-                        Arc::clone(old)
-                    }
-                    None => Arc::new(
-                        Balancer::new(backends, signature, epoch)
-                            .map_err(|e| format!("route on line {}: {e}", spec.line))?,
-                    ),
-                };
-                pools.insert(port, balancer);
+                route_pools.push((port, Arc::clone(&balancer)));
+                pools.insert(key, balancer);
             }
             for host in &spec.hosts {
                 match host {
                     HostPattern::Exact(h) => {
-                        exact.insert(h.clone(), index);
+                        exact.insert(h.as_str().into(), index);
                     }
-                    HostPattern::Suffix(s) => suffixes.push((s.clone(), index)),
+                    HostPattern::Suffix(s) => {
+                        suffixes.insert(s.as_str().into(), index);
+                    }
                     HostPattern::Any => default = Some(index),
                 }
             }
-            let first_host = spec
-                .hosts
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_default();
             routes.push(Arc::new(RouteState {
-                name: format!("{first_host}@{}", spec.line),
-                spec: spec.clone(),
-                pools,
+                spec: Arc::clone(spec),
+                pools: route_pools.into_boxed_slice(),
             }));
         }
-        suffixes.sort_by_key(|(s, _)| core::cmp::Reverse(s.len()));
+        exact.shrink_to_fit();
+        suffixes.shrink_to_fit();
+        pools.shrink_to_fit();
         let routes = Routes {
             routes,
             exact,
             suffixes,
             default,
+            pools,
         };
         Ok((routes, PendingUpdates(pending)))
     }
 
-    /// The route for a name (already lowercase, without trailing dot): exact, then the longest
-    /// matching `*.suffix`, then `*`. No name goes to `*` too.
-    pub fn find(&self, host: Option<&str>) -> Option<&Arc<RouteState>> {
-        let index = host
-            .and_then(|h| {
-                self.exact.get(h).copied().or_else(|| {
-                    self.suffixes
-                        .iter()
-                        .find(|(s, _)| h.ends_with(s.as_str()))
-                        .map(|&(_, i)| i)
-                })
-            })
+    /// The pool a changed route may take over: the one that served its first host on `port`,
+    /// with the same settings, when no route of the new file wants that pool as it is.
+    fn taken_over(
+        &self,
+        spec: &Route,
+        port: u16,
+        wanted: &HashSet<u64>,
+        hasher: &RandomState,
+    ) -> Option<Arc<Balancer>> {
+        let first = spec.hosts.first()?;
+        let index = match first {
+            HostPattern::Exact(h) => self.exact.get(h.as_str()).copied(),
+            HostPattern::Suffix(s) => self.suffixes.get(s.as_str()).copied(),
+            HostPattern::Any => self.default,
+        }?;
+        let former = self.routes.get(index as usize)?;
+        let settings = PoolSettings::of(&former.spec, port);
+        if settings != PoolSettings::of(spec, port) {
+            return None;
+        }
+        let balancer = former.pool_exactly(port)?;
+        let key = PoolKey::of(&former.spec, port);
+        (!wanted.contains(&hasher.hash_one(&key))).then(|| Arc::clone(balancer))
+    }
+
+    /// The route for a name: exact, then the longest matching `*.suffix`, then `*`. No name
+    /// goes to `*` too. The name comes normalised from the peeker (or [`HostName::new`]), as the
+    /// configured patterns do: nothing is lowercased or trimmed here.
+    pub fn find(&self, name: Option<&HostName>) -> Option<&Arc<RouteState>> {
+        let index = name
+            .and_then(|n| self.exact_or_suffix(n.as_str()))
             .or(self.default)?;
-        self.routes.get(index)
+        self.routes.get(index as usize)
+    }
+
+    /// One probe for the exact name, then one per label: `a.b.example.org` tries
+    /// `.b.example.org`, `.example.org`, `.org`, longest first.
+    fn exact_or_suffix(&self, name: &str) -> Option<u32> {
+        if let Some(&index) = self.exact.get(name) {
+            return Some(index);
+        }
+        name.match_indices('.')
+            .find_map(|(at, _)| self.suffixes.get(&name[at..]).copied())
     }
 }
 
-fn pool_config(route: &Route) -> PoolConfig {
+fn pool_config(settings: &PoolSettings) -> PoolConfig {
     let mut config = PoolConfig {
-        max_attempts: route.connect_attempts.min(32),
+        max_attempts: settings.attempts,
         ..PoolConfig::default()
     };
-    if let Some(h) = route.health {
+    if let Some(h) = settings.health {
         (config.rise, config.fall) = (h.rise, h.fall);
         // A backend that comes back through its checks ramps up instead of taking a full share.
         config.slow_start = Duration::from_secs(10);
@@ -210,14 +306,10 @@ fn pool_config(route: &Route) -> PoolConfig {
 }
 
 impl Balancer {
-    fn new(
-        backends: Vec<Backend>,
-        signature: PoolSignature,
-        epoch: Instant,
-    ) -> Result<Self, PoolError> {
+    fn new(key: &PoolKey, epoch: Instant) -> Result<Self, PoolError> {
         let seed = seed();
-        let config = signature.config;
-        let pool = match signature.balance {
+        let (backends, config) = (key.backends(), pool_config(&key.settings));
+        let pool = match key.settings.balance {
             Balance::RoundRobin => Pools::RoundRobin(Arc::new(Pool::new(
                 backends,
                 config,
@@ -234,7 +326,7 @@ impl Balancer {
                 seed,
             )?)),
         };
-        let checks = match signature.health {
+        let checks = match key.settings.health {
             None => None,
             Some(h) => {
                 let active = ActiveConfig {
@@ -259,14 +351,13 @@ impl Balancer {
         Ok(Balancer {
             pool,
             _checks: checks,
-            signature,
         })
     }
 
     /// Whether a pool of these backends can be built, without building anything that runs.
-    fn check(backends: &[Backend], signature: &PoolSignature) -> Result<(), PoolError> {
-        let (backends, config) = (backends.to_vec(), signature.config);
-        match signature.balance {
+    fn check(backends: &[Backend], key: &PoolKey) -> Result<(), PoolError> {
+        let (backends, config) = (backends.to_vec(), pool_config(&key.settings));
+        match key.settings.balance {
             Balance::RoundRobin => {
                 Pool::<SmoothWeighted>::new(backends, config, Default::default(), 0).map(drop)
             }
@@ -389,4 +480,131 @@ fn seed() -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTEN: &str = "[[listen]]\naddresses = [\"127.0.0.1:8443\"]\n";
+
+    /// A file of routes, each `(hosts, backends)`, on one listener.
+    fn file(routes: &[(&[&str], &[&str])]) -> String {
+        let mut text = String::from(LISTEN);
+        for (hosts, backends) in routes {
+            let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+            let backends: Vec<String> = backends
+                .iter()
+                .map(|b| format!("{{ address = {b:?} }}"))
+                .collect();
+            text += &format!(
+                "[[route]]\nhosts = [{}]\nbackends = [{}]\n",
+                hosts.join(", "),
+                backends.join(", ")
+            );
+        }
+        text
+    }
+
+    fn build(text: &str, old: Option<&Routes>) -> (Routes, PendingUpdates) {
+        let config = crate::config::parse(text).unwrap_or_else(|e| panic!("{e:?}"));
+        Routes::build(&config, old, Instant::now()).unwrap()
+    }
+
+    /// The first host of the route `name` goes to, or `None` when unrouted.
+    fn route_of(routes: &Routes, name: Option<&str>) -> Option<String> {
+        let name = name.map(|n| HostName::new(n).unwrap());
+        let route = routes.find(name.as_ref())?;
+        Some(route.spec.hosts[0].to_string())
+    }
+
+    #[test]
+    fn exact_then_longest_suffix_then_default() {
+        let text = file(&[
+            (&["*.example.org"], &["::1"]),
+            (&["*.b.example.org"], &["::2"]),
+            (&["www.b.example.org", "example.org"], &["::3"]),
+            (&["*.org"], &["::4"]),
+        ]);
+        let (routes, _) = build(&text, None);
+        let find = |n: &str| route_of(&routes, Some(n));
+        assert_eq!(find("www.b.example.org").unwrap(), "www.b.example.org");
+        assert_eq!(find("example.org").unwrap(), "www.b.example.org");
+        assert_eq!(find("a.b.example.org").unwrap(), "*.b.example.org");
+        assert_eq!(find("x.a.b.example.org").unwrap(), "*.b.example.org");
+        // `*.b.example.org` covers names below b.example.org, not b.example.org itself.
+        assert_eq!(find("b.example.org").unwrap(), "*.example.org");
+        assert_eq!(find("a.example.org").unwrap(), "*.example.org");
+        assert_eq!(find("other.org").unwrap(), "*.org");
+        // A suffix matches at a label boundary only.
+        assert_eq!(find("notexample.org").unwrap(), "*.org");
+        assert_eq!(find("example.net"), None);
+        assert_eq!(route_of(&routes, None), None);
+    }
+
+    #[test]
+    fn the_default_takes_no_name_and_every_unrouted_name() {
+        let text = file(&[(&["www.example.com"], &["::1"]), (&["*"], &["::2"])]);
+        let (routes, _) = build(&text, None);
+        assert_eq!(route_of(&routes, Some("www.example.com")).unwrap(), "www.example.com");
+        assert_eq!(route_of(&routes, Some("example.com")).unwrap(), "*");
+        assert_eq!(route_of(&routes, None).unwrap(), "*");
+    }
+
+    // Patterns and names are normalised by the same rules, each once: the file's when it is
+    // read, the peeker's (here `HostName::new`) when a name arrives.
+    #[test]
+    fn names_and_patterns_normalised_alike() {
+        let text = file(&[(&["WWW.Example.COM."], &["::1"]), (&["*.Example.ORG."], &["::2"])]);
+        let (routes, _) = build(&text, None);
+        assert_eq!(route_of(&routes, Some("www.EXAMPLE.com.")).unwrap(), "www.example.com");
+        assert_eq!(route_of(&routes, Some("A.B.example.org.")).unwrap(), "*.example.org");
+    }
+
+    #[test]
+    fn routes_with_equal_backends_share_a_pool() {
+        let text = file(&[
+            (&["a.example"], &["::1", "::2"]),
+            (&["b.example"], &["::1", "::2"]),
+            (&["c.example"], &["::2", "::1"]),
+        ]);
+        let (routes, _) = build(&text, None);
+        let pool = |i: usize| Arc::clone(routes.routes[i].pool(8443).unwrap());
+        assert!(Arc::ptr_eq(&pool(0), &pool(1)));
+        assert!(!Arc::ptr_eq(&pool(0), &pool(2)), "the order is part of the key");
+        assert_eq!(routes.pools.len(), 2);
+        // A different weight, balance or health is a different pool.
+        let weighted = text.replacen("{ address = \"::1\" }", "{ address = \"::1\", weight = 2 }", 1);
+        let (routes, _) = build(&weighted, None);
+        assert_eq!(routes.pools.len(), 3);
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_pools_and_hands_changed_ones_over() {
+        let before = file(&[
+            (&["a.example"], &["::1", "::2"]),
+            (&["b.example"], &["::1", "::2"]),
+            (&["c.example"], &["::3", "::4"]),
+        ]);
+        let (old, _) = build(&before, None);
+        let old_pool = |i: usize| Arc::clone(old.routes[i].pool(8443).unwrap());
+        // a keeps its backends, b changes but a still uses the shared pool, c changes alone.
+        let after = file(&[
+            (&["a.example"], &["::1", "::2"]),
+            (&["b.example"], &["::1", "::5"]),
+            (&["c.example"], &["::3", "::6"]),
+        ]);
+        let (new, pending) = build(&after, Some(&old));
+        let new_pool = |i: usize| Arc::clone(new.routes[i].pool(8443).unwrap());
+        assert!(Arc::ptr_eq(&new_pool(0), &old_pool(0)));
+        assert!(!Arc::ptr_eq(&new_pool(1), &old_pool(1)), "a still wants it as it is");
+        assert!(Arc::ptr_eq(&new_pool(2), &old_pool(2)), "taken over by c");
+        assert_eq!(pending.0.len(), 1);
+        assert!(Arc::ptr_eq(&pending.0[0].0, &old_pool(2)));
+        pending.apply(Duration::ZERO);
+        // The next reload finds the updated pool under its new key.
+        let (again, pending) = build(&after, Some(&new));
+        assert!(Arc::ptr_eq(&again.routes[2].pool(8443).unwrap().clone(), &old_pool(2)));
+        assert!(pending.0.is_empty());
+    }
 }
