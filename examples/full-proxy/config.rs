@@ -4,6 +4,7 @@ use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use proxy_proto::Cidr;
 use serde::Deserialize;
@@ -17,7 +18,8 @@ pub use nat64::Nat64;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listeners: Vec<Listener>,
-    pub routes: Vec<Route>,
+    /// Shared with the routing table built from them.
+    pub routes: Vec<Arc<Route>>,
     pub limits: Limits,
     pub metrics: Option<SocketAddr>,
     /// The NAT64 gateway, when the file has a `[nat64]` section.
@@ -61,7 +63,7 @@ pub struct Route {
     pub line: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 pub enum Balance {
     #[serde(rename = "round-robin")]
     RoundRobin,
@@ -108,7 +110,7 @@ pub struct BackendSpec {
     pub backup: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Health {
     pub interval: Duration,
     pub timeout: Duration,
@@ -275,22 +277,46 @@ pub fn load(path: &std::path::Path) -> Result<Config, Vec<ConfigError>> {
 }
 
 /// Checks a configuration's text; on failure every error found, in line order.
+///
+/// The text is read a piece at a time (see [`pieces`]), each piece checked and its parse tree
+/// dropped before the next is read: a TOML tree costs some kilobytes per route, the checked
+/// routes a few hundred bytes.
 pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    parse_in_pieces(text, PIECE)
+}
+
+/// [`parse`], cutting the text into pieces of at least `piece` bytes.
+fn parse_in_pieces(text: &str, piece: usize) -> Result<Config, Vec<ConfigError>> {
+    let Some(lines) = LineIndex::new(text) else {
+        return Err(vec![ConfigError {
+            line: 0,
+            message: "the file is larger than 4 GiB".into(),
+        }]);
+    };
     let mut check = Checker {
-        text,
+        lines,
+        base: 0,
         errors: Vec::new(),
     };
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let line = e.span().map_or(0, |s| check.line(s.start));
-            return Err(vec![ConfigError {
-                line,
-                message: e.message().to_string(),
-            }]);
-        }
-    };
-    let config = check.config(raw);
+    let mut sections = Sections::default();
+    for piece in pieces(text, piece) {
+        let raw: RawConfig = match toml::from_str(&text[piece.clone()]) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let line = e
+                    .span()
+                    .map_or(0, |s| check.lines.line(piece.start + s.start));
+                return Err(vec![ConfigError {
+                    line,
+                    message: e.message().to_string(),
+                }]);
+            }
+        };
+        check.base = piece.start;
+        check.piece(raw, &mut sections);
+    }
+    check.base = 0;
+    let config = check.finish(sections);
     let mut errors = check.errors;
     if errors.is_empty() {
         Ok(config)
@@ -300,17 +326,159 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
     }
 }
 
-struct Checker<'t> {
-    text: &'t str,
+/// The file cut before `[[route]]` headers into pieces of at least `min` bytes (the last may
+/// be shorter), each a TOML document of its own that means what it means in the whole file: an
+/// array of tables goes on in the next piece, and a `[route.x]` or `[[route.x]]` belongs to the
+/// route above it, which is in the same piece.
+///
+/// A cut is made only at a line that starts with a bare `[[route]]` outside multi-line strings:
+/// that is a header, or the file is not TOML at all (a bare word is no value) and then the pieces
+/// do not parse either. A `[["route"]]` header is simply not a place to cut.
+fn pieces(text: &str, min: usize) -> impl Iterator<Item = core::ops::Range<usize>> + '_ {
+    let mut last = 0;
+    let mut cuts = route_headers(text).filter(move |&at| {
+        let cut = at - last >= min;
+        if cut {
+            last = at;
+        }
+        cut
+    });
+    let mut from = Some(0);
+    core::iter::from_fn(move || {
+        let start = from?;
+        from = cuts.next();
+        Some(start..from.unwrap_or(text.len()))
+    })
+}
+
+/// Bytes of TOML parsed at a time: some hundreds of routes.
+const PIECE: usize = 64 * 1024;
+
+/// Where each line starting with `[[route]]` (blanks allowed around and inside the brackets)
+/// begins, skipping multi-line strings. Single-line strings and comments end with their line, so
+/// only `"""` and `'''` strings can hide a line start.
+fn route_headers(text: &str) -> impl Iterator<Item = usize> + '_ {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    core::iter::from_fn(move || {
+        while at < bytes.len() {
+            let line = at;
+            skip_line(bytes, &mut at);
+            if is_route_header(&bytes[line..]) {
+                return Some(line);
+            }
+        }
+        None
+    })
+}
+
+fn is_route_header(line: &[u8]) -> bool {
+    let blanks = |s: &[u8]| s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    let mut rest = &line[blanks(line)..];
+    for token in [&b"[["[..], b"route", b"]]"] {
+        match rest.strip_prefix(token) {
+            Some(after) => rest = &after[blanks(after)..],
+            None => return false,
+        }
+    }
+    matches!(rest.first(), None | Some(b'\n' | b'\r' | b'#'))
+}
+
+/// Moves `at` past the end of its line, and past any multi-line string that starts on it.
+fn skip_line(bytes: &[u8], at: &mut usize) {
+    while let Some(&b) = bytes.get(*at) {
+        *at += 1;
+        match b {
+            b'\n' => return,
+            b'#' => {
+                while bytes.get(*at).is_some_and(|&b| b != b'\n') {
+                    *at += 1;
+                }
+            }
+            b'"' | b'\'' => {
+                let multi = bytes[*at..].starts_with(&[b, b]);
+                if multi {
+                    *at += 2;
+                }
+                skip_string(bytes, at, b, multi);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Moves `at` past the string whose opening quotes it is just after. A single-line string also
+/// ends at the end of its line (where TOML reports it); basic strings have escapes, literal ones
+/// none.
+fn skip_string(bytes: &[u8], at: &mut usize, quote: u8, multi: bool) {
+    while let Some(&b) = bytes.get(*at) {
+        if b == b'\\' && quote == b'"' {
+            *at += 2;
+            continue;
+        }
+        if b == b'\n' && !multi {
+            return;
+        }
+        *at += 1;
+        if b == quote && (!multi || bytes[*at..].starts_with(&[quote, quote])) {
+            if multi {
+                *at += 2;
+            }
+            return;
+        }
+    }
+}
+
+/// What the pieces add up to, checked as they come.
+#[derive(Default)]
+struct Sections {
+    listeners: Vec<Listener>,
+    seen_addresses: HashMap<SocketAddr, usize>,
+    routes: Vec<Arc<Route>>,
+    seen_hosts: HashMap<HostPattern, usize>,
+    /// Each with the line it is on.
+    limits: Option<(Limits, usize)>,
+    metrics: Option<(Option<SocketAddr>, usize)>,
+    nat64: Option<(Nat64, usize)>,
+}
+
+/// Where every line starts, so that a byte offset becomes a line number by binary search: one
+/// pass over the file, however many names and errors ask.
+struct LineIndex {
+    /// The offset just after each newline: the start of line 2, 3, and so on.
+    starts: Vec<u32>,
+}
+
+impl LineIndex {
+    /// `None` for a text whose offsets do not fit in 32 bits.
+    fn new(text: &str) -> Option<Self> {
+        u32::try_from(text.len()).ok()?;
+        let starts = text
+            .bytes()
+            .enumerate()
+            .filter(|&(_, b)| b == b'\n')
+            .map(|(at, _)| at as u32 + 1)
+            .collect();
+        Some(LineIndex { starts })
+    }
+
+    /// The 1-based line holding `offset`; past the end, the last line.
+    fn line(&self, offset: usize) -> usize {
+        1 + self.starts.partition_point(|&start| start as usize <= offset)
+    }
+}
+
+struct Checker {
+    lines: LineIndex,
+    /// Where the piece being checked starts: its spans count from there.
+    base: usize,
     errors: Vec<ConfigError>,
 }
 
-impl Checker<'_> {
+impl Checker {
+    /// The line of an offset in the piece being checked.
     fn line(&self, offset: usize) -> usize {
-        1 + self.text.as_bytes()[..offset.min(self.text.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
+        self.lines.line(self.base + offset)
     }
 
     fn error<T>(&mut self, span: core::ops::Range<usize>, message: impl Into<String>) -> Option<T> {
@@ -338,85 +506,115 @@ impl Checker<'_> {
         }
     }
 
-    fn config(&mut self, raw: RawConfig) -> Config {
-        // A file may run the proxy, the NAT64 gateway, or both; the proxy needs both halves.
-        if raw.nat64.is_none() && raw.listen.is_empty() && raw.route.is_empty() {
-            self.error::<()>(
-                0..0,
-                "nothing to run: no [[listen]] and [[route]] sections, and no [nat64] section",
-            );
-        } else if raw.listen.is_empty() && !raw.route.is_empty() {
-            self.error::<()>(
-                0..0,
-                "no [[listen]] section: nothing to accept connections on",
-            );
-        } else if raw.route.is_empty() && !raw.listen.is_empty() {
-            self.error::<()>(0..0, "no [[route]] section: nowhere to send connections");
+    /// One piece's sections, checked; a section that must be unique is refused the second time.
+    fn piece(&mut self, raw: RawConfig, sections: &mut Sections) {
+        for l in raw.listen {
+            let listener = self.listener(l, &mut sections.seen_addresses);
+            sections.listeners.push(listener);
         }
-        let mut seen_addresses: HashMap<SocketAddr, usize> = HashMap::new();
-        let listeners: Vec<Listener> = raw
-            .listen
-            .into_iter()
-            .map(|l| self.listener(l, &mut seen_addresses))
-            .collect();
-        let mut seen_hosts: HashMap<HostPattern, usize> = HashMap::new();
-        let routes: Vec<Route> = raw
-            .route
-            .into_iter()
-            .map(|r| self.route(r, &mut seen_hosts))
-            .collect();
-        self.no_loops(&listeners, &routes);
-        let limits = match raw.limits {
-            None => Limits::default(),
-            Some(l) => {
-                let span = l.span();
-                let l = l.into_inner();
-                let defaults = Limits::default();
-                let max_connections = match l.max_connections {
-                    Some(0) => self
-                        .error(span.clone(), "max_connections must be at least 1")
-                        .unwrap_or(1),
-                    Some(n) => n,
-                    None => defaults.max_connections,
-                };
-                Limits {
-                    max_connections,
-                    relay: l.relay.unwrap_or(defaults.relay),
-                    idle_timeout: self.duration(&l.idle_timeout, defaults.idle_timeout),
-                    drain_timeout: self.duration(&l.drain_timeout, defaults.drain_timeout),
-                    threads: match l.threads {
-                        Some(n) if n > MAX_THREADS => self
-                            .error(span, format!("threads must be at most {MAX_THREADS}"))
-                            .unwrap_or(0),
-                        Some(n) => n,
-                        None => defaults.threads,
-                    },
-                }
-            }
-        };
-        let metrics = raw.metrics.and_then(|m| {
+        sections.routes.reserve(raw.route.len());
+        for r in raw.route {
+            let route = self.route(r, &mut sections.seen_hosts);
+            sections.routes.push(Arc::new(route));
+        }
+        if let Some(l) = raw.limits {
+            let here = self.line(l.span().start);
+            let limits = self.limits(l);
+            self.once("limits", &mut sections.limits, (limits, here));
+        }
+        if let Some(m) = raw.metrics {
+            let here = self.line(m.span().start);
             let address = m.into_inner().address;
-            match address.get_ref().parse() {
+            let metrics = match address.get_ref().parse() {
                 Ok(a) => Some(a),
                 Err(_) => self.error(
                     address.span(),
                     format!("metrics address {:?} is not IP:PORT", address.get_ref()),
                 ),
-            }
-        });
-        let nat64 = raw.nat64.map(|n| self.nat64(n));
-        Config {
+            };
+            self.once("metrics", &mut sections.metrics, (metrics, here));
+        }
+        if let Some(n) = raw.nat64 {
+            let here = self.line(n.span().start);
+            let nat64 = self.nat64(n);
+            self.once("nat64", &mut sections.nat64, (nat64, here));
+        }
+    }
+
+    /// Keeps the first of a section that may appear once, and reports any later one.
+    fn once<T>(&mut self, name: &str, slot: &mut Option<(T, usize)>, value: (T, usize)) {
+        match slot {
+            None => *slot = Some(value),
+            Some((_, first)) => self.errors.push(ConfigError {
+                line: value.1,
+                message: format!("a second [{name}] section (the first is on line {first})"),
+            }),
+        }
+    }
+
+    /// The whole file's checks, once every piece is in.
+    fn finish(&mut self, sections: Sections) -> Config {
+        let Sections {
             listeners,
             routes,
             limits,
             metrics,
             nat64,
+            ..
+        } = sections;
+        // A file may run the proxy, the NAT64 gateway, or both; the proxy needs both halves.
+        if nat64.is_none() && listeners.is_empty() && routes.is_empty() {
+            self.error::<()>(
+                0..0,
+                "nothing to run: no [[listen]] and [[route]] sections, and no [nat64] section",
+            );
+        } else if listeners.is_empty() && !routes.is_empty() {
+            self.error::<()>(
+                0..0,
+                "no [[listen]] section: nothing to accept connections on",
+            );
+        } else if routes.is_empty() && !listeners.is_empty() {
+            self.error::<()>(0..0, "no [[route]] section: nowhere to send connections");
+        }
+        self.no_loops(&listeners, &routes);
+        Config {
+            listeners,
+            routes,
+            limits: limits.map_or_else(Limits::default, |(l, _)| l),
+            metrics: metrics.and_then(|(m, _)| m),
+            nat64: nat64.map(|(n, _)| n),
+        }
+    }
+
+    fn limits(&mut self, l: Spanned<RawLimits>) -> Limits {
+        let span = l.span();
+        let l = l.into_inner();
+        let defaults = Limits::default();
+        let max_connections = match l.max_connections {
+            Some(0) => self
+                .error(span.clone(), "max_connections must be at least 1")
+                .unwrap_or(1),
+            Some(n) => n,
+            None => defaults.max_connections,
+        };
+        Limits {
+            max_connections,
+            relay: l.relay.unwrap_or(defaults.relay),
+            idle_timeout: self.duration(&l.idle_timeout, defaults.idle_timeout),
+            drain_timeout: self.duration(&l.drain_timeout, defaults.drain_timeout),
+            threads: match l.threads {
+                Some(n) if n > MAX_THREADS => self
+                    .error(span, format!("threads must be at most {MAX_THREADS}"))
+                    .unwrap_or(0),
+                Some(n) => n,
+                None => defaults.threads,
+            },
         }
     }
 
     /// A backend that is one of this proxy's own listeners would send connections round in a
     /// circle until the descriptors run out.
-    fn no_loops(&mut self, listeners: &[Listener], routes: &[Route]) {
+    fn no_loops(&mut self, listeners: &[Listener], routes: &[Arc<Route>]) {
         let own: Vec<SocketAddr> = listeners
             .iter()
             .flat_map(|l| l.addresses.iter().copied())
@@ -688,6 +886,91 @@ fn backend_address(s: &str) -> Option<(IpAddr, Option<u16>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_index_agrees_with_counting_newlines() {
+        for text in ["", "a", "\n", "a\nb", "a\n\nbc\n", "\n\nx\r\ny\n"] {
+            let index = LineIndex::new(text).unwrap();
+            for offset in 0..text.len() + 3 {
+                let counted = 1 + text.as_bytes()[..offset.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count();
+                assert_eq!(index.line(offset), counted, "{text:?} at {offset}");
+            }
+        }
+        let index = LineIndex::new("one\ntwo\nthree").unwrap();
+        assert_eq!([0, 3, 4, 7, 8, 13].map(|at| index.line(at)), [1, 1, 2, 2, 3, 3]);
+    }
+
+    #[test]
+    fn route_headers_outside_multi_line_strings() {
+        let text = "[[listen]]\n[[route]]\n  [[ route ]] # x\nx = \"\"\"\n[[route]]\n\"\"\"\n\
+                    y = '''\n[[route]]'''\n[[route]]\nz = \"[[route]]\\\"\"\n[[route]]x\n[[\"route\"]]\n\
+                    [[routes]]\n[[route.b]]\n#[[route]]\n[[route]]";
+        let starts: Vec<usize> = route_headers(text).collect();
+        let lines: Vec<usize> = starts
+            .iter()
+            .map(|&at| LineIndex::new(text).unwrap().line(at))
+            .collect();
+        assert_eq!(lines, [2, 3, 9, 16], "{starts:?}");
+    }
+
+    // Cut at every `[[route]]` or not at all, a file means the same, errors and lines included.
+    #[test]
+    fn pieces_mean_what_the_whole_file_means() {
+        let mut texts = vec![GOOD.to_string(), include_str!("sixgate.toml").to_string()];
+        let mut big = String::from("[[listen]]\naddresses = [\"127.0.0.1:8443\"]\n[limits]\nthreads = 2\n");
+        for i in 0..300 {
+            big += &format!(
+                "[[route]]\nhosts = [\"c{i}.test\", \"*.c{i}.test\"]\nbackends = [{{ address = \"::{i:x}\" }}]\n"
+            );
+            if i % 100 == 7 {
+                big += "[route.health]\ninterval = \"1s\"\n[[listen]]\naddresses = [\"127.0.0.1:";
+                big += &format!("{}\"]\n", 9000 + i);
+            }
+        }
+        texts.push(big.clone());
+        // Errors in late pieces, and sections that may appear once, twice.
+        texts.push(big.replace("c299.test\"", "c1.test\""));
+        texts.push(format!("{big}[limits]\nthreads = 3\n"));
+        texts.push(format!("{big}[metrics]\naddress = \"nowhere\"\n"));
+        texts.push(format!("{big}[[route]]\nhosts = [\"x.test\"]\nbackends = []\nbogus = 1\n"));
+        texts.push(format!("{big}[[route]]\nhosts = [\"x.test\"\n"));
+        for (i, text) in texts.iter().enumerate() {
+            let whole = parse_in_pieces(text, usize::MAX);
+            for min in [0, 1000] {
+                let cut = parse_in_pieces(text, min);
+                if i == 4 {
+                    // TOML's own message for a table defined twice, or ours across pieces.
+                    let (whole, cut) = (whole.clone().unwrap_err(), cut.unwrap_err());
+                    assert_eq!((whole.len(), cut.len()), (1, 1), "{whole:?} {cut:?}");
+                    assert!(
+                        cut[0].message.contains("a second [limits] section (the first is on line 3)"),
+                        "{cut:?}"
+                    );
+                } else {
+                    assert_eq!(cut, whole, "text {i}, pieces of {min}");
+                }
+            }
+        }
+        assert!(parse(&texts[2]).is_ok());
+    }
+
+    // Every name is on its own line, however long the file: errors found late in a big file
+    // are on the right line.
+    #[test]
+    fn errors_on_their_lines_in_a_long_file() {
+        let mut text = String::from("[[listen]]\naddresses = [\"127.0.0.1:8443\"]\n");
+        for i in 0..2000 {
+            text += &format!("[[route]]\nhosts = [\"c{i}.test\"]\nbackends = [{{ address = \"::1\" }}]\n");
+        }
+        text += "[[route]]\nhosts = [\"c1999.test\", \"bad name\"]\nbackends = [{ address = \"::1\" }]\n";
+        let errors = parse(&text).unwrap_err();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2 + 3 * 2000 + 2, 2 + 3 * 2000 + 2], "{errors:?}");
+        assert!(errors[0].message.contains("already routed on line 6001"), "{errors:?}");
+    }
 
     const GOOD: &str = r#"
 [[listen]]

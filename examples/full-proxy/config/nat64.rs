@@ -162,7 +162,7 @@ const DEFAULT_PORTS: RangeInclusive<u16> = 1024..=65535;
 const DEFAULT_BLOCK_PREFIX_LEN: u8 = 64;
 const DEFAULT_PORTS_PER_BLOCK: u16 = 2016;
 
-impl Checker<'_> {
+impl Checker {
     pub(super) fn nat64(&mut self, raw: Spanned<RawNat64>) -> Nat64 {
         let span = raw.span();
         let raw = raw.into_inner();
