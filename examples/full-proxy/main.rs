@@ -141,6 +141,9 @@ async fn run(args: Args) -> ExitCode {
             Ok(config) => {
                 if args.check {
                     println!("{}: valid", path.display());
+                    // The process ends here: freeing 100,000 routes one by one would take a
+                    // sixth of the time checking them did.
+                    core::mem::forget(config);
                     return ExitCode::SUCCESS;
                 }
                 (config, Some(path.clone()))

@@ -128,9 +128,9 @@ impl PoolKey {
 pub struct Routes {
     routes: Vec<Arc<RouteState>>,
     /// Exact names, to route indices.
-    exact: HashMap<Box<str>, u32>,
+    exact: foldhash::HashMap<Box<str>, u32>,
     /// `*.domain` routes by their suffix with its leading dot (`.domain`), to route indices.
-    suffixes: HashMap<Box<str>, u32>,
+    suffixes: foldhash::HashMap<Box<str>, u32>,
     default: Option<u32>,
     /// Every pool by its key: routes share them, and the next reload reuses them.
     pools: HashMap<PoolKey, Arc<Balancer>>,
@@ -190,7 +190,8 @@ impl Routes {
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut pools: HashMap<PoolKey, Arc<Balancer>> = HashMap::new();
         let mut pending = Vec::new();
-        let (mut exact, mut suffixes, mut default) = (HashMap::new(), HashMap::new(), None);
+        let (mut exact, mut suffixes, mut default) =
+            (foldhash::HashMap::default(), foldhash::HashMap::default(), None);
         for (index, spec) in config.routes.iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| "more than 2^32 routes".to_string())?;
             let fail = |e: PoolError| format!("route on line {}: {e}", spec.line);
