@@ -294,39 +294,37 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
 /// the pieces do not parse either. A `[["route"]]` header is simply not a place to cut. The one
 /// thing found across pieces rather than by TOML is a section that may appear once
 /// (`[limits]`, `[metrics]`, `[nat64]`) appearing twice.
-fn parse_from(mut input: impl std::io::BufRead, min: usize) -> Result<Config, Vec<ConfigError>> {
+fn parse_from(input: impl std::io::BufRead + Send, min: usize) -> Result<Config, Vec<ConfigError>> {
     let mut check = Checker {
         lines: LineIndex::default(),
         first_line: 1,
         errors: Vec::new(),
     };
     let mut sections = Sections::default();
-    let (mut piece, mut line) = (String::new(), String::new());
-    // The piece's first line and its number of lines; the quote of a multi-line string open at
-    // the start of the next line.
-    let (mut first_line, mut lines) = (1, 0);
-    let mut open = None;
-    loop {
-        line.clear();
-        let read = input.read_line(&mut line).map_err(|e| {
-            vec![ConfigError {
-                line: first_line + lines,
-                message: format!("cannot read the file: {e}"),
-            }]
-        })?;
-        let header = read > 0 && open.is_none() && is_route_header(line.as_bytes());
-        if read == 0 || (header && piece.len() >= min) {
-            check.piece(&piece, first_line, &mut sections)?;
-            (first_line, lines) = (first_line + lines, 0);
-            piece.clear();
-            if read == 0 {
-                break;
-            }
+    // Reading and parsing TOML, the larger half of the work, runs on a thread of its own while
+    // the pieces already parsed are checked here.
+    let (send, parsed) = std::sync::mpsc::sync_channel(4);
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("config reader".into())
+            .spawn_scoped(scope, move || read_pieces(input, min, |p| send.send(p).is_ok()));
+        if let Err(e) = reader {
+            return Err(vec![ConfigError {
+                line: 0,
+                message: format!("cannot start a thread to read the file: {e}"),
+            }]);
         }
-        scan_line(line.as_bytes(), &mut open);
-        piece.push_str(&line);
-        lines += 1;
-    }
+        for piece in parsed {
+            let Parsed {
+                first_line,
+                lines,
+                raw,
+            } = piece?;
+            (check.lines, check.first_line) = (lines, first_line);
+            check.sections(raw, &mut sections);
+        }
+        Ok(())
+    })?;
     // Whole-file errors are on line 1.
     (check.lines, check.first_line) = (LineIndex::default(), 1);
     let config = check.finish(sections);
@@ -336,6 +334,75 @@ fn parse_from(mut input: impl std::io::BufRead, min: usize) -> Result<Config, Ve
     } else {
         errors.sort_by_key(|e| e.line);
         Err(errors)
+    }
+}
+
+/// One piece of the file, parsed: the line it starts on, where its lines start, its TOML.
+struct Parsed {
+    first_line: usize,
+    lines: LineIndex,
+    raw: RawConfig,
+}
+
+/// Reads `input` a line at a time, cuts it into pieces and hands each on parsed, until the end,
+/// the first error (handed on too), or `each` returning false.
+fn read_pieces(
+    mut input: impl std::io::BufRead,
+    min: usize,
+    mut each: impl FnMut(Result<Parsed, Vec<ConfigError>>) -> bool,
+) {
+    let (mut piece, mut line) = (String::new(), String::new());
+    // The piece's first line and its number of lines; the quote of a multi-line string open at
+    // the start of the next line.
+    let (mut first_line, mut lines) = (1, 0);
+    let mut open = None;
+    loop {
+        line.clear();
+        let read = match input.read_line(&mut line) {
+            Ok(read) => read,
+            Err(e) => {
+                each(Err(vec![ConfigError {
+                    line: first_line + lines,
+                    message: format!("cannot read the file: {e}"),
+                }]));
+                return;
+            }
+        };
+        let header = read > 0 && open.is_none() && is_route_header(line.as_bytes());
+        if read == 0 || (header && piece.len() >= min) {
+            let parsed = parse_piece(&piece, first_line);
+            let failed = parsed.is_err();
+            if !each(parsed) || failed || read == 0 {
+                return;
+            }
+            (first_line, lines) = (first_line + lines, 0);
+            piece.clear();
+        }
+        scan_line(line.as_bytes(), &mut open);
+        piece.push_str(&line);
+        lines += 1;
+    }
+}
+
+/// Parses one piece of the file, which starts on `first_line`. A TOML error (syntax, an unknown
+/// key, a misspelt value) ends the check with it alone.
+fn parse_piece(text: &str, first_line: usize) -> Result<Parsed, Vec<ConfigError>> {
+    let Some(lines) = LineIndex::new(text) else {
+        return Err(vec![ConfigError {
+            line: first_line,
+            message: "more than 4 GiB without a [[route]] header".into(),
+        }]);
+    };
+    match toml::from_str::<RawConfig>(text) {
+        Ok(raw) => Ok(Parsed {
+            first_line,
+            lines,
+            raw,
+        }),
+        Err(e) => Err(vec![ConfigError {
+            line: e.span().map_or(0, |s| first_line - 1 + lines.line(s.start)),
+            message: e.message().to_string(),
+        }]),
     }
 }
 
@@ -471,33 +538,6 @@ impl Checker {
     /// The file's line number of an offset in the piece being checked.
     fn line(&self, offset: usize) -> usize {
         self.first_line - 1 + self.lines.line(offset)
-    }
-
-    /// Parses and checks one piece of the file, which starts on `first_line`. A TOML error
-    /// (syntax, an unknown key, a misspelt value) ends the check with it alone.
-    fn piece(
-        &mut self,
-        text: &str,
-        first_line: usize,
-        sections: &mut Sections,
-    ) -> Result<(), Vec<ConfigError>> {
-        let Some(lines) = LineIndex::new(text) else {
-            return Err(vec![ConfigError {
-                line: first_line,
-                message: "more than 4 GiB without a [[route]] header".into(),
-            }]);
-        };
-        (self.lines, self.first_line) = (lines, first_line);
-        match toml::from_str::<RawConfig>(text) {
-            Ok(raw) => {
-                self.sections(raw, sections);
-                Ok(())
-            }
-            Err(e) => Err(vec![ConfigError {
-                line: e.span().map_or(0, |s| self.line(s.start)),
-                message: e.message().to_string(),
-            }]),
-        }
     }
 
     fn error<T>(&mut self, span: core::ops::Range<usize>, message: impl Into<String>) -> Option<T> {
