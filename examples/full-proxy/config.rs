@@ -307,7 +307,9 @@ fn parse_from(input: impl std::io::BufRead + Send, min: usize) -> Result<Config,
     std::thread::scope(|scope| {
         let reader = std::thread::Builder::new()
             .name("config reader".into())
-            .spawn_scoped(scope, move || read_pieces(input, min, |p| send.send(p).is_ok()));
+            .spawn_scoped(scope, move || {
+                read_pieces(input, min, |p| send.send(p).is_ok())
+            });
         if let Err(e) = reader {
             return Err(vec![ConfigError {
                 line: 0,
@@ -437,12 +439,10 @@ fn scan_line(line: &[u8], open: &mut Option<u8>) {
         at += 1;
         match b {
             b'#' => return,
-            b'"' | b'\'' if line[at..].starts_with(&[b, b]) => {
-                match close_multi(line, at + 2, b) {
-                    Some(end) => at = end,
-                    None => return *open = Some(b),
-                }
-            }
+            b'"' | b'\'' if line[at..].starts_with(&[b, b]) => match close_multi(line, at + 2, b) {
+                Some(end) => at = end,
+                None => return *open = Some(b),
+            },
             // A single-line string: to its closing quote, or to the line's end (TOML's error).
             b'"' | b'\'' => {
                 while let Some(&c) = line.get(at) {
@@ -522,7 +522,9 @@ impl LineIndex {
 
     /// The 1-based line holding `offset`; past the end, the last line.
     fn line(&self, offset: usize) -> usize {
-        1 + self.starts.partition_point(|&start| start as usize <= offset)
+        1 + self
+            .starts
+            .partition_point(|&start| start as usize <= offset)
     }
 }
 
@@ -990,7 +992,10 @@ mod tests {
             }
         }
         let index = LineIndex::new("one\ntwo\nthree").unwrap();
-        assert_eq!([0, 3, 4, 7, 8, 13].map(|at| index.line(at)), [1, 1, 2, 2, 3, 3]);
+        assert_eq!(
+            [0, 3, 4, 7, 8, 13].map(|at| index.line(at)),
+            [1, 1, 2, 2, 3, 3]
+        );
     }
 
     #[test]
@@ -1014,7 +1019,8 @@ mod tests {
     #[test]
     fn pieces_mean_what_the_whole_file_means() {
         let mut texts = vec![GOOD.to_string(), include_str!("sixgate.toml").to_string()];
-        let mut big = String::from("[[listen]]\naddresses = [\"127.0.0.1:8443\"]\n[limits]\nthreads = 2\n");
+        let mut big =
+            String::from("[[listen]]\naddresses = [\"127.0.0.1:8443\"]\n[limits]\nthreads = 2\n");
         for i in 0..300 {
             big += &format!(
                 "[[route]]\nhosts = [\"c{i}.test\", \"*.c{i}.test\"]\nbackends = [{{ address = \"::{i:x}\" }}]\n"
@@ -1029,7 +1035,9 @@ mod tests {
         texts.push(big.replace("c299.test\"", "c1.test\""));
         texts.push(format!("{big}[limits]\nthreads = 3\n"));
         texts.push(format!("{big}[metrics]\naddress = \"nowhere\"\n"));
-        texts.push(format!("{big}[[route]]\nhosts = [\"x.test\"]\nbackends = []\nbogus = 1\n"));
+        texts.push(format!(
+            "{big}[[route]]\nhosts = [\"x.test\"]\nbackends = []\nbogus = 1\n"
+        ));
         texts.push(format!("{big}[[route]]\nhosts = [\"x.test\"\n"));
         for (i, text) in texts.iter().enumerate() {
             let whole = parse_from(text.as_bytes(), usize::MAX);
@@ -1040,7 +1048,9 @@ mod tests {
                     let (whole, cut) = (whole.clone().unwrap_err(), cut.unwrap_err());
                     assert_eq!((whole.len(), cut.len()), (1, 1), "{whole:?} {cut:?}");
                     assert!(
-                        cut[0].message.contains("a second [limits] section (the first is on line 3)"),
+                        cut[0]
+                            .message
+                            .contains("a second [limits] section (the first is on line 3)"),
                         "{cut:?}"
                     );
                 } else {
@@ -1057,16 +1067,18 @@ mod tests {
     fn errors_on_their_lines_in_a_long_file() {
         let mut text = String::from("[[listen]]\naddresses = [\"127.0.0.1:8443\"]\n");
         for i in 0..2000 {
-            text += &format!("[[route]]\nhosts = [\"c{i}.test\"]\nbackends = [{{ address = \"::1\" }}]\n");
+            text += &format!(
+                "[[route]]\nhosts = [\"c{i}.test\"]\nbackends = [{{ address = \"::1\" }}]\n"
+            );
         }
         text += "[[route]]\nhosts = [\"c1999.test\", \"bad name\"]\nbackends = [{ address = \"::1\" }]\n";
         let errors = parse(&text).unwrap_err();
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, [2 + 3 * 2000 + 2, 2 + 3 * 2000 + 2], "{errors:?}");
         assert!(
-            errors
-                .iter()
-                .any(|e| e.message.contains("c1999.test is already routed on line 6001")),
+            errors.iter().any(|e| e
+                .message
+                .contains("c1999.test is already routed on line 6001")),
             "{errors:?}"
         );
     }

@@ -190,8 +190,11 @@ impl Routes {
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut pools: HashMap<PoolKey, Arc<Balancer>> = HashMap::new();
         let mut pending = Vec::new();
-        let (mut exact, mut suffixes, mut default) =
-            (foldhash::HashMap::default(), foldhash::HashMap::default(), None);
+        let (mut exact, mut suffixes, mut default) = (
+            foldhash::HashMap::default(),
+            foldhash::HashMap::default(),
+            None,
+        );
         for (index, spec) in config.routes.iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| "more than 2^32 routes".to_string())?;
             let fail = |e: PoolError| format!("route on line {}: {e}", spec.line);
@@ -547,7 +550,10 @@ mod tests {
     fn the_default_takes_no_name_and_every_unrouted_name() {
         let text = file(&[(&["www.example.com"], &["::1"]), (&["*"], &["::2"])]);
         let (routes, _) = build(&text, None);
-        assert_eq!(route_of(&routes, Some("www.example.com")).unwrap(), "www.example.com");
+        assert_eq!(
+            route_of(&routes, Some("www.example.com")).unwrap(),
+            "www.example.com"
+        );
         assert_eq!(route_of(&routes, Some("example.com")).unwrap(), "*");
         assert_eq!(route_of(&routes, None).unwrap(), "*");
     }
@@ -556,10 +562,19 @@ mod tests {
     // read, the peeker's (here `HostName::new`) when a name arrives.
     #[test]
     fn names_and_patterns_normalised_alike() {
-        let text = file(&[(&["WWW.Example.COM."], &["::1"]), (&["*.Example.ORG."], &["::2"])]);
+        let text = file(&[
+            (&["WWW.Example.COM."], &["::1"]),
+            (&["*.Example.ORG."], &["::2"]),
+        ]);
         let (routes, _) = build(&text, None);
-        assert_eq!(route_of(&routes, Some("www.EXAMPLE.com.")).unwrap(), "www.example.com");
-        assert_eq!(route_of(&routes, Some("A.B.example.org.")).unwrap(), "*.example.org");
+        assert_eq!(
+            route_of(&routes, Some("www.EXAMPLE.com.")).unwrap(),
+            "www.example.com"
+        );
+        assert_eq!(
+            route_of(&routes, Some("A.B.example.org.")).unwrap(),
+            "*.example.org"
+        );
     }
 
     #[test]
@@ -572,10 +587,17 @@ mod tests {
         let (routes, _) = build(&text, None);
         let pool = |i: usize| Arc::clone(routes.routes[i].pool(8443).unwrap());
         assert!(Arc::ptr_eq(&pool(0), &pool(1)));
-        assert!(!Arc::ptr_eq(&pool(0), &pool(2)), "the order is part of the key");
+        assert!(
+            !Arc::ptr_eq(&pool(0), &pool(2)),
+            "the order is part of the key"
+        );
         assert_eq!(routes.pools.len(), 2);
         // A different weight, balance or health is a different pool.
-        let weighted = text.replacen("{ address = \"::1\" }", "{ address = \"::1\", weight = 2 }", 1);
+        let weighted = text.replacen(
+            "{ address = \"::1\" }",
+            "{ address = \"::1\", weight = 2 }",
+            1,
+        );
         let (routes, _) = build(&weighted, None);
         assert_eq!(routes.pools.len(), 3);
     }
@@ -598,14 +620,20 @@ mod tests {
         let (new, pending) = build(&after, Some(&old));
         let new_pool = |i: usize| Arc::clone(new.routes[i].pool(8443).unwrap());
         assert!(Arc::ptr_eq(&new_pool(0), &old_pool(0)));
-        assert!(!Arc::ptr_eq(&new_pool(1), &old_pool(1)), "a still wants it as it is");
+        assert!(
+            !Arc::ptr_eq(&new_pool(1), &old_pool(1)),
+            "a still wants it as it is"
+        );
         assert!(Arc::ptr_eq(&new_pool(2), &old_pool(2)), "taken over by c");
         assert_eq!(pending.0.len(), 1);
         assert!(Arc::ptr_eq(&pending.0[0].0, &old_pool(2)));
         pending.apply(Duration::ZERO);
         // The next reload finds the updated pool under its new key.
         let (again, pending) = build(&after, Some(&new));
-        assert!(Arc::ptr_eq(&again.routes[2].pool(8443).unwrap().clone(), &old_pool(2)));
+        assert!(Arc::ptr_eq(
+            &again.routes[2].pool(8443).unwrap().clone(),
+            &old_pool(2)
+        ));
         assert!(pending.0.is_empty());
     }
 }
