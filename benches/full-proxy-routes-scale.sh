@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# full-proxy at hosting scale: one route per customer (one name, one `*.domain`, 2 backends; made by
+# benches/gen-routes.sh) for 1,000 to 100,000 routes. For each size: `--check` time and peak memory
+# (/usr/bin/time), then the proxy started on the file (time until it listens, peak memory), reloaded
+# with the same file and with every backend moved to another address (time until the log says
+# reloaded), and the peak memory over all of it. Run by hand, not in CI:
+#     bash benches/full-proxy-routes-scale.sh
+# Needs cargo, awk and GNU time (apt-get install -y time). Prints a Markdown table.
+# Environment: ROUTES ("1000 5000 20000 100000"), SERVERS (empty: 2 per route, every route its own
+# pool; 1000: 500 server pairs shared by the customers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ -x /usr/bin/time ]] || { echo "needs GNU time (apt-get install -y time)" >&2; exit 1; }
+ROUTES=${ROUTES:-1000 5000 20000 100000}
+SERVERS=${SERVERS:-}
+cargo build --release -q --example full-proxy
+proxy=$PWD/target/release/examples/full-proxy
+work=$(mktemp -d)
+pid=
+cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+# Seconds from $1 until the log holds $2 lines matching $3 (gives up after 60 s).
+wait_log() {
+  local start=$1 want=$2 pattern=$3
+  for _ in $(seq 6000); do
+    (($(grep -c -- "$pattern" "$work/log" || true) >= want)) && { awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; return; }
+    kill -0 "$pid" 2>/dev/null || { echo "full-proxy exited: $(tail -3 "$work/log")" >&2; exit 1; }
+    sleep 0.01
+  done
+  echo "no $pattern within 60 s" >&2; exit 1
+}
+mb() { awk -v k="$1" 'BEGIN { printf "%.0f MB", k / 1024 }'; }
+
+printf '| routes (each: one name, one `*.domain`, 2 backends) | `--check` | peak memory | start | reload, same file | reload, every backend moved | peak memory running |\n'
+printf '|---|---|---|---|---|---|---|\n'
+for n in $ROUTES; do
+  port=$(free_port)
+  bash benches/gen-routes.sh "$n" ${SERVERS:-$((2 * n))} "$port" > "$work/routes.toml"
+  /usr/bin/time -f '%e %M' -o "$work/time" "$proxy" --config "$work/routes.toml" --check > /dev/null
+  read -r check_s check_kb < "$work/time"
+  start=$(now)
+  RUST_LOG=info "$proxy" --config "$work/routes.toml" > "$work/log" 2>&1 & pid=$!
+  load=$(wait_log "$start" 1 "listening")
+  start=$(now); kill -HUP "$pid"
+  same=$(wait_log "$start" 1 "configuration reloaded")
+  # Every backend moves to another address: each route takes its old pool over and updates it.
+  sed -i 's/::10" },$/::11" },/' "$work/routes.toml"
+  start=$(now); kill -HUP "$pid"
+  changed=$(wait_log "$start" 2 "configuration reloaded")
+  running_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  printf '| %s | %s s | %s | %s s | %s s | %s s | %s |\n' "$(sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$n")" "$check_s" "$(mb "$check_kb")" \
+    "$load" "$same" "$changed" "$(mb "$running_kb")"
+done
