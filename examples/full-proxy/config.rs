@@ -58,7 +58,8 @@ pub struct Route {
     /// Backends tried for one connection before giving up (the first one included).
     pub connect_attempts: u32,
     pub backends: Vec<BackendSpec>,
-    pub health: Option<Health>,
+    /// Boxed: most routes have none, and a route is held per customer.
+    pub health: Option<Box<Health>>,
     /// The line the route starts on, to name it in logs.
     pub line: usize,
 }
@@ -879,12 +880,12 @@ impl Checker {
             if rise == 0 || fall == 0 {
                 self.error::<()>(span, "health rise and fall must be at least 1");
             }
-            Health {
+            Box::new(Health {
                 interval: self.duration(&h.interval, Duration::from_secs(2)),
                 timeout: self.duration(&h.timeout, Duration::from_secs(1)),
                 rise: rise.max(1),
                 fall: fall.max(1),
-            }
+            })
         });
         Route {
             hosts,

@@ -246,7 +246,7 @@ async fn serve(
     }
 
     // 3. Route, then a backend, retrying the next candidate on a failed connect.
-    let Some(route) = live.routes.find(peeked.summary.host.as_ref()).cloned() else {
+    let Some(route) = live.routes.find(peeked.summary.host.as_ref()) else {
         Box::pin(refuse(&mut client, protocol, Refusal::NoRoute)).await;
         return story.end(metrics, "no_route", "no route for this name");
     };
@@ -292,7 +292,7 @@ async fn serve(
     // 5. Relay until both sides are done. The configuration is let go first: a reload must
     // not wait for long connections to stop the health checks of routes it removed.
     let limits = live.config.limits;
-    drop((route, live));
+    drop(live);
     let relayed = relay(client, backend, limits.idle_timeout, limits.relay).await;
     story.up = relayed.up + peeked.bytes.len() as u64;
     story.down = relayed.down;

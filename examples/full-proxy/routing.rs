@@ -37,7 +37,13 @@ use crate::config::{Balance, Config, Health, HostPattern, Route};
 pub struct RouteState {
     pub spec: Arc<Route>,
     /// By listening port; port 0 when every backend names its own port.
-    pools: Box<[(u16, Arc<Balancer>)]>,
+    pools: RoutePools,
+}
+
+/// A route's pools: nearly always one, held without an allocation of its own.
+enum RoutePools {
+    One(u16, Arc<Balancer>),
+    PerPort(Box<[(u16, Arc<Balancer>)]>),
 }
 
 impl RouteState {
@@ -52,7 +58,10 @@ impl RouteState {
     }
 
     fn pool_exactly(&self, port: u16) -> Option<&Arc<Balancer>> {
-        self.pools.iter().find(|(p, _)| *p == port).map(|(_, b)| b)
+        match &self.pools {
+            RoutePools::One(p, b) => (*p == port).then_some(b),
+            RoutePools::PerPort(pools) => pools.iter().find(|(p, _)| *p == port).map(|(_, b)| b),
+        }
     }
 }
 
@@ -92,7 +101,7 @@ impl PoolSettings {
             balance: route.balance,
             port,
             attempts: route.connect_attempts.min(32),
-            health: route.health,
+            health: route.health.as_deref().copied(),
         }
     }
 }
@@ -126,11 +135,8 @@ impl PoolKey {
 
 /// Every route and how to find one by name.
 pub struct Routes {
-    routes: Vec<Arc<RouteState>>,
-    /// Exact names, to route indices.
-    exact: foldhash::HashMap<Box<str>, u32>,
-    /// `*.domain` routes by their suffix with its leading dot (`.domain`), to route indices.
-    suffixes: foldhash::HashMap<Box<str>, u32>,
+    routes: Vec<RouteState>,
+    names: Names,
     default: Option<u32>,
     /// Every pool by its key: routes share them, and the next reload reuses them.
     pools: HashMap<PoolKey, Arc<Balancer>>,
@@ -190,11 +196,7 @@ impl Routes {
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut pools: HashMap<PoolKey, Arc<Balancer>> = HashMap::new();
         let mut pending = Vec::new();
-        let (mut exact, mut suffixes, mut default) = (
-            foldhash::HashMap::default(),
-            foldhash::HashMap::default(),
-            None,
-        );
+        let (mut names, mut default) = (Names::default(), None);
         for (index, spec) in config.routes.iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| "more than 2^32 routes".to_string())?;
             let fail = |e: PoolError| format!("route on line {}: {e}", spec.line);
@@ -221,29 +223,26 @@ impl Routes {
                 route_pools.push((port, Arc::clone(&balancer)));
                 pools.insert(key, balancer);
             }
-            for host in &spec.hosts {
-                match host {
-                    HostPattern::Exact(h) => {
-                        exact.insert(h.as_str().into(), index);
-                    }
-                    HostPattern::Suffix(s) => {
-                        suffixes.insert(s.as_str().into(), index);
-                    }
+            for (host, pattern) in spec.hosts.iter().enumerate() {
+                match pattern {
                     HostPattern::Any => default = Some(index),
+                    _ => names.insert(&config.routes, index, host as u32),
                 }
             }
-            routes.push(Arc::new(RouteState {
+            let pools = match <[_; 1]>::try_from(route_pools) {
+                Ok([(port, pool)]) => RoutePools::One(port, pool),
+                Err(many) => RoutePools::PerPort(many.into_boxed_slice()),
+            };
+            routes.push(RouteState {
                 spec: Arc::clone(spec),
-                pools: route_pools.into_boxed_slice(),
-            }));
+                pools,
+            });
         }
-        exact.shrink_to_fit();
-        suffixes.shrink_to_fit();
+        names.shrink_to_fit(&config.routes);
         pools.shrink_to_fit();
         let routes = Routes {
             routes,
-            exact,
-            suffixes,
+            names,
             default,
             pools,
         };
@@ -261,8 +260,8 @@ impl Routes {
     ) -> Option<Arc<Balancer>> {
         let first = spec.hosts.first()?;
         let index = match first {
-            HostPattern::Exact(h) => self.exact.get(h.as_str()).copied(),
-            HostPattern::Suffix(s) => self.suffixes.get(s.as_str()).copied(),
+            HostPattern::Exact(h) => self.names.exact(&self.routes, h),
+            HostPattern::Suffix(s) => self.names.suffix(&self.routes, s),
             HostPattern::Any => self.default,
         }?;
         let former = self.routes.get(index as usize)?;
@@ -278,7 +277,7 @@ impl Routes {
     /// The route for a name: exact, then the longest matching `*.suffix`, then `*`. No name
     /// goes to `*` too. The name comes normalised from the peeker (or [`HostName::new`]), as the
     /// configured patterns do: nothing is lowercased or trimmed here.
-    pub fn find(&self, name: Option<&HostName>) -> Option<&Arc<RouteState>> {
+    pub fn find(&self, name: Option<&HostName>) -> Option<&RouteState> {
         let index = name
             .and_then(|n| self.exact_or_suffix(n.as_str()))
             .or(self.default)?;
@@ -288,11 +287,77 @@ impl Routes {
     /// One probe for the exact name, then one per label: `a.b.example.org` tries
     /// `.b.example.org`, `.example.org`, `.org`, longest first.
     fn exact_or_suffix(&self, name: &str) -> Option<u32> {
-        if let Some(&index) = self.exact.get(name) {
+        if let Some(index) = self.names.exact(&self.routes, name) {
             return Some(index);
         }
         name.match_indices('.')
-            .find_map(|(at, _)| self.suffixes.get(&name[at..]).copied())
+            .find_map(|(at, _)| self.names.suffix(&self.routes, &name[at..]))
+    }
+}
+
+/// Exact names and `*.domain` suffixes (kept with their leading dot, `.domain`), to the routes
+/// that have them, without a copy of any name: an entry is a route and the index of one of its
+/// hosts, and a probe compares with that host. The configuration was checked: every pattern is
+/// in one route only.
+#[derive(Default)]
+struct Names {
+    hasher: foldhash::fast::RandomState,
+    exact: hashbrown::HashTable<(u32, u32)>,
+    suffixes: hashbrown::HashTable<(u32, u32)>,
+}
+
+impl Names {
+    /// The text of a host pattern: a name, a suffix, or "" for `*`.
+    fn text(spec: &Route, host: u32) -> &str {
+        match spec.hosts.get(host as usize) {
+            Some(HostPattern::Exact(text) | HostPattern::Suffix(text)) => text,
+            _ => "",
+        }
+    }
+
+    fn insert(&mut self, routes: &[Arc<Route>], route: u32, host: u32) {
+        let spec = &routes[route as usize];
+        let table = match spec.hosts[host as usize] {
+            HostPattern::Suffix(_) => &mut self.suffixes,
+            _ => &mut self.exact,
+        };
+        let hasher = &self.hasher;
+        let rehash = |&(r, h): &(u32, u32)| hasher.hash_one(Self::text(&routes[r as usize], h));
+        table.insert_unique(
+            hasher.hash_one(Self::text(spec, host)),
+            (route, host),
+            rehash,
+        );
+    }
+
+    fn shrink_to_fit(&mut self, routes: &[Arc<Route>]) {
+        let hasher = &self.hasher;
+        let rehash = |&(r, h): &(u32, u32)| hasher.hash_one(Self::text(&routes[r as usize], h));
+        self.exact.shrink_to_fit(rehash);
+        self.suffixes.shrink_to_fit(rehash);
+    }
+
+    fn exact(&self, routes: &[RouteState], name: &str) -> Option<u32> {
+        Self::find(&self.exact, self.hasher.hash_one(name), routes, name)
+    }
+
+    /// `suffix` with its leading dot.
+    fn suffix(&self, routes: &[RouteState], suffix: &str) -> Option<u32> {
+        Self::find(&self.suffixes, self.hasher.hash_one(suffix), routes, suffix)
+    }
+
+    fn find(
+        table: &hashbrown::HashTable<(u32, u32)>,
+        hash: u64,
+        routes: &[RouteState],
+        text: &str,
+    ) -> Option<u32> {
+        let is = |&(r, h): &(u32, u32)| {
+            routes
+                .get(r as usize)
+                .is_some_and(|route| Self::text(&route.spec, h) == text)
+        };
+        table.find(hash, is).map(|&(route, _)| route)
     }
 }
 
