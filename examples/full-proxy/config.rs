@@ -295,39 +295,32 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
 /// the pieces do not parse either. A `[["route"]]` header is simply not a place to cut. The one
 /// thing found across pieces rather than by TOML is a section that may appear once
 /// (`[limits]`, `[metrics]`, `[nat64]`) appearing twice.
-fn parse_from(input: impl std::io::BufRead + Send, min: usize) -> Result<Config, Vec<ConfigError>> {
+fn parse_from(input: impl std::io::BufRead, min: usize) -> Result<Config, Vec<ConfigError>> {
     let mut check = Checker {
         lines: LineIndex::default(),
         first_line: 1,
         errors: Vec::new(),
     };
     let mut sections = Sections::default();
-    // Reading and parsing TOML, the larger half of the work, runs on a thread of its own while
-    // the pieces already parsed are checked here.
-    let (send, parsed) = std::sync::mpsc::sync_channel(4);
-    std::thread::scope(|scope| {
-        let reader = std::thread::Builder::new()
-            .name("config reader".into())
-            .spawn_scoped(scope, move || {
-                read_pieces(input, min, |p| send.send(p).is_ok())
-            });
-        if let Err(e) = reader {
-            return Err(vec![ConfigError {
-                line: 0,
-                message: format!("cannot start a thread to read the file: {e}"),
-            }]);
-        }
-        for piece in parsed {
-            let Parsed {
-                first_line,
-                lines,
-                raw,
-            } = piece?;
+    let mut failed = None;
+    read_pieces(input, min, |piece| match piece {
+        Ok(Parsed {
+            first_line,
+            lines,
+            raw,
+        }) => {
             (check.lines, check.first_line) = (lines, first_line);
             check.sections(raw, &mut sections);
+            true
         }
-        Ok(())
-    })?;
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
     // Whole-file errors are on line 1.
     (check.lines, check.first_line) = (LineIndex::default(), 1);
     let config = check.finish(sections);
