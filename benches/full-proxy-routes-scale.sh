@@ -3,7 +3,7 @@
 # benches/gen-routes.sh) for 1,000 to 100,000 routes. For each size: `--check` time and peak memory
 # (/usr/bin/time), then the proxy started on the file (time until it listens, peak memory), reloaded
 # with the same file and with every backend moved to another address (time until the log says
-# reloaded), and the peak memory over all of it. Run by hand, not in CI:
+# reloaded), and the peak memory once started and after the reloads. Run by hand, not in CI:
 #     bash benches/full-proxy-routes-scale.sh
 # Needs cargo, awk and GNU time (apt-get install -y time). Prints a Markdown table.
 # Environment: ROUTES ("1000 5000 20000 100000"), SERVERS (empty: 2 per route, every route its own
@@ -33,8 +33,8 @@ wait_log() {
 }
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f MB", k / 1024 }'; }
 
-printf '| routes (each: one name, one `*.domain`, 2 backends) | `--check` | peak memory | start | reload, same file | reload, every backend moved | peak memory running |\n'
-printf '|---|---|---|---|---|---|---|\n'
+printf '| routes (each: one name, one `*.domain`, 2 backends) | `--check` | peak memory | start | peak memory, started | reload, same file | reload, every backend moved | peak memory, reloaded |\n'
+printf '|---|---|---|---|---|---|---|---|\n'
 for n in $ROUTES; do
   port=$(free_port)
   bash benches/gen-routes.sh "$n" ${SERVERS:-$((2 * n))} "$port" > "$work/routes.toml"
@@ -43,6 +43,7 @@ for n in $ROUTES; do
   start=$(now)
   RUST_LOG=info "$proxy" --config "$work/routes.toml" > "$work/log" 2>&1 & pid=$!
   load=$(wait_log "$start" 1 "listening")
+  started_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   start=$(now); kill -HUP "$pid"
   same=$(wait_log "$start" 1 "configuration reloaded")
   # Every backend moves to another address: each route takes its old pool over and updates it.
@@ -51,6 +52,6 @@ for n in $ROUTES; do
   changed=$(wait_log "$start" 2 "configuration reloaded")
   running_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-  printf '| %s | %s s | %s | %s s | %s s | %s s | %s |\n' "$(sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$n")" "$check_s" "$(mb "$check_kb")" \
-    "$load" "$same" "$changed" "$(mb "$running_kb")"
+  printf '| %s | %s s | %s | %s s | %s | %s s | %s s | %s |\n' "$(sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$n")" "$check_s" "$(mb "$check_kb")" \
+    "$load" "$(mb "$started_kb")" "$same" "$changed" "$(mb "$running_kb")"
 done
