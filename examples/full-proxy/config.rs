@@ -274,7 +274,7 @@ pub fn load(path: &std::path::Path) -> Result<Config, Vec<ConfigError>> {
             message: format!("cannot read {}: {e}", path.display()),
         }]
     })?;
-    parse_from(std::io::BufReader::new(file), PIECE)
+    parse_from(std::io::BufReader::with_capacity(64 * 1024, file), PIECE)
 }
 
 /// Checks a configuration's text; on failure every error found, in line order.
@@ -347,14 +347,14 @@ fn read_pieces(
     min: usize,
     mut each: impl FnMut(Result<Parsed, Vec<ConfigError>>) -> bool,
 ) {
-    let (mut piece, mut line) = (String::new(), String::new());
-    // The piece's first line and its number of lines; the quote of a multi-line string open at
-    // the start of the next line.
+    // The piece so far, then the line just read; the piece's first line and its number of lines;
+    // the quote of a multi-line string open at the start of the next line.
+    let mut piece = Vec::new();
     let (mut first_line, mut lines) = (1, 0);
     let mut open = None;
     loop {
-        line.clear();
-        let read = match input.read_line(&mut line) {
+        let start = piece.len();
+        let read = match input.read_until(b'\n', &mut piece) {
             Ok(read) => read,
             Err(e) => {
                 each(Err(vec![ConfigError {
@@ -364,18 +364,27 @@ fn read_pieces(
                 return;
             }
         };
-        let header = read > 0 && open.is_none() && is_route_header(line.as_bytes());
-        if read == 0 || (header && piece.len() >= min) {
-            let parsed = parse_piece(&piece, first_line);
+        let line = &piece[start..];
+        let header = read > 0 && open.is_none() && is_route_header(line);
+        if read == 0 || (header && start >= min) {
+            let parsed = match core::str::from_utf8(&piece[..start]) {
+                Ok(text) => parse_piece(text, first_line),
+                Err(e) => {
+                    let before = &piece[..e.valid_up_to()];
+                    Err(vec![ConfigError {
+                        line: first_line + before.iter().filter(|&&b| b == b'\n').count(),
+                        message: "the file is not UTF-8 text".into(),
+                    }])
+                }
+            };
             let failed = parsed.is_err();
             if !each(parsed) || failed || read == 0 {
                 return;
             }
             (first_line, lines) = (first_line + lines, 0);
-            piece.clear();
+            piece.drain(..start);
         }
-        scan_line(line.as_bytes(), &mut open);
-        piece.push_str(&line);
+        scan_line(&piece[piece.len() - read..], &mut open);
         lines += 1;
     }
 }
