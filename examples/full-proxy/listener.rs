@@ -251,7 +251,7 @@ async fn serve(
         return story.end(metrics, "no_route", "no route for this name");
     };
     story.route = Some(route.name());
-    let connected = match routing::connect(&route, local.port(), origin.ip(), shared.epoch).await {
+    let connected = match routing::connect(route, local.port(), origin.ip(), shared.epoch).await {
         Ok(c) => c,
         Err(e) => {
             Box::pin(refuse(&mut client, protocol, Refusal::Unavailable)).await;
