@@ -3,7 +3,9 @@
 # benches/gen-routes.sh) for 1,000 to 100,000 routes. For each size: `--check` time and peak memory
 # (/usr/bin/time), then the proxy started on the file (time until it listens, peak memory), reloaded
 # with the same file and with every backend moved to another address (time until the log says
-# reloaded), and the peak memory once started and after the reloads. Run by hand, not in CI:
+# reloaded), and the peak memory once started and after the reloads. While the second reload runs, a
+# client opens connections one after another and sends a request the TLS listener refuses: the
+# longest wait for the refusal shows how long accepting paused. Run by hand, not in CI:
 #     bash benches/full-proxy-routes-scale.sh
 # Needs cargo, awk and GNU time (apt-get install -y time). Prints a Markdown table.
 # Environment: ROUTES ("1000 5000 20000 100000"), SERVERS (empty: 2 per route, every route its own
@@ -31,10 +33,25 @@ wait_log() {
   done
   echo "no $pattern within 60 s" >&2; exit 1
 }
+# Connects to ::1 port $1 one connection after another for $2 seconds; prints the longest wait in ms.
+probe() {
+  python3 - "$1" "$2" <<'PY'
+import socket, sys, time
+port, end, worst = int(sys.argv[1]), time.monotonic() + float(sys.argv[2]), 0.0
+while time.monotonic() < end:
+    t = time.monotonic()
+    with socket.create_connection(("::1", port)) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        while s.recv(4096):
+            pass
+    worst = max(worst, time.monotonic() - t)
+print(f"{worst * 1000:.1f}")
+PY
+}
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f MB", k / 1024 }'; }
 
-printf '| routes (each: one name, one `*.domain`, 2 backends) | `--check` | peak memory | start | peak memory, started | reload, same file | reload, every backend moved | peak memory, reloaded |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
+printf '| routes (each: one name, one `*.domain`, 2 backends) | `--check` | peak memory | start | peak memory, started | reload, same file | reload, every backend moved | longest wait for a connection then | peak memory, reloaded |\n'
+printf '|---|---|---|---|---|---|---|---|---|\n'
 for n in $ROUTES; do
   port=$(free_port)
   bash benches/gen-routes.sh "$n" ${SERVERS:-$((2 * n))} "$port" > "$work/routes.toml"
@@ -48,10 +65,13 @@ for n in $ROUTES; do
   same=$(wait_log "$start" 1 "configuration reloaded")
   # Every backend moves to another address: each route takes its old pool over and updates it.
   sed -i 's/::10" },$/::11" },/' "$work/routes.toml"
+  probe "$port" "$(awk -v s="$same" 'BEGIN { print 2 * s + 1 }')" > "$work/probe" & prober=$!
+  sleep 0.3
   start=$(now); kill -HUP "$pid"
   changed=$(wait_log "$start" 2 "configuration reloaded")
+  wait "$prober"
   running_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-  printf '| %s | %s s | %s | %s s | %s | %s s | %s s | %s |\n' "$(sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$n")" "$check_s" "$(mb "$check_kb")" \
-    "$load" "$(mb "$started_kb")" "$same" "$changed" "$(mb "$running_kb")"
+  printf '| %s | %s s | %s | %s s | %s | %s s | %s s | %s ms | %s |\n' "$(sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$n")" "$check_s" "$(mb "$check_kb")" \
+    "$load" "$(mb "$started_kb")" "$same" "$changed" "$(cat "$work/probe")" "$(mb "$running_kb")"
 done
