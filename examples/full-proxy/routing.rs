@@ -1,8 +1,8 @@
 //! From a host name to a route, and from a route to a connected backend.
 //!
-//! Finding a route hashes, never scans: exact names in one map, `*.domain` suffixes in another,
-//! and a name's suffixes are tried from the longest, so a lookup costs one probe per label
-//! whatever the number of routes.
+//! Finding a route hashes, never scans: exact names in one hash table, `*.domain` suffixes in
+//! another (both hold route indices, no copy of a name), and a name's suffixes are tried from the
+//! longest, so a lookup costs one probe per label whatever the number of routes.
 //!
 //! Routes share pools: every route with the same backends (addresses, weights, backups), the same
 //! balancing, connection attempts and health settings, on the same listening port, uses one pool
