@@ -274,12 +274,49 @@ pub fn load(path: &std::path::Path) -> Result<Config, Vec<ConfigError>> {
             message: format!("cannot read {}: {e}", path.display()),
         }]
     })?;
-    parse_from(std::io::BufReader::with_capacity(64 * 1024, file), PIECE)
+    let reader = |file| std::io::BufReader::with_capacity(64 * 1024, file);
+    or_whole(parse_from(reader(file), PIECE), || {
+        let file = std::fs::File::open(path).map_err(|e| Stop {
+            errors: vec![ConfigError {
+                line: 0,
+                message: format!("cannot read {}: {e}", path.display()),
+            }],
+            toml: false,
+        })?;
+        parse_from(reader(file), usize::MAX)
+    })
 }
 
 /// Checks a configuration's text; on failure every error found, in line order.
 pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
-    parse_from(text.as_bytes(), PIECE)
+    parse_with(text, PIECE)
+}
+
+/// [`parse`] in pieces of at least `min` bytes.
+fn parse_with(text: &str, min: usize) -> Result<Config, Vec<ConfigError>> {
+    or_whole(parse_from(text.as_bytes(), min), || {
+        parse_from(text.as_bytes(), usize::MAX)
+    })
+}
+
+/// Why reading stopped: the errors, and whether TOML refused a piece.
+#[derive(Debug)]
+struct Stop {
+    errors: Vec<ConfigError>,
+    toml: bool,
+}
+
+/// The verdict on a file read in pieces, or, when TOML refused a piece, on the file read whole:
+/// a piece can fail where the whole file is good TOML (a `[[nat64.eam]]` table after a
+/// `[[route]]`, away from its `[nat64]`), and then the whole file's verdict is TOML's.
+fn or_whole(
+    cut: Result<Config, Stop>,
+    whole: impl FnOnce() -> Result<Config, Stop>,
+) -> Result<Config, Vec<ConfigError>> {
+    match cut {
+        Err(Stop { toml: true, .. }) => whole().map_err(|stop| stop.errors),
+        other => other.map_err(|stop| stop.errors),
+    }
 }
 
 /// Reads and checks a configuration a piece at a time: the text is cut before `[[route]]`
@@ -295,7 +332,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
 /// the pieces do not parse either. A `[["route"]]` header is simply not a place to cut. The one
 /// thing found across pieces rather than by TOML is a section that may appear once
 /// (`[limits]`, `[metrics]`, `[nat64]`) appearing twice.
-fn parse_from(input: impl std::io::BufRead, min: usize) -> Result<Config, Vec<ConfigError>> {
+fn parse_from(input: impl std::io::BufRead, min: usize) -> Result<Config, Stop> {
     let mut check = Checker {
         lines: LineIndex::default(),
         first_line: 1,
@@ -318,8 +355,8 @@ fn parse_from(input: impl std::io::BufRead, min: usize) -> Result<Config, Vec<Co
             false
         }
     });
-    if let Some(e) = failed {
-        return Err(e);
+    if let Some(stop) = failed {
+        return Err(stop);
     }
     // Whole-file errors are on line 1.
     (check.lines, check.first_line) = (LineIndex::default(), 1);
@@ -329,7 +366,10 @@ fn parse_from(input: impl std::io::BufRead, min: usize) -> Result<Config, Vec<Co
         Ok(config)
     } else {
         errors.sort_by_key(|e| e.line);
-        Err(errors)
+        Err(Stop {
+            errors,
+            toml: false,
+        })
     }
 }
 
@@ -345,7 +385,7 @@ struct Parsed {
 fn read_pieces(
     mut input: impl std::io::BufRead,
     min: usize,
-    mut each: impl FnMut(Result<Parsed, Vec<ConfigError>>) -> bool,
+    mut each: impl FnMut(Result<Parsed, Stop>) -> bool,
 ) {
     // The piece so far, then the line just read; the piece's first line and its number of lines;
     // the quote of a multi-line string open at the start of the next line.
@@ -357,10 +397,13 @@ fn read_pieces(
         let read = match input.read_until(b'\n', &mut piece) {
             Ok(read) => read,
             Err(e) => {
-                each(Err(vec![ConfigError {
-                    line: first_line + lines,
-                    message: format!("cannot read the file: {e}"),
-                }]));
+                each(Err(Stop {
+                    errors: vec![ConfigError {
+                        line: first_line + lines,
+                        message: format!("cannot read the file: {e}"),
+                    }],
+                    toml: false,
+                }));
                 return;
             }
         };
@@ -371,10 +414,13 @@ fn read_pieces(
                 Ok(text) => parse_piece(text, first_line),
                 Err(e) => {
                     let before = &piece[..e.valid_up_to()];
-                    Err(vec![ConfigError {
-                        line: first_line + before.iter().filter(|&&b| b == b'\n').count(),
-                        message: "the file is not UTF-8 text".into(),
-                    }])
+                    Err(Stop {
+                        errors: vec![ConfigError {
+                            line: first_line + before.iter().filter(|&&b| b == b'\n').count(),
+                            message: "the file is not UTF-8 text".into(),
+                        }],
+                        toml: false,
+                    })
                 }
             };
             let failed = parsed.is_err();
@@ -391,12 +437,15 @@ fn read_pieces(
 
 /// Parses one piece of the file, which starts on `first_line`. A TOML error (syntax, an unknown
 /// key, a misspelt value) ends the check with it alone.
-fn parse_piece(text: &str, first_line: usize) -> Result<Parsed, Vec<ConfigError>> {
+fn parse_piece(text: &str, first_line: usize) -> Result<Parsed, Stop> {
     let Some(lines) = LineIndex::new(text) else {
-        return Err(vec![ConfigError {
-            line: first_line,
-            message: "more than 4 GiB without a [[route]] header".into(),
-        }]);
+        return Err(Stop {
+            errors: vec![ConfigError {
+                line: first_line,
+                message: "more than 4 GiB without a [[route]] header".into(),
+            }],
+            toml: false,
+        });
     };
     match toml::from_str::<RawConfig>(text) {
         Ok(raw) => Ok(Parsed {
@@ -404,10 +453,13 @@ fn parse_piece(text: &str, first_line: usize) -> Result<Parsed, Vec<ConfigError>
             lines,
             raw,
         }),
-        Err(e) => Err(vec![ConfigError {
-            line: e.span().map_or(0, |s| first_line - 1 + lines.line(s.start)),
-            message: e.message().to_string(),
-        }]),
+        Err(e) => Err(Stop {
+            errors: vec![ConfigError {
+                line: e.span().map_or(0, |s| first_line - 1 + lines.line(s.start)),
+                message: e.message().to_string(),
+            }],
+            toml: true,
+        }),
     }
 }
 
@@ -1043,9 +1095,10 @@ mod tests {
         ));
         texts.push(format!("{big}[[route]]\nhosts = [\"x.test\"\n"));
         for (i, text) in texts.iter().enumerate() {
-            let whole = parse_from(text.as_bytes(), usize::MAX);
+            let pieces = |min| parse_from(text.as_bytes(), min).map_err(|stop| stop.errors);
+            let whole = pieces(usize::MAX);
             for min in [0, 1000] {
-                let cut = parse_from(text.as_bytes(), min);
+                let cut = pieces(min);
                 if i == 4 {
                     // TOML's own message for a table defined twice, or ours across pieces.
                     let (whole, cut) = (whole.clone().unwrap_err(), cut.unwrap_err());
@@ -1062,6 +1115,28 @@ mod tests {
             }
         }
         assert!(parse(&texts[2]).is_ok());
+    }
+
+    // A sub-table away from its section, past a cut, is good TOML that a piece alone is not:
+    // the file is then read whole.
+    #[test]
+    fn a_piece_toml_refuses_sends_the_file_to_toml_whole() {
+        let text = format!(
+            "{}{}[[nat64.eam]]\nv4 = \"192.0.2.10/32\"\nv6 = \"2001:db8:6::10/128\"\n",
+            NAT64.replace(
+                "eam = [ { v4 = \"192.0.2.10/32\", v6 = \"2001:db8:6::10/128\" } ]\n",
+                ""
+            ),
+            "[[listen]]\naddresses = [\"127.0.0.1:8443\"]\n[[route]]\nhosts = [\"*\"]\nbackends = [{ address = \"::1\" }]\n",
+        );
+        let cut = parse_from(text.as_bytes(), 0).unwrap_err();
+        assert!(cut.toml, "{cut:?}");
+        let config = parse_with(&text, 0).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(config.nat64.unwrap().settings.eam.len(), 1);
+        assert_eq!(config.routes.len(), 1);
+        // A file that is bad TOML is TOML's to report, read whole.
+        let bad = format!("{text}[[route]]\nhosts = [\"x.test\"\n");
+        assert_eq!(parse_with(&bad, 0), parse_with(&bad, usize::MAX));
     }
 
     // Every name is on its own line, however long the file: errors found late in a big file
