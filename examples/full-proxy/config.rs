@@ -341,10 +341,21 @@ fn parse_from(input: impl std::io::BufRead, min: usize) -> Result<Config, Stop> 
     let mut sections = Sections::default();
     let mut failed = None;
     read_pieces(input, min, |piece| match piece {
+        // A route or listener that is no `[[route]]`/`[[listen]]` table of this piece (an
+        // inline `route = [...]`) may clash with one in another piece, which TOML alone would
+        // see: such a file is read whole.
+        Ok(Parsed { headers, raw, .. }) if headers != (raw.route.len(), raw.listen.len()) => {
+            failed = Some(Stop {
+                errors: Vec::new(),
+                toml: true,
+            });
+            false
+        }
         Ok(Parsed {
             first_line,
             lines,
             raw,
+            ..
         }) => {
             (check.lines, check.first_line) = (lines, first_line);
             check.sections(raw, &mut sections);
@@ -373,11 +384,13 @@ fn parse_from(input: impl std::io::BufRead, min: usize) -> Result<Config, Stop> 
     }
 }
 
-/// One piece of the file, parsed: the line it starts on, where its lines start, its TOML.
+/// One piece of the file, parsed: the line it starts on, where its lines start, its TOML, and
+/// how many `[[route]]` and `[[listen]]` headers it has.
 struct Parsed {
     first_line: usize,
     lines: LineIndex,
     raw: RawConfig,
+    headers: (usize, usize),
 }
 
 /// Reads `input` a line at a time, cuts it into pieces and hands each on parsed, until the end,
@@ -392,6 +405,7 @@ fn read_pieces(
     let mut piece = Vec::new();
     let (mut first_line, mut lines) = (1, 0);
     let mut open = None;
+    let mut headers = (0, 0);
     loop {
         let start = piece.len();
         let read = match input.read_until(b'\n', &mut piece) {
@@ -408,10 +422,10 @@ fn read_pieces(
             }
         };
         let line = &piece[start..];
-        let header = read > 0 && open.is_none() && is_route_header(line);
+        let header = read > 0 && open.is_none() && is_header(line, b"route");
         if read == 0 || (header && start >= min) {
             let parsed = match core::str::from_utf8(&piece[..start]) {
-                Ok(text) => parse_piece(text, first_line),
+                Ok(text) => parse_piece(text, first_line).map(|p| Parsed { headers, ..p }),
                 Err(e) => {
                     let before = &piece[..e.valid_up_to()];
                     Err(Stop {
@@ -427,8 +441,13 @@ fn read_pieces(
             if !each(parsed) || failed || read == 0 {
                 return;
             }
-            (first_line, lines) = (first_line + lines, 0);
+            (first_line, lines, headers) = (first_line + lines, 0, (0, 0));
             piece.drain(..start);
+        }
+        if read > 0 && open.is_none() {
+            let line = &piece[piece.len() - read..];
+            headers.0 += usize::from(is_header(line, b"route"));
+            headers.1 += usize::from(is_header(line, b"listen"));
         }
         scan_line(&piece[piece.len() - read..], &mut open);
         lines += 1;
@@ -452,6 +471,7 @@ fn parse_piece(text: &str, first_line: usize) -> Result<Parsed, Stop> {
             first_line,
             lines,
             raw,
+            headers: (0, 0),
         }),
         Err(e) => Err(Stop {
             errors: vec![ConfigError {
@@ -466,11 +486,11 @@ fn parse_piece(text: &str, first_line: usize) -> Result<Parsed, Stop> {
 /// Bytes of TOML parsed at a time: some hundred routes, a tree that stays in the caches.
 const PIECE: usize = 16 * 1024;
 
-/// Whether a line starts with `[[route]]`, blanks allowed around and inside the brackets.
-fn is_route_header(line: &[u8]) -> bool {
+/// Whether a line starts with `[[name]]`, blanks allowed around and inside the brackets.
+fn is_header(line: &[u8], name: &[u8]) -> bool {
     let blanks = |s: &[u8]| s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
     let mut rest = &line[blanks(line)..];
-    for token in [&b"[["[..], b"route", b"]]"] {
+    for token in [&b"[["[..], name, b"]]"] {
         match rest.strip_prefix(token) {
             Some(after) => rest = &after[blanks(after)..],
             None => return false,
@@ -1061,7 +1081,7 @@ mod tests {
         let mut open = None;
         let mut headers = Vec::new();
         for (i, line) in text.split_inclusive('\n').enumerate() {
-            if open.is_none() && is_route_header(line.as_bytes()) {
+            if open.is_none() && is_header(line.as_bytes(), b"route") {
                 headers.push(i + 1);
             }
             scan_line(line.as_bytes(), &mut open);
@@ -1137,6 +1157,26 @@ mod tests {
         // A file that is bad TOML is TOML's to report, read whole.
         let bad = format!("{text}[[route]]\nhosts = [\"x.test\"\n");
         assert_eq!(parse_with(&bad, 0), parse_with(&bad, usize::MAX));
+    }
+
+    // Inline arrays in one piece and tables of the same name in another are a duplicate key to
+    // TOML, which sees only the whole file: such a file is read whole, and refused as TOML does.
+    #[test]
+    fn an_inline_array_and_tables_of_the_same_name_across_a_cut_are_refused() {
+        let route = "[[route]]\nhosts = [\"b.test\"]\nbackends = [{ address = \"::2\" }]\n";
+        let inline_routes = format!(
+            "route = [{{ hosts = [\"a.test\"], backends = [{{ address = \"::1\" }}] }}]\n\
+             [[listen]]\naddresses = [\"127.0.0.1:8443\"]\n{route}"
+        );
+        let inline_listen = format!(
+            "listen = [{{ addresses = [\"127.0.0.1:8443\"] }}]\n{route}[[listen]]\n\
+             addresses = [\"127.0.0.1:8444\"]\n"
+        );
+        for text in [inline_routes, inline_listen] {
+            let whole = parse_with(&text, usize::MAX).unwrap_err();
+            assert_eq!(parse_with(&text, 0), Err(whole.clone()), "{text}");
+            assert!(whole[0].message.contains("duplicate"), "{whole:?}");
+        }
     }
 
     // Every name is on its own line, however long the file: errors found late in a big file

@@ -5,7 +5,8 @@
 //! longest, so a lookup costs one probe per label whatever the number of routes.
 //!
 //! Routes share pools: every route with the same backends (addresses, weights, backups), the same
-//! balancing, connection attempts and health settings, on the same listening port, uses one pool
+//! balancing, connection attempts, connect timeout and health settings, on the same listening
+//! port, uses one pool
 //! and one set of health checks. A hosting rack of 100,000 customers on 500 server pairs runs 500
 //! pools, not 100,000. A route owns one pool per listening port when some of its backends take
 //! "the port the client connected to", one pool otherwise.
@@ -92,6 +93,9 @@ struct PoolSettings {
     /// The listening port, or 0 when every backend names its own.
     port: u16,
     attempts: u32,
+    /// A connect that times out counts as a failure of the pool's backend: routes with another
+    /// timeout must not eject backends for each other.
+    connect_timeout: core::time::Duration,
     health: Option<Health>,
 }
 
@@ -101,6 +105,7 @@ impl PoolSettings {
             balance: route.balance,
             port,
             attempts: route.connect_attempts.min(32),
+            connect_timeout: route.connect_timeout,
             health: route.health.as_deref().copied(),
         }
     }
@@ -664,6 +669,15 @@ mod tests {
             1,
         );
         let (routes, _) = build(&weighted, None);
+        assert_eq!(routes.pools.len(), 3);
+        // So is another connect timeout: its timeouts count against the backends too.
+        let impatient = text.replacen(
+            "hosts = [\"b.example\"]",
+            "hosts = [\"b.example\"]\nconnect_timeout = \"50ms\"",
+            1,
+        );
+        assert_ne!(impatient, text);
+        let (routes, _) = build(&impatient, None);
         assert_eq!(routes.pools.len(), 3);
     }
 
