@@ -168,10 +168,7 @@ impl<'a> Translator<'a> {
         let mut cfg = self.cfg;
         cfg.eam = eam;
         cfg.hairpinning = false;
-        Translator {
-            cfg,
-            next_id: AtomicU16::new(self.next_id.load(Ordering::Relaxed)),
-        }
+        self.carrying_ids(cfg)
     }
 
     /// This translator with `own_v4`/`own_v6` set where they are not: a stateful NAT64 owes its
@@ -182,6 +179,12 @@ impl<'a> Translator<'a> {
         let mut cfg = self.cfg;
         cfg.own_v4 = cfg.own_v4.or(v4);
         cfg.own_v6 = cfg.own_v6.or(v6);
+        self.carrying_ids(cfg)
+    }
+
+    /// A translator with `cfg` and this one's identification counter.
+    #[cfg(feature = "alloc")]
+    fn carrying_ids<'b>(&self, cfg: Config<'b>) -> Translator<'b> {
         Translator {
             cfg,
             next_id: AtomicU16::new(self.next_id.load(Ordering::Relaxed)),

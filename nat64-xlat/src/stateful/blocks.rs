@@ -35,6 +35,16 @@ pub(crate) enum Refusal {
     Exhausted,
 }
 
+impl From<Refusal> for crate::DropReason {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Sessions => crate::DropReason::SessionLimit,
+            Refusal::Rate => crate::DropReason::SessionRate,
+            Refusal::Exhausted => crate::DropReason::BlockExhausted,
+        }
+    }
+}
+
 impl Blocks {
     pub(crate) fn new(blocks: u32, ports_per_block: u16) -> Self {
         let words = usize::from(ports_per_block).div_ceil(64);

@@ -80,7 +80,7 @@ use crate::Eam;
 use crate::outcome::{DropReason, Emitted, InPlace, Outcome};
 use crate::prefix::Ipv4Prefix;
 use crate::translator::{Fail, Translator, never_translated};
-use blocks::{Blocks, Refusal};
+use blocks::Blocks;
 use flow::Flow;
 use held::Held;
 use table::{Bib, Session, Table};
@@ -235,6 +235,62 @@ pub struct Nat64 {
 
 fn eam(v4: u32, v6: u128) -> Eam {
     Eam::host(Ipv4Addr::from_bits(v4), Ipv6Addr::from_bits(v6))
+}
+
+/// Translates `input` through the session's mapping (`host`, a one-entry EAM) into `out`, and
+/// writes the session's port into the result. An ICMP error the translator made itself quotes
+/// the packet as it came, so it is left as it is. `from`: the side `input` came from.
+fn copying<A>(
+    xlat: &Translator<'_>,
+    host: Eam,
+    from: Side,
+    f: &Flow<A>,
+    input: &[u8],
+    out: &mut [u8],
+    port: u16,
+) -> Outcome {
+    let eams = [host];
+    let view = xlat.with_eam(&eams);
+    let o = match from {
+        Side::V6 => view.translate_6to4(input, out),
+        Side::V4 => view.translate_4to6(input, out),
+    };
+    xlat.resume_ids(&view);
+    if let Outcome::Translated(e) = o {
+        // The host's port is the source going out, the destination coming in; in an error's
+        // quote, the other way round.
+        let source = (from == Side::V6) != f.error;
+        flow::set_ports(&mut out[..e.len()], f.error, source, port);
+    }
+    o
+}
+
+/// The same where the packet lies (`buf[at..at + len]`): the field the flow found moves with the
+/// header, which the translator writes without options or extension headers (20 bytes of IPv4,
+/// 40 of IPv6: a packet translated in place is no fragment).
+#[allow(clippy::too_many_arguments)]
+fn in_place<A>(
+    xlat: &Translator<'_>,
+    host: Eam,
+    from: Side,
+    f: &Flow<A>,
+    buf: &mut [u8],
+    at: usize,
+    len: usize,
+    port: u16,
+) -> InPlace {
+    let eams = [host];
+    let view = xlat.with_eam(&eams);
+    let (r, l4) = match from {
+        Side::V6 => (view.translate_6to4_in_place(buf, at, len), 20),
+        Side::V4 => (view.translate_4to6_in_place(buf, at, len), 40),
+    };
+    xlat.resume_ids(&view);
+    if let InPlace::Translated(range) = &r {
+        let field = f.field.moved(f.l4, l4);
+        flow::rewrite(&mut buf[range.clone()], field, port, from == Side::V6);
+    }
+    r
 }
 
 /// A packet whose hop limit or TTL runs out here: dropped at 0, answered with Time Exceeded (ICMP
@@ -445,16 +501,7 @@ impl Nat64 {
                 Outcome::Hairpinned(Emitted::new(n, 1))
             }
             Way6::Out { v4, v6, port } => {
-                let eams = [eam(v4, v6)];
-                let view = xlat.with_eam(&eams);
-                let o = view.translate_6to4(input, out);
-                xlat.resume_ids(&view);
-                // The port goes into the result: an ICMP error the translator made quotes the
-                // packet as it came.
-                if let Outcome::Translated(e) = o {
-                    flow::set_ports(&mut out[..e.len()], f.error, !f.error, port);
-                }
-                o
+                copying(xlat, eam(v4, v6), Side::V6, &f, input, out, port)
             }
         }
     }
@@ -473,14 +520,7 @@ impl Nat64 {
             Ok(d) => d,
             Err(fail) => return refuse4(xlat, input, out, fail),
         };
-        let eams = [eam(f.local, v6)];
-        let view = xlat.with_eam(&eams);
-        let o = view.translate_4to6(input, out);
-        xlat.resume_ids(&view);
-        if let Outcome::Translated(e) = o {
-            flow::set_ports(&mut out[..e.len()], f.error, f.error, port);
-        }
-        o
+        copying(xlat, eam(f.local, v6), Side::V4, &f, input, out, port)
     }
 
     /// Translates the IPv6 packet at `buf[at..at + len]` where it lies, as
@@ -510,16 +550,7 @@ impl Nat64 {
                 InPlace::Hairpinned(at..at + len)
             }
             Way6::Out { v4, v6, port } => {
-                let eams = [eam(v4, v6)];
-                let view = xlat.with_eam(&eams);
-                let r = view.translate_6to4_in_place(buf, at, len);
-                xlat.resume_ids(&view);
-                if let InPlace::Translated(range) = &r {
-                    // The translator writes a 20-byte IPv4 header.
-                    let field = f.field.moved(f.l4, 20);
-                    flow::rewrite(&mut buf[range.clone()], field, port, true);
-                }
-                r
+                in_place(xlat, eam(v4, v6), Side::V6, &f, buf, at, len, port)
             }
         }
     }
@@ -544,16 +575,7 @@ impl Nat64 {
             Err(Fail::Drop(r)) => return InPlace::Dropped(r),
             _ => return InPlace::NeedsOutBuffer,
         };
-        let eams = [eam(f.local, v6)];
-        let view = xlat.with_eam(&eams);
-        let r = view.translate_4to6_in_place(buf, at, len);
-        xlat.resume_ids(&view);
-        if let InPlace::Translated(range) = &r {
-            // In place, the IPv6 header has no extension headers: the input was no fragment.
-            let field = f.field.moved(f.l4, 40);
-            flow::rewrite(&mut buf[range.clone()], field, port, false);
-        }
-        r
+        in_place(xlat, eam(f.local, v6), Side::V4, &f, buf, at, len, port)
     }
 
     /// Expires what came due by `now`: sessions (established TCP ones first get a transitory
@@ -746,7 +768,7 @@ impl Nat64 {
         let (port4, first_use) = self
             .blocks
             .take_port(block, f.proto, first, f.local_port)
-            .map_err(|_| refused(DropReason::BlockExhausted))?;
+            .map_err(|r| refused(r.into()))?;
         let Some(bib) = self
             .table
             .add_bib(f.proto, f.local, f.local_port, block, port4)
@@ -797,13 +819,7 @@ impl Nat64 {
                 l.max_sessions_per_block,
                 l.new_sessions_per_second,
             )
-            .map_err(|r| {
-                refused(match r {
-                    Refusal::Sessions => DropReason::SessionLimit,
-                    Refusal::Rate => DropReason::SessionRate,
-                    Refusal::Exhausted => DropReason::BlockExhausted,
-                })
-            })
+            .map_err(|r| refused(r.into()))
     }
 
     /// A new session on `bib`. A TCP session opened by the IPv6 side that matches a held SYN
@@ -913,13 +929,7 @@ impl Nat64 {
                 l.max_sessions_per_block,
                 l.new_sessions_per_second,
             )
-            .map_err(|r| {
-                Fail::Drop(match r {
-                    Refusal::Sessions => DropReason::SessionLimit,
-                    Refusal::Rate => DropReason::SessionRate,
-                    Refusal::Exhausted => DropReason::BlockExhausted,
-                })
-            })
+            .map_err(|r| Fail::Drop(r.into()))
     }
 
     /// The mapping and port for a packet from the IPv4 side.
