@@ -14,14 +14,13 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use nat64_xlat::checksum::{add, finish, fold, pseudo4, pseudo6, sum};
+use nat64_xlat::checksum::{add, fold, pseudo4, pseudo6, sum};
 use nat64_xlat::stateful::{Filtering, Layout, Nat64, Proto, StatefulConfig, Timeouts};
-use nat64_xlat::{Config, InPlace, Outcome, Pool6, Translator};
+use nat64_xlat::{InPlace, Outcome, Translator};
 
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMP4: u8 = 1;
-const ICMP6: u8 = 58;
+#[path = "../../nat64-xlat/tests/support/stateful_packets.rs"]
+mod packets;
+use packets::{ICMP4, ICMP6, TCP, UDP, pkt4, pkt6, translator, wkp};
 
 const SPORTS: [u16; 5] = [40000, 40001, 53, 5000, 0];
 const REMOTES: [Ipv4Addr; 3] = [
@@ -108,13 +107,6 @@ struct Input {
     ops: Vec<Op>,
 }
 
-fn wkp(a: Ipv4Addr) -> Ipv6Addr {
-    let mut o = [0u8; 16];
-    o[..4].copy_from_slice(&[0, 0x64, 0xff, 0x9b]);
-    o[12..].copy_from_slice(&a.octets());
-    Ipv6Addr::from(o)
-}
-
 fn config(knobs: u8) -> StatefulConfig {
     // 1: blocks of 4 ports (exhaustion); 2: block 0 straddles 1024; 3: one port a block.
     let (ports, ppb) = match knobs & 3 {
@@ -147,62 +139,6 @@ fn config(knobs: u8) -> StatefulConfig {
     c.capacity = if knobs & 64 != 0 { 8 } else { 2048 };
     c.log_mappings = knobs & 128 != 0;
     c
-}
-
-fn translator() -> Translator<'static> {
-    let mut c = Config::new(Some(Pool6::new("64:ff9b::/96".parse().unwrap()).unwrap()));
-    c.own_v4 = Some(Ipv4Addr::new(100, 64, 0, 1));
-    c.own_v6 = Some("2001:db8:64::1".parse().unwrap());
-    Translator::new(c)
-}
-
-fn fix(seg: &mut [u8], proto: u8, pseudo: u32) {
-    let at = match proto {
-        TCP => 16,
-        UDP => 6,
-        _ => 2,
-    };
-    if seg.len() < at + 2 {
-        return;
-    }
-    seg[at..at + 2].fill(0);
-    let acc = if proto == ICMP4 {
-        sum(seg)
-    } else {
-        add(pseudo, sum(seg))
-    };
-    let mut c = finish(acc);
-    if proto == UDP && c == 0 {
-        c = 0xffff;
-    }
-    seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
-}
-
-fn pkt6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, hop: u8, mut l4: Vec<u8>) -> Vec<u8> {
-    let n = l4.len() as u32;
-    fix(&mut l4, proto, pseudo6(src, dst, proto, n));
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    p.extend_from_slice(&[proto, hop]);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(&l4);
-    p
-}
-
-fn pkt4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ttl: u8, mut l4: Vec<u8>) -> Vec<u8> {
-    let n = l4.len() as u32;
-    fix(&mut l4, proto, pseudo4(src, dst, proto, n));
-    let total = (20 + l4.len()) as u16;
-    let mut p = vec![0x45, 0];
-    p.extend_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, proto, 0, 0]);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    let c = finish(sum(&p));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&l4);
-    p
 }
 
 fn l4(kind: Kind, sport: u16, dport: u16, v6: bool, request: bool, body: u8) -> (u8, Vec<u8>) {

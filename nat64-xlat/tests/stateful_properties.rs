@@ -15,15 +15,14 @@ use core::net::{Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 use std::collections::{HashMap, HashSet};
 
-use nat64_xlat::checksum::{add, finish, fold, pseudo4, pseudo6, sum};
+use nat64_xlat::checksum::{add, fold, pseudo4, pseudo6, sum};
 use nat64_xlat::stateful::{Filtering, Layout, Nat64, Proto, StatefulConfig};
-use nat64_xlat::{Config, Outcome, Pool6, Translator};
+use nat64_xlat::{Outcome, Translator};
 use proptest::prelude::*;
 
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMP4: u8 = 1;
-const ICMP6: u8 = 58;
+#[path = "support/stateful_packets.rs"]
+mod packets;
+use packets::{ICMP4, ICMP6, TCP, UDP, pkt4, pkt6, translator, wkp};
 
 const SPORTS: [u16; 4] = [40000, 40001, 53, 5000];
 const REMOTES: [Ipv4Addr; 3] = [
@@ -45,20 +44,6 @@ fn hosts() -> [Ipv6Addr; 4] {
         "2001:db8:6:1::1".parse().unwrap(),
         "2001:db8:6:28::1".parse().unwrap(),
     ]
-}
-
-fn wkp(a: Ipv4Addr) -> Ipv6Addr {
-    let mut o = [0u8; 16];
-    o[..4].copy_from_slice(&[0, 0x64, 0xff, 0x9b]);
-    o[12..].copy_from_slice(&a.octets());
-    Ipv6Addr::from(o)
-}
-
-fn translator() -> Translator<'static> {
-    let mut c = Config::new(Some(Pool6::new("64:ff9b::/96".parse().unwrap()).unwrap()));
-    c.own_v4 = Some(Ipv4Addr::new(100, 64, 0, 1));
-    c.own_v6 = Some("2001:db8:64::1".parse().unwrap());
-    Translator::new(c)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,52 +190,6 @@ fn config(s: &Setup) -> StatefulConfig {
 }
 
 // Packets with correct checksums.
-
-fn fix(seg: &mut [u8], proto: u8, pseudo: u32) {
-    let at = match proto {
-        TCP => 16,
-        UDP => 6,
-        _ => 2,
-    };
-    seg[at..at + 2].fill(0);
-    let acc = if proto == ICMP4 {
-        sum(seg)
-    } else {
-        add(pseudo, sum(seg))
-    };
-    let mut c = finish(acc);
-    if proto == UDP && c == 0 {
-        c = 0xffff;
-    }
-    seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
-}
-
-fn pkt6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
-    let n = l4.len() as u32;
-    fix(&mut l4, proto, pseudo6(src, dst, proto, n));
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    p.extend_from_slice(&[proto, 64]);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(&l4);
-    p
-}
-
-fn pkt4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
-    let n = l4.len() as u32;
-    fix(&mut l4, proto, pseudo4(src, dst, proto, n));
-    let total = (20 + l4.len()) as u16;
-    let mut p = vec![0x45, 0];
-    p.extend_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    let c = finish(sum(&p));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&l4);
-    p
-}
 
 /// The transport part: `id` is the identifier of an echo; `v6` picks ICMPv6 or ICMPv4 and
 /// `request` the echo's direction.
@@ -446,7 +385,7 @@ impl World {
                     .flatten();
                 let live = self.live(kind, host, sport, remote, rport);
                 let (pr, seg) = l4(kind, sp, rp, true, true);
-                let pkt = pkt6(h, wkp(r), pr, seg);
+                let pkt = pkt6(h, wkp(r), pr, 64, seg);
                 let o = self
                     .nat
                     .translate_6to4(&self.x, self.now, &pkt, &mut self.buf);
@@ -523,7 +462,7 @@ impl World {
                 let must = self.live(kind, host, sport, remote, rport)
                     || (proto == Proto::Tcp && self.nat.tcp_state(h, sp, r, rp).is_some());
                 let (pr, seg) = l4(kind, rp, p, false, false);
-                let pkt = pkt4(r, a, pr, seg);
+                let pkt = pkt4(r, a, pr, 64, seg);
                 let o = self
                     .nat
                     .translate_4to6(&self.x, self.now, &pkt, &mut self.buf);
@@ -553,7 +492,7 @@ impl World {
                 };
                 let kind = if tcp { Kind::Syn } else { Kind::Udp };
                 let (pr, seg) = l4(kind, sp, p, true, true);
-                let pkt = pkt6(hf, wkp(a), pr, seg);
+                let pkt = pkt6(hf, wkp(a), pr, 64, seg);
                 let o = self
                     .nat
                     .translate_6to4(&self.x, self.now, &pkt, &mut self.buf);
