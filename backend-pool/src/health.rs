@@ -157,6 +157,11 @@ impl BackendState {
         self.shared.changed();
     }
 
+    /// One active check's result. A down backend rises on its `rise`-th consecutive good check,
+    /// the first one counting: checked every `interval`, it is back `(rise - 1) · interval` after
+    /// its first good check. A good check of a backend that is (or has just come) up also ends a
+    /// passive ejection, onto probation (Envoy's `successful_active_health_check_uneject_host`):
+    /// the checks, not the ejection's back-off, decide when a checked backend returns.
     pub(crate) fn record_probe(&self, ok: bool, now: u64) {
         let config = &self.shared.config;
         let mut s = self.active.lock().unwrap_or_else(PoisonError::into_inner);
@@ -164,8 +169,14 @@ impl BackendState {
         if ok {
             s.failed = 0;
             s.ok = s.ok.saturating_add(1);
-            if down && s.ok >= config.rise {
+            if down && s.ok < config.rise {
+                return;
+            }
+            let ended_ejection = self.end_ejection(now);
+            if down {
                 self.actively_down.store(false, Ordering::SeqCst);
+            }
+            if down || ended_ejection {
                 self.ramp_from.store(now, Ordering::Relaxed);
                 self.shared.changed();
             }
@@ -177,6 +188,17 @@ impl BackendState {
                 self.shared.changed();
             }
         }
+    }
+
+    /// Ends a passive ejection still in force at `now`, leaving the backend on probation; true if
+    /// there was one.
+    fn end_ejection(&self, now: u64) -> bool {
+        let _p = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
+        let ejected = self.ejected_until.load(Ordering::SeqCst) > now;
+        if ejected {
+            self.ejected_until.store(0, Ordering::SeqCst);
+        }
+        ejected
     }
 
     pub(crate) fn status(&self, now: u64) -> HealthStatus {
@@ -307,6 +329,72 @@ mod tests {
         assert!(!st.in_service(0));
         st.record_probe(true, 0);
         assert!(st.in_service(0));
+    }
+
+    /// Checks every `interval` (1 s) on a simulated clock; the backend listens again from `back`.
+    /// Returns the first good check and the time it was back in service.
+    fn recovery(rise: u32, back: u64, config: PoolConfig) -> (u64, u64) {
+        let st = state(PoolConfig { rise, ..config });
+        st.record_failure(0);
+        let mut first_good = None;
+        for t in (0..60).map(|k| k * S) {
+            let ok = t >= back;
+            st.record_probe(ok, t);
+            if ok {
+                first_good.get_or_insert(t);
+            }
+            if st.in_service(t) && t >= back {
+                return (first_good.unwrap(), t);
+            }
+        }
+        panic!("never back");
+    }
+
+    #[test]
+    fn a_down_backend_is_up_rise_minus_one_intervals_after_its_first_good_check() {
+        let config = PoolConfig {
+            failures_to_eject: 0,
+            fall: 3,
+            ..Default::default()
+        };
+        for rise in 1..=4 {
+            for back in [7 * S, 7 * S + 1, 7 * S + S / 2, 8 * S - 1] {
+                let (first_good, up) = recovery(rise, back, config);
+                assert_eq!(first_good, back.div_ceil(S) * S, "checked every interval");
+                assert_eq!(up, first_good + u64::from(rise - 1) * S, "rise {rise}");
+                assert!(up - back <= u64::from(rise) * S);
+            }
+        }
+    }
+
+    #[test]
+    fn a_passive_ejection_does_not_outlast_good_checks() {
+        // Traffic ejected it for 10 s at 0; checks took it down (fall 3); it listens again at
+        // 3.5 s. Rise 2 brings it back at 5 s, not when the ejection would have ended.
+        let config = PoolConfig {
+            failures_to_eject: 1,
+            base_ejection: Duration::from_secs(10),
+            fall: 3,
+            ..Default::default()
+        };
+        assert_eq!(recovery(2, 3 * S + S / 2, config), (4 * S, 5 * S));
+        // Up for the checks but ejected by traffic: the next good check ends the ejection, onto
+        // probation, and the slow-start ramp begins there.
+        let st = state(PoolConfig {
+            slow_start: Duration::from_secs(10),
+            ..config
+        });
+        st.record_failure(0);
+        st.record_probe(false, S / 2);
+        assert!(!st.in_service(S / 2));
+        st.record_probe(true, S);
+        assert!(st.in_service(S));
+        assert!(st.status(S).on_probation);
+        assert_eq!(st.ramp(S), Some((1u64 << 32) / 10));
+        // A good check changes nothing for a backend in service.
+        let generation = st.shared.generation.load(Ordering::SeqCst);
+        st.record_probe(true, 2 * S);
+        assert_eq!(st.shared.generation.load(Ordering::SeqCst), generation);
     }
 
     #[test]
