@@ -1061,8 +1061,44 @@ fn the_demo_runs_with_no_arguments_and_its_commands_work() {
     assert!(shell(&commands[0]).contains("hello from the plain demo backend"));
     assert!(shell(&commands[1]).contains("hello from the secure demo backend"));
     let header = shell(&commands[2]);
-    assert!(header.contains("PROXY header: V1 Proxy Ipv4"), "{header}");
+    assert!(header.contains("version: 1 "), "{header}");
+    assert!(header.contains("source: 127.0.0.1:"), "{header}");
     assert!(shell(&commands[3]).contains("421 Misdirected Request"));
+    // A raw client: two requests on one connection, the second with `Connection: close`. Both
+    // are answered (keep-alive), /proxy-header with this client's own address, and then the
+    // backend closes: EOF within a second.
+    let port: u16 = commands[0]
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {}", commands[0]));
+    let mut raw = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let me = raw.local_addr().unwrap();
+    let started = Instant::now();
+    raw.write_all(
+        b"GET / HTTP/1.1\r\nHost: www.demo.test\r\n\r\n\
+          GET /proxy-header HTTP/1.1\r\nHost: www.demo.test\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let read = raw.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        read.is_ok() && started.elapsed() < Duration::from_secs(1),
+        "no EOF within a second after `Connection: close`: {read:?}\n{answer}"
+    );
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+    assert!(
+        answer.contains("hello from the plain demo backend"),
+        "{answer}"
+    );
+    assert!(answer.contains(&format!("source: {me} ")), "{answer}");
+    assert!(
+        answer.contains(&format!("destination: 127.0.0.1:{port} ")),
+        "{answer}"
+    );
     let _ = demo.kill();
     let _ = demo.wait();
 }
