@@ -90,7 +90,7 @@ impl Proposal<'_> {
     /// Connections in flight to this index (0 when out of range).
     pub fn in_flight(&self, index: u32) -> u64 {
         self.filter.state(index).map_or(0, |s| {
-            s.in_flight.load(core::sync::atomic::Ordering::Relaxed)
+            s.hot.in_flight.load(core::sync::atomic::Ordering::Relaxed)
         })
     }
 

@@ -144,7 +144,6 @@ impl<'s, A: Algorithm> Iterator for Candidates<'s, '_, A> {
                             &self.snapshot.entries()[i as usize],
                             self.now,
                             self.key,
-                            self.rng,
                         ) =>
                 {
                     return Some(self.take(i));
@@ -157,19 +156,20 @@ impl<'s, A: Algorithm> Iterator for Candidates<'s, '_, A> {
     }
 }
 
-/// Slow start: a ramping backend is accepted with probability equal to its current share. Keyed
-/// algorithms decide by the key, so a key admitted at share s stays admitted above s.
+/// Slow start: a ramping backend is accepted at its current share of proposals, the first one
+/// after it comes back included. Keyed algorithms decide by the key instead, so a key admitted at
+/// share s stays admitted above s.
 #[inline]
-pub(crate) fn admitted<A: Algorithm>(entry: &Entry, now: u64, key: &[u8], rng: &mut Rng) -> bool {
+pub(crate) fn admitted<A: Algorithm>(entry: &Entry, now: u64, key: &[u8]) -> bool {
     let Some(share) = entry.state.ramp(now) else {
         return true;
     };
-    let draw = if A::KEYED {
-        mix64(stable_hash(key, ADMIT_SEED) ^ entry.backend.id.stable_hash())
+    if A::KEYED {
+        let draw = mix64(stable_hash(key, ADMIT_SEED) ^ entry.backend.id.stable_hash());
+        (draw >> 32) < share
     } else {
-        rng.next_u64()
-    };
-    (draw >> 32) < share
+        entry.state.admit(share)
+    }
 }
 
 /// One backend handed out for a request, counted in flight until dropped (success, error,
@@ -183,7 +183,7 @@ pub struct Candidate<'s> {
 impl<'s> Candidate<'s> {
     #[inline]
     pub(crate) fn counted(entry: &'s Entry) -> Self {
-        entry.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        entry.state.hot.in_flight.fetch_add(1, Ordering::Relaxed);
         Self { entry }
     }
 
@@ -217,7 +217,11 @@ impl<'s> Candidate<'s> {
 
 impl Drop for Candidate<'_> {
     fn drop(&mut self) {
-        self.entry.state.in_flight.fetch_sub(1, Ordering::Release);
+        self.entry
+            .state
+            .hot
+            .in_flight
+            .fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -249,6 +253,6 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.state.in_flight.fetch_sub(1, Ordering::Release);
+        self.state.hot.in_flight.fetch_sub(1, Ordering::Release);
     }
 }

@@ -11,6 +11,9 @@ use crate::padded::Padded;
 /// No ramp in progress.
 pub(crate) const NO_RAMP: u64 = u64::MAX;
 
+/// A whole share (full weight), in the 1/2^32 units of [`BackendState::ramp`].
+const WHOLE: u64 = 1 << 32;
+
 /// Pool-wide signals every backend state can raise.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -47,11 +50,22 @@ struct Streaks {
     failed: u32,
 }
 
+/// The fields picks write.
+#[derive(Debug)]
+pub(crate) struct Hot {
+    /// Connections picked and not yet dropped.
+    pub(crate) in_flight: AtomicU64,
+    /// Slow start's admission credit, in 1/2^32 units: each proposal during a ramp adds the
+    /// current share, and a whole one admits. A ramp starts with a whole one, so the first
+    /// proposal after a backend comes back is admitted.
+    admit_credit: AtomicU64,
+}
+
 /// One backend's live state, shared by every snapshot that lists it.
 #[derive(Debug)]
 pub(crate) struct BackendState {
     /// Written by every pick and drop: kept off the line the health fields are read from.
-    pub(crate) in_flight: Padded<AtomicU64>,
+    pub(crate) hot: Padded<Hot>,
     /// Nanoseconds at which the current ejection ends; 0 when not ejected.
     ejected_until: AtomicU64,
     actively_down: AtomicBool,
@@ -78,7 +92,10 @@ pub struct HealthStatus {
 impl BackendState {
     pub(crate) fn new(shared: Arc<Shared>, ramp_from: u64) -> Self {
         Self {
-            in_flight: Padded(AtomicU64::new(0)),
+            hot: Padded(Hot {
+                in_flight: AtomicU64::new(0),
+                admit_credit: AtomicU64::new(WHOLE),
+            }),
             ejected_until: AtomicU64::new(0),
             actively_down: AtomicBool::new(false),
             ramp_from: AtomicU64::new(ramp_from),
@@ -110,9 +127,34 @@ impl BackendState {
         if from == NO_RAMP || now < from || now - from >= window {
             return None;
         }
-        let floor = u128::from(self.shared.config.slow_start_floor_percent) * (1 << 32) / 100;
-        let share = floor + ((1u128 << 32) - floor) * u128::from(now - from) / u128::from(window);
+        let (whole, floor) = (
+            u128::from(WHOLE),
+            u128::from(self.shared.config.slow_start_floor_percent) * u128::from(WHOLE) / 100,
+        );
+        let share = floor + (whole - floor) * u128::from(now - from) / u128::from(window);
         Some(share as u64)
+    }
+
+    /// Slow start for a proposal of this backend at `share` (from [`Self::ramp`]): admits at
+    /// exactly the share's rate, the first proposal of a ramp included, smoothly rather than by
+    /// chance, so a backend that comes back takes its first connection as soon as it is proposed.
+    pub(crate) fn admit(&self, share: u64) -> bool {
+        let mut admitted = false;
+        let _ =
+            self.hot
+                .admit_credit
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |credit| {
+                    let credit = credit.saturating_add(share);
+                    admitted = credit >= WHOLE;
+                    Some(if admitted { credit - WHOLE } else { credit })
+                });
+        admitted
+    }
+
+    /// A slow-start ramp from `from`, with a whole admission in hand.
+    fn start_ramp(&self, from: u64) {
+        self.hot.admit_credit.store(WHOLE, Ordering::Relaxed);
+        self.ramp_from.store(from, Ordering::Relaxed);
     }
 
     pub(crate) fn record_success(&self, now: u64) {
@@ -122,7 +164,7 @@ impl BackendState {
         if until > now {
             // A connection made before the ejection worked: return early, still on probation.
             self.ejected_until.store(0, Ordering::SeqCst);
-            self.ramp_from.store(now, Ordering::Relaxed);
+            self.start_ramp(now);
             self.shared.changed();
         } else if p.ejections > 0 {
             p.ejections = 0;
@@ -153,7 +195,7 @@ impl BackendState {
         let until = now.saturating_add(backoff).max(1);
         self.ejected_until.store(until, Ordering::SeqCst);
         // Slow start begins when the ejection ends.
-        self.ramp_from.store(until, Ordering::Relaxed);
+        self.start_ramp(until);
         self.shared.changed();
     }
 
@@ -177,7 +219,7 @@ impl BackendState {
                 self.actively_down.store(false, Ordering::SeqCst);
             }
             if down || ended_ejection {
-                self.ramp_from.store(now, Ordering::Relaxed);
+                self.start_ramp(now);
                 self.shared.changed();
             }
         } else {
@@ -206,7 +248,7 @@ impl BackendState {
         let until = self.ejected_until.load(Ordering::SeqCst);
         let ejected = until > now;
         HealthStatus {
-            in_flight: self.in_flight.load(Ordering::SeqCst),
+            in_flight: self.hot.in_flight.load(Ordering::SeqCst),
             ejected,
             on_probation: !ejected && p.ejections > 0,
             actively_down: self.actively_down.load(Ordering::SeqCst),

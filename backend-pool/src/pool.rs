@@ -424,7 +424,7 @@ impl<A: Algorithm> Snapshot<A> {
         Ok(self.entries.get(index as usize).filter(|entry| {
             filter.usable(index)
                 && entry.backend.tier.index() == tier
-                && admitted::<A>(entry, now, key, rng)
+                && admitted::<A>(entry, now, key)
         }))
     }
 
@@ -1046,6 +1046,42 @@ mod tests {
         let at_floor = counts(&pool, 4000, secs(10), &mut rng)[1];
         assert!(at_floor < 600, "about 10 % of its due: {at_floor}");
         within_4_sigma(&counts(&pool, 4000, secs(110), &mut rng), &[1, 1]);
+    }
+
+    #[test]
+    fn a_backend_back_from_its_checks_takes_its_first_proposal_then_ramps() {
+        let config = PoolConfig {
+            slow_start: secs(100),
+            slow_start_floor_percent: 10,
+            ..strict()
+        };
+        let smooth = SmoothConfig {
+            random_start: false,
+            ..Default::default()
+        };
+        let pool = Pool::<SmoothWeighted>::new(named(&[1, 1]), config, smooth, 1).unwrap();
+        let mut rng = Rng::new(1);
+        for t in 0..3 {
+            pool.record_probe(&"b1".into(), false, secs(t));
+        }
+        assert_eq!(counts(&pool, 10, secs(3), &mut rng), [10, 0]);
+        for t in 4..6 {
+            pool.record_probe(&"b1".into(), true, secs(t));
+        }
+        // Up at 5 s (rise 2): proposed every other pick, admitted at the first proposal.
+        assert_eq!(counts(&pool, 2, secs(5), &mut rng), [1, 1]);
+        // Then as if its weight were the floor's 10 %: 1/11 of the picks, smoothly (a refused
+        // proposal passes its turn to the next in the cycle, so it is proposed again sooner).
+        let c = counts(&pool, 2200, secs(5), &mut rng);
+        assert!((195..=205).contains(&c[1]), "{c:?}");
+        // Keyed: by the key, as before (Maglev's proposals are the key's owner).
+        let pool = Pool::<Maglev>::new(named(&[1, 1]), config, Default::default(), 1).unwrap();
+        pool.record_failure(&"b1".into(), T0); // back at 10 s
+        let c = counts(&pool, 4000, secs(10), &mut rng);
+        assert!(
+            c[1] > 100 && c[1] < 320,
+            "about 10 % of its 2000 keys: {c:?}"
+        );
     }
 
     #[test]
