@@ -10,6 +10,8 @@
 //! | `backend-pool` | [`backend_pool`]           | weighted picks (smooth WRR, least-conn, Maglev), health  |
 //! | `nat64-xlat`   | [`nat64_xlat`]             | IPv4/IPv6 translation: stateless (RFC 7915, 6052, 7757, 6791) and stateful NAT64 (RFC 6146, 7422) |
 //! | `tokio`        | (adds to the above)        | read a PROXY header or peek a name off a stream; active health checks |
+//! | `proxy`        | [`proxy`]                  | the proxy engine: SNI/Host routing, PROXY out, relay, live route changes |
+//! | `gateway`      | `gateway` (Linux)          | the NAT64 engine: `nat64-xlat` on a multi-queue TUN device |
 //!
 //! The protocol crates are `#![no_std]` and allocation-free; depend on them directly with
 //! `default-features = false` on targets without `std`.
@@ -33,6 +35,9 @@ pub use backend_pool;
 #[cfg(feature = "nat64-xlat")]
 #[doc(inline)]
 pub use nat64_xlat;
+
+#[cfg(feature = "proxy")]
+pub mod proxy;
 
 #[cfg(all(feature = "gateway", target_os = "linux"))]
 pub mod gateway;

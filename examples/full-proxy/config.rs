@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use proxy_proto::Cidr;
 use serde::Deserialize;
-use sni_peek::HostName;
 use toml::Spanned;
 
 mod nat64;
@@ -26,121 +25,27 @@ pub struct Config {
     pub nat64: Option<Nat64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Listener {
-    pub addresses: Vec<SocketAddr>,
-    pub mode: Mode,
-    pub peek_timeout: Duration,
-    /// Sources that must send a PROXY header; everyone else must not.
-    pub accept_proxy_from: Vec<Cidr>,
-    /// Accept the v1 lines nginx 1.22 sends (mixed families, leading zeros) from those sources.
-    pub accept_proxy_lenient: bool,
-}
-
-/// How a listener finds the name to route on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// The TLS SNI; anything else is refused.
-    Tls,
-    /// The HTTP/1 Host (or HTTP/2 `:authority`); anything else is refused.
-    Http,
-    /// Whichever the first bytes turn out to be.
-    Auto,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Route {
-    pub hosts: Vec<HostPattern>,
-    pub balance: Balance,
-    pub proxy_protocol: ProxyOut,
-    pub connect_timeout: Duration,
-    /// Backends tried for one connection before giving up (the first one included).
-    pub connect_attempts: u32,
-    pub backends: Vec<BackendSpec>,
-    /// Boxed: most routes have none, and a route is held per customer.
-    pub health: Option<Box<Health>>,
-    /// The line the route starts on, to name it in logs.
-    pub line: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-pub enum Balance {
-    #[serde(rename = "round-robin")]
-    RoundRobin,
-    #[serde(rename = "least-conn")]
-    LeastConn,
-    #[serde(rename = "consistent")]
-    Consistent,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProxyOut {
-    None,
-    V1,
-    V2,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum HostPattern {
-    /// `www.example.com`
-    Exact(String),
-    /// `*.example.org`: any name ending in `.example.org` (kept with its leading dot).
-    Suffix(String),
-    /// `*`: the default route.
-    Any,
-}
-
-impl fmt::Display for HostPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HostPattern::Exact(h) => f.write_str(h),
-            HostPattern::Suffix(s) => write!(f, "*{s}"),
-            HostPattern::Any => f.write_str("*"),
+impl Config {
+    /// What the proxy engine runs (the routes are shared, not copied).
+    pub fn engine(&self) -> sixgate::proxy::Config {
+        sixgate::proxy::Config {
+            listeners: self.listeners.clone(),
+            routes: self.routes.clone(),
+            limits: self.limits.engine,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackendSpec {
-    pub ip: IpAddr,
-    /// `None`: the port the client connected to.
-    pub port: Option<u16>,
-    pub weight: u32,
-    pub backup: bool,
-}
+pub use sixgate::proxy::{
+    BackendSpec, Balance, Health, HostPattern, Listener, Mode, ProxyOut, RelayMethod, Route,
+};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Health {
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub rise: u32,
-    pub fall: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `[limits]`: the engine's, and the program's worker threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Limits {
-    pub max_connections: usize,
-    /// How bytes cross the proxy.
-    pub relay: crate::relay::Method,
-    pub idle_timeout: Duration,
-    /// How long open connections may run on after SIGTERM before the process exits.
-    pub drain_timeout: Duration,
+    pub engine: sixgate::proxy::Limits,
     /// Worker threads, each accepting and serving its own connections; 0: one per CPU.
     pub threads: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 20_000,
-            relay: crate::relay::Method::Splice,
-            idle_timeout: Duration::from_secs(300),
-            drain_timeout: Duration::from_secs(30),
-            threads: 0,
-        }
-    }
 }
 
 /// One mistake, with the line it is on (1-based).
@@ -152,7 +57,22 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
+        match self.line {
+            // Not about a line: the file as a whole, or one that cannot be read.
+            0 => f.write_str(&self.message),
+            line => write!(f, "line {line}: {}", self.message),
+        }
+    }
+}
+
+/// A setting given by one of its names (`"tls"`, `"round-robin"`...), read by the engine's
+/// `FromStr`, so the file and the engine cannot disagree on a name.
+struct Named<T>(T);
+
+impl<'de, T: core::str::FromStr<Err = sixgate::proxy::UnknownName>> Deserialize<'de> for Named<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        text.parse().map(Named).map_err(serde::de::Error::custom)
     }
 }
 
@@ -176,9 +96,11 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawListen {
+    #[serde(default)]
+    name: Option<Spanned<String>>,
     addresses: Vec<Spanned<String>>,
     #[serde(default = "default_mode")]
-    mode: Mode,
+    mode: Named<Mode>,
     #[serde(default)]
     peek_timeout: Option<Spanned<String>>,
     #[serde(default)]
@@ -187,18 +109,20 @@ struct RawListen {
     accept_proxy_lenient: bool,
 }
 
-fn default_mode() -> Mode {
-    Mode::Auto
+fn default_mode() -> Named<Mode> {
+    Named(Mode::Auto)
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    listeners: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default = "default_balance")]
-    balance: Balance,
+    balance: Named<Balance>,
     #[serde(default = "default_proxy")]
-    proxy_protocol: ProxyOut,
+    proxy_protocol: Named<ProxyOut>,
     #[serde(default)]
     connect_timeout: Option<Spanned<String>>,
     #[serde(default)]
@@ -208,12 +132,12 @@ struct RawRoute {
     health: Option<Spanned<RawHealth>>,
 }
 
-fn default_balance() -> Balance {
-    Balance::RoundRobin
+fn default_balance() -> Named<Balance> {
+    Named(Balance::RoundRobin)
 }
 
-fn default_proxy() -> ProxyOut {
-    ProxyOut::None
+fn default_proxy() -> Named<ProxyOut> {
+    Named(ProxyOut::None)
 }
 
 #[derive(Deserialize)]
@@ -249,7 +173,7 @@ struct RawLimits {
     #[serde(default)]
     max_connections: Option<usize>,
     #[serde(default)]
-    relay: Option<crate::relay::Method>,
+    relay: Option<Named<RelayMethod>>,
     #[serde(default)]
     idle_timeout: Option<Spanned<String>>,
     #[serde(default)]
@@ -565,6 +489,12 @@ struct Sections {
     listeners: Vec<Listener>,
     seen_addresses: HashMap<SocketAddr, usize>,
     routes: Vec<Arc<Route>>,
+    /// The line each route starts on.
+    route_lines: Vec<usize>,
+    /// Each listener name with its line.
+    listener_names: HashMap<String, usize>,
+    /// The listener names routes are bound to, each with its line: checked once all are in.
+    bindings: Vec<(String, usize)>,
     /// Every host pattern, to find the ones routed twice once all are in.
     hosts: Vec<SeenHost>,
     hasher: foldhash::fast::RandomState,
@@ -630,7 +560,16 @@ impl Checker {
         let Some(v) = value else { return default };
         match parse_duration(v.get_ref()) {
             Some(d) if !d.is_zero() => d,
-            _ => self
+            Some(_) => self
+                .error(
+                    v.span(),
+                    format!(
+                        "{:?}: a zero duration is refused, it would expire at once (at least \"1ms\")",
+                        v.get_ref()
+                    ),
+                )
+                .unwrap_or(default),
+            None => self
                 .error(
                     v.span(),
                     format!(
@@ -645,11 +584,12 @@ impl Checker {
     /// One piece's sections, checked; a section that must be unique is refused the second time.
     fn sections(&mut self, raw: RawConfig, sections: &mut Sections) {
         for l in raw.listen {
-            let listener = self.listener(l, &mut sections.seen_addresses);
+            let listener = self.listener(l, sections);
             sections.listeners.push(listener);
         }
         sections.routes.reserve(raw.route.len());
         for r in raw.route {
+            sections.route_lines.push(self.line(r.span().start));
             let route = self.route(r, sections);
             sections.routes.push(Arc::new(route));
         }
@@ -693,12 +633,23 @@ impl Checker {
         let Sections {
             listeners,
             routes,
+            route_lines,
+            listener_names,
+            bindings,
             hosts,
             limits,
             metrics,
             nat64,
             ..
         } = sections;
+        for (name, line) in bindings {
+            if !listener_names.contains_key(&name) {
+                self.errors.push(ConfigError {
+                    line,
+                    message: format!("no [[listen]] section has name = {name:?}"),
+                });
+            }
+        }
         self.routed_twice(&routes, hosts);
         // A file may run the proxy, the NAT64 gateway, or both; the proxy needs both halves.
         if nat64.is_none() && listeners.is_empty() && routes.is_empty() {
@@ -714,7 +665,7 @@ impl Checker {
         } else if routes.is_empty() && !listeners.is_empty() {
             self.error::<()>(0..0, "no [[route]] section: nowhere to send connections");
         }
-        self.no_loops(&listeners, &routes);
+        self.no_loops(&listeners, &routes, &route_lines);
         Config {
             listeners,
             routes,
@@ -727,7 +678,7 @@ impl Checker {
     fn limits(&mut self, l: Spanned<RawLimits>) -> Limits {
         let span = l.span();
         let l = l.into_inner();
-        let defaults = Limits::default();
+        let defaults = sixgate::proxy::Limits::default();
         let max_connections = match l.max_connections {
             Some(0) => self
                 .error(span.clone(), "max_connections must be at least 1")
@@ -736,31 +687,45 @@ impl Checker {
             None => defaults.max_connections,
         };
         Limits {
-            max_connections,
-            relay: l.relay.unwrap_or(defaults.relay),
-            idle_timeout: self.duration(&l.idle_timeout, defaults.idle_timeout),
-            drain_timeout: self.duration(&l.drain_timeout, defaults.drain_timeout),
+            engine: sixgate::proxy::Limits {
+                max_connections,
+                relay: l.relay.map_or(defaults.relay, |Named(r)| r),
+                idle_timeout: self.duration(&l.idle_timeout, defaults.idle_timeout),
+                drain_timeout: self.duration(&l.drain_timeout, defaults.drain_timeout),
+            },
             threads: match l.threads {
                 Some(n) if n > MAX_THREADS => self
                     .error(span, format!("threads must be at most {MAX_THREADS}"))
                     .unwrap_or(0),
                 Some(n) => n,
-                None => defaults.threads,
+                None => 0,
             },
         }
     }
 
-    /// A host pattern in two routes (or twice in one): the later could never be reached for it.
+    /// A host pattern in two routes serving a listener in common (or twice in one): the later
+    /// could never be reached for it there.
     /// Found by sorting every pattern's hash, not by a table of the patterns: that would hold a
     /// second copy of every name.
     fn routed_twice(&mut self, routes: &[Arc<Route>], mut hosts: Vec<SeenHost>) {
         let pattern = |h: &SeenHost| &routes[h.route as usize].hosts[h.host as usize];
+        // Routes bound to listeners with none in common may share a pattern.
+        let overlap = |a: &SeenHost, b: &SeenHost| {
+            let (a, b) = (&routes[a.route as usize], &routes[b.route as usize]);
+            a.listeners.is_empty()
+                || b.listeners.is_empty()
+                || a.listeners.iter().any(|l| b.listeners.contains(l))
+        };
         hosts.sort_unstable_by_key(|h| (h.hash, h.route, h.host));
         let mut found = Vec::new();
         for same_hash in hosts.chunk_by(|a, b| a.hash == b.hash) {
             for (i, later) in same_hash.iter().enumerate().skip(1) {
                 let this = pattern(later);
-                let Some(earlier) = same_hash[..i].iter().rev().find(|e| pattern(e) == this) else {
+                let Some(earlier) = same_hash[..i]
+                    .iter()
+                    .rev()
+                    .find(|e| pattern(e) == this && overlap(e, later))
+                else {
                     continue;
                 };
                 let what = if *this == HostPattern::Any {
@@ -784,12 +749,12 @@ impl Checker {
 
     /// A backend that is one of this proxy's own listeners would send connections round in a
     /// circle until the descriptors run out.
-    fn no_loops(&mut self, listeners: &[Listener], routes: &[Arc<Route>]) {
+    fn no_loops(&mut self, listeners: &[Listener], routes: &[Arc<Route>], lines: &[usize]) {
         let own: Vec<SocketAddr> = listeners
             .iter()
             .flat_map(|l| l.addresses.iter().copied())
             .collect();
-        for route in routes {
+        for (route, &line) in routes.iter().zip(lines) {
             for b in &route.backends {
                 let ports: Vec<u16> = match b.port {
                     Some(p) => vec![p],
@@ -802,7 +767,6 @@ impl Checker {
                                 && (b.ip.is_loopback() || b.ip.is_unspecified())))
                 });
                 if let Some(listener) = hit {
-                    let line = route.line;
                     self.errors.push(ConfigError {
                         line,
                         message: format!("backend {} is this proxy's own listener {listener}: connections would loop", b.ip),
@@ -812,13 +776,23 @@ impl Checker {
         }
     }
 
-    fn listener(
-        &mut self,
-        raw: Spanned<RawListen>,
-        seen: &mut HashMap<SocketAddr, usize>,
-    ) -> Listener {
+    fn listener(&mut self, raw: Spanned<RawListen>, sections: &mut Sections) -> Listener {
         let span = raw.span();
         let raw = raw.into_inner();
+        let seen = &mut sections.seen_addresses;
+        if let Some(name) = &raw.name {
+            let line = self.line(name.span().start);
+            let taken = sections.listener_names.insert(name.get_ref().clone(), line);
+            if let Some(first) = taken {
+                self.error::<()>(
+                    name.span(),
+                    format!(
+                        "a second listener named {:?} (the first is on line {first})",
+                        name.get_ref()
+                    ),
+                );
+            }
+        }
         if raw.addresses.is_empty() {
             self.error::<()>(span.clone(), "a listener needs at least one address");
         }
@@ -861,8 +835,9 @@ impl Checker {
             })
             .collect();
         Listener {
+            name: raw.name.map(Spanned::into_inner),
             addresses,
-            mode: raw.mode,
+            mode: raw.mode.0,
             peek_timeout: self.duration(&raw.peek_timeout, Duration::from_secs(5)),
             accept_proxy_from,
             accept_proxy_lenient: raw.accept_proxy_lenient,
@@ -881,7 +856,7 @@ impl Checker {
         }
         let mut hosts = Vec::new();
         for h in &raw.hosts {
-            let pattern = match host_pattern(h.get_ref()) {
+            let pattern = match HostPattern::parse(h.get_ref()) {
                 Ok(pattern) => pattern,
                 Err(e) => {
                     self.error::<()>(
@@ -961,15 +936,31 @@ impl Checker {
                 fall: fall.max(1),
             })
         });
+        let mut listeners = Vec::new();
+        if let Some(bound) = raw.listeners {
+            if bound.get_ref().is_empty() {
+                self.error::<()>(
+                    bound.span(),
+                    "listeners = [] serves no listener: leave it out to serve all of them",
+                );
+            }
+            for name in bound.into_inner() {
+                let line = self.line(name.span().start);
+                sections.bindings.push((name.get_ref().clone(), line));
+                listeners.push(name.into_inner());
+            }
+        }
+        let first = hosts.first().map(ToString::to_string).unwrap_or_default();
         Route {
+            name: format!("{first}@{line}"),
             hosts,
-            balance: raw.balance,
-            proxy_protocol: raw.proxy_protocol,
+            listeners,
+            balance: raw.balance.0,
+            proxy_protocol: raw.proxy_protocol.0,
             connect_timeout: self.duration(&raw.connect_timeout, Duration::from_secs(3)),
             connect_attempts,
             backends,
             health,
-            line,
         }
     }
 }
@@ -1026,18 +1017,6 @@ pub fn format_duration(d: Duration) -> String {
         out.push_str("0s");
     }
     out
-}
-
-/// A host pattern, normalised as the peeker normalises the names it routes on
-/// ([`sni_peek::HostName::new`]: lowercase, one trailing dot dropped, the same label rules).
-pub fn host_pattern(s: &str) -> Result<HostPattern, sni_peek::Error> {
-    if s == "*" {
-        return Ok(HostPattern::Any);
-    }
-    Ok(match s.strip_prefix("*.") {
-        Some(domain) => HostPattern::Suffix(format!(".{}", HostName::new(domain)?)),
-        None => HostPattern::Exact(HostName::new(s)?.as_str().to_string()),
-    })
 }
 
 /// `2001:db8::10`, `[2001:db8::11]:8443`, `192.0.2.10`, `192.0.2.10:8080`.
@@ -1246,8 +1225,8 @@ idle_timeout = "5m"
         assert!(c.routes[0].backends[2].backup);
         assert_eq!(c.routes[1].hosts, [HostPattern::Any]);
         assert_eq!(c.routes[1].proxy_protocol, ProxyOut::None);
-        assert_eq!(c.limits.max_connections, 100);
-        assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.limits.engine.max_connections, 100);
+        assert_eq!(c.limits.engine.idle_timeout, Duration::from_secs(300));
     }
 
     #[test]
@@ -1372,19 +1351,19 @@ backends = [{ address = "::2" }, { address = "::2" }]
         assert_eq!(format_duration(Duration::from_secs(7440)), "2h4m");
         assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
         assert_eq!(
-            host_pattern("Example.COM."),
+            HostPattern::parse("Example.COM."),
             Ok(HostPattern::Exact("example.com".into()))
         );
         assert_eq!(
-            host_pattern("*.Example.org"),
+            HostPattern::parse("*.Example.org"),
             Ok(HostPattern::Suffix(".example.org".into()))
         );
         for bad in ["", "a..b", "*.", "**.a", "a.*.b", "-a.b", "a b", "é.com"] {
-            assert!(host_pattern(bad).is_err(), "{bad}");
+            assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
         // The peeker's rules, and its reasons.
         assert_eq!(
-            host_pattern("*.a..b"),
+            HostPattern::parse("*.a..b"),
             Err(sni_peek::Error::InvalidName {
                 reason: "empty label"
             })

@@ -20,33 +20,21 @@
 
 mod config;
 mod demo;
-mod listener;
 mod metrics;
 mod nat64;
-mod relay;
-mod routing;
-#[cfg(target_os = "linux")]
-mod splice;
-mod workers;
 
-use core::net::{SocketAddr, SocketAddrV4};
+use core::net::SocketAddrV4;
 use core::sync::atomic::Ordering;
-use core::time::Duration;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use clap::Parser;
+use sixgate::proxy::Server;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 
-use crate::listener::{Live, Shared, accept_loop};
 use crate::metrics::Metrics;
-use crate::workers::Workers;
 
 /// The sixgate edge proxy: routes TLS by SNI and HTTP by Host to IPv6 backends, with PROXY
 /// protocol, weighted balancing and health checks. Without arguments it runs a self-contained
@@ -90,8 +78,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    // The control thread: configuration, signals, reloads, health checks, metrics and the demo's
-    // backends. Connections run on the workers (`workers.rs`).
+    // The control thread: configuration, signals, reloads, metrics and the demo's backends.
+    // Connections run on the engine's workers.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -177,169 +165,69 @@ async fn run(args: Args) -> ExitCode {
 
 /// Runs until SIGTERM or Ctrl-C, then drains.
 async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), String> {
-    let epoch = Instant::now();
-    let (live, pending) = Live::new(config, None, epoch)?;
-    pending.apply(epoch.elapsed());
     let metrics = Arc::new(Metrics::default());
-    if let Some(n) = &live.config.nat64 {
+    if let Some(n) = &config.nat64 {
         metrics.gateway.store(Some(Arc::new(nat64::start(n)?)));
     }
-    let metrics_task = match live.config.metrics {
+    let metrics_task = match config.metrics {
         Some(address) => {
-            let listener = bind(address, false)
+            let listener = std::net::TcpListener::bind(address)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .and_then(TcpListener::from_std)
                 .map_err(|e| format!("cannot serve metrics on {address}: {e}"))?;
             Some(tokio::spawn(metrics::serve(listener, Arc::clone(&metrics))))
         }
         None => None,
     };
-    let threads = match live.config.limits.threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
-    };
-    let sockets = bind_new(&live, &HashMap::new(), threads)?;
-    let workers = Workers::start(threads).map_err(|e| format!("cannot start the workers: {e}"))?;
+    let threads = config.limits.threads;
+    let server = Server::start_workers(config.engine(), Arc::clone(&metrics) as _, threads)
+        .map_err(|e| e.to_string())?;
     tracing::info!(threads, "workers started");
-    let shared = Arc::new(Shared {
-        live: ArcSwap::from_pointee(live),
-        metrics,
-        epoch,
-    });
-    let mut accepting = HashMap::new();
-    start_accepting(&shared, &workers, sockets, &mut accepting);
+    let mut running = config;
 
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(&shared, path.as_deref(), &workers, &mut accepting),
+            _ = hangup.recv() => reload(&server, &metrics, path.as_deref(), &mut running),
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
 
     // The gateway has no connections to drain: packets in flight are the kernel's to drop.
-    shared.metrics.gateway.store(None);
+    metrics.gateway.store(None);
     // Drain: no new connections; open ones run on until they end or the deadline passes.
-    for stop in accepting.values() {
-        let _ = stop.send(true);
-    }
-    let drain = shared.live.load().config.limits.drain_timeout;
-    let open = shared.metrics.active.load(Ordering::SeqCst);
+    let drain = running.limits.engine.drain_timeout;
+    let open = server.active();
     tracing::info!(
         open,
         "shutting down: waiting up to {drain:?} for open connections"
     );
-    let _ = tokio::time::timeout(drain, async {
-        while shared.metrics.active.load(Ordering::SeqCst) > 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    let left = shared.metrics.active.load(Ordering::SeqCst);
+    let left = server.shutdown().await;
     tracing::info!(left, "stopped");
-    workers.stop();
     if let Some(task) = metrics_task {
         task.abort();
     }
     Ok(())
 }
 
-/// A listening socket. IPv6 addresses are bound IPv6-only, so `0.0.0.0:443` and `[::]:443` can
-/// both be listed (as an operator expects), and IPv4 clients never appear v4-mapped.
-fn bind(address: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
-    if address.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(reuse_port)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
-/// One socket per worker on `address`, sharing the port through `SO_REUSEPORT`.
-fn bind_group(address: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
-    if address.port() != 0 {
-        // A port another process listens on is an error, not a port silently shared with it:
-        // a plain socket cannot join a SO_REUSEPORT group, so this bind fails where it must.
-        drop(bind(address, false)?);
-    }
-    let first = bind(address, true)?;
-    let address = first.local_addr()?;
-    let mut group = vec![first];
-    for _ in 1..count {
-        group.push(bind(address, true)?);
-    }
-    Ok(group)
-}
-
-/// Binds the addresses `live` lists that are not accepting yet, one socket per worker; all of
-/// them or none.
-fn bind_new(
-    live: &Live,
-    accepting: &HashMap<SocketAddr, watch::Sender<bool>>,
-    workers: usize,
-) -> Result<Vec<(SocketAddr, Vec<std::net::TcpListener>)>, String> {
-    live.listeners
-        .keys()
-        .filter(|a| !accepting.contains_key(a))
-        .map(|&a| {
-            bind_group(a, workers)
-                .map(|group| (a, group))
-                .map_err(|e| format!("cannot listen on {a}: {e}"))
-        })
-        .collect()
-}
-
-/// Starts accepting on new sockets and stops the addresses the live configuration dropped.
-fn start_accepting(
-    shared: &Arc<Shared>,
-    workers: &Workers,
-    sockets: Vec<(SocketAddr, Vec<std::net::TcpListener>)>,
-    accepting: &mut HashMap<SocketAddr, watch::Sender<bool>>,
-) {
-    let live = shared.live.load_full();
-    accepting.retain(|address, stop| {
-        let keep = live.listeners.contains_key(address);
-        if !keep {
-            let _ = stop.send(true);
-            tracing::info!(%address, "listener removed");
-        }
-        keep
-    });
-    for (address, group) in sockets {
-        let (stop, stopped) = watch::channel(false);
-        for (worker, listener) in group.into_iter().enumerate() {
-            let task = accept_loop(listener, address, Arc::clone(shared), stopped.clone());
-            workers.spawn_on(worker, task);
-        }
-        tracing::info!(%address, "listening");
-        accepting.insert(address, stop);
-    }
-}
-
-/// SIGHUP: read the file again and apply it whole, or not at all: the new listeners are bound
-/// and the new pools built before anything running changes.
+/// SIGHUP: read the file again and apply it whole, or not at all. The engine builds the new
+/// table and binds new listeners before anything running changes; a gateway that refuses its
+/// part puts the proxy's previous configuration back.
 fn reload(
-    shared: &Arc<Shared>,
+    server: &Server,
+    metrics: &Metrics,
     path: Option<&std::path::Path>,
-    workers: &Workers,
-    accepting: &mut HashMap<SocketAddr, watch::Sender<bool>>,
+    running: &mut config::Config,
 ) {
     let Some(path) = path else {
         tracing::warn!("SIGHUP: the demo has no configuration file to reload");
         return;
     };
     let refuse = |why: &str| {
-        shared
-            .metrics
-            .reload_failures
-            .fetch_add(1, Ordering::Relaxed);
+        metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
             "reload refused, keeping the running configuration: {}: {why}",
             path.display()
@@ -349,33 +237,20 @@ fn reload(
         Ok(c) => c,
         Err(errors) => return errors.iter().for_each(|e| refuse(&e.to_string())),
     };
-    let old = shared.live.load_full();
-    let (live, pending) = match Live::new(config, Some(&old), shared.epoch) {
-        Ok(built) => built,
-        Err(e) => return refuse(&e),
-    };
-    if live.config.limits.threads != old.config.limits.threads {
+    if config.limits.threads != running.limits.threads {
         tracing::warn!("limits.threads changed: it takes effect at the next start, not on reload");
     }
-    let sockets = match bind_new(&live, accepting, workers.len()) {
-        Ok(s) => s,
-        Err(e) => return refuse(&e),
-    };
-    // The last step that can fail: a new MTU the kernel refuses, a gateway that cannot start.
-    if let Err(e) = nat64::reload(&shared.metrics.gateway, live.config.nat64.as_ref()) {
+    if let Err(e) = server.reload(config.engine()) {
+        return refuse(&e.to_string());
+    }
+    if let Err(e) = nat64::reload(&metrics.gateway, config.nat64.as_ref()) {
+        if let Err(back) = server.reload(running.engine()) {
+            tracing::error!("the previous proxy configuration could not be put back: {back}");
+        }
         return refuse(&e);
     }
-    pending.apply(shared.epoch.elapsed());
-    shared.live.store(Arc::new(live));
-    // The old table is freed here, on the control thread, once no connection being routed holds
-    // it: freeing 100,000 routes takes a worker tens of milliseconds away from accepting.
-    tokio::spawn(async move {
-        while Arc::strong_count(&old) > 1 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        drop(old);
-    });
-    start_accepting(shared, workers, sockets, accepting);
-    shared.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+    // The routes live on in the engine's table; this copy is only for the next comparison.
+    *running = config;
+    metrics.reloads.fetch_add(1, Ordering::Relaxed);
     tracing::info!("configuration reloaded from {}", path.display());
 }

@@ -1,31 +1,20 @@
-//! Counters, and an optional address that serves them in the Prometheus text format.
+//! What each connection leaves behind, as the program shows it: one log line per connection,
+//! counters, and an optional address that serves them in the Prometheus text format.
 
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use sixgate::proxy::{Observer, Outcome, Record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-/// Every outcome a connection can have, as the `outcome` label.
-pub const OUTCOMES: [&str; 10] = [
-    "ok",
-    "no_route",
-    "wrong_protocol",
-    "peek_failed",
-    "proxy_header_refused",
-    "backend_unreachable",
-    "idle_timeout",
-    "relay_error",
-    "over_limit",
-    "listener_removed",
-];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub accepted: AtomicU64,
-    pub active: AtomicU64,
-    pub outcomes: [AtomicU64; OUTCOMES.len()],
+    /// Connections ended, refused ones included: `accepted - ended` are open.
+    pub ended: AtomicU64,
+    pub outcomes: [AtomicU64; Outcome::ALL.len()],
     pub bytes_up: AtomicU64,
     pub bytes_down: AtomicU64,
     pub connect_retries: AtomicU64,
@@ -36,13 +25,38 @@ pub struct Metrics {
     pub gateway: arc_swap::ArcSwapOption<sixgate::gateway::Gateway>,
 }
 
-impl Metrics {
-    pub fn outcome(&self, name: &str) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == name) {
-            self.outcomes[i].fetch_add(1, Ordering::Relaxed);
-        }
+impl Observer for Metrics {
+    fn accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn connection(&self, r: &Record<'_>) {
+        self.outcomes[r.outcome.index()].fetch_add(1, Ordering::Relaxed);
+        self.bytes_up.fetch_add(r.up, Ordering::Relaxed);
+        self.bytes_down.fetch_add(r.down, Ordering::Relaxed);
+        self.connect_retries
+            .fetch_add(u64::from(r.retries), Ordering::Relaxed);
+        self.ended.fetch_add(1, Ordering::Relaxed);
+        let backend = r.backend.map(|b| b.to_string());
+        let detail = r.detail.map(ToString::to_string);
+        let (name, route) = (r.name.unwrap_or("-"), r.route.map_or("-", |r| &r.name));
+        let backend = backend.as_deref().unwrap_or("-");
+        let outcome = r.outcome.as_str();
+        let ms = r.duration.as_millis() as u64;
+        let (client, listener, up, down) = (r.client, r.listener, r.up, r.down);
+        let message = detail.as_deref().unwrap_or_default();
+        match r.outcome {
+            Outcome::OverLimit => {
+                tracing::warn!(target: "connection", %client, %listener, name, route, backend, up, down, ms, outcome, "{message}");
+            }
+            _ => {
+                tracing::info!(target: "connection", %client, %listener, name, route, backend, up, down, ms, outcome, "{message}");
+            }
+        }
+    }
+}
+
+impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {
@@ -88,13 +102,16 @@ impl Metrics {
         let _ = writeln!(
             out,
             "sixgate_connections_active {}",
-            self.active.load(Ordering::Relaxed)
+            self.accepted
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.ended.load(Ordering::Relaxed))
         );
         let _ = writeln!(
             out,
             "# HELP sixgate_connections_total Connections ended, by outcome.\n# TYPE sixgate_connections_total counter"
         );
-        for (name, value) in OUTCOMES.iter().zip(&self.outcomes) {
+        for (outcome, value) in Outcome::ALL.iter().zip(&self.outcomes) {
+            let name = outcome.as_str();
             let _ = writeln!(
                 out,
                 "sixgate_connections_total{{outcome=\"{name}\"}} {}",

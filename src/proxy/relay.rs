@@ -1,47 +1,34 @@
 //! Both directions at once, with half-close: a FIN from one side is passed on and the other
-//! direction keeps flowing until it ends too. Bounded buffers; an idle timeout over both.
+//! direction keeps flowing until it ends too. An idle timeout over both.
 //!
-//! Each direction starts by copying through a 16 KiB buffer. On Linux, with the `splice`
-//! method, a direction whose read fills that buffer — a bulk transfer — moves to `splice(2)`
-//! through a pipe of its own, so short exchanges never pay for pipes and long ones never copy.
+//! A direction waits for its socket to be readable holding nothing, then borrows a buffer for
+//! the read and the write ([`super::buffers`]): an idle connection costs no buffer. On Linux,
+//! with [`RelayMethod::Splice`], a direction whose read fills the buffer — a bulk transfer —
+//! moves to `splice(2)` through a pipe of its own, so short exchanges never pay for pipes and
+//! long ones never copy.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use tokio::net::TcpStream;
 
-/// One direction's buffer at most: enough for a TLS record, small enough for many connections.
-const BUFFER: usize = 16 * 1024;
-/// And at first: most exchanges are short, and small blocks are the allocator's fast path.
-const FIRST_BUFFER: usize = 4 * 1024;
-
-/// How bytes cross the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// Read into a buffer here, write it out.
-    Copy,
-    /// Bulk transfers through `splice(2)` and a pipe: the bytes stay in the kernel. Linux only;
-    /// elsewhere it copies. The default: on loopback it moved 2 GiB responses ~20 % faster than
-    /// copying, on half the proxy's CPU time (1.0 vs 0.83 GB/s, 253 vs 479 ticks for 6 GiB).
-    Splice,
-}
+use super::RelayMethod;
+use super::buffers;
 
 /// How a relay ended, and what it carried.
 #[derive(Debug)]
-pub struct Relayed {
+pub(crate) struct Relayed {
     /// Client to backend.
-    pub up: u64,
+    pub(crate) up: u64,
     /// Backend to client.
-    pub down: u64,
-    pub end: End,
+    pub(crate) down: u64,
+    pub(crate) end: End,
 }
 
 #[derive(Debug)]
-pub enum End {
+pub(crate) enum End {
     /// Both sides closed their sending direction.
     Closed,
     /// Nothing moved either way for the idle timeout.
@@ -51,11 +38,11 @@ pub enum End {
 }
 
 /// Relays until both directions end, one fails, or nothing moves for `idle`.
-pub async fn relay(
+pub(crate) async fn relay(
     client: TcpStream,
     backend: TcpStream,
     idle: Duration,
-    method: Method,
+    method: RelayMethod,
 ) -> Relayed {
     let started = Instant::now();
     let last_activity = AtomicU64::new(0);
@@ -96,17 +83,15 @@ pub async fn relay(
 async fn direction(
     from: &TcpStream,
     to: &TcpStream,
-    method: Method,
+    method: RelayMethod,
     carried: &AtomicU64,
     touched: &impl Fn(),
     ended: &AtomicBool,
 ) -> io::Result<()> {
-    // Filled by the kernel, never zeroed here; it grows to BUFFER once a read fills it.
-    let mut buf = Vec::with_capacity(FIRST_BUFFER);
     loop {
         from.readable().await?;
-        buf.clear();
-        let n = match from.try_read_buf(&mut buf) {
+        let mut buf = buffers::lend();
+        let n = match from.try_read(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
@@ -115,18 +100,14 @@ async fn direction(
             return pass_fin(to, ended);
         }
         write_all(to, &buf[..n]).await?;
+        drop(buf);
         carried.fetch_add(n as u64, Ordering::Relaxed);
         touched();
-        if n == buf.capacity() && n < BUFFER {
-            buf.reserve_exact(BUFFER - n);
-            continue;
-        }
         #[cfg(target_os = "linux")]
-        if method == Method::Splice && n == BUFFER {
+        if method == RelayMethod::Splice && n == buffers::SIZE {
             // A bulk transfer: hand the rest to the kernel (unless no pipe can be had).
-            if let Ok(pipe) = crate::splice::Pipe::new() {
-                drop(buf);
-                return crate::splice::copy(from, to, &pipe, carried, touched, ended).await;
+            if let Ok(pipe) = super::splice::Pipe::new() {
+                return super::splice::copy(from, to, &pipe, carried, touched, ended).await;
             }
         }
         #[cfg(not(target_os = "linux"))]
@@ -154,22 +135,14 @@ async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
 
 /// `from` ended: its FIN goes on to `to`, unless the other direction ended first. Then both
 /// sockets are closed right after, and the close sends the FIN: one system call fewer.
-pub fn pass_fin(to: &TcpStream, ended: &AtomicBool) -> io::Result<()> {
+pub(crate) fn pass_fin(to: &TcpStream, ended: &AtomicBool) -> io::Result<()> {
     if ended.swap(true, Ordering::Relaxed) {
         return Ok(());
     }
-    shutdown_write(to)
-}
-
-/// Sends a FIN on a socket both directions share (tokio's `shutdown` needs it exclusively).
-fn shutdown_write(socket: &TcpStream) -> io::Result<()> {
-    // SAFETY: `shutdown` on a descriptor the borrowed stream keeps open; it frees nothing.
-    match unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) } {
-        0 => Ok(()),
-        _ => match io::Error::last_os_error() {
-            // The peer is already gone: nothing left to tell it.
-            e if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
-            e => Err(e),
-        },
+    // tokio's `shutdown` needs the stream exclusively; both directions share it.
+    match socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write) {
+        // The peer is already gone: nothing left to tell it.
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        other => other,
     }
 }

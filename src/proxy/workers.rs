@@ -1,8 +1,5 @@
-//! The connection workers: one thread per core, each with its own single-threaded tokio runtime
-//! and its own listening socket per address (`SO_REUSEPORT`: the kernel spreads new connections
-//! over them). A connection lives and ends on the thread that accepted it: no work stealing and
-//! no cross-thread wake-ups, which were half the proxy's system time (futex) under a
-//! new-connection-per-request load on one shared multi-threaded runtime.
+//! Threads with a single-threaded tokio runtime each, that run what is spawned on them until
+//! stopped (see [`super::Server::start_workers`]).
 
 use core::future::Future;
 use core::time::Duration;
@@ -12,7 +9,7 @@ use std::thread::JoinHandle;
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
-pub struct Workers {
+pub(crate) struct Workers {
     workers: Vec<Worker>,
 }
 
@@ -23,15 +20,15 @@ struct Worker {
 }
 
 impl Workers {
-    /// Starts `count` workers (at least one).
-    pub fn start(count: usize) -> io::Result<Workers> {
+    /// Starts `count` workers (at least one), their threads named `name-0`, `name-1`...
+    pub(crate) fn start(count: usize, name: &str) -> io::Result<Workers> {
         let workers = (0..count.max(1))
             .map(|i| {
                 let runtime = Builder::new_current_thread().enable_all().build()?;
                 let handle = runtime.handle().clone();
                 let (stop, stopped) = oneshot::channel::<()>();
                 let thread = std::thread::Builder::new()
-                    .name(format!("worker-{i}"))
+                    .name(format!("{name}-{i}"))
                     .spawn(move || {
                         // Spawned tasks run while this waits; `stop` (or its drop) ends it.
                         runtime.block_on(async {
@@ -50,12 +47,16 @@ impl Workers {
         Ok(Workers { workers })
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.workers.len()
     }
 
+    pub(crate) fn handle(&self, index: usize) -> &Handle {
+        &self.workers[index].handle
+    }
+
     /// Runs `task` on worker `index`'s thread.
-    pub fn spawn_on<F>(&self, index: usize, task: F)
+    pub(crate) fn spawn_on<F>(&self, index: usize, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -63,7 +64,7 @@ impl Workers {
     }
 
     /// Ends every worker; connections still open are dropped (closed).
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         for w in self.workers {
             let _ = w.stop.send(());
             let _ = w.thread.join();

@@ -1,5 +1,7 @@
 //! Linux `splice(2)`: bytes move socket → pipe → socket inside the kernel, never copied into
 //! this process. Each direction owns one pipe; readiness comes from tokio.
+// Pipes and splice are system calls std does not wrap: each unsafe block says why it is sound.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -11,13 +13,13 @@ use tokio::net::TcpStream;
 const CHUNK: usize = 64 * 1024;
 
 /// A pipe that is closed when dropped.
-pub struct Pipe {
+pub(crate) struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
 }
 
 impl Pipe {
-    pub fn new() -> io::Result<Pipe> {
+    pub(crate) fn new() -> io::Result<Pipe> {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: `fds` is a valid array of two descriptors for pipe2 to fill.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -52,7 +54,7 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 
 /// Moves bytes from `from` to `to` until `from` ends, then passes the FIN on. `touched` is
 /// called after each chunk (the idle timer).
-pub async fn copy(
+pub(crate) async fn copy(
     from: &TcpStream,
     to: &TcpStream,
     pipe: &Pipe,
@@ -65,7 +67,7 @@ pub async fn copy(
         let n = match from.try_io(Interest::READABLE, || {
             splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
         }) {
-            Ok(0) => return crate::relay::pass_fin(to, ended),
+            Ok(0) => return super::relay::pass_fin(to, ended),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),

@@ -1,0 +1,289 @@
+//! Everything one connection goes through: PROXY in, peek, route, connect with retries, PROXY
+//! out with the peeked bytes in one write, relay, and one record when it ends.
+//!
+//! The steps before the relay run in a boxed future of their own, freed when the relay starts:
+//! an idle connection keeps only its two sockets, its record and the relay's small state.
+
+use core::fmt;
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::sync::Arc;
+use std::time::Instant;
+
+use proxy_proto::tokio::ReadConfig;
+use proxy_proto::{Addresses, Builder, Command};
+use sni_peek::{Limits as PeekLimits, Protocol};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::live::{ListenerState, Live, Shared};
+use super::pools::{self, Connected};
+use super::relay::{End, relay};
+use super::{Mode, Outcome, ProxyOut, Record, Route};
+
+/// What is known of a connection so far; it becomes its [`Record`].
+struct Story {
+    started: Instant,
+    client: SocketAddr,
+    listener: SocketAddr,
+    name: Option<Box<str>>,
+    route: Option<Arc<Route>>,
+    backend: Option<SocketAddr>,
+    retries: u32,
+    up: u64,
+    down: u64,
+}
+
+/// How a connection ended before its relay began.
+struct Ended {
+    outcome: Outcome,
+    detail: String,
+}
+
+fn ended(outcome: Outcome, detail: impl fmt::Display) -> Ended {
+    Ended {
+        outcome,
+        detail: detail.to_string(),
+    }
+}
+
+impl Story {
+    fn new(client: SocketAddr, listener: SocketAddr) -> Story {
+        Story {
+            started: Instant::now(),
+            client,
+            listener,
+            name: None,
+            route: None,
+            backend: None,
+            retries: 0,
+            up: 0,
+            down: 0,
+        }
+    }
+
+    fn end(&self, shared: &Shared, outcome: Outcome, detail: Option<&dyn fmt::Display>) {
+        shared.observer.connection(&Record {
+            client: self.client,
+            listener: self.listener,
+            name: self.name.as_deref(),
+            route: self.route.as_deref(),
+            backend: self.backend,
+            retries: self.retries,
+            up: self.up,
+            down: self.down,
+            duration: self.started.elapsed(),
+            outcome,
+            detail,
+        });
+    }
+}
+
+/// Serves one accepted connection to its end.
+pub(crate) async fn serve(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    settings: Arc<ListenerState>,
+    live: Arc<Live>,
+    shared: Arc<Shared>,
+) {
+    let _ = client.set_nodelay(true);
+    // Addresses are kept canonical: an IPv4 client is IPv4 in records and headers, even if a
+    // socket said ::ffff:.
+    let local = client.local_addr().map_or(settings.address, canonical);
+    let mut story = Story::new(canonical(peer), local);
+    let prepared = Box::pin(prepare(&mut client, &mut story, &settings, &live, &shared)).await;
+    let (backend, in_flight) = match prepared {
+        Ok(Connected {
+            stream, in_flight, ..
+        }) => (stream, in_flight),
+        Err(e) => return story.end(&shared, e.outcome, Some(&e.detail)),
+    };
+    // The table is let go first: a change must not wait for long connections to stop the
+    // health checks of routes it removed.
+    let limits = live.limits;
+    drop((live, settings));
+    let peeked = story.up;
+    let relayed = relay(client, backend, limits.idle_timeout, limits.relay).await;
+    drop(in_flight);
+    story.up = peeked + relayed.up;
+    story.down = relayed.down;
+    // A backend that never answered (a plain HTTP server sent TLS, say) is no success, whoever
+    // gave up first.
+    let silent = story.down == 0;
+    let (outcome, detail) = match relayed.end {
+        End::Error(e) => return story.end(&shared, Outcome::RelayError, Some(&e)),
+        End::Closed if silent => (Outcome::BackendSilent, "closed: the backend sent nothing"),
+        End::Idle if silent => (
+            Outcome::BackendSilent,
+            "idle timeout: the backend sent nothing",
+        ),
+        End::Closed => (Outcome::Ok, "closed"),
+        End::Idle => (Outcome::IdleTimeout, "idle timeout"),
+    };
+    story.end(&shared, outcome, Some(&detail));
+}
+
+/// A connection refused at accept: its record, at once.
+pub(crate) fn refused(
+    shared: &Shared,
+    client: SocketAddr,
+    listener: SocketAddr,
+    outcome: Outcome,
+    detail: &dyn fmt::Display,
+) {
+    Story::new(canonical(client), listener).end(shared, outcome, Some(detail));
+}
+
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+/// PROXY in, peek, route, connect, first write: a connected backend that has every byte the
+/// client sent so far (counted in `story.up`).
+async fn prepare(
+    client: &mut TcpStream,
+    story: &mut Story,
+    settings: &ListenerState,
+    live: &Live,
+    shared: &Shared,
+) -> Result<Connected, Ended> {
+    let deadline = tokio::time::Instant::now() + settings.peek_timeout;
+
+    // 1. A PROXY header, from trusted sources only (and required from them).
+    let mut target = story.listener;
+    let early = match &settings.trust {
+        None => Vec::new(),
+        Some(trust) => {
+            let config = ReadConfig {
+                timeout: settings.peek_timeout,
+                parser: proxy_proto::Parser::new().lenient_v1(settings.lenient_proxy_v1),
+            };
+            let peer = story.client;
+            let accepted = proxy_proto::tokio::read_header(client, peer, trust, &config)
+                .await
+                .map_err(|e| ended(Outcome::ProxyHeaderRefused, e))?;
+            if let Some(h) = accepted.header() {
+                let h = h.header();
+                story.client = h.source().map_or(story.client, canonical);
+                target = h.destination().map_or(target, canonical);
+            }
+            accepted.rest().to_vec()
+        }
+    };
+
+    // 2. Peek: read until the name is known, keeping every byte.
+    let mut reader = (&early[..]).chain(&mut *client);
+    let peeked = sni_peek::tokio::peek(&mut reader, deadline, &PeekLimits::default())
+        .await
+        .map_err(|e| ended(Outcome::PeekFailed, e))?;
+    let protocol = peeked.summary.protocol;
+    let name = peeked.summary.host.as_ref().map(|h| h.as_str());
+    story.name = name.map(Box::from);
+    let wanted = match settings.mode {
+        Mode::Tls => protocol == Protocol::Tls,
+        Mode::Http => matches!(protocol, Protocol::Http1 | Protocol::H2),
+        Mode::Auto => protocol != Protocol::Unknown,
+    };
+    if !wanted {
+        let why = format!("{protocol:?} on a {:?} listener", settings.mode);
+        return Err(ended(Outcome::WrongProtocol, why));
+    }
+
+    // 3. Route, then a backend, retrying the next candidate on a failed connect.
+    let Some(route) = live.table.find(name, settings.index) else {
+        refuse(client, protocol, Refusal::NoRoute).await;
+        return Err(ended(
+            Outcome::NoRoute,
+            "no route for this name on this listener",
+        ));
+    };
+    story.route = Some(Arc::clone(&route.spec));
+    let port = story.listener.port();
+    let connected = match pools::connect(route, port, story.client.ip(), shared.epoch).await {
+        Ok(c) => c,
+        Err(e) => {
+            refuse(client, protocol, Refusal::Unavailable).await;
+            return Err(ended(Outcome::BackendUnreachable, e));
+        }
+    };
+    story.backend = Some(connected.backend);
+    story.retries = connected.retries;
+
+    // 4. The PROXY header and every peeked byte, in one write.
+    let addresses = Addresses::from_pair(story.client, target);
+    let first = first_write(route.spec.proxy_protocol, addresses, name, &peeked.bytes)
+        .map_err(|e| ended(Outcome::RelayError, format_args!("PROXY header: {e}")))?;
+    let mut backend = connected;
+    let timeout = route.spec.connect_timeout;
+    let written = tokio::time::timeout(timeout, backend.stream.write_all(&first)).await;
+    if let Err(e) = written
+        .map_err(|_| format!("no room within {timeout:?}"))
+        .and_then(|w| w.map_err(|e| e.to_string()))
+    {
+        backend.in_flight.record_failure(shared.epoch.elapsed());
+        return Err(ended(
+            Outcome::RelayError,
+            format_args!("writing to the backend: {e}"),
+        ));
+    }
+    story.up = peeked.bytes.len() as u64;
+    Ok(backend)
+}
+
+/// The PROXY header the route asks for (v2 with the name as AUTHORITY), then the peeked bytes.
+fn first_write(
+    version: ProxyOut,
+    addresses: Addresses<'_>,
+    name: Option<&str>,
+    peeked: &[u8],
+) -> Result<Vec<u8>, proxy_proto::EmitError> {
+    let header = match (version, name) {
+        (ProxyOut::None, _) => None,
+        (ProxyOut::V1, _) => Some(Builder::v1(addresses)),
+        (ProxyOut::V2, Some(name)) => Some(Builder::v2(Command::Proxy, addresses).authority(name)),
+        (ProxyOut::V2, None) => Some(Builder::v2(Command::Proxy, addresses)),
+    };
+    let header_len = header.as_ref().map_or(Ok(0), Builder::len)?;
+    let mut first = vec![0; header_len];
+    if let Some(header) = header {
+        header.write(&mut first)?;
+    }
+    first.extend_from_slice(peeked);
+    Ok(first)
+}
+
+enum Refusal {
+    NoRoute,
+    Unavailable,
+}
+
+/// Tells the client why, in its own protocol, then closes without resetting the answer away.
+async fn refuse(client: &mut TcpStream, protocol: Protocol, why: Refusal) {
+    let answer: &[u8] = match (protocol, why) {
+        // A fatal alert: unrecognized_name (112), internal_error (80).
+        (Protocol::Tls, Refusal::NoRoute) => &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112],
+        (Protocol::Tls, Refusal::Unavailable) => &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80],
+        (Protocol::Http1, Refusal::NoRoute) => {
+            b"HTTP/1.1 421 Misdirected Request\r\nContent-Type: text/plain\r\nContent-Length: 24\r\nConnection: close\r\n\r\nno route for this host.\n"
+        }
+        (Protocol::Http1, Refusal::Unavailable) => {
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 25\r\nConnection: close\r\n\r\nno backend is reachable.\n"
+        }
+        // HTTP/2 with prior knowledge: our (empty) SETTINGS, then GOAWAY with no stream
+        // processed and REFUSED_STREAM (7), so the client may retry elsewhere.
+        (Protocol::H2, _) => &[
+            0, 0, 0, 4, 0, 0, 0, 0, 0, // SETTINGS, no parameters
+            0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, // GOAWAY, last stream 0
+        ],
+        _ => b"",
+    };
+    let _ = client.write_all(answer).await;
+    let _ = client.shutdown().await;
+    // Read what the client still sends for a moment, so closing does not reset the answer away.
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
