@@ -1035,7 +1035,7 @@ fn the_demo_runs_with_no_arguments_and_its_commands_work() {
         .filter(|l| l.starts_with("curl "))
         .map(String::from)
         .collect();
-    assert_eq!(commands.len(), 4, "{text}");
+    assert_eq!(commands.len(), 5, "{text}");
     let shell = |command: &str| {
         let command = command.split('#').next().unwrap_or_default();
         let args: Vec<String> = command
@@ -1057,8 +1057,11 @@ fn the_demo_runs_with_no_arguments_and_its_commands_work() {
                 i += 1;
             }
         }
-        String::from_utf8_lossy(&Command::new(&curl).args(&joined).output().unwrap().stdout)
-            .to_string()
+        let out = Command::new(&curl).args(&joined).output().unwrap();
+        // What curl says of a failure goes to stderr: keep it, after the answer.
+        [out.stdout, out.stderr]
+            .map(|o| String::from_utf8_lossy(&o).into_owned())
+            .concat()
     };
     assert!(shell(&commands[0]).contains("hello from the plain demo backend"));
     assert!(shell(&commands[1]).contains("hello from the secure demo backend"));
@@ -1066,6 +1069,8 @@ fn the_demo_runs_with_no_arguments_and_its_commands_work() {
     assert!(header.contains("version: 1 "), "{header}");
     assert!(header.contains("source: 127.0.0.1:"), "{header}");
     assert!(shell(&commands[3]).contains("421 Misdirected Request"));
+    let refused = shell(&commands[4]);
+    assert!(refused.contains("unrecognized name"), "{refused}");
     // A raw client: two requests on one connection, the second with `Connection: close`. Both
     // are answered (keep-alive), /proxy-header with this client's own address, and then the
     // backend closes: EOF within a second.

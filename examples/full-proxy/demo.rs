@@ -42,23 +42,27 @@ pub async fn start() -> std::io::Result<Demo> {
     let text = format!(
         r#"
 [[listen]]
+name = "http"
 addresses = ["127.0.0.1:{http_port}", "[::1]:{http_port}"]
 mode = "http"
 peek_timeout = "5s"
 
 [[listen]]
+name = "https"
 addresses = ["127.0.0.1:{tls_port}", "[::1]:{tls_port}"]
 mode = "tls"
 peek_timeout = "5s"
 
 [[route]]
 hosts = ["{PLAIN_HOST}"]
+listeners = ["http"]
 proxy_protocol = "v1"
 backends = [{{ address = "{plain_addr}" }}]
 health = {{ interval = "2s", timeout = "1s" }}
 
 [[route]]
 hosts = ["{SECURE_HOST}"]
+listeners = ["https"]
 proxy_protocol = "v2"
 backends = [{{ address = "{secure_addr}" }}]
 health = {{ interval = "2s", timeout = "1s" }}
@@ -76,8 +80,8 @@ health = {{ interval = "2s", timeout = "1s" }}
 }
 
 impl Demo {
-    /// What the demo prints at start: its addresses, and four commands to try (the README shows
-    /// the same four).
+    /// What the demo prints at start: its addresses, and five commands to try (the README shows
+    /// the same five).
     pub fn instructions(&self) -> String {
         let (h, t) = (self.http_port, self.tls_port);
         let commands = [
@@ -96,6 +100,10 @@ impl Demo {
             (
                 format!("curl -i -H 'Host: unknown.test' http://127.0.0.1:{h}/"),
                 "no route: 421",
+            ),
+            (
+                format!("curl -k --resolve {PLAIN_HOST}:{t}:127.0.0.1 https://{PLAIN_HOST}:{t}/"),
+                "its route serves the http listener only: TLS alert unrecognized_name",
             ),
         ];
         let width = commands.iter().map(|(c, _)| c.len()).max().unwrap_or(0);

@@ -20,6 +20,7 @@
 
 mod config;
 mod demo;
+mod memory;
 mod metrics;
 mod nat64;
 
@@ -179,6 +180,7 @@ async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), Stri
         }
         None => None,
     };
+    let trimming = tokio::spawn(memory::trim_after_closes(Arc::clone(&metrics)));
     let threads = config.limits.threads;
     let server = Server::start_workers(config.engine(), Arc::clone(&metrics) as _, threads)
         .map_err(|e| e.to_string())?;
@@ -207,6 +209,7 @@ async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), Stri
     );
     let left = server.shutdown().await;
     tracing::info!(left, "stopped");
+    trimming.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }

@@ -104,7 +104,7 @@ pub(crate) async fn serve(
     let limits = live.limits;
     drop((live, settings));
     let peeked = story.up;
-    let relayed = relay(client, backend, limits.idle_timeout, limits.relay).await;
+    let relayed = relay(&client, &backend, limits.idle_timeout, limits.relay).await;
     drop(in_flight);
     story.up = peeked + relayed.up;
     story.down = relayed.down;

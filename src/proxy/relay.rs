@@ -7,7 +7,10 @@
 //! moves to `splice(2)` through a pipe of its own, so short exchanges never pay for pipes and
 //! long ones never copy.
 
+use core::future::{Future, poll_fn};
+use core::pin::pin;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::task::Poll;
 use core::time::Duration;
 use std::io;
 use std::time::Instant;
@@ -38,9 +41,13 @@ pub(crate) enum End {
 }
 
 /// Relays until both directions end, one fails, or nothing moves for `idle`.
+///
+/// The two directions and the idle timer are polled side by side from this one frame, not
+/// through `join!`/`select!` (which would hold a moved copy of each): an idle connection's
+/// task is mostly this frame.
 pub(crate) async fn relay(
-    client: TcpStream,
-    backend: TcpStream,
+    client: &TcpStream,
+    backend: &TcpStream,
     idle: Duration,
     method: RelayMethod,
 ) -> Relayed {
@@ -49,13 +56,9 @@ pub(crate) async fn relay(
     let touch = || last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
     let ended = AtomicBool::new(false);
-    let directions = async {
-        tokio::try_join!(
-            direction(&client, &backend, method, &up, &touch, &ended),
-            direction(&backend, &client, method, &down, &touch, &ended),
-        )
-    };
-    let idle_watch = async {
+    let mut upward = pin!(direction(client, backend, method, &up, &touch, &ended));
+    let mut downward = pin!(direction(backend, client, method, &down, &touch, &ended));
+    let mut idle_watch = pin!(async {
         loop {
             let since = Duration::from_millis(last_activity.load(Ordering::Relaxed));
             let quiet_for = started.elapsed().saturating_sub(since);
@@ -64,14 +67,24 @@ pub(crate) async fn relay(
             }
             tokio::time::sleep(idle - quiet_for).await;
         }
-    };
-    let end = tokio::select! {
-        result = directions => match result {
-            Ok(_) => End::Closed,
-            Err(e) => End::Error(e),
-        },
-        () = idle_watch => End::Idle,
-    };
+    });
+    let (mut up_done, mut down_done) = (false, false);
+    let end = poll_fn(|cx| {
+        for (done, direction) in [(&mut up_done, &mut upward), (&mut down_done, &mut downward)] {
+            if !*done {
+                match direction.as_mut().poll(cx) {
+                    Poll::Ready(Ok(())) => *done = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(End::Error(e)),
+                    Poll::Pending => {}
+                }
+            }
+        }
+        if up_done && down_done {
+            return Poll::Ready(End::Closed);
+        }
+        idle_watch.as_mut().poll(cx).map(|()| End::Idle)
+    })
+    .await;
     Relayed {
         up: up.load(Ordering::Relaxed),
         down: down.load(Ordering::Relaxed),
@@ -89,7 +102,7 @@ async fn direction(
     ended: &AtomicBool,
 ) -> io::Result<()> {
     loop {
-        from.readable().await?;
+        readable(from).await?;
         let mut buf = buffers::lend();
         let n = match from.try_read(&mut buf) {
             Ok(n) => n,
@@ -107,7 +120,11 @@ async fn direction(
         if method == RelayMethod::Splice && n == buffers::SIZE {
             // A bulk transfer: hand the rest to the kernel (unless no pipe can be had).
             if let Ok(pipe) = super::splice::Pipe::new() {
-                return super::splice::copy(from, to, &pipe, carried, touched, ended).await;
+                // Boxed: a connection that never splices carries none of its state.
+                return Box::pin(super::splice::copy(
+                    from, to, &pipe, carried, touched, ended,
+                ))
+                .await;
             }
         }
         #[cfg(not(target_os = "linux"))]
@@ -117,7 +134,7 @@ async fn direction(
 
 async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
-        to.writable().await?;
+        writable(to).await?;
         match to.try_write(bytes) {
             Ok(0) => {
                 return Err(io::Error::new(
@@ -131,6 +148,19 @@ async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Waits until `socket` may be read. Unlike `TcpStream::readable`, this holds no waiter of its
+/// own (a hundred-odd bytes per idle direction): the socket keeps one reader's waker, and each
+/// socket has one reader here, the direction that reads it.
+pub(crate) async fn readable(socket: &TcpStream) -> io::Result<()> {
+    poll_fn(|cx| socket.poll_read_ready(cx)).await
+}
+
+/// Waits until `socket` may be written; each socket has one writer here, the direction that
+/// writes to it.
+pub(crate) async fn writable(socket: &TcpStream) -> io::Result<()> {
+    poll_fn(|cx| socket.poll_write_ready(cx)).await
 }
 
 /// `from` ended: its FIN goes on to `to`, unless the other direction ended first. Then both

@@ -63,7 +63,7 @@ pub(crate) async fn copy(
     ended: &core::sync::atomic::AtomicBool,
 ) -> io::Result<()> {
     loop {
-        from.readable().await?;
+        super::relay::readable(from).await?;
         let n = match from.try_io(Interest::READABLE, || {
             splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
         }) {
@@ -74,7 +74,7 @@ pub(crate) async fn copy(
         };
         let mut left = n;
         while left > 0 {
-            to.writable().await?;
+            super::relay::writable(to).await?;
             match to.try_io(Interest::WRITABLE, || {
                 splice(pipe.read.as_raw_fd(), to.as_raw_fd(), left)
             }) {
