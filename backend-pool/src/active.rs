@@ -21,7 +21,6 @@ use core::time::Duration;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Weak};
 
-use tokio::net::TcpStream;
 use tokio::task::{Id, JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -34,8 +33,10 @@ const MAX_CONCURRENT_PROBES: usize = 64;
 /// What a probe returns: true when the backend is fit for traffic.
 pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
-/// A health probe. [`TcpConnect`] is the default; implement this for an HTTP check, a PROXY
-/// protocol handshake or anything else.
+/// A health probe. [`TcpConnect`](crate::TcpConnect) is the default,
+/// [`TcpExchange`](crate::TcpExchange) sends a request and looks for an answer, and
+/// `TlsHandshake` (feature `tls-check`) completes a TLS handshake; implement this for an HTTP
+/// check, a PROXY protocol handshake or anything else.
 pub trait Probe: Send + Sync + 'static {
     /// Probes one backend. The checker applies the timeout, so this may simply await.
     fn probe<'a>(&'a self, backend: &'a Backend) -> ProbeFuture<'a>;
@@ -45,27 +46,6 @@ pub trait Probe: Send + Sync + 'static {
     fn judges(&self, backend: &Backend) -> bool {
         let _ = backend;
         true
-    }
-}
-
-/// Healthy when a TCP connection to the backend's address opens. It does not judge backends
-/// identified by name (it would have to resolve them): active checks leave those alone, and
-/// passive health still applies. Give such pools a custom [`Probe`] that resolves the name.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TcpConnect;
-
-impl Probe for TcpConnect {
-    fn probe<'a>(&'a self, backend: &'a Backend) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            match &backend.id {
-                BackendId::Addr(addr) => TcpStream::connect(*addr).await.is_ok(),
-                BackendId::Name(_) => false,
-            }
-        })
-    }
-
-    fn judges(&self, backend: &Backend) -> bool {
-        matches!(backend.id, BackendId::Addr(_))
     }
 }
 
@@ -280,7 +260,7 @@ fn jittered(config: &ActiveConfig, rng: &mut Rng) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{PoolConfig, WeightedRandom};
+    use crate::{PoolConfig, TcpConnect, WeightedRandom};
     use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
     struct Switch {

@@ -74,13 +74,15 @@ mod maglev;
 mod padded;
 mod plan;
 mod pool;
+#[cfg(feature = "tokio")]
+mod probe;
 mod random;
 mod rng;
 mod swrr;
 mod tried;
 
 #[cfg(feature = "tokio")]
-pub use active::{ActiveChecks, ActiveConfig, Probe, ProbeFuture, TcpConnect};
+pub use active::{ActiveChecks, ActiveConfig, Probe, ProbeFuture};
 pub use algorithm::{Algorithm, Member, Proposal};
 pub use backend::{Backend, BackendId, Tier};
 pub use candidate::{Candidate, Candidates, InFlight};
@@ -90,6 +92,8 @@ pub use health::HealthStatus;
 pub use least_conn::LeastConn;
 pub use maglev::{Maglev, MaglevConfig};
 pub use pool::{Pool, Snapshot, SnapshotRef};
+#[cfg(feature = "tokio")]
+pub use probe::{TcpConnect, TcpExchange};
 pub use random::WeightedRandom;
 pub use rng::Rng;
 pub use swrr::{SmoothConfig, SmoothWeighted};
