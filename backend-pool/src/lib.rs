@@ -14,7 +14,8 @@
 //!   counts survive rebuilds.
 //! - **Health keyed by identity**, so it survives weight and membership changes: passive ejection
 //!   with growing back-off and probation, active checks with rise/fall (the `tokio` feature runs
-//!   them), slow start, a backup tier, a panic threshold.
+//!   them: a TCP connect, a TCP send/expect exchange, a TLS handshake with `tls-check`, or a
+//!   probe of your own), slow start, a backup tier, a panic threshold.
 //! - **Lock-free reads**: membership changes publish a new immutable [`Snapshot`] through
 //!   `arc-swap`; a pick takes no lock and allocates nothing.
 //! - **Time and randomness are inputs** (`now`, a monotonic clock that must not go backwards, and
@@ -79,6 +80,8 @@ mod probe;
 mod random;
 mod rng;
 mod swrr;
+#[cfg(feature = "tls-check")]
+mod tls_probe;
 mod tried;
 
 #[cfg(feature = "tokio")]
@@ -97,6 +100,8 @@ pub use probe::{TcpConnect, TcpExchange};
 pub use random::WeightedRandom;
 pub use rng::Rng;
 pub use swrr::{SmoothConfig, SmoothWeighted};
+#[cfg(feature = "tls-check")]
+pub use tls_probe::TlsHandshake;
 
 /// The README's example, compiled and run with the doctests so it cannot drift.
 #[cfg(doctest)]
