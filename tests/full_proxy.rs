@@ -360,6 +360,9 @@ fn a_killed_backend_costs_no_client_connection_and_comes_back_after_rise() {
             proxy.log()
         );
     }
+    // Long enough for `fall` (2) failed checks: down by the active checks, not only ejected
+    // by the failed connects (which one good check would end).
+    std::thread::sleep(Duration::from_millis(700));
     // It comes back on the same address; after `rise` good checks it is picked again.
     let back = Named::start_on(
         TcpListener::bind(flaky_addr).unwrap(),
