@@ -63,6 +63,6 @@ pub use error::Error;
 pub use observer::{Observer, Outcome, Record};
 pub use server::Server;
 pub use settings::{
-    BackendSpec, Balance, Config, Health, HostPattern, Limits, Listener, Mode, ProxyOut,
+    BackendSpec, Balance, Check, Config, Health, HostPattern, Limits, Listener, Mode, ProxyOut,
     RelayMethod, Route, UnknownName,
 };

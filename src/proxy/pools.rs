@@ -19,12 +19,12 @@ use std::time::Instant;
 
 use backend_pool::{
     ActiveChecks, ActiveConfig, Algorithm, Backend, BackendId, InFlight, LeastConn, Maglev, Pool,
-    PoolConfig, PoolError, Rng, SmoothWeighted, TcpConnect,
+    PoolConfig, PoolError, Probe, Rng, SmoothWeighted, TcpConnect, TcpExchange, TlsHandshake,
 };
 use tokio::net::TcpStream;
 
 use super::table::RouteState;
-use super::{Balance, Health, Route};
+use super::{Balance, Check, Health, Route};
 
 /// One pool with its algorithm, and its active checks while it lives.
 pub(crate) struct Balancer {
@@ -146,6 +146,16 @@ fn pool_config(settings: &PoolSettings) -> PoolConfig {
     config
 }
 
+/// The probe that asks what `check` asks; refused when it never could (an `expect` beyond the
+/// 16 KiB read, an SNI that is no name).
+fn probe_of(check: &Check) -> Result<Arc<dyn Probe>, PoolError> {
+    Ok(match check {
+        Check::Connect => Arc::new(TcpConnect),
+        Check::Exchange { send, expect } => Arc::new(TcpExchange::new(&send[..], &expect[..])?),
+        Check::Tls { server_name } => Arc::new(TlsHandshake::new(server_name.as_deref())?),
+    })
+}
+
 impl Balancer {
     pub(crate) fn new(key: &PoolKey, epoch: Instant) -> Result<Self, PoolError> {
         let seed = seed();
@@ -175,7 +185,7 @@ impl Balancer {
                     jitter_percent: 10,
                     timeout: h.timeout,
                 };
-                let probe = Arc::new(TcpConnect);
+                let probe = probe_of(&h.check)?;
                 Some(match &pool {
                     Pools::RoundRobin(p) => {
                         p.start_active_checks(active, probe, epoch.into(), seed)?

@@ -210,17 +210,55 @@ impl From<SocketAddr> for BackendSpec {
     }
 }
 
-/// Active health checks of a route's backends.
+/// Active health checks of a route's backends: HAProxy's `check inter <interval> rise <rise>
+/// fall <fall>`, with `timeout check <timeout>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Health {
-    /// Between two checks of a backend.
+    /// Between the starts of two checks of a backend (each backend on its own cadence, with
+    /// up to 10 % jitter).
     pub interval: Duration,
-    /// For one check.
+    /// For one check, connect included.
     pub timeout: Duration,
     /// Successes in a row that bring a backend back.
     pub rise: u32,
     /// Failures in a row that take it out.
     pub fall: u32,
+    /// What one check asks of a backend.
+    pub check: Check,
+}
+
+/// What one health check asks of a backend; a check that takes longer than
+/// [`Health::timeout`] fails. Each closes its connection when done.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Check {
+    /// A TCP connection opens. HAProxy's plain `check`.
+    #[default]
+    Connect,
+    /// The backend answers `send` with `expect`: connect, write `send` (empty: the server
+    /// speaks first), read until `expect` appears anywhere in the answer's first 16 KiB (empty:
+    /// writing is enough). The answer ending or reaching 16 KiB first fails. HAProxy's
+    /// `option tcp-check` with `tcp-check send <send>` and `tcp-check expect string <expect>`.
+    ///
+    /// An `expect` longer than 16 KiB could never match: a table with one is refused
+    /// ([`Error::Pool`](super::Error::Pool)).
+    Exchange {
+        /// Written as soon as the connection opens, as raw bytes.
+        send: Box<[u8]>,
+        /// Looked for in the answer, as raw bytes.
+        expect: Box<[u8]>,
+    },
+    /// A TLS handshake (1.3 or 1.2) completes; then close_notify and close. The certificate is
+    /// not verified (the question is whether the TLS service answers, not whether it is
+    /// trusted), but the handshake's signatures are. HAProxy's `check-ssl verify none`, with
+    /// `check-sni <server_name>`.
+    ///
+    /// A `server_name` that is neither a DNS name nor an IP address is refused at table build
+    /// ([`Error::Pool`](super::Error::Pool)).
+    Tls {
+        /// Sent as SNI (an IP address is accepted but, as in any TLS client, not sent);
+        /// `None`: no SNI is sent.
+        server_name: Option<String>,
+    },
 }
 
 /// What every connection shares.
