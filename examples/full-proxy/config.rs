@@ -165,6 +165,16 @@ struct RawHealth {
     rise: Option<u32>,
     #[serde(default)]
     fall: Option<u32>,
+    /// A plain TCP exchange: what to write, and what the answer must contain.
+    #[serde(default)]
+    send: Option<Spanned<String>>,
+    #[serde(default)]
+    expect: Option<Spanned<String>>,
+    /// A TLS handshake instead, with `sni` as its server name.
+    #[serde(default)]
+    tls: Option<Spanned<bool>>,
+    #[serde(default)]
+    sni: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -929,11 +939,57 @@ impl Checker {
             if rise == 0 || fall == 0 {
                 self.error::<()>(span, "health rise and fall must be at least 1");
             }
+            let tls = h.tls.filter(|t| *t.get_ref());
+            if let (Some(tls), true) = (&tls, h.send.is_some() || h.expect.is_some()) {
+                self.error::<()>(
+                    tls.span(),
+                    "tls = true checks a TLS handshake; send and expect are for a plain TCP \
+                     check: use one or the other",
+                );
+            }
+            if let (None, Some(sni)) = (&tls, &h.sni) {
+                self.error::<()>(
+                    sni.span(),
+                    "sni is the name a TLS check sends: it needs tls = true",
+                );
+            }
+            let limit = sixgate::backend_pool::TcpExchange::READ_LIMIT;
+            if let Some(expect) = h.expect.as_ref().filter(|e| e.get_ref().len() > limit) {
+                let message = format!(
+                    "expect is {} bytes: a check reads at most {limit} bytes of the answer, \
+                     so it could never be found",
+                    expect.get_ref().len()
+                );
+                self.error::<()>(expect.span(), message);
+            }
+            let server_name = h.sni.and_then(|sni| {
+                let name = sixgate::sni_peek::HostName::new(sni.get_ref());
+                match name {
+                    Ok(name) => Some(name.as_str().to_owned()),
+                    Err(e) => self.error(
+                        sni.span(),
+                        format!("sni {:?} is not a host name ({e})", sni.get_ref()),
+                    ),
+                }
+            });
+            let bytes = |s: Option<Spanned<String>>| {
+                s.map(|s| s.into_inner().into_bytes().into_boxed_slice())
+                    .unwrap_or_default()
+            };
+            let check = match (tls, h.send, h.expect) {
+                (Some(_), ..) => sixgate::proxy::Check::Tls { server_name },
+                (None, None, None) => sixgate::proxy::Check::Connect,
+                (None, send, expect) => sixgate::proxy::Check::Exchange {
+                    send: bytes(send),
+                    expect: bytes(expect),
+                },
+            };
             Box::new(Health {
                 interval: self.duration(&h.interval, Duration::from_secs(2)),
                 timeout: self.duration(&h.timeout, Duration::from_secs(1)),
                 rise: rise.max(1),
                 fall: fall.max(1),
+                check,
             })
         });
         let mut listeners = Vec::new();
@@ -1677,5 +1733,115 @@ session_capacity = 0
         assert_eq!(cfg.timeouts, defaults.timeouts);
         assert_eq!(cfg.capacity, defaults.capacity, "the documented default");
         assert_eq!(cfg.limits.refuse_ports, [25]);
+    }
+
+    /// The health check of a one-route file whose route ends with `health`.
+    fn health_of(health: &str) -> Result<Health, Vec<ConfigError>> {
+        let text = format!(
+            "[[listen]]\naddresses = [\"[::1]:8443\"]\n[[route]]\nhosts = [\"*\"]\n\
+             backends = [{{ address = \"2001:db8::10\" }}]\n{health}\n"
+        );
+        parse(&text).map(|c| *c.routes[0].health.clone().unwrap())
+    }
+
+    #[test]
+    fn health_checks_connect_exchange_or_handshake() {
+        use sixgate::proxy::Check;
+        let plain = health_of("health = { interval = \"1s\" }").unwrap();
+        assert_eq!(plain.check, Check::Connect);
+        // TOML's escapes make the line ends a protocol needs.
+        let redis = health_of(r#"health = { send = "PING\r\n", expect = "+PONG" }"#).unwrap();
+        assert_eq!(
+            redis.check,
+            Check::Exchange {
+                send: b"PING\r\n"[..].into(),
+                expect: b"+PONG"[..].into()
+            }
+        );
+        assert_eq!((redis.rise, redis.fall), (2, 3), "the defaults stay");
+        let smtp = health_of("[route.health]\nexpect = \"220 \"").unwrap();
+        assert_eq!(
+            smtp.check,
+            Check::Exchange {
+                send: Box::default(),
+                expect: b"220 "[..].into()
+            }
+        );
+        let tls = health_of("health = { tls = true, sni = \"Check.Example.\" }").unwrap();
+        assert_eq!(
+            tls.check,
+            Check::Tls {
+                server_name: Some("check.example".into())
+            }
+        );
+        let tls = health_of("health = { tls = true }").unwrap();
+        assert_eq!(tls.check, Check::Tls { server_name: None });
+        let off = health_of("health = { tls = false, send = \"x\" }").unwrap();
+        assert!(matches!(off.check, Check::Exchange { .. }), "{off:?}");
+    }
+
+    #[test]
+    fn health_check_mistakes_on_their_lines() {
+        let e = health_of("[route.health]\nexpect = \"OK\"\ntls = true").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 8, "{e:?}");
+        assert_eq!(
+            e[0].message,
+            "tls = true checks a TLS handshake; send and expect are for a plain TCP check: use \
+             one or the other"
+        );
+        let e = health_of("[route.health]\ninterval = \"1s\"\nsni = \"a.example\"").unwrap_err();
+        assert_eq!((e.len(), e[0].line), (1, 8), "{e:?}");
+        assert_eq!(
+            e[0].message,
+            "sni is the name a TLS check sends: it needs tls = true"
+        );
+        let e = health_of("health = { tls = false, sni = \"a.example\" }").unwrap_err();
+        assert_eq!((e.len(), e[0].line), (1, 6), "{e:?}");
+        let e = health_of("[route.health]\ntls = true\nsni = \"a..b\"").unwrap_err();
+        assert_eq!((e.len(), e[0].line), (1, 8), "{e:?}");
+        assert!(
+            e[0].message.starts_with("sni \"a..b\" is not a host name"),
+            "{e:?}"
+        );
+        let long = "x".repeat(16 * 1024 + 1);
+        let e = health_of(&format!(
+            "[route.health]\nsend = \"a\"\nexpect = \"{long}\""
+        ))
+        .unwrap_err();
+        assert_eq!((e.len(), e[0].line), (1, 8), "{e:?}");
+        assert_eq!(
+            e[0].message,
+            "expect is 16385 bytes: a check reads at most 16384 bytes of the answer, so it could \
+             never be found"
+        );
+        let most = "x".repeat(16 * 1024);
+        assert!(health_of(&format!("health = {{ expect = \"{most}\" }}")).is_ok());
+    }
+
+    // The commented health examples of the documented file check, and ask what they say.
+    #[test]
+    fn the_documented_health_checks_check() {
+        use sixgate::proxy::Check;
+        let doc = include_str!("sixgate.toml");
+        let examples: Vec<Health> = doc
+            .lines()
+            .filter_map(|l| l.trim_start_matches(['#', ' ']).strip_prefix("health = {"))
+            .map(|rest| health_of(&format!("health = {{{rest}")).unwrap())
+            .collect();
+        let checks: Vec<Check> = examples.into_iter().map(|h| h.check).collect();
+        assert_eq!(
+            checks,
+            [
+                Check::Exchange {
+                    send: b"GET /health HTTP/1.0\r\n\r\n"[..].into(),
+                    expect: b" 200 "[..].into()
+                },
+                Check::Tls {
+                    server_name: Some("www.example.com".into())
+                },
+                Check::Connect,
+            ]
+        );
     }
 }
