@@ -42,7 +42,7 @@ pub mod proxy;
 #[cfg(all(feature = "gateway", target_os = "linux"))]
 pub mod gateway;
 
-/// The README's Rust example, compiled and run with the doctests so it cannot drift.
-#[cfg(all(doctest, feature = "proxy-proto", feature = "sni-peek"))]
+/// The README's Rust examples, compiled (and run, where they can) with the doctests so they cannot drift.
+#[cfg(all(doctest, feature = "proxy"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
