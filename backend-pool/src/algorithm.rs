@@ -40,6 +40,14 @@ pub trait Algorithm: Sized + Send + Sync + fmt::Debug + 'static {
     /// every rebuild, so a fleet of proxies does not move in lockstep.
     fn build(members: &[Member], config: &Self::Config, seed: u64) -> Result<Self, PoolError>;
 
+    /// Whether [`build`](Self::build) would accept these members with `config`, without building
+    /// (for [`Pool::check`](crate::Pool::check), which validates a configuration before it is
+    /// applied). The default builds and drops the result; an algorithm whose build cannot fail,
+    /// or can tell more cheaply, says so here.
+    fn check(members: &[Member], config: &Self::Config) -> Result<(), PoolError> {
+        Self::build(members, config, 0).map(drop)
+    }
+
     /// Proposes the next candidate, or `None` when the algorithm has nothing more to offer.
     /// Called again (with `attempt` increased) when a proposal is unusable or for a retry; the
     /// pool stops after a few proposals and falls back to a weighted scan.
@@ -90,7 +98,7 @@ impl Proposal<'_> {
     /// Connections in flight to this index (0 when out of range).
     pub fn in_flight(&self, index: u32) -> u64 {
         self.filter.state(index).map_or(0, |s| {
-            s.hot.in_flight.load(core::sync::atomic::Ordering::Relaxed)
+            s.in_flight.load(core::sync::atomic::Ordering::Relaxed)
         })
     }
 

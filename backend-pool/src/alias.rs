@@ -4,12 +4,21 @@
 use crate::algorithm::Member;
 use crate::rng::Rng;
 
+/// One column of the table, all a draw reads, together: one allocation per table, one cache line
+/// per draw.
+#[derive(Clone, Copy, Debug)]
+struct Column {
+    /// Chance (out of 2^64) that the column keeps its own member rather than its alias.
+    keep: u64,
+    /// Position of the alias.
+    alias: u32,
+    /// The snapshot index of the column's own member.
+    index: u32,
+}
+
 #[derive(Debug)]
 pub(crate) struct AliasTable {
-    /// Chance (out of 2^64) that column `j` keeps its own member rather than its alias.
-    keep: Box<[u64]>,
-    alias: Box<[u32]>,
-    index: Box<[u32]>,
+    columns: Box<[Column]>,
 }
 
 impl AliasTable {
@@ -37,52 +46,59 @@ impl AliasTable {
             }
         }
         Self {
-            keep: keep.into_boxed_slice(),
-            alias: alias.into_boxed_slice(),
-            index: members.iter().map(|m| m.index).collect(),
+            columns: members
+                .iter()
+                .enumerate()
+                .map(|(j, m)| Column {
+                    keep: keep[j],
+                    alias: alias[j],
+                    index: m.index,
+                })
+                .collect(),
         }
     }
 
     #[inline]
     pub(crate) fn sample(&self, rng: &mut Rng) -> Option<u32> {
-        self.sample_position(rng).map(|j| self.index[j])
+        self.sample_position(rng).map(|j| self.columns[j].index)
     }
 
     /// Position of the drawn member in the table (0..len).
     #[inline]
     pub(crate) fn sample_position(&self, rng: &mut Rng) -> Option<usize> {
-        let n = self.index.len() as u64;
+        let n = self.columns.len() as u64;
         if n == 0 {
             return None;
         }
-        let column = rng.below(n) as usize;
-        Some(if rng.next_u64() < self.keep[column] {
-            column
+        let j = rng.below(n) as usize;
+        let column = &self.columns[j];
+        Some(if rng.next_u64() < column.keep {
+            j
         } else {
-            self.alias[column] as usize
+            column.alias as usize
         })
     }
 
     /// The snapshot index at a position.
     #[inline]
     pub(crate) fn index(&self, position: usize) -> u32 {
-        self.index[position % self.index.len()]
+        self.columns[position % self.columns.len()].index
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.index.len()
+        self.columns.len()
     }
 }
 
 /// The chance (in 1/2^64) that `sample` returns each member, computed from the table.
 #[cfg(test)]
 pub(crate) fn exact_shares(table: &AliasTable) -> Vec<f64> {
-    let n = table.index.len();
+    let n = table.columns.len();
     let mut shares = vec![0.0; n];
-    for j in 0..n {
-        let keep = table.keep[j] as f64 / 2f64.powi(64);
+    for (j, column) in table.columns.iter().enumerate() {
+        let keep = column.keep as f64 / 2f64.powi(64);
         shares[j] += keep / n as f64;
-        shares[table.alias[j] as usize] += (1.0 - keep) / n as f64;
+        shares[column.alias as usize] += (1.0 - keep) / n as f64;
     }
     shares
 }

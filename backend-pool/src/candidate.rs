@@ -3,13 +3,12 @@
 
 use core::sync::atomic::Ordering;
 use core::time::Duration;
-use std::sync::Arc;
 
 use crate::algorithm::{Algorithm, Filter, Proposal};
 use crate::backend::{Backend, BackendId};
 use crate::config::nanos;
-use crate::health::BackendState;
-use crate::pool::{Entry, Snapshot};
+use crate::health::StateRef;
+use crate::pool::{Entry, Route, Snapshot};
 use crate::rng::{Rng, mix64, scale, stable_hash};
 use crate::tried::Tried;
 
@@ -28,6 +27,8 @@ pub struct Candidates<'s, 'r, A: Algorithm> {
     algorithm: &'s A,
     tier: usize,
     ignore_health: bool,
+    /// Every member in service at full weight: no slow-start admission to consult.
+    clear: bool,
     key: &'r [u8],
     rng: &'r mut Rng,
     now: u64,
@@ -38,12 +39,10 @@ pub struct Candidates<'s, 'r, A: Algorithm> {
 }
 
 impl<'s, 'r, A: Algorithm> Candidates<'s, 'r, A> {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         snapshot: &'s Snapshot<A>,
         algorithm: &'s A,
-        tier: usize,
-        ignore_health: bool,
+        route: Route,
         key: &'r [u8],
         rng: &'r mut Rng,
         now: u64,
@@ -52,8 +51,9 @@ impl<'s, 'r, A: Algorithm> Candidates<'s, 'r, A> {
         Self {
             snapshot,
             algorithm,
-            tier,
-            ignore_health,
+            tier: route.tier,
+            ignore_health: route.ignore_health(),
+            clear: route.clear,
             key,
             rng,
             now,
@@ -140,11 +140,12 @@ impl<'s, A: Algorithm> Iterator for Candidates<'s, '_, A> {
                 None => break,
                 Some(i)
                     if usable
-                        && admitted::<A>(
-                            &self.snapshot.entries()[i as usize],
-                            self.now,
-                            self.key,
-                        ) =>
+                        && (self.clear
+                            || admitted::<A>(
+                                &self.snapshot.entries()[i as usize],
+                                self.now,
+                                self.key,
+                            )) =>
                 {
                     return Some(self.take(i));
                 }
@@ -183,7 +184,7 @@ pub struct Candidate<'s> {
 impl<'s> Candidate<'s> {
     #[inline]
     pub(crate) fn counted(entry: &'s Entry) -> Self {
-        entry.state.hot.in_flight.fetch_add(1, Ordering::Relaxed);
+        entry.state.in_flight.fetch_add(1, Ordering::Relaxed);
         Self { entry }
     }
 
@@ -208,7 +209,7 @@ impl<'s> Candidate<'s> {
     /// [`InFlight`] is owned, `Send` and `'static`. Connect with the candidate, then detach it and
     /// let the snapshot go.
     pub fn detach(self) -> InFlight {
-        let state = Arc::clone(&self.entry.state);
+        let state = self.entry.state.clone();
         let id = self.entry.backend.id.clone();
         core::mem::forget(self); // the count now belongs to the InFlight
         InFlight { state, id }
@@ -217,11 +218,7 @@ impl<'s> Candidate<'s> {
 
 impl Drop for Candidate<'_> {
     fn drop(&mut self) {
-        self.entry
-            .state
-            .hot
-            .in_flight
-            .fetch_sub(1, Ordering::Release);
+        self.entry.state.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -230,7 +227,7 @@ impl Drop for Candidate<'_> {
 #[derive(Debug)]
 #[must_use = "dropping it ends the in-flight count at once"]
 pub struct InFlight {
-    state: Arc<BackendState>,
+    state: StateRef,
     id: BackendId,
 }
 
@@ -253,6 +250,6 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.state.hot.in_flight.fetch_sub(1, Ordering::Release);
+        self.state.in_flight.fetch_sub(1, Ordering::Release);
     }
 }

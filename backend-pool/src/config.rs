@@ -77,6 +77,54 @@ impl PoolConfig {
     }
 }
 
+/// The settings as the pool uses them, one copy per pool: durations in nanoseconds (saturating
+/// at 584 years), 48 bytes rather than `PoolConfig`'s 72.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) failures_to_eject: u32,
+    pub(crate) rise: u32,
+    pub(crate) fall: u32,
+    pub(crate) max_attempts: u32,
+    pub(crate) base_ejection: u64,
+    pub(crate) max_ejection: u64,
+    pub(crate) slow_start: u64,
+    pub(crate) slow_start_floor_percent: u8,
+    pub(crate) panic_threshold_percent: u8,
+}
+
+impl From<PoolConfig> for Settings {
+    fn from(c: PoolConfig) -> Self {
+        Self {
+            failures_to_eject: c.failures_to_eject,
+            rise: c.rise,
+            fall: c.fall,
+            max_attempts: c.max_attempts,
+            base_ejection: nanos(c.base_ejection),
+            max_ejection: nanos(c.max_ejection),
+            slow_start: nanos(c.slow_start),
+            slow_start_floor_percent: c.slow_start_floor_percent,
+            panic_threshold_percent: c.panic_threshold_percent,
+        }
+    }
+}
+
+impl Settings {
+    /// The configuration back (durations as the pool uses them).
+    pub(crate) fn config(&self) -> PoolConfig {
+        PoolConfig {
+            failures_to_eject: self.failures_to_eject,
+            base_ejection: Duration::from_nanos(self.base_ejection),
+            max_ejection: Duration::from_nanos(self.max_ejection),
+            rise: self.rise,
+            fall: self.fall,
+            slow_start: Duration::from_nanos(self.slow_start),
+            slow_start_floor_percent: self.slow_start_floor_percent,
+            panic_threshold_percent: self.panic_threshold_percent,
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
 /// A duration as whole nanoseconds, saturating (584 years fit).
 pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -85,6 +133,26 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_give_the_configuration_back() {
+        let config = PoolConfig {
+            failures_to_eject: 7,
+            base_ejection: Duration::from_millis(1500),
+            max_ejection: Duration::from_secs(600),
+            rise: 4,
+            fall: 5,
+            slow_start: Duration::from_nanos(1),
+            slow_start_floor_percent: 33,
+            panic_threshold_percent: 0,
+            max_attempts: 32,
+        };
+        assert_eq!(Settings::from(config).config(), config);
+        assert_eq!(
+            Settings::from(PoolConfig::default()).config(),
+            PoolConfig::default()
+        );
+    }
 
     #[test]
     fn default_is_valid_and_bad_values_are_named() {

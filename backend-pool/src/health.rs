@@ -2,10 +2,11 @@
 //! and the start of a slow-start ramp. Readers use atomics only; reports take a short per-backend
 //! lock (reports are off the pick path).
 
+use core::ops::Deref;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::config::{PoolConfig, nanos};
+use crate::config::{PoolConfig, Settings};
 use crate::padded::Padded;
 
 /// No ramp in progress.
@@ -17,8 +18,7 @@ const WHOLE: u64 = 1 << 32;
 /// Pool-wide signals every backend state can raise.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) config: PoolConfig,
-    pub(crate) slow_start: u64,
+    pub(crate) config: Settings,
     /// Bumped after every health transition: cached tier decisions compare against it.
     pub(crate) generation: AtomicU64,
 }
@@ -26,8 +26,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(config: PoolConfig) -> Self {
         Self {
-            slow_start: nanos(config.slow_start),
-            config,
+            config: config.into(),
             generation: AtomicU64::new(0),
         }
     }
@@ -37,42 +36,80 @@ impl Shared {
     }
 }
 
+/// The counters reports update, under one short lock.
 #[derive(Debug, Default)]
-struct Passive {
+struct Counters {
+    /// Passive: failures in a row.
     consecutive_failures: u32,
-    /// Ejections since the last passed probation; > 0 while out of service or on probation.
+    /// Passive: ejections since the last passed probation; > 0 while out of service or on
+    /// probation.
     ejections: u32,
-}
-
-#[derive(Debug, Default)]
-struct Streaks {
+    /// Active: good checks in a row.
     ok: u32,
+    /// Active: failed checks in a row.
     failed: u32,
 }
 
-/// The fields picks write.
+/// Pools of up to this many backends keep their states compact; larger ones pad each state to
+/// cache lines of its own.
+pub(crate) const PAD_FROM: usize = 4;
+
+/// One backend's state as snapshots and in-flight guards hold it: shared by identity, padded to
+/// cache lines of its own in a pool of `PAD_FROM` backends or more, compact below.
+///
+/// Every pick writes its backend's `in_flight`, so two threads picking two different backends
+/// whose states share a line slow each other down as if they had picked the same one. That is
+/// worth 2 × 128 aligned bytes per backend where picks spread over many backends; with 2 or 3,
+/// concurrent picks share a backend half or a third of the time anyway, padding would be most of
+/// the pool's memory, and a proxy may hold 100,000 such pools (one per hosted site).
+#[derive(Clone, Debug)]
+pub(crate) enum StateRef {
+    Compact(Arc<BackendState>),
+    Padded(Arc<Padded<BackendState>>),
+}
+
+impl StateRef {
+    /// A new state, padded or not as a pool of `pool_size` backends wants.
+    pub(crate) fn new(shared: Arc<Shared>, ramp_from: u64, pool_size: usize) -> Self {
+        let state = BackendState::new(shared, ramp_from);
+        if pool_size >= PAD_FROM {
+            Self::Padded(Arc::new(Padded(state)))
+        } else {
+            Self::Compact(Arc::new(state))
+        }
+    }
+}
+
+impl Deref for StateRef {
+    type Target = BackendState;
+    #[inline]
+    fn deref(&self) -> &BackendState {
+        match self {
+            Self::Compact(state) => state,
+            Self::Padded(state) => &state.0,
+        }
+    }
+}
+
+/// One backend's live state, shared by every snapshot that lists it.
+///
+/// Picks write only `in_flight` (and `admit_credit` while a ramp runs); they read the health
+/// fields only while some member of the tier is out of service or ramping (see the snapshot's
+/// route), and then just before writing the same state.
 #[derive(Debug)]
-pub(crate) struct Hot {
+pub(crate) struct BackendState {
     /// Connections picked and not yet dropped.
     pub(crate) in_flight: AtomicU64,
     /// Slow start's admission credit, in 1/2^32 units: each proposal during a ramp adds the
     /// current share, and a whole one admits. A ramp starts with a whole one, so the first
     /// proposal after a backend comes back is admitted.
     admit_credit: AtomicU64,
-}
-
-/// One backend's live state, shared by every snapshot that lists it.
-#[derive(Debug)]
-pub(crate) struct BackendState {
-    /// Written by every pick and drop: kept off the line the health fields are read from.
-    pub(crate) hot: Padded<Hot>,
     /// Nanoseconds at which the current ejection ends; 0 when not ejected.
     ejected_until: AtomicU64,
-    actively_down: AtomicBool,
     /// When the backend last came back (slow start measures from here), or `NO_RAMP`.
     ramp_from: AtomicU64,
-    passive: Mutex<Passive>,
-    active: Mutex<Streaks>,
+    actively_down: AtomicBool,
+    counters: Mutex<Counters>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -92,15 +129,12 @@ pub struct HealthStatus {
 impl BackendState {
     pub(crate) fn new(shared: Arc<Shared>, ramp_from: u64) -> Self {
         Self {
-            hot: Padded(Hot {
-                in_flight: AtomicU64::new(0),
-                admit_credit: AtomicU64::new(WHOLE),
-            }),
+            in_flight: AtomicU64::new(0),
+            admit_credit: AtomicU64::new(WHOLE),
             ejected_until: AtomicU64::new(0),
-            actively_down: AtomicBool::new(false),
             ramp_from: AtomicU64::new(ramp_from),
-            passive: Mutex::default(),
-            active: Mutex::default(),
+            actively_down: AtomicBool::new(false),
+            counters: Mutex::default(),
             shared,
         }
     }
@@ -119,7 +153,7 @@ impl BackendState {
     /// Slow-start share in 1/2^32 units, or `None` at full weight.
     #[inline]
     pub(crate) fn ramp(&self, now: u64) -> Option<u64> {
-        let window = self.shared.slow_start;
+        let window = self.shared.config.slow_start;
         if window == 0 {
             return None;
         }
@@ -135,30 +169,41 @@ impl BackendState {
         Some(share as u64)
     }
 
+    /// When the slow-start ramp in progress, or still to come (it begins when an ejection ends),
+    /// reaches full weight; `None` when there is none.
+    pub(crate) fn ramp_end(&self, now: u64) -> Option<u64> {
+        let window = self.shared.config.slow_start;
+        let from = self.ramp_from.load(Ordering::Relaxed);
+        if window == 0 || from == NO_RAMP {
+            return None;
+        }
+        let end = from.saturating_add(window);
+        (now < end).then_some(end)
+    }
+
     /// Slow start for a proposal of this backend at `share` (from [`Self::ramp`]): admits at
     /// exactly the share's rate, the first proposal of a ramp included, smoothly rather than by
     /// chance, so a backend that comes back takes its first connection as soon as it is proposed.
     pub(crate) fn admit(&self, share: u64) -> bool {
         let mut admitted = false;
-        let _ =
-            self.hot
-                .admit_credit
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |credit| {
-                    let credit = credit.saturating_add(share);
-                    admitted = credit >= WHOLE;
-                    Some(if admitted { credit - WHOLE } else { credit })
-                });
+        let _ = self
+            .admit_credit
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |credit| {
+                let credit = credit.saturating_add(share);
+                admitted = credit >= WHOLE;
+                Some(if admitted { credit - WHOLE } else { credit })
+            });
         admitted
     }
 
     /// A slow-start ramp from `from`, with a whole admission in hand.
     fn start_ramp(&self, from: u64) {
-        self.hot.admit_credit.store(WHOLE, Ordering::Relaxed);
+        self.admit_credit.store(WHOLE, Ordering::Relaxed);
         self.ramp_from.store(from, Ordering::Relaxed);
     }
 
     pub(crate) fn record_success(&self, now: u64) {
-        let mut p = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut p = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         p.consecutive_failures = 0;
         let until = self.ejected_until.load(Ordering::SeqCst);
         if until > now {
@@ -177,7 +222,7 @@ impl BackendState {
         if config.failures_to_eject == 0 {
             return;
         }
-        let mut p = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut p = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         if self.ejected_until.load(Ordering::SeqCst) > now {
             return; // late failures of an already ejected backend change nothing
         }
@@ -187,9 +232,10 @@ impl BackendState {
             return;
         }
         let factor = 1u64 << p.ejections.min(32);
-        let backoff = nanos(config.base_ejection)
+        let backoff = config
+            .base_ejection
             .saturating_mul(factor)
-            .min(nanos(config.max_ejection));
+            .min(config.max_ejection);
         p.ejections = p.ejections.saturating_add(1);
         p.consecutive_failures = 0;
         let until = now.saturating_add(backoff).max(1);
@@ -206,7 +252,7 @@ impl BackendState {
     /// the checks, not the ejection's back-off, decide when a checked backend returns.
     pub(crate) fn record_probe(&self, ok: bool, now: u64) {
         let config = &self.shared.config;
-        let mut s = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let down = self.actively_down.load(Ordering::SeqCst);
         if ok {
             s.failed = 0;
@@ -233,9 +279,8 @@ impl BackendState {
     }
 
     /// Ends a passive ejection still in force at `now`, leaving the backend on probation; true if
-    /// there was one.
+    /// there was one. The caller holds the counters' lock.
     fn end_ejection(&self, now: u64) -> bool {
-        let _p = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
         let ejected = self.ejected_until.load(Ordering::SeqCst) > now;
         if ejected {
             self.ejected_until.store(0, Ordering::SeqCst);
@@ -244,11 +289,11 @@ impl BackendState {
     }
 
     pub(crate) fn status(&self, now: u64) -> HealthStatus {
-        let p = self.passive.lock().unwrap_or_else(PoisonError::into_inner);
+        let p = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let until = self.ejected_until.load(Ordering::SeqCst);
         let ejected = until > now;
         HealthStatus {
-            in_flight: self.hot.in_flight.load(Ordering::SeqCst),
+            in_flight: self.in_flight.load(Ordering::SeqCst),
             ejected,
             on_probation: !ejected && p.ejections > 0,
             actively_down: self.actively_down.load(Ordering::SeqCst),

@@ -25,6 +25,11 @@ impl Algorithm for LeastConn {
         })
     }
 
+    /// Builds from any members.
+    fn check(_: &[Member], _: &()) -> Result<(), PoolError> {
+        Ok(())
+    }
+
     #[inline]
     fn propose(&self, p: &mut Proposal<'_>) -> Option<u32> {
         let first = self.table.sample_position(p.rng())?;

@@ -5,14 +5,14 @@
 
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
-/// Health generations are compared on their low 61 bits; the route takes the other 3.
-const GENERATION_MASK: u64 = (1 << 61) - 1;
+/// Health generations are compared on their low 60 bits; the route takes the other 4.
+const GENERATION_MASK: u64 = (1 << 60) - 1;
 
 #[derive(Debug)]
 pub(crate) struct Plan {
     /// Odd while a writer is storing.
     seq: AtomicU64,
-    /// generation << 3 | route.
+    /// generation << 4 | route.
     decision: AtomicU64,
     /// Caller-clock nanoseconds from which the decision is stale.
     until: AtomicU64,
@@ -35,8 +35,8 @@ impl Plan {
         let until = self.until.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
         let consistent = before & 1 == 0 && self.seq.load(Ordering::Relaxed) == before;
-        (consistent && decision >> 3 == generation & GENERATION_MASK && now < until)
-            .then_some(decision & 7)
+        (consistent && decision >> 4 == generation & GENERATION_MASK && now < until)
+            .then_some(decision & 15)
     }
 
     /// Caches `route` for `generation` until `until`; skipped when another writer is storing (the
@@ -54,7 +54,7 @@ impl Plan {
         }
         fence(Ordering::Release);
         self.decision.store(
-            (generation & GENERATION_MASK) << 3 | route,
+            (generation & GENERATION_MASK) << 4 | route,
             Ordering::Relaxed,
         );
         self.until.store(until, Ordering::Relaxed);
@@ -74,7 +74,7 @@ mod tests {
         assert_eq!(plan.cached(7, 99), Some(3));
         assert_eq!(plan.cached(7, 100), None, "an ejection ran out");
         assert_eq!(plan.cached(8, 0), None, "health changed");
-        plan.store(8, 5, u64::MAX);
-        assert_eq!(plan.cached(8, u64::MAX - 1), Some(5));
+        plan.store(8, 5 | 8, u64::MAX);
+        assert_eq!(plan.cached(8, u64::MAX - 1), Some(13));
     }
 }

@@ -12,7 +12,6 @@ use core::fmt;
 use core::ops::Deref;
 use core::sync::atomic::Ordering;
 use core::time::Duration;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
@@ -21,7 +20,7 @@ use crate::algorithm::{Algorithm, Filter, Member, Proposal};
 use crate::backend::{Backend, BackendId, Tier};
 use crate::candidate::{Candidate, Candidates, InFlight, admitted};
 use crate::config::{PoolConfig, nanos};
-use crate::health::{BackendState, HealthStatus, NO_RAMP, Shared};
+use crate::health::{BackendState, HealthStatus, NO_RAMP, Shared, StateRef};
 use crate::plan::Plan;
 use crate::rng::mix64;
 use crate::tried::Tried;
@@ -31,22 +30,21 @@ use crate::{PoolError, Rng};
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) backend: Backend,
-    pub(crate) state: Arc<BackendState>,
+    pub(crate) state: StateRef,
 }
 
 /// A set of weighted backends with health, read lock-free by any number of threads.
+///
+/// Small: a pool of two backends keeps a few hundred bytes on the heap (see
+/// `tests/memory.rs`), so a proxy can hold one per hosted site. Backends are found by identity
+/// in the current snapshot (a scan for a few, a sorted index beyond), not in a map of their own.
 pub struct Pool<A: Algorithm> {
     current: ArcSwap<Snapshot<A>>,
     shared: Arc<Shared>,
-    registry: Mutex<Registry>,
+    /// Serializes updates; counts rebuilds (each one's random choices derive from the count).
+    rebuilds: Mutex<u64>,
     algorithm: A::Config,
     seed: u64,
-}
-
-#[derive(Debug, Default)]
-struct Registry {
-    states: HashMap<BackendId, Arc<BackendState>>,
-    rebuilds: u64,
 }
 
 impl<A: Algorithm> fmt::Debug for Pool<A> {
@@ -69,20 +67,17 @@ impl<A: Algorithm> Pool<A> {
     ) -> Result<Self, PoolError> {
         config.validate()?;
         let shared = Arc::new(Shared::new(config));
-        let mut registry = Registry::default();
-        let (snapshot, states) = build(
+        let snapshot = build(
             backends.into_iter().collect(),
             None,
             &shared,
             &algorithm,
-            seed,
-            &mut registry,
+            rebuild_seed(seed, 0),
         )?;
-        registry.states = states;
         Ok(Self {
             current: ArcSwap::from_pointee(snapshot),
             shared,
-            registry: Mutex::new(registry),
+            rebuilds: Mutex::new(1),
             algorithm,
             seed,
         })
@@ -96,16 +91,17 @@ impl<A: Algorithm> Pool<A> {
         backends: impl IntoIterator<Item = Backend>,
         now: Duration,
     ) -> Result<(), PoolError> {
-        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-        let (snapshot, states) = build(
+        let mut rebuilds = self.rebuilds.lock().unwrap_or_else(PoisonError::into_inner);
+        // Under the lock the current snapshot is the last one published: its states carry over.
+        let current = self.current.load_full();
+        let snapshot = build(
             backends.into_iter().collect(),
-            Some(nanos(now)),
+            Some((nanos(now), &current)),
             &self.shared,
             &self.algorithm,
-            self.seed,
-            &mut registry,
+            rebuild_seed(self.seed, *rebuilds),
         )?;
-        registry.states = states;
+        *rebuilds += 1;
         self.current.store(Arc::new(snapshot));
         Ok(())
     }
@@ -166,86 +162,152 @@ impl<A: Algorithm> Pool<A> {
 
     /// Health and in-flight count of one backend at `now`.
     pub fn status(&self, id: &BackendId, now: Duration) -> Option<HealthStatus> {
-        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-        registry.states.get(id).map(|s| s.status(nanos(now)))
+        let snapshot = self.current.load();
+        snapshot.find(id).map(|e| e.state.status(nanos(now)))
     }
 
-    /// The configuration the pool was built with.
-    pub fn config(&self) -> &PoolConfig {
-        &self.shared.config
+    /// The configuration the pool was built with (durations as the pool uses them: whole
+    /// nanoseconds, at most 584 years).
+    pub fn config(&self) -> PoolConfig {
+        self.shared.config.config()
     }
 
     fn with_state(&self, id: &BackendId, f: impl FnOnce(&BackendState)) -> bool {
-        let state = {
-            let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-            registry.states.get(id).cloned()
-        };
-        state.map(|s| f(&s)).is_some()
+        let snapshot = self.current.load();
+        snapshot.find(id).map(|e| f(&e.state)).is_some()
+    }
+
+    /// Whether [`Pool::new`] would accept `backends` with these settings, without building
+    /// anything: the same errors in the same cases (too many backends, a duplicate identity, an
+    /// invalid configuration, what the algorithm refuses, such as a Maglev table over its limit),
+    /// at the cost of sorting the identities. An empty list, all weights 0 or only backups are
+    /// accepted, as `new` accepts them (picks then say why there is nothing to pick).
+    /// [`update`](Self::update) accepts exactly the lists `new` accepts with the pool's settings.
+    ///
+    /// ```
+    /// use backend_pool::{Backend, Pool, PoolConfig, PoolError, SmoothWeighted};
+    ///
+    /// let twice = [Backend::new("a", 1), Backend::new("a", 2)];
+    /// let config = PoolConfig::default();
+    /// let check = Pool::<SmoothWeighted>::check(&twice, &config, &Default::default());
+    /// assert_eq!(check, Err(PoolError::DuplicateBackend));
+    /// ```
+    pub fn check(
+        backends: &[Backend],
+        config: &PoolConfig,
+        algorithm: &A::Config,
+    ) -> Result<(), PoolError> {
+        config.validate()?;
+        check_count(backends.len())?;
+        if by_identity(backends).is_none() {
+            return Err(PoolError::DuplicateBackend);
+        }
+        let mut members = Vec::new();
+        for tier in [Tier::Primary, Tier::Backup] {
+            tier_members(backends.iter(), tier, &mut members);
+            if !members.is_empty() {
+                A::check(&members, algorithm)?;
+            }
+        }
+        Ok(())
     }
 }
 
-type Built<A> = (Snapshot<A>, HashMap<BackendId, Arc<BackendState>>);
+/// Rebuild `count`'s seed: every random choice of that rebuild derives from it.
+fn rebuild_seed(seed: u64, count: u64) -> u64 {
+    mix64(seed ^ (count + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
 
+fn check_count(count: usize) -> Result<(), PoolError> {
+    let limit = u32::MAX as usize - 1;
+    if count > limit {
+        return Err(PoolError::TooManyBackends { count, limit });
+    }
+    Ok(())
+}
+
+/// Up to this many backends, one is found by identity with a scan (as fast as a search, and no
+/// index to keep); beyond, by binary search in a sorted index.
+const SCAN: usize = 16;
+
+/// Positions of `backends` sorted by identity, or `None` when an identity appears twice.
+fn by_identity(backends: &[Backend]) -> Option<Vec<u32>> {
+    let mut order: Vec<u32> = (0..backends.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| backends[a as usize].id.cmp(&backends[b as usize].id));
+    let unique = order
+        .windows(2)
+        .all(|w| backends[w[0] as usize].id != backends[w[1] as usize].id);
+    unique.then_some(order)
+}
+
+/// The members of one tier: weighted backends in list order.
+fn tier_members<'b>(
+    backends: impl Iterator<Item = &'b Backend>,
+    tier: Tier,
+    members: &mut Vec<Member>,
+) {
+    members.clear();
+    members.extend(
+        backends
+            .enumerate()
+            .filter(|(_, b)| b.tier == tier && b.weight > 0)
+            .map(|(i, b)| Member {
+                index: i as u32,
+                weight: b.weight,
+                id_hash: b.id.stable_hash(),
+            }),
+    );
+}
+
+/// A snapshot over `list`. `running` is `None` at process start, else the time of the update
+/// and the snapshot it replaces, whose states carry over by identity.
 fn build<A: Algorithm>(
     list: Vec<Backend>,
-    now: Option<u64>,
+    running: Option<(u64, &Snapshot<A>)>,
     shared: &Arc<Shared>,
     config: &A::Config,
     seed: u64,
-    registry: &mut Registry,
-) -> Result<Built<A>, PoolError> {
-    let limit = u32::MAX as usize - 1;
-    if list.len() > limit {
-        return Err(PoolError::TooManyBackends {
-            count: list.len(),
-            limit,
-        });
-    }
-    let mut states = HashMap::with_capacity(list.len());
-    let mut entries = Vec::with_capacity(list.len());
-    for backend in list {
-        let state = match registry.states.get(&backend.id) {
-            Some(state) => Arc::clone(state),
-            // A newcomer to a running pool ramps up; at process start nobody does.
-            None => Arc::new(BackendState::new(
-                Arc::clone(shared),
-                now.unwrap_or(NO_RAMP),
-            )),
-        };
-        if states
-            .insert(backend.id.clone(), Arc::clone(&state))
-            .is_some()
-        {
-            return Err(PoolError::DuplicateBackend);
-        }
-        entries.push(Entry { backend, state });
-    }
-    let rebuild_seed = mix64(seed ^ (registry.rebuilds + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let mut tiers = [None, None];
+) -> Result<Snapshot<A>, PoolError> {
+    check_count(list.len())?;
+    let order = by_identity(&list).ok_or(PoolError::DuplicateBackend)?;
+    let mut members = Vec::new();
+    let mut tiers: [Option<A>; 2] = [None, None];
     for tier in [Tier::Primary, Tier::Backup] {
-        let members: Vec<Member> = entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.backend.tier == tier && e.backend.weight > 0)
-            .map(|(i, e)| Member {
-                index: i as u32,
-                weight: e.backend.weight,
-                id_hash: e.backend.id.stable_hash(),
-            })
-            .collect();
+        tier_members(list.iter(), tier, &mut members);
         if !members.is_empty() {
-            let tier_seed = mix64(rebuild_seed ^ tier.index() as u64);
+            let tier_seed = mix64(seed ^ tier.index() as u64);
             tiers[tier.index()] = Some(A::build(&members, config, tier_seed)?);
         }
     }
-    registry.rebuilds += 1;
-    let snapshot = Snapshot {
-        entries: entries.into_boxed_slice(),
-        tiers,
+    let size = list.len();
+    let entries: Box<[Entry]> = list
+        .into_iter()
+        .map(|backend| {
+            let state = match running.and_then(|(_, old)| old.find(&backend.id)) {
+                Some(old) => old.state.clone(),
+                // A newcomer to a running pool ramps up; at process start nobody does.
+                None => StateRef::new(
+                    Arc::clone(shared),
+                    running.map_or(NO_RAMP, |(now, _)| now),
+                    size,
+                ),
+            };
+            Entry { backend, state }
+        })
+        .collect();
+    let [primary, backup] = tiers;
+    Ok(Snapshot {
+        by_id: if entries.len() > SCAN {
+            order.into_boxed_slice()
+        } else {
+            Box::default()
+        },
+        entries,
+        primary,
+        backup: backup.map(Box::new),
         plan: Plan::new(),
         shared: Arc::clone(shared),
-    };
-    Ok((snapshot, states))
+    })
 }
 
 /// A loaded snapshot (see [`Pool::load`]).
@@ -268,7 +330,11 @@ impl<A: Algorithm> fmt::Debug for SnapshotRef<A> {
 #[derive(Debug)]
 pub struct Snapshot<A: Algorithm> {
     entries: Box<[Entry]>,
-    tiers: [Option<A>; 2],
+    /// Entry positions sorted by identity; empty up to `SCAN` entries.
+    by_id: Box<[u32]>,
+    primary: Option<A>,
+    /// Rare, so boxed: an empty backup tier costs a pointer, not a whole algorithm.
+    backup: Option<Box<A>>,
     /// Cached routing decision, this snapshot's own.
     plan: Plan,
     shared: Arc<Shared>,
@@ -281,6 +347,26 @@ const PRIMARY: u64 = 3;
 const PRIMARY_PANIC: u64 = 4;
 const BACKUP: u64 = 5;
 const BACKUP_PANIC: u64 = 6;
+/// Beside a route: every member of the serving tier is in service and none is ramping up, so a
+/// pick need not read any backend's health (it then touches a backend's state only to count it).
+const CLEAR: u64 = 8;
+
+/// Which tier a pick draws from, and how it judges health there.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Route {
+    pub(crate) tier: usize,
+    /// Panic mode: health ignored.
+    panic: bool,
+    /// Every member of the tier in service at full weight (see `CLEAR`).
+    pub(crate) clear: bool,
+}
+
+impl Route {
+    /// Whether a proposal's health need not be read: panic mode, or nobody out of service.
+    pub(crate) fn ignore_health(self) -> bool {
+        self.panic || self.clear
+    }
+}
 
 impl<A: Algorithm> Snapshot<A> {
     /// The backends, in the order given.
@@ -300,7 +386,28 @@ impl<A: Algorithm> Snapshot<A> {
 
     /// The algorithm built over one tier, if the tier has a backend with weight.
     pub fn algorithm(&self, tier: Tier) -> Option<&A> {
-        self.tiers[tier.index()].as_ref()
+        self.tier(tier.index())
+    }
+
+    #[inline]
+    fn tier(&self, index: usize) -> Option<&A> {
+        if index == 0 {
+            self.primary.as_ref()
+        } else {
+            self.backup.as_deref()
+        }
+    }
+
+    /// The entry of one identity.
+    pub(crate) fn find(&self, id: &BackendId) -> Option<&Entry> {
+        if self.by_id.is_empty() {
+            return self.entries.iter().find(|e| e.backend.id == *id);
+        }
+        let at = self
+            .by_id
+            .binary_search_by(|&i| self.entries[i as usize].backend.id.cmp(id))
+            .ok()?;
+        self.entries.get(self.by_id[at] as usize)
     }
 
     pub(crate) fn entries(&self) -> &[Entry] {
@@ -345,12 +452,10 @@ impl<A: Algorithm> Snapshot<A> {
         rng: &'r mut Rng,
     ) -> Result<Candidates<'s, 'r, A>, PoolError> {
         let now = nanos(now);
-        let (tier, panic) = self.route(now)?;
-        let algorithm = self.tiers[tier].as_ref().ok_or(PoolError::NoHealthy)?;
+        let route = self.route(now)?;
+        let algorithm = self.tier(route.tier).ok_or(PoolError::NoHealthy)?;
         let max = self.shared.config.max_attempts as usize;
-        Ok(Candidates::new(
-            self, algorithm, tier, panic, key, rng, now, max,
-        ))
+        Ok(Candidates::new(self, algorithm, route, key, rng, now, max))
     }
 
     /// The first candidate only, counted in flight until dropped.
@@ -402,12 +507,13 @@ impl<A: Algorithm> Snapshot<A> {
         rng: &mut Rng,
     ) -> Result<Option<&Entry>, PoolError> {
         static NOTHING_TRIED: Tried = Tried::new();
-        let (tier, ignore_health) = self.route(now)?;
-        let algorithm = self.tiers[tier].as_ref().ok_or(PoolError::NoHealthy)?;
+        let route = self.route(now)?;
+        let tier = route.tier;
+        let algorithm = self.tier(tier).ok_or(PoolError::NoHealthy)?;
         let filter = Filter {
             entries: &self.entries,
             now,
-            ignore_health,
+            ignore_health: route.ignore_health(),
             tried: &NOTHING_TRIED,
         };
         let mut cursor = 0;
@@ -424,7 +530,7 @@ impl<A: Algorithm> Snapshot<A> {
         Ok(self.entries.get(index as usize).filter(|entry| {
             filter.usable(index)
                 && entry.backend.tier.index() == tier
-                && admitted::<A>(entry, now, key)
+                && (route.clear || admitted::<A>(entry, now, key))
         }))
     }
 
@@ -440,11 +546,12 @@ impl<A: Algorithm> Snapshot<A> {
             .ok_or(PoolError::NoHealthy)
     }
 
-    /// Which tier serves, and whether health is ignored (panic mode). Recomputed, O(n), only
-    /// after a health transition or when an ejection among this snapshot's members has run out;
-    /// otherwise a handful of loads.
+    /// Which tier serves, whether health is ignored (panic mode), and whether every member of
+    /// the tier is in service at full weight. Recomputed, O(n), only after a health transition or
+    /// when an ejection or a ramp among this snapshot's members has run out; otherwise a handful
+    /// of loads.
     #[inline]
-    fn route(&self, now: u64) -> Result<(usize, bool), PoolError> {
+    pub(crate) fn route(&self, now: u64) -> Result<Route, PoolError> {
         let generation = self.shared.generation.load(Ordering::SeqCst);
         let route = match self.plan.cached(generation, now) {
             Some(route) => route,
@@ -454,33 +561,48 @@ impl<A: Algorithm> Snapshot<A> {
                 route
             }
         };
-        match route {
-            PRIMARY => Ok((0, false)),
-            PRIMARY_PANIC => Ok((0, true)),
-            BACKUP => Ok((1, false)),
-            BACKUP_PANIC => Ok((1, true)),
-            EMPTY => Err(PoolError::Empty),
-            DRAINED => Err(PoolError::AllDrained),
-            _ => Err(PoolError::NoHealthy),
-        }
+        let clear = route & CLEAR != 0;
+        let (tier, panic) = match route & !CLEAR {
+            PRIMARY => (0, false),
+            PRIMARY_PANIC => (0, true),
+            BACKUP => (1, false),
+            BACKUP_PANIC => (1, true),
+            EMPTY => return Err(PoolError::Empty),
+            DRAINED => return Err(PoolError::AllDrained),
+            _ => return Err(PoolError::NoHealthy),
+        };
+        Ok(Route { tier, panic, clear })
     }
 
     #[cold]
-    /// The route at `now`, and when it may change without a health transition: the earliest end
-    /// of an ejection still in force among this snapshot's members.
+    /// The route at `now` (with `CLEAR` when every member of the serving tier is in service and
+    /// none ramps), and when it may change without a health transition: the earliest end of an
+    /// ejection or a slow-start ramp among this snapshot's members.
     fn decide(&self, now: u64) -> (u64, u64) {
-        let (mut total, mut healthy) = ([0u64; 2], [0u64; 2]);
+        let (mut total, mut healthy, mut clear) = ([0u64; 2], [0u64; 2], [true; 2]);
         let mut until = u64::MAX;
         for e in self.entries.iter().filter(|e| e.backend.weight > 0) {
             let t = e.backend.tier.index();
             total[t] += 1;
-            healthy[t] += u64::from(e.state.in_service(now));
+            let in_service = e.state.in_service(now);
+            healthy[t] += u64::from(in_service);
             let ends = e.state.ejected_until();
             if ends > now {
                 until = until.min(ends);
             }
+            let ramp = e.state.ramp_end(now);
+            if let Some(end) = ramp {
+                until = until.min(end);
+            }
+            clear[t] &= in_service && ramp.is_none();
         }
-        (self.route_for(total, healthy), until)
+        let route = self.route_for(total, healthy);
+        let serving = match route {
+            PRIMARY | PRIMARY_PANIC => clear[0],
+            BACKUP | BACKUP_PANIC => clear[1],
+            _ => false,
+        };
+        (if serving { route | CLEAR } else { route }, until)
     }
 
     fn route_for(&self, total: [u64; 2], healthy: [u64; 2]) -> u64 {
@@ -510,7 +632,7 @@ impl<A: Algorithm> Snapshot<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LeastConn, Maglev, SmoothConfig, SmoothWeighted, WeightedRandom};
+    use crate::{LeastConn, Maglev, MaglevConfig, SmoothConfig, SmoothWeighted, WeightedRandom};
 
     const T0: Duration = Duration::ZERO;
 
@@ -587,6 +709,105 @@ mod tests {
             ..Default::default()
         };
         assert!(Pool::<Maglev>::new(named(&[1]), bad, Default::default(), 1).is_err());
+    }
+
+    /// `check` says what `new` (and `update` on a pool with the same settings) would say, for
+    /// every edge case, without building.
+    fn check_agrees_with_new<A: Algorithm>(algorithm: A::Config) {
+        let many: Vec<Backend> = (0..40)
+            .map(|i| Backend::new(format!("m{i}").as_str(), 1))
+            .collect();
+        let lists: Vec<Vec<Backend>> = vec![
+            vec![],
+            named(&[0]),
+            named(&[0, 0, 0]),
+            named(&[u32::MAX, u32::MAX, u32::MAX]),
+            named(&[u32::MAX, 1, 0]),
+            vec![Backend::new("x", 1), Backend::new("x", 2)],
+            vec![
+                Backend::new("x", 0),
+                Backend::new("y", 1),
+                Backend::new("x", 0).backup(),
+            ],
+            named(&[3, 1]).into_iter().map(Backend::backup).collect(),
+            vec![Backend::new("p", 0), Backend::new("b", 2).backup()],
+            (1..=20)
+                .map(|i| Backend::new(format!("s{i}").as_str(), i))
+                .collect(),
+            many.clone(),
+            many.iter().cloned().chain([many[17].clone()]).collect(),
+        ];
+        let configs = [
+            PoolConfig::default(),
+            strict(),
+            PoolConfig {
+                rise: 0,
+                ..Default::default()
+            },
+            PoolConfig {
+                max_attempts: 33,
+                ..Default::default()
+            },
+        ];
+        let name = core::any::type_name::<A>();
+        for config in configs {
+            let running = Pool::<A>::new(named(&[1, 2]), config, algorithm.clone(), 1);
+            for list in &lists {
+                let new = Pool::<A>::new(list.clone(), config, algorithm.clone(), 1).map(drop);
+                let check = Pool::<A>::check(list, &config, &algorithm);
+                assert_eq!(check, new, "{name} {list:?} {config:?}");
+                if let Ok(pool) = &running {
+                    let update = pool.update(list.clone(), T0);
+                    assert_eq!(check, update, "{name} update {list:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn check_says_what_new_and_update_would() {
+        check_agrees_with_new::<SmoothWeighted>(SmoothConfig::default());
+        check_agrees_with_new::<SmoothWeighted>(SmoothConfig {
+            random_start: false,
+            max_period: 1,
+        });
+        check_agrees_with_new::<LeastConn>(());
+        check_agrees_with_new::<WeightedRandom>(());
+        check_agrees_with_new::<Maglev>(Default::default());
+        for maglev in [
+            // 40 backends need 4000 slots: over the limit, while 20 fit
+            MaglevConfig {
+                min_table_size: 0,
+                max_table_size: 3000,
+                ..Default::default()
+            },
+            MaglevConfig {
+                slots_per_backend: 0,
+                ..Default::default()
+            },
+        ] {
+            check_agrees_with_new::<Maglev>(maglev);
+        }
+        // the cases above do reach each error
+        let config = PoolConfig::default();
+        let twice = [Backend::new("x", 1), Backend::new("x", 1).backup()];
+        assert_eq!(
+            Pool::<LeastConn>::check(&twice, &config, &()),
+            Err(PoolError::DuplicateBackend)
+        );
+        let tight = MaglevConfig {
+            min_table_size: 0,
+            max_table_size: 3000,
+            ..Default::default()
+        };
+        let forty: Vec<Backend> = (0..40)
+            .map(|i| Backend::new(format!("m{i}").as_str(), 1))
+            .collect();
+        assert!(matches!(
+            Pool::<Maglev>::check(&forty, &config, &tight),
+            Err(PoolError::TableTooLarge { .. })
+        ));
+        assert_eq!(Pool::<Maglev>::check(&forty[..20], &config, &tight), Ok(()));
     }
 
     #[test]
@@ -761,13 +982,7 @@ mod tests {
             let pool = Pool::<SmoothWeighted>::new(named(weights), strict(), Default::default(), 1)
                 .unwrap();
             let snapshot = pool.load();
-            assert!(
-                snapshot
-                    .algorithm(Tier::Primary)
-                    .unwrap()
-                    .schedule()
-                    .is_empty()
-            );
+            assert!(snapshot.algorithm(Tier::Primary).unwrap().schedule().len() == 0);
             assert_eq!(counts(&pool, 100, T0, &mut rng).iter().sum::<u64>(), 100);
         }
     }
@@ -1034,6 +1249,8 @@ mod tests {
         let mut rng = Rng::new(6);
         within_4_sigma(&counts(&pool, 4000, T0, &mut rng), &[1, 1]);
         pool.record_failure(&"b1".into(), T0); // back at 10 s, full at 110 s
+        let at_floor = counts(&pool, 4000, secs(10), &mut rng)[1];
+        assert!(at_floor < 600, "about 10 % of its due: {at_floor}");
         let mut last = 0;
         for t in [10, 35, 60, 85, 110] {
             let share = counts(&pool, 4000, secs(t), &mut rng)[1];
@@ -1043,8 +1260,6 @@ mod tests {
             );
             last = share;
         }
-        let at_floor = counts(&pool, 4000, secs(10), &mut rng)[1];
-        assert!(at_floor < 600, "about 10 % of its due: {at_floor}");
         within_4_sigma(&counts(&pool, 4000, secs(110), &mut rng), &[1, 1]);
     }
 

@@ -19,6 +19,11 @@ impl Algorithm for WeightedRandom {
         })
     }
 
+    /// Builds from any members.
+    fn check(_: &[Member], _: &()) -> Result<(), PoolError> {
+        Ok(())
+    }
+
     #[inline]
     fn propose(&self, p: &mut Proposal<'_>) -> Option<u32> {
         self.table.sample(p.rng())

@@ -4,12 +4,11 @@
 //! to build quickly) is walked live instead: nginx's own step, exact, O(distinct weights) per pick
 //! under a short per-tier lock.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::PoolError;
 use crate::algorithm::{Algorithm, Member, Proposal};
-use crate::padded::Padded;
 use crate::rng::mix64;
 
 /// Settings for [`SmoothWeighted`].
@@ -37,43 +36,59 @@ impl Default for SmoothConfig {
 /// walked live when the cycle is too long to precompute.
 #[derive(Debug)]
 pub struct SmoothWeighted {
-    /// Empty when walked live.
-    schedule: Box<[u32]>,
-    live: Option<Mutex<Stepper>>,
-    /// Whole cycles subtracted from the counter when it reaches `FOLD_AT`.
-    fold: u64,
-    /// Every pick writes it: alone on its line so the fields beside it stay cached for readers.
-    next: Padded<AtomicU64>,
+    /// `[0]` is the counter: the next pick's position in the cycle (every pick adds one); then
+    /// one full cycle of snapshot indices, none when walked live. The counter lives with the
+    /// cycle rather than beside the fields every pick reads, so those stay on lines nobody
+    /// writes, without padding the counter to a line of its own (256 bytes per snapshot, more
+    /// than all the rest of a two-backend pool): a pick writes the counter, then reads the cycle
+    /// from the line it has just written (the whole cycle, for a small pool).
+    cycle: Box<[AtomicU32]>,
+    live: Option<Box<Mutex<Stepper>>>,
+    /// Fast remainder by the cycle's length.
     len: FastMod,
 }
 
 impl SmoothWeighted {
     /// One full cycle, as snapshot indices; empty when the cycle is walked live.
-    pub fn schedule(&self) -> &[u32] {
-        &self.schedule
+    pub fn schedule(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
+        self.cycle[1..]
+            .iter()
+            .map(|slot| slot.load(Ordering::Relaxed))
+    }
+
+    fn period(&self) -> u64 {
+        self.cycle.len() as u64 - 1
     }
 }
 
 /// Counter value at which whole cycles are subtracted again: the counter stays below 2^32, in
 /// the fast remainder's range, and no slot changes its place in the cycle.
-const FOLD_AT: u64 = 1 << 31;
+const FOLD_AT: u32 = 1 << 31;
 /// Longest cycle: the fold subtracts at least one cycle.
 const MAX_PERIOD: u64 = 1 << 30;
 
 impl SmoothWeighted {
     #[inline]
     fn take_slot(&self) -> u64 {
-        let slot = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = self.cycle[0].fetch_add(1, Ordering::Relaxed);
         if slot == FOLD_AT {
-            // exactly one pick sees this value, so exactly one folds
-            self.next.fetch_sub(self.fold, Ordering::Relaxed);
+            // exactly one pick sees this value, so exactly one folds, by whole cycles (at most
+            // 2^30, so the counter never wraps)
+            let len = self.period();
+            let fold = MAX_PERIOD.checked_div(len).map_or(0, |k| k * len);
+            self.cycle[0].fetch_sub(fold as u32, Ordering::Relaxed);
         }
-        slot
+        u64::from(slot)
     }
 }
 
 impl Algorithm for SmoothWeighted {
     type Config = SmoothConfig;
+
+    /// Builds from any members: a cycle too long to precompute is walked live.
+    fn check(_: &[Member], _: &SmoothConfig) -> Result<(), PoolError> {
+        Ok(())
+    }
 
     fn build(members: &[Member], config: &SmoothConfig, seed: u64) -> Result<Self, PoolError> {
         let mut stepper = Stepper::new(members);
@@ -88,26 +103,26 @@ impl Algorithm for SmoothWeighted {
                 }
             }
             return Ok(Self {
-                schedule: Box::default(),
-                live: Some(Mutex::new(stepper)),
-                fold: 0,
-                next: Padded(AtomicU64::new(0)),
+                cycle: Box::new([AtomicU32::new(0)]),
+                live: Some(Box::new(Mutex::new(stepper))),
                 len: FastMod::new(0),
             });
         }
-        let schedule: Box<[u32]> = (0..stepper.period).map(|_| stepper.step()).collect();
-        let start = if config.random_start && !schedule.is_empty() {
-            mix64(seed) % schedule.len() as u64
+        let period = stepper.period;
+        let start = if config.random_start && period > 0 {
+            mix64(seed) % period
         } else {
             0
         };
-        let len = schedule.len() as u64;
+        // the period is at most 2^30: the start fits
+        let cycle: Box<[AtomicU32]> = core::iter::once(start as u32)
+            .chain((0..period).map(|_| stepper.step()))
+            .map(AtomicU32::new)
+            .collect();
         Ok(Self {
-            fold: MAX_PERIOD.checked_div(len).map_or(0, |k| k * len),
-            len: FastMod::new(len),
-            schedule,
+            cycle,
             live: None,
-            next: Padded(AtomicU64::new(start)),
+            len: FastMod::new(period),
         })
     }
 
@@ -117,7 +132,8 @@ impl Algorithm for SmoothWeighted {
             // No slots to walk on from: a retry, too, takes the sequence's next step.
             return Some(live.lock().unwrap_or_else(PoisonError::into_inner).step());
         }
-        if self.schedule.is_empty() {
+        let period = self.period();
+        if period == 0 {
             return None;
         }
         // A first pick takes its slot from the shared counter, again after an unusable one, so
@@ -129,35 +145,39 @@ impl Algorithm for SmoothWeighted {
             self.take_slot()
         };
         *p.cursor() = slot;
-        self.schedule.get(self.len.rem(slot) as usize).copied()
+        let at = 1 + self.len.rem(slot, period) as usize;
+        self.cycle
+            .get(at)
+            .map(|index| index.load(Ordering::Relaxed))
     }
 }
 
 /// `a % d` by two multiplications with a precomputed reciprocal (Lemire, Kaser, Kurz 2019) for
-/// `a` below 2^32, which the folded counter always is; a division otherwise.
+/// `a` below 2^32, which the folded counter always is; a division otherwise. Only the reciprocal
+/// is kept: `d` is the length of the slice it indexes, given again with each call.
 #[derive(Debug)]
 struct FastMod {
     m: u64,
-    d: u64,
 }
 
 impl FastMod {
     /// `d` at most 2^30 (the longest cycle allowed).
     fn new(d: u64) -> Self {
         let m = if d > 1 { u64::MAX / d + 1 } else { 0 };
-        Self { m, d }
+        Self { m }
     }
 
+    /// `a % d`, for the `d` this was made for.
     #[inline]
-    fn rem(&self, a: u64) -> u64 {
-        if self.d <= 1 {
+    fn rem(&self, a: u64, d: u64) -> u64 {
+        if d <= 1 {
             return 0;
         }
         if a >> 32 != 0 {
-            return a % self.d;
+            return a % d;
         }
         let low = self.m.wrapping_mul(a);
-        ((u128::from(low) * u128::from(self.d)) >> 64) as u64
+        ((u128::from(low) * u128::from(d)) >> 64) as u64
     }
 }
 
@@ -312,11 +332,11 @@ mod tests {
                 u64::MAX,
             ];
             for a in edges {
-                assert_eq!(f.rem(a), a % d, "{a} % {d}");
+                assert_eq!(f.rem(a, d), a % d, "{a} % {d}");
             }
             for _ in 0..10_000 {
                 let a = rng.next_u64() >> (rng.below(2) * 32);
-                assert_eq!(f.rem(a), a % d, "{a} % {d}");
+                assert_eq!(f.rem(a, d), a % d, "{a} % {d}");
             }
         }
     }
@@ -328,13 +348,13 @@ mod tests {
             random_start: false,
             ..Default::default()
         };
-        let mut s = SmoothWeighted::build(&m, &config, 0).unwrap();
-        s.next = Padded(AtomicU64::new(FOLD_AT - 20));
-        let positions: Vec<u64> = (0..40).map(|_| s.len.rem(s.take_slot())).collect();
+        let s = SmoothWeighted::build(&m, &config, 0).unwrap();
+        s.cycle[0].store(FOLD_AT - 20, Ordering::Relaxed);
+        let positions: Vec<u64> = (0..40).map(|_| s.len.rem(s.take_slot(), 7)).collect();
         for pair in positions.windows(2) {
             assert_eq!(pair[1], (pair[0] + 1) % 7, "{positions:?}");
         }
-        assert!(s.next.load(Ordering::Relaxed) < FOLD_AT);
+        assert!(s.cycle[0].load(Ordering::Relaxed) < FOLD_AT);
     }
 
     #[test]
@@ -463,7 +483,7 @@ mod tests {
             // [5, 1, 1] with a 4-pick limit: live across the cycle's wrap
             let limit = if weights.len() == 3 { 4 } else { 1 << 20 };
             let s = SmoothWeighted::build(&members(weights), &not_random(limit), 0).unwrap();
-            assert!(s.schedule().is_empty(), "walked live");
+            assert_eq!(s.schedule().len(), 0, "walked live");
             let picks = 3 * weights.len().max(10);
             assert_eq!(
                 walk(&s, picks),
@@ -474,7 +494,7 @@ mod tests {
         }
         // within the limits, still precomputed
         let s = SmoothWeighted::build(&members(&[5, 1, 1]), &not_random(7), 0).unwrap();
-        assert_eq!(letters(s.schedule()), "aabacaa");
+        assert_eq!(letters(&s.schedule().collect::<Vec<_>>()), "aabacaa");
     }
 
     #[test]
@@ -506,7 +526,7 @@ mod tests {
     #[test]
     fn huge_but_proportional_weights_reduce_by_the_gcd() {
         let s = SmoothWeighted::build(&members(&[u32::MAX, u32::MAX]), &not_random(4), 0).unwrap();
-        assert_eq!(s.schedule(), &[0, 1]);
+        assert!(s.schedule().eq([0, 1]));
     }
 
     #[test]
@@ -517,8 +537,8 @@ mod tests {
         let fleet = 7000;
         for seed in 0..fleet {
             let s = SmoothWeighted::build(&m, &config, mix64(seed)).unwrap();
-            let start = s.next.load(Ordering::Relaxed) as usize;
-            first[s.schedule[start] as usize] += 1;
+            let start = s.cycle[0].load(Ordering::Relaxed) as usize;
+            first[s.schedule().nth(start).unwrap() as usize] += 1;
         }
         // binomial bounds, 4σ
         for (i, &w) in [5.0, 1.0, 1.0].iter().enumerate() {

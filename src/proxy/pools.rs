@@ -205,17 +205,16 @@ impl Balancer {
         })
     }
 
-    /// Whether a pool of these backends can be built, without building anything that runs.
+    /// Whether a pool of these backends can be built, without building anything: the pool's own
+    /// check, which agrees with `Pool::new` and `update`.
     fn check(backends: &[Backend], key: &PoolKey) -> Result<(), PoolError> {
-        let (backends, config) = (backends.to_vec(), pool_config(&key.settings));
+        let config = pool_config(&key.settings);
         match key.settings.balance {
             Balance::RoundRobin => {
-                Pool::<SmoothWeighted>::new(backends, config, Default::default(), 0).map(drop)
+                Pool::<SmoothWeighted>::check(backends, &config, &Default::default())
             }
-            Balance::LeastConn => Pool::<LeastConn>::new(backends, config, (), 0).map(drop),
-            Balance::Consistent => {
-                Pool::<Maglev>::new(backends, config, Default::default(), 0).map(drop)
-            }
+            Balance::LeastConn => Pool::<LeastConn>::check(backends, &config, &()),
+            Balance::Consistent => Pool::<Maglev>::check(backends, &config, &Default::default()),
         }
     }
 
