@@ -1341,7 +1341,7 @@ mod tests {
             let snapshot = pool.load();
             let ids: Vec<&BackendId> = snapshot.backends().map(|b| &b.id).collect();
             let table = snapshot.algorithm(Tier::Primary).unwrap().table();
-            table.iter().map(|&i| ids[i as usize].clone()).collect()
+            table.map(|i| ids[i as usize].clone()).collect()
         };
         let before = owners(&pool);
         let mut fewer = all;
