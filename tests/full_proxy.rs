@@ -1,22 +1,25 @@
 //! The full proxy (`examples/full-proxy`) as an operator runs it: real clients (curl, openssl
-//! s_client), real backends (nginx, HAProxy) and small in-test servers, all on loopback.
+//! s_client), real backends (nginx, HAProxy) and small in-test servers, all on loopback. What
+//! needs the program is here: its file (`--check`, the file's settings reaching the engine), its
+//! other commands, signals, metrics, the demo and interop; the engine's own behaviour is tested
+//! in-process in `proxy_behaviour.rs`.
 
 mod peers;
+#[path = "support/proxy_rig.rs"]
+mod proxy_rig;
 #[path = "support/example_binary.rs"]
 mod support;
 
 use core::net::SocketAddr;
-use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use peers::{Running, Scratch, free_port, pattern, program, run};
+use peers::{Running, Scratch, free_port, program, run};
+use proxy_rig::{Named, Visits, digest_backend, http_get, megabyte_each_way};
 use support::example_binary;
 
 /// The proxy, as an operator runs it.
@@ -107,66 +110,6 @@ impl Drop for Proxy {
 
 fn addr(s: String) -> SocketAddr {
     s.parse().unwrap()
-}
-
-/// An HTTP/1.0 request through the proxy; the whole answer (empty when the proxy closed the
-/// connection instead).
-fn http_get(proxy: SocketAddr, host: &str) -> String {
-    let request = format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n");
-    String::from_utf8_lossy(&peers::exchange(proxy, request.as_bytes())).into_owned()
-}
-
-/// Small in-test backends: each answers one line with its name (after an HTTP request or any
-/// first bytes) and counts the connections it served.
-struct Named {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl Named {
-    fn start(name: &'static str, counts: Arc<Mutex<HashMap<&'static str, u32>>>) -> Named {
-        Self::start_on(TcpListener::bind("[::1]:0").unwrap(), name, counts)
-    }
-
-    fn start_on(
-        listener: TcpListener,
-        name: &'static str,
-        counts: Arc<Mutex<HashMap<&'static str, u32>>>,
-    ) -> Named {
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        // Connections that send nothing (health checks) count under "<name> probes".
-        let probes: &'static str = Box::leak(format!("{name} probes").into_boxed_str());
-        listener.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            while !stopped.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        s.set_nonblocking(false).unwrap();
-                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                        let mut head = [0u8; 1024];
-                        // A health check connects and says nothing: count it apart.
-                        let key = match s.read(&mut head) {
-                            Ok(n) if n > 0 => name,
-                            _ => probes,
-                        };
-                        *counts.lock().unwrap().entry(key).or_default() += 1;
-                        let _ = write!(s, "HTTP/1.0 200 OK\r\n\r\n{name}\n");
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Named { addr, stop }
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -293,194 +236,41 @@ fn a_port_already_in_use_is_an_error_not_a_shared_port() {
     drop(first);
 }
 
+/// The file's weights and thread count reach the engine: three workers, one pool, and the
+/// weights exact over two whole cycles. (`proxy_behaviour.rs` holds the engine to its balancing;
+/// this is the program's wiring.)
 #[test]
-fn weights_1_2_3_over_600_connections() {
-    let counts = Arc::new(Mutex::new(HashMap::new()));
-    let (a, b, c) = (
-        Named::start("a", counts.clone()),
-        Named::start("b", counts.clone()),
-        Named::start("c", counts.clone()),
-    );
+fn the_file_s_weights_and_threads_reach_the_engine() {
+    let visits = Visits::default();
+    let backends = ["a", "b", "c"].map(|name| Named::start(name, &visits));
     let port = free_port();
     let config = format!(
         "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"*\"]\n\
          backends = [{{ address = \"{}\", weight = 1 }}, {{ address = \"{}\", weight = 2 }}, {{ address = \"{}\", weight = 3 }}]\n\n\
-         # more workers than this machine has cores: three sockets, one pool\n[limits]\nthreads = 3\n",
-        a.addr, b.addr, c.addr
-    );
-    let proxy = Proxy::start("weights", &config, addr(format!("127.0.0.1:{port}")));
-    let mut order = Vec::new();
-    for _ in 0..600 {
-        let body = http_get(addr(format!("127.0.0.1:{port}")), "w.test");
-        order.push(body.lines().last().unwrap_or_default().to_string());
-    }
-    let counts = counts.lock().unwrap().clone();
-    // Smooth weighted round-robin is exact over whole cycles (6 picks), and smooth within one.
-    assert_eq!(
-        (counts["a"], counts["b"], counts["c"]),
-        (100, 200, 300),
-        "{}",
-        proxy.log()
-    );
-    for window in order.windows(6) {
-        for (name, w) in [("a", 1), ("b", 2), ("c", 3)] {
-            let n = window.iter().filter(|x| *x == name).count();
-            assert!(n <= w + 1, "{name} {n} times in 6: {window:?}");
-        }
-    }
-}
-
-#[test]
-fn a_killed_backend_costs_no_client_connection_and_comes_back_after_rise() {
-    let counts = Arc::new(Mutex::new(HashMap::new()));
-    let keep = Named::start("keep", counts.clone());
-    let flaky_listener = TcpListener::bind("[::1]:0").unwrap();
-    let flaky_addr = flaky_listener.local_addr().unwrap();
-    let flaky = Named::start_on(flaky_listener, "flaky", counts.clone());
-    let port = free_port();
-    let config = format!(
-        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"*\"]\nconnect_timeout = \"1s\"\n\
-         backends = [{{ address = \"{}\" }}, {{ address = \"{flaky_addr}\" }}]\n\
-         health = {{ interval = \"200ms\", timeout = \"200ms\", rise = 2, fall = 2 }}\n",
-        keep.addr
+         [limits]\nthreads = 3\n",
+        backends[0].addr, backends[1].addr, backends[2].addr
     );
     let proxy_addr = addr(format!("127.0.0.1:{port}"));
-    let proxy = Proxy::start("faults", &config, proxy_addr);
-    for _ in 0..10 {
-        assert!(http_get(proxy_addr, "f.test").ends_with("\n"));
+    let proxy = Proxy::start("weights", &config, proxy_addr);
+    for _ in 0..12 {
+        assert!(http_get(proxy_addr, "w.test").ends_with('\n'));
     }
-    assert!(counts.lock().unwrap().get("flaky").copied().unwrap_or(0) > 0);
-    drop(flaky); // its listener closes: connects to it are refused from now on
-    std::thread::sleep(Duration::from_millis(50));
-    for i in 0..40 {
-        let body = http_get(proxy_addr, "f.test");
-        assert!(
-            body.contains("keep"),
-            "request {i} failed while a backend was down: {body:?}\n{}",
-            proxy.log()
-        );
-    }
-    // Long enough for `fall` (2) failed checks: down by the active checks, not only ejected
-    // by the failed connects (which one good check would end).
-    std::thread::sleep(Duration::from_millis(700));
-    // It comes back on the same address; after `rise` good checks it is picked again.
-    let back = Named::start_on(
-        TcpListener::bind(flaky_addr).unwrap(),
-        "flaky-again",
-        counts.clone(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while counts
-        .lock()
-        .unwrap()
-        .get("flaky-again")
-        .copied()
-        .unwrap_or(0)
-        == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the backend was never picked again:\n{}",
-            proxy.log()
-        );
-        let _ = http_get(proxy_addr, "f.test");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Active checks bring it back only after `rise` (2) good probes.
-    let probes = counts
-        .lock()
-        .unwrap()
-        .get("flaky-again probes")
-        .copied()
-        .unwrap_or(0);
-    assert!(probes >= 2, "picked again after {probes} probe(s)");
-    drop(back);
+    let served = ["a", "b", "c"].map(|name| visits.served(name));
+    assert_eq!(served, [2, 4, 6], "{}", proxy.log());
 }
 
+/// The program's relay, as configured by default: a mebibyte each way, with a half-close.
+/// (`proxy_behaviour.rs` runs both relay methods in the engine.)
 #[test]
-fn a_slow_client_is_closed_at_peek_timeout() {
-    let counts = Arc::new(Mutex::new(HashMap::new()));
-    let backend = Named::start("b", counts);
+fn the_program_relays_a_megabyte_each_way_with_half_close() {
+    let backend = digest_backend();
     let port = free_port();
     let config = format!(
-        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"tls\"\npeek_timeout = \"1s\"\n\n[[route]]\nhosts = [\"*\"]\nbackends = [{{ address = \"{}\" }}]\n",
-        backend.addr
+        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"echo.test\"]\nbackends = [{{ address = \"{backend}\" }}]\n"
     );
     let proxy_addr = addr(format!("127.0.0.1:{port}"));
-    let _proxy = Proxy::start("slow", &config, proxy_addr);
-    let mut s = TcpStream::connect(proxy_addr).unwrap();
-    s.write_all(&[0x16, 0x03, 0x01]).unwrap(); // the start of a record, and then nothing
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let started = Instant::now();
-    let mut buf = [0u8; 16];
-    let n = s.read(&mut buf).unwrap_or(0);
-    let took = started.elapsed();
-    assert_eq!(n, 0, "closed without an answer");
-    assert!(
-        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
-        "closed after {took:?}"
-    );
-}
-
-/// A backend that reads everything until the client's FIN, then answers with the SHA-like
-/// digest of what it got and 1 MiB of its own, then closes.
-fn echo_digest_backend() -> SocketAddr {
-    let listener = TcpListener::bind("[::1]:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        if let Ok((mut s, _)) = listener.accept() {
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).unwrap();
-            let reply = pattern(1 << 20, 7);
-            s.write_all(format!("{:016x}\n", digest(&got)).as_bytes())
-                .unwrap();
-            s.write_all(&reply).unwrap();
-        }
-    });
-    addr
-}
-
-/// FNV-1a: enough to tell two byte streams apart here.
-fn digest(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-#[test]
-fn a_megabyte_each_way_with_half_close_arrives_intact() {
-    for relay in ["splice", "copy"] {
-        megabyte_each_way(relay);
-    }
-}
-
-fn megabyte_each_way(relay: &str) {
-    let backend = echo_digest_backend();
-    let port = free_port();
-    let config = format!(
-        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"http\"\n\n[[route]]\nhosts = [\"echo.test\"]\nbackends = [{{ address = \"{backend}\" }}]\n\n[limits]\nrelay = \"{relay}\"\n"
-    );
-    let proxy_addr = addr(format!("127.0.0.1:{port}"));
-    let _proxy = Proxy::start(&format!("bulk-{relay}"), &config, proxy_addr);
-    let mut sent =
-        b"POST / HTTP/1.1\r\nHost: echo.test\r\nContent-Length: 1048576\r\n\r\n".to_vec();
-    sent.extend_from_slice(&pattern(1 << 20, 3));
-    let mut s = TcpStream::connect(proxy_addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&sent).unwrap();
-    s.shutdown(Shutdown::Write).unwrap(); // half-close: the answer must still come back
-    let mut reader = BufReader::new(s);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert_eq!(
-        line.trim(),
-        format!("{:016x}", digest(&sent)),
-        "the backend got exactly what was sent"
-    );
-    let mut back = Vec::new();
-    reader.read_to_end(&mut back).unwrap();
-    assert_eq!(back.len(), 1 << 20);
-    assert_eq!(digest(&back), digest(&pattern(1 << 20, 7)));
+    let _proxy = Proxy::start("bulk", &config, proxy_addr);
+    megabyte_each_way(proxy_addr, "echo.test");
 }
 
 /// nginx backends: `a` (http, PROXY v1), `b` (https, PROXY v2), `c` (http, no PROXY), each
@@ -706,11 +496,8 @@ fn haproxy_in_front_and_behind() {
 
 #[test]
 fn reload_on_sighup_keeps_open_connections_and_refuses_bad_files() {
-    let counts = Arc::new(Mutex::new(HashMap::new()));
-    let (one, two) = (
-        Named::start("one", counts.clone()),
-        Named::start("two", counts.clone()),
-    );
+    let visits = Visits::default();
+    let (one, two) = (Named::start("one", &visits), Named::start("two", &visits));
     let port = free_port();
     let config = |backend: SocketAddr| {
         format!(
@@ -830,187 +617,6 @@ fn max_connections_is_enforced_at_accept_and_counted_in_metrics() {
     assert!(
         text.contains("sixgate_connections_total{outcome=\"over_limit\"} 1"),
         "{text}"
-    );
-}
-
-/// A route over `backends` on one HTTP listener, with extra route lines and limits.
-fn one_route(port: u16, mode: &str, route: &str, backends: &[String], limits: &str) -> String {
-    let list: Vec<String> = backends.iter().map(|b| format!("{{ {b} }}")).collect();
-    format!(
-        "[[listen]]\naddresses = [\"127.0.0.1:{port}\"]\nmode = \"{mode}\"\n\n[[route]]\nhosts = [\"*\"]\n{route}\nbackends = [{}]\n\n[limits]\n{limits}\n",
-        list.join(", ")
-    )
-}
-
-#[test]
-fn unreachable_backends_get_a_503_and_idle_connections_are_closed() {
-    let closed = TcpListener::bind("[::1]:0").unwrap().local_addr().unwrap(); // nobody listens now
-    let port = free_port();
-    let config = one_route(
-        port,
-        "http",
-        "connect_timeout = \"1s\"",
-        &[format!("address = \"{closed}\"")],
-        "",
-    );
-    let proxy_addr = addr(format!("127.0.0.1:{port}"));
-    let proxy = Proxy::start("unreachable", &config, proxy_addr);
-    let answer = http_get(proxy_addr, "x.test");
-    assert!(
-        answer.starts_with("HTTP/1.1 503 "),
-        "{answer:?}\n{}",
-        proxy.log()
-    );
-    drop(proxy);
-
-    let silent = TcpListener::bind("[::1]:0").unwrap();
-    let port = free_port();
-    let config = one_route(
-        port,
-        "http",
-        "",
-        &[format!("address = \"{}\"", silent.local_addr().unwrap())],
-        "idle_timeout = \"1s\"",
-    );
-    let proxy_addr = addr(format!("127.0.0.1:{port}"));
-    let proxy = Proxy::start("idle", &config, proxy_addr);
-    let mut s = TcpStream::connect(proxy_addr).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: i.test\r\n\r\n")
-        .unwrap();
-    let (_backend_side, _) = silent.accept().unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let started = Instant::now();
-    let mut buf = [0u8; 16];
-    assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(800) && took < Duration::from_secs(5),
-        "idle close after {took:?}"
-    );
-    std::thread::sleep(Duration::from_millis(100));
-    // The backend never answered: that is the story the log tells, with the idle timeout.
-    let log = proxy.log();
-    assert!(
-        log.contains("idle timeout: the backend sent nothing")
-            && log.contains("outcome=\"backend_silent\""),
-        "{log}"
-    );
-}
-
-#[test]
-fn consistent_hashing_keeps_a_client_and_backups_wait_for_the_primaries() {
-    let counts = Arc::new(Mutex::new(HashMap::new()));
-    let (one, two, three) = (
-        Named::start("one", counts.clone()),
-        Named::start("two", counts.clone()),
-        Named::start("three", counts.clone()),
-    );
-    let port = free_port();
-    let backends = [one.addr, two.addr, three.addr].map(|a| format!("address = \"{a}\""));
-    let config = one_route(port, "http", "balance = \"consistent\"", &backends, "");
-    let proxy_addr = addr(format!("127.0.0.1:{port}"));
-    let _proxy = Proxy::start("consistent", &config, proxy_addr);
-    let first = http_get(proxy_addr, "c.test");
-    for _ in 0..20 {
-        assert_eq!(
-            http_get(proxy_addr, "c.test"),
-            first,
-            "the same client went elsewhere"
-        );
-    }
-
-    let counts = Arc::new(Mutex::new(HashMap::new()));
-    let primary_listener = TcpListener::bind("[::1]:0").unwrap();
-    let primary_addr = primary_listener.local_addr().unwrap();
-    let primary = Named::start_on(primary_listener, "primary", counts.clone());
-    let backup = Named::start("backup", counts.clone());
-    let port = free_port();
-    let backends = [
-        format!("address = \"{primary_addr}\""),
-        format!("address = \"{}\", backup = true", backup.addr),
-    ];
-    let health = "health = { interval = \"100ms\", timeout = \"100ms\", rise = 2, fall = 2 }";
-    let config = one_route(port, "http", health, &backends, "");
-    let proxy_addr = addr(format!("127.0.0.1:{port}"));
-    let proxy = Proxy::start("backup", &config, proxy_addr);
-    for _ in 0..10 {
-        assert!(http_get(proxy_addr, "b.test").ends_with("primary\n"));
-    }
-    assert_eq!(
-        counts.lock().unwrap().get("backup").copied(),
-        None,
-        "a backup while the primary is up"
-    );
-    // The primary goes away: once its checks fail, every request goes to the backup (as with
-    // HAProxy, a backup serves only when no primary is up).
-    drop(primary);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !http_get(proxy_addr, "b.test").ends_with("backup\n") {
-        assert!(
-            Instant::now() < deadline,
-            "never failed over:\n{}",
-            proxy.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for i in 0..10 {
-        let body = http_get(proxy_addr, "b.test");
-        assert!(
-            body.ends_with("backup\n"),
-            "request {i}: {body:?}\n{}",
-            proxy.log()
-        );
-    }
-    // It comes back: traffic fails back to it.
-    let _primary = Named::start_on(
-        TcpListener::bind(primary_addr).unwrap(),
-        "primary",
-        counts.clone(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !http_get(proxy_addr, "b.test").ends_with("primary\n") {
-        assert!(
-            Instant::now() < deadline,
-            "never failed back:\n{}",
-            proxy.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-#[test]
-fn auto_mode_takes_tls_and_http_on_one_listener() {
-    let (Some(openssl), Some(curl)) = (program("openssl"), program("curl")) else {
-        return;
-    };
-    let dir = Scratch::new("auto");
-    let Some((_nginx, [a, b, _])) = nginx_backends(&dir, &openssl) else {
-        return;
-    };
-    let port = free_port();
-    let config = format!(
-        "[[listen]]\naddresses = [\"127.0.0.1:{port}\", \"[::1]:{port}\"]\nmode = \"auto\"\n\n\
-         [[route]]\nhosts = [\"a.test\"]\nproxy_protocol = \"v1\"\nbackends = [{{ address = \"[::1]:{a}\" }}]\n\n\
-         [[route]]\nhosts = [\"b.test\"]\nproxy_protocol = \"v2\"\nbackends = [{{ address = \"[::1]:{b}\" }}]\n"
-    );
-    let proxy = Proxy::start("auto", &config, addr(format!("127.0.0.1:{port}")));
-    let out = |args: &[&str]| String::from_utf8_lossy(&run(&curl, args)).to_string();
-    // An IPv6 client over HTTP, an IPv4 one over TLS, on the same port.
-    assert_eq!(
-        out(&["-s", "-H", "Host: a.test", &format!("http://[::1]:{port}/")]),
-        format!("a ::1 {port}\n"),
-        "{}",
-        proxy.log()
-    );
-    let resolve = format!("b.test:{port}:127.0.0.1");
-    assert_eq!(
-        out(&[
-            "-sk",
-            "--resolve",
-            &resolve,
-            &format!("https://b.test:{port}/")
-        ]),
-        "b 127.0.0.1 b.test\n"
     );
 }
 
