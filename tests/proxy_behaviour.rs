@@ -414,11 +414,11 @@ fn backups_serve_only_while_no_primary_is_up() {
         0,
         "a backup while the primary is up"
     );
-    // The primary goes away: once it is out, every request goes to the backup (as with
-    // HAProxy, a backup serves only when no primary is up). Until then requests get a 503: a
-    // connect the primary refuses is not retried on the backup.
+    // The primary goes away: the very next request is served by the backup (its refused
+    // connect is retried there, as nginx retries its backups), and every one after it.
     drop(primary);
     let failover = until_served_by(proxy, "backup", Duration::from_secs(3));
+    assert_eq!(failover, 1, "requests before the backup served one");
     only_from(&engine, 10, "backup", backup.addr, 10 + failover);
     // Away long enough for `fall` (2) failed checks 100 ms apart, not only ejected by failed
     // connects (which one good check would end); then it comes back, and after `rise` (2) good

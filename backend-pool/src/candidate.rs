@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering;
 use core::time::Duration;
 
 use crate::algorithm::{Algorithm, Filter, Proposal};
-use crate::backend::{Backend, BackendId};
+use crate::backend::{Backend, BackendId, Tier};
 use crate::config::nanos;
 use crate::health::StateRef;
 use crate::pool::{Entry, Route, Snapshot};
@@ -116,6 +116,38 @@ impl<'s, A: Algorithm> Iterator for Candidates<'s, '_, A> {
         if self.tried.len() >= self.max {
             return None;
         }
+        loop {
+            if let Some(index) = self.next_in_tier() {
+                return Some(self.take(index));
+            }
+            // Every usable primary was tried for this request: the backups stand in before the
+            // request fails, as nginx's do (a refused connect is not yet a backend marked down).
+            if !self.to_backups() {
+                return None;
+            }
+        }
+    }
+}
+
+impl<A: Algorithm> Candidates<'_, '_, A> {
+    /// Moves from the primaries to the backups, judged by their health; false when already
+    /// there or there are none.
+    fn to_backups(&mut self) -> bool {
+        let Some(backups) = (self.tier == 0)
+            .then(|| self.snapshot.algorithm(Tier::Backup))
+            .flatten()
+        else {
+            return false;
+        };
+        self.algorithm = backups;
+        self.tier = 1;
+        (self.ignore_health, self.clear) = (false, false);
+        (self.attempt, self.cursor) = (0, 0);
+        true
+    }
+
+    /// The next untried usable backend of the current tier.
+    fn next_in_tier(&mut self) -> Option<u32> {
         for _ in 0..PROBES {
             let filter = Filter {
                 entries: self.snapshot.entries(),
@@ -147,13 +179,12 @@ impl<'s, A: Algorithm> Iterator for Candidates<'s, '_, A> {
                                 self.key,
                             )) =>
                 {
-                    return Some(self.take(i));
+                    return Some(i);
                 }
                 Some(_) => {}
             }
         }
-        let index = self.fallback()?;
-        Some(self.take(index))
+        self.fallback()
     }
 }
 

@@ -1134,6 +1134,46 @@ mod tests {
         );
     }
 
+    // A request whose primaries all fail to connect tries the backups before it fails, while
+    // the primaries are still in service; picks keep to the primaries.
+    #[test]
+    fn a_request_tries_the_backups_once_every_primary_failed_it() {
+        let backends = vec![
+            Backend::new("p0", 1),
+            Backend::new("s0", 1).backup(),
+            Backend::new("p1", 1),
+        ];
+        let pool = Pool::<WeightedRandom>::new(backends, strict(), (), 1).unwrap();
+        let mut rng = Rng::new(3);
+        let snapshot = pool.load();
+        let order: Vec<String> = snapshot
+            .candidates(b"", T0, &mut rng)
+            .unwrap()
+            .map(|c| c.backend().id.to_string())
+            .collect();
+        assert_eq!(order.len(), 3, "{order:?}");
+        assert_eq!(order[2], "s0", "primaries first: {order:?}");
+        assert_eq!(
+            counts(&pool, 100, T0, &mut rng)[1],
+            0,
+            "no pick of the backup"
+        );
+        // Fewer attempts than primaries: the backups are never reached.
+        let two = PoolConfig {
+            max_attempts: 2,
+            ..strict()
+        };
+        let pool =
+            Pool::<WeightedRandom>::new(pool.load().backends().cloned(), two, (), 1).unwrap();
+        let snapshot = pool.load();
+        let candidates = snapshot.candidates(b"", T0, &mut rng).unwrap();
+        assert!(
+            candidates
+                .map(|c| c.backend().id.to_string())
+                .all(|id| id != "s0")
+        );
+    }
+
     #[test]
     fn panic_mode_uses_every_backend_below_the_threshold() {
         let config = PoolConfig {
