@@ -122,7 +122,7 @@ impl<'s, A: Algorithm> Iterator for Candidates<'s, '_, A> {
             }
             // Every usable primary was tried for this request: the backups stand in before the
             // request fails, as nginx's do (a refused connect is not yet a backend marked down).
-            if !self.to_backups() {
+            if !self.fall_back_to_backups() {
                 return None;
             }
         }
@@ -132,7 +132,7 @@ impl<'s, A: Algorithm> Iterator for Candidates<'s, '_, A> {
 impl<A: Algorithm> Candidates<'_, '_, A> {
     /// Moves from the primaries to the backups, judged by their health; false when already
     /// there or there are none.
-    fn to_backups(&mut self) -> bool {
+    fn fall_back_to_backups(&mut self) -> bool {
         let Some(backups) = (self.tier == 0)
             .then(|| self.snapshot.algorithm(Tier::Backup))
             .flatten()

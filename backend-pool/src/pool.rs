@@ -297,11 +297,7 @@ fn build<A: Algorithm>(
         .collect();
     let [primary, backup] = tiers;
     Ok(Snapshot {
-        by_id: if entries.len() > SCAN {
-            order.into_boxed_slice()
-        } else {
-            Box::default()
-        },
+        by_id: (entries.len() > SCAN).then(|| Box::new(order.into_boxed_slice())),
         entries,
         primary,
         backup: backup.map(Box::new),
@@ -330,8 +326,8 @@ impl<A: Algorithm> fmt::Debug for SnapshotRef<A> {
 #[derive(Debug)]
 pub struct Snapshot<A: Algorithm> {
     entries: Box<[Entry]>,
-    /// Entry positions sorted by identity; empty up to `SCAN` entries.
-    by_id: Box<[u32]>,
+    /// Entry positions sorted by identity, beyond `SCAN` entries (boxed twice: one pointer here).
+    by_id: Option<Box<Box<[u32]>>>,
     primary: Option<A>,
     /// Rare, so boxed: an empty backup tier costs a pointer, not a whole algorithm.
     backup: Option<Box<A>>,
@@ -400,14 +396,13 @@ impl<A: Algorithm> Snapshot<A> {
 
     /// The entry of one identity.
     pub(crate) fn find(&self, id: &BackendId) -> Option<&Entry> {
-        if self.by_id.is_empty() {
+        let Some(by_id) = &self.by_id else {
             return self.entries.iter().find(|e| e.backend.id == *id);
-        }
-        let at = self
-            .by_id
+        };
+        let at = by_id
             .binary_search_by(|&i| self.entries[i as usize].backend.id.cmp(id))
             .ok()?;
-        self.entries.get(self.by_id[at] as usize)
+        self.entries.get(by_id[at] as usize)
     }
 
     pub(crate) fn entries(&self) -> &[Entry] {

@@ -9,6 +9,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::PoolError;
 use crate::algorithm::{Algorithm, Member, Proposal};
+use crate::health::PAD_FROM;
 use crate::rng::mix64;
 
 /// Settings for [`SmoothWeighted`].
@@ -36,28 +37,38 @@ impl Default for SmoothConfig {
 /// walked live when the cycle is too long to precompute.
 #[derive(Debug)]
 pub struct SmoothWeighted {
-    /// `[0]` is the counter: the next pick's position in the cycle (every pick adds one); then
-    /// one full cycle of snapshot indices, none when walked live. The counter lives with the
-    /// cycle rather than beside the fields every pick reads, so those stay on lines nobody
-    /// writes, without padding the counter to a line of its own (256 bytes per snapshot, more
-    /// than all the rest of a two-backend pool): a pick writes the counter, then reads the cycle
-    /// from the line it has just written (the whole cycle, for a small pool).
+    /// `[lead]` is the counter: the next pick's position in the cycle (every pick adds one);
+    /// then one full cycle of snapshot indices (none when walked live). The counter lives with
+    /// the cycle rather than beside the fields every pick reads, so those stay on lines nobody
+    /// writes: a pick writes the counter, then reads the cycle from the line it has just written
+    /// (the whole cycle, for a small pool). From `PAD_FROM` members on, 128 bytes of unused slots
+    /// before the counter and after the cycle keep whatever the allocator put beside the block
+    /// off the counter's lines; below, the pool stays small (a proxy may hold 100,000 of them).
     cycle: Box<[AtomicU32]>,
     live: Option<Box<Mutex<Stepper>>>,
-    /// Fast remainder by the cycle's length.
+    /// Fast remainder by the period.
     len: FastMod,
+    /// Where the counter is in `cycle`.
+    lead: u32,
+    /// Picks in one cycle (at most 2^30); 0 when walked live.
+    period: u32,
 }
+
+/// Unused slots on each side of a padded cycle: 128 bytes (Intel fetches lines in pairs).
+const PAD_SLOTS: usize = 32;
 
 impl SmoothWeighted {
     /// One full cycle, as snapshot indices; empty when the cycle is walked live.
     pub fn schedule(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
-        self.cycle[1..]
+        let first = self.lead as usize + 1;
+        self.cycle[first..first + self.period as usize]
             .iter()
             .map(|slot| slot.load(Ordering::Relaxed))
     }
 
-    fn period(&self) -> u64 {
-        self.cycle.len() as u64 - 1
+    #[inline]
+    fn counter(&self) -> &AtomicU32 {
+        &self.cycle[self.lead as usize]
     }
 }
 
@@ -70,13 +81,13 @@ const MAX_PERIOD: u64 = 1 << 30;
 impl SmoothWeighted {
     #[inline]
     fn take_slot(&self) -> u64 {
-        let slot = self.cycle[0].fetch_add(1, Ordering::Relaxed);
+        let slot = self.counter().fetch_add(1, Ordering::Relaxed);
         if slot == FOLD_AT {
             // exactly one pick sees this value, so exactly one folds, by whole cycles (at most
             // 2^30, so the counter never wraps)
-            let len = self.period();
+            let len = u64::from(self.period);
             let fold = MAX_PERIOD.checked_div(len).map_or(0, |k| k * len);
-            self.cycle[0].fetch_sub(fold as u32, Ordering::Relaxed);
+            self.counter().fetch_sub(fold as u32, Ordering::Relaxed);
         }
         u64::from(slot)
     }
@@ -106,6 +117,8 @@ impl Algorithm for SmoothWeighted {
                 cycle: Box::new([AtomicU32::new(0)]),
                 live: Some(Box::new(Mutex::new(stepper))),
                 len: FastMod::new(0),
+                lead: 0,
+                period: 0,
             });
         }
         let period = stepper.period;
@@ -114,15 +127,24 @@ impl Algorithm for SmoothWeighted {
         } else {
             0
         };
-        // the period is at most 2^30: the start fits
-        let cycle: Box<[AtomicU32]> = core::iter::once(start as u32)
+        let pad = if members.len() >= PAD_FROM {
+            PAD_SLOTS
+        } else {
+            0
+        };
+        // the period is at most 2^30: it and the start fit
+        let cycle: Box<[AtomicU32]> = core::iter::repeat_n(0, pad)
+            .chain(core::iter::once(start as u32))
             .chain((0..period).map(|_| stepper.step()))
+            .chain(core::iter::repeat_n(0, pad))
             .map(AtomicU32::new)
             .collect();
         Ok(Self {
             cycle,
             live: None,
             len: FastMod::new(period),
+            lead: pad as u32,
+            period: period as u32,
         })
     }
 
@@ -132,7 +154,7 @@ impl Algorithm for SmoothWeighted {
             // No slots to walk on from: a retry, too, takes the sequence's next step.
             return Some(live.lock().unwrap_or_else(PoisonError::into_inner).step());
         }
-        let period = self.period();
+        let period = u64::from(self.period);
         if period == 0 {
             return None;
         }
@@ -145,7 +167,7 @@ impl Algorithm for SmoothWeighted {
             self.take_slot()
         };
         *p.cursor() = slot;
-        let at = 1 + self.len.rem(slot, period) as usize;
+        let at = self.lead as usize + 1 + self.len.rem(slot, period) as usize;
         self.cycle
             .get(at)
             .map(|index| index.load(Ordering::Relaxed))
@@ -349,12 +371,12 @@ mod tests {
             ..Default::default()
         };
         let s = SmoothWeighted::build(&m, &config, 0).unwrap();
-        s.cycle[0].store(FOLD_AT - 20, Ordering::Relaxed);
+        s.counter().store(FOLD_AT - 20, Ordering::Relaxed);
         let positions: Vec<u64> = (0..40).map(|_| s.len.rem(s.take_slot(), 7)).collect();
         for pair in positions.windows(2) {
             assert_eq!(pair[1], (pair[0] + 1) % 7, "{positions:?}");
         }
-        assert!(s.cycle[0].load(Ordering::Relaxed) < FOLD_AT);
+        assert!(s.counter().load(Ordering::Relaxed) < FOLD_AT);
     }
 
     #[test]
@@ -524,6 +546,20 @@ mod tests {
     }
 
     #[test]
+    fn padded_cycles_walk_the_same_sequence() {
+        for weights in [&[5, 1, 1][..], &[5, 1, 1, 2], &[3; 40]] {
+            let s = SmoothWeighted::build(&members(weights), &not_random(1 << 20), 0).unwrap();
+            let padded = weights.len() >= PAD_FROM;
+            assert_eq!(s.lead as usize, if padded { PAD_SLOTS } else { 0 });
+            assert_eq!(s.schedule().len() as u64, u64::from(s.period));
+            let cycle: Vec<u32> = s.schedule().collect();
+            let picks = walk(&s, 3 * cycle.len());
+            assert!(picks.chunks(cycle.len()).all(|c| c == cycle), "{weights:?}");
+            assert_eq!(&*cycle, &*nginx_cycle(&members(weights)));
+        }
+    }
+
+    #[test]
     fn huge_but_proportional_weights_reduce_by_the_gcd() {
         let s = SmoothWeighted::build(&members(&[u32::MAX, u32::MAX]), &not_random(4), 0).unwrap();
         assert!(s.schedule().eq([0, 1]));
@@ -537,7 +573,7 @@ mod tests {
         let fleet = 7000;
         for seed in 0..fleet {
             let s = SmoothWeighted::build(&m, &config, mix64(seed)).unwrap();
-            let start = s.cycle[0].load(Ordering::Relaxed) as usize;
+            let start = s.counter().load(Ordering::Relaxed) as usize;
             first[s.schedule().nth(start).unwrap() as usize] += 1;
         }
         // binomial bounds, 4σ
