@@ -394,3 +394,58 @@ fn the_engine_runs_on_its_own_workers_without_a_runtime() {
         assert_eq!(server.shutdown().await, 0);
     });
 }
+
+#[tokio::test]
+async fn every_byte_after_a_long_proxy_header_arrives() {
+    use sixgate::proxy_proto::Builder;
+    let backend = TcpListener::bind("[::1]:0").await.unwrap();
+    let mut trusting = loopback(Mode::Http, "http");
+    trusting.accept_proxy_from = vec!["127.0.0.1".parse().unwrap()];
+    let (server, records) = start(
+        vec![trusting],
+        vec![route(
+            "www",
+            &["www.example"],
+            backend.local_addr().unwrap(),
+        )],
+    );
+    let proxy = server.local_addrs()[0];
+    // A v2 header padded near the default cap (4 KiB), the request and a 10 KB body, in one
+    // write: whatever the header reader read past the header, the peek did not, or the relay
+    // read later, every byte arrives once and in order.
+    let padding = vec![0u8; 4000];
+    let header = Builder::v2_proxy("192.0.2.1:5000".parse().unwrap(), proxy).noop(&padding);
+    let mut sent = vec![0; header.len().unwrap()];
+    header.write(&mut sent).unwrap();
+    let header_len = sent.len();
+    let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: www.example\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    sent.extend_from_slice(head.as_bytes());
+    sent.extend_from_slice(&body);
+    let mut c = TcpStream::connect(proxy).await.unwrap();
+    c.write_all(&sent).await.unwrap();
+    let accepted = tokio::time::timeout(Duration::from_secs(5), backend.accept()).await;
+    let Ok(Ok((mut at_backend, _))) = accepted else {
+        panic!(
+            "no connection to the backend: {:?}",
+            records.0.lock().unwrap()
+        );
+    };
+    let mut got = Vec::new();
+    let want = sent.len() - header_len;
+    let mut buf = [0u8; 4096];
+    while got.len() < want {
+        match tokio::time::timeout(Duration::from_secs(5), at_backend.read(&mut buf)).await {
+            Ok(Ok(n @ 1..)) => got.extend_from_slice(&buf[..n]),
+            other => panic!("{} of {want} bytes, then {other:?}", got.len()),
+        }
+    }
+    assert!(got == sent[header_len..], "the bytes differ");
+    drop((c, at_backend));
+    let seen = records.nth(1).await;
+    assert_eq!(seen.up, want as u64, "{seen:?}");
+    server.shutdown().await;
+}

@@ -267,44 +267,55 @@ fn or_whole(
 /// thing found across pieces rather than by TOML is a section that may appear once
 /// (`[limits]`, `[metrics]`, `[nat64]`) appearing twice.
 fn parse_from(input: impl std::io::BufRead, min: usize) -> Result<Config, Stop> {
+    let hasher = foldhash::fast::RandomState::default();
+    // Read whole, the file is one piece: TOML has seen every route and listener.
+    let whole = min == usize::MAX;
+    // Every other piece is checked on a second thread: the TOML parser is most of the time, and
+    // pieces are independent. Each piece's tree is dropped where it was built.
+    let (checked, theirs) = std::thread::scope(|scope| {
+        let (to_second, pieces) = std::sync::mpsc::sync_channel::<(usize, Piece)>(2);
+        let second = scope.spawn(|| {
+            pieces
+                .into_iter()
+                .map(|(i, piece)| (i, check_piece(piece, whole, &hasher)))
+                .collect::<Vec<_>>()
+        });
+        let mut checked = Vec::new();
+        let mut index = 0;
+        read_pieces(input, min, |piece| {
+            index += 1;
+            match piece {
+                Ok(piece) if index % 2 == 0 => to_second.send((index, piece)).is_ok(),
+                Ok(piece) => {
+                    let result = check_piece(piece, whole, &hasher);
+                    let go_on = result.is_ok();
+                    checked.push((index, result));
+                    go_on
+                }
+                Err(stop) => {
+                    checked.push((index, Err(stop)));
+                    false
+                }
+            }
+        });
+        drop(to_second);
+        (checked, second.join())
+    });
+    let mut checked = checked;
+    checked.extend(theirs.unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+    checked.sort_unstable_by_key(|&(i, _)| i);
     let mut check = Checker {
         lines: LineIndex::default(),
         first_line: 1,
         errors: Vec::new(),
     };
-    let mut sections = Sections::default();
-    let mut failed = None;
-    read_pieces(input, min, |piece| match piece {
-        // A route or listener that is no `[[route]]`/`[[listen]]` table of this piece (an
-        // inline `route = [...]`) may clash with one in another piece, which TOML alone would
-        // see: such a file is read whole.
-        Ok(Parsed { headers, raw, .. }) if headers != (raw.route.len(), raw.listen.len()) => {
-            failed = Some(Stop {
-                errors: Vec::new(),
-                toml: true,
-            });
-            false
-        }
-        Ok(Parsed {
-            first_line,
-            lines,
-            raw,
-            ..
-        }) => {
-            (check.lines, check.first_line) = (lines, first_line);
-            check.sections(raw, &mut sections);
-            true
-        }
-        Err(e) => {
-            failed = Some(e);
-            false
-        }
-    });
-    if let Some(stop) = failed {
-        return Err(stop);
+    let mut sections = Sections::sharing(&hasher);
+    // In the file's order, up to the first piece that failed (later ones do not count).
+    for (_, result) in checked {
+        let (piece, errors) = result?;
+        check.errors.extend(errors);
+        check.absorb(&mut sections, piece);
     }
-    // Whole-file errors are on line 1.
-    (check.lines, check.first_line) = (LineIndex::default(), 1);
     let config = check.finish(sections);
     let mut errors = check.errors;
     if errors.is_empty() {
@@ -318,13 +329,49 @@ fn parse_from(input: impl std::io::BufRead, min: usize) -> Result<Config, Stop> 
     }
 }
 
-/// One piece of the file, parsed: the line it starts on, where its lines start, its TOML, and
-/// how many `[[route]]` and `[[listen]]` headers it has.
+/// One piece of the file, as read: its text, the line it starts on, and how many `[[route]]`
+/// and `[[listen]]` headers it has.
+struct Piece {
+    text: String,
+    first_line: usize,
+    headers: (usize, usize),
+}
+
+/// Parses and checks one piece alone: its sections and its errors.
+fn check_piece(
+    piece: Piece,
+    whole: bool,
+    hasher: &foldhash::fast::RandomState,
+) -> Result<(Sections, Vec<ConfigError>), Stop> {
+    let Parsed {
+        first_line,
+        lines,
+        raw,
+    } = parse_piece(&piece.text, piece.first_line)?;
+    // A route or listener that is no `[[route]]`/`[[listen]]` table of this piece (an inline
+    // `route = [...]`) may clash with one in another piece, which TOML alone would see: such a
+    // file is read whole.
+    if !whole && piece.headers != (raw.route.len(), raw.listen.len()) {
+        return Err(Stop {
+            errors: Vec::new(),
+            toml: true,
+        });
+    }
+    let mut check = Checker {
+        lines,
+        first_line,
+        errors: Vec::new(),
+    };
+    let mut sections = Sections::sharing(hasher);
+    check.sections(raw, &mut sections);
+    Ok((sections, check.errors))
+}
+
+/// One piece of the file, parsed: the line it starts on, where its lines start, its TOML.
 struct Parsed {
     first_line: usize,
     lines: LineIndex,
     raw: RawConfig,
-    headers: (usize, usize),
 }
 
 /// Reads `input` a line at a time, cuts it into pieces and hands each on parsed, until the end,
@@ -332,7 +379,7 @@ struct Parsed {
 fn read_pieces(
     mut input: impl std::io::BufRead,
     min: usize,
-    mut each: impl FnMut(Result<Parsed, Stop>) -> bool,
+    mut each: impl FnMut(Result<Piece, Stop>) -> bool,
 ) {
     // The piece so far, then the line just read; the piece's first line and its number of lines;
     // the quote of a multi-line string open at the start of the next line.
@@ -358,10 +405,16 @@ fn read_pieces(
         let line = &piece[start..];
         let header = read > 0 && open.is_none() && is_header(line, b"route");
         if read == 0 || (header && start >= min) {
-            let parsed = match core::str::from_utf8(&piece[..start]) {
-                Ok(text) => parse_piece(text, first_line).map(|p| Parsed { headers, ..p }),
+            let rest = piece.split_off(start);
+            let text = core::mem::replace(&mut piece, rest);
+            let parsed = match String::from_utf8(text) {
+                Ok(text) => Ok(Piece {
+                    text,
+                    first_line,
+                    headers,
+                }),
                 Err(e) => {
-                    let before = &piece[..e.valid_up_to()];
+                    let before = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                     Err(Stop {
                         errors: vec![ConfigError {
                             line: first_line + before.iter().filter(|&&b| b == b'\n').count(),
@@ -376,7 +429,6 @@ fn read_pieces(
                 return;
             }
             (first_line, lines, headers) = (first_line + lines, 0, (0, 0));
-            piece.drain(..start);
         }
         if read > 0 && open.is_none() {
             let line = &piece[piece.len() - read..];
@@ -405,7 +457,6 @@ fn parse_piece(text: &str, first_line: usize) -> Result<Parsed, Stop> {
             first_line,
             lines,
             raw,
-            headers: (0, 0),
         }),
         Err(e) => Err(Stop {
             errors: vec![ConfigError {
@@ -493,16 +544,20 @@ struct SeenHost {
     line: u32,
 }
 
-/// What the pieces add up to, checked as they come.
+/// What a piece holds, or what the pieces add up to.
 #[derive(Default)]
 struct Sections {
     listeners: Vec<Listener>,
+    /// Every listener address with its line, in order (a piece's: as found; the file's: each
+    /// once).
+    addresses: Vec<(SocketAddr, usize)>,
     seen_addresses: HashMap<SocketAddr, usize>,
     routes: Vec<Arc<Route>>,
     /// The line each route starts on.
     route_lines: Vec<usize>,
-    /// Each listener name with its line.
-    listener_names: HashMap<String, usize>,
+    /// Each listener name with its line, in order.
+    listener_names: Vec<(String, usize)>,
+    seen_names: HashMap<String, usize>,
     /// The listener names routes are bound to, each with its line: checked once all are in.
     bindings: Vec<(String, usize)>,
     /// Every host pattern, to find the ones routed twice once all are in.
@@ -512,6 +567,16 @@ struct Sections {
     limits: Option<(Limits, usize)>,
     metrics: Option<(Option<SocketAddr>, usize)>,
     nat64: Option<(Nat64, usize)>,
+}
+
+impl Sections {
+    /// Empty, hashing names with `hasher`: the pieces of one file share it.
+    fn sharing(hasher: &foldhash::fast::RandomState) -> Self {
+        Sections {
+            hasher: hasher.clone(),
+            ..Sections::default()
+        }
+    }
 }
 
 /// Where every line of a text starts, so that a byte offset becomes a line number by binary
@@ -606,7 +671,7 @@ impl Checker {
         if let Some(l) = raw.limits {
             let here = self.line(l.span().start);
             let limits = self.limits(l);
-            self.once("limits", &mut sections.limits, (limits, here));
+            sections.limits = Some((limits, here));
         }
         if let Some(m) = raw.metrics {
             let here = self.line(m.span().start);
@@ -618,17 +683,71 @@ impl Checker {
                     format!("metrics address {:?} is not IP:PORT", address.get_ref()),
                 ),
             };
-            self.once("metrics", &mut sections.metrics, (metrics, here));
+            sections.metrics = Some((metrics, here));
         }
         if let Some(n) = raw.nat64 {
             let here = self.line(n.span().start);
             let nat64 = self.nat64(n);
-            self.once("nat64", &mut sections.nat64, (nat64, here));
+            sections.nat64 = Some((nat64, here));
         }
     }
 
+    /// Adds a piece's sections (`piece`, checked alone) to those of the pieces before it (`all`),
+    /// with the checks that span pieces: an address or a listener name used twice, and a section
+    /// that may appear once appearing again. Route indices are renumbered to the whole file's.
+    fn absorb(&mut self, all: &mut Sections, piece: Sections) {
+        let Sections {
+            listeners,
+            addresses,
+            routes,
+            route_lines,
+            listener_names,
+            bindings,
+            hosts,
+            limits,
+            metrics,
+            nat64,
+            ..
+        } = piece;
+        for (addr, line) in addresses {
+            match all.seen_addresses.insert(addr, line) {
+                Some(first) => self.errors.push(ConfigError {
+                    line,
+                    message: format!("{addr} is already a listener address (line {first})"),
+                }),
+                None => all.addresses.push((addr, line)),
+            }
+        }
+        for (name, line) in listener_names {
+            if let Some(&first) = all.seen_names.get(&name) {
+                self.errors.push(ConfigError {
+                    line,
+                    message: format!(
+                        "a second listener named {name:?} (the first is on line {first})"
+                    ),
+                });
+            } else {
+                all.seen_names.insert(name.clone(), line);
+                all.listener_names.push((name, line));
+            }
+        }
+        let offset = all.routes.len() as u32;
+        all.hosts.extend(hosts.into_iter().map(|h| SeenHost {
+            route: h.route + offset,
+            ..h
+        }));
+        all.listeners.extend(listeners);
+        all.routes.extend(routes);
+        all.route_lines.extend(route_lines);
+        all.bindings.extend(bindings);
+        self.once("limits", &mut all.limits, limits);
+        self.once("metrics", &mut all.metrics, metrics);
+        self.once("nat64", &mut all.nat64, nat64);
+    }
+
     /// Keeps the first of a section that may appear once, and reports any later one.
-    fn once<T>(&mut self, name: &str, slot: &mut Option<(T, usize)>, value: (T, usize)) {
+    fn once<T>(&mut self, name: &str, slot: &mut Option<(T, usize)>, value: Option<(T, usize)>) {
+        let Some(value) = value else { return };
         match slot {
             None => *slot = Some(value),
             Some((_, first)) => self.errors.push(ConfigError {
@@ -642,9 +761,9 @@ impl Checker {
     fn finish(&mut self, sections: Sections) -> Config {
         let Sections {
             listeners,
-            routes,
+            mut routes,
             route_lines,
-            listener_names,
+            seen_names,
             bindings,
             hosts,
             limits,
@@ -653,7 +772,7 @@ impl Checker {
             ..
         } = sections;
         for (name, line) in bindings {
-            if !listener_names.contains_key(&name) {
+            if !seen_names.contains_key(&name) {
                 self.errors.push(ConfigError {
                     line,
                     message: format!("no [[listen]] section has name = {name:?}"),
@@ -676,6 +795,19 @@ impl Checker {
             self.error::<()>(0..0, "no [[route]] section: nowhere to send connections");
         }
         self.no_loops(&listeners, &routes, &route_lines);
+        // Routes named by their line must differ: those of an inline array share one line.
+        let mut same_line = 1;
+        for i in 1..routes.len() {
+            same_line = if route_lines[i] == route_lines[i - 1] {
+                same_line + 1
+            } else {
+                1
+            };
+            if same_line > 1 {
+                let route = Arc::make_mut(&mut routes[i]);
+                route.name = format!("{}#{same_line}", route.name);
+            }
+        }
         Config {
             listeners,
             routes,
@@ -789,19 +921,9 @@ impl Checker {
     fn listener(&mut self, raw: Spanned<RawListen>, sections: &mut Sections) -> Listener {
         let span = raw.span();
         let raw = raw.into_inner();
-        let seen = &mut sections.seen_addresses;
         if let Some(name) = &raw.name {
             let line = self.line(name.span().start);
-            let taken = sections.listener_names.insert(name.get_ref().clone(), line);
-            if let Some(first) = taken {
-                self.error::<()>(
-                    name.span(),
-                    format!(
-                        "a second listener named {:?} (the first is on line {first})",
-                        name.get_ref()
-                    ),
-                );
-            }
+            sections.listener_names.push((name.get_ref().clone(), line));
         }
         if raw.addresses.is_empty() {
             self.error::<()>(span.clone(), "a listener needs at least one address");
@@ -810,13 +932,7 @@ impl Checker {
         for a in &raw.addresses {
             match a.get_ref().parse::<SocketAddr>() {
                 Ok(addr) => {
-                    let line = self.line(a.span().start);
-                    if let Some(first) = seen.insert(addr, line) {
-                        self.error::<()>(
-                            a.span(),
-                            format!("{addr} is already a listener address (line {first})"),
-                        );
-                    }
+                    sections.addresses.push((addr, self.line(a.span().start)));
                     addresses.push(addr);
                 }
                 Err(_) => {
@@ -1007,8 +1123,13 @@ impl Checker {
             }
         }
         let first = hosts.first().map(ToString::to_string).unwrap_or_default();
+        // Held per customer: no spare capacity (a pushed-to Vec of two has room for four).
+        let mut name = format!("{first}@{line}");
+        name.shrink_to_fit();
+        hosts.shrink_to_fit();
+        backends.shrink_to_fit();
         Route {
-            name: format!("{first}@{line}"),
+            name,
             hosts,
             listeners,
             balance: raw.balance.0,
@@ -1212,6 +1333,31 @@ mod tests {
             assert_eq!(parse_with(&text, 0), Err(whole.clone()), "{text}");
             assert!(whole[0].message.contains("duplicate"), "{whole:?}");
         }
+    }
+
+    // Routes on one line (an inline array) get names of their own, which the engine requires:
+    // here one name on two listeners, each route bound to one.
+    #[test]
+    fn routes_of_one_line_are_named_apart_and_the_engine_takes_them() {
+        let text = "route = [{ hosts = [\"a.test\"], listeners = [\"tls\"], backends = [{ address = \"::1\" }] }, \
+                    { hosts = [\"a.test\"], listeners = [\"http\"], backends = [{ address = \"::2\" }] }]\n\
+                    [[listen]]\nname = \"tls\"\naddresses = [\"127.0.0.1:8443\"]\nmode = \"tls\"\n\
+                    [[listen]]\nname = \"http\"\naddresses = [\"127.0.0.1:8080\"]\nmode = \"http\"\n";
+        let config = parse(text).unwrap_or_else(|e| panic!("{e:?}"));
+        let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a.test@1", "a.test@1#2"]);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut engine = config.engine();
+        for l in &mut engine.listeners {
+            l.addresses[0].set_port(0);
+        }
+        let started = runtime.block_on(async {
+            sixgate::proxy::Server::start(engine, std::sync::Arc::new(())).map(drop)
+        });
+        started.unwrap();
     }
 
     // Every name is on its own line, however long the file: errors found late in a big file

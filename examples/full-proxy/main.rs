@@ -216,9 +216,9 @@ async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), Stri
     Ok(())
 }
 
-/// SIGHUP: read the file again and apply it whole, or not at all. The engine builds the new
-/// table and binds new listeners before anything running changes; a gateway that refuses its
-/// part puts the proxy's previous configuration back.
+/// SIGHUP: read the file again and apply it whole, or not at all. The gateway takes its part
+/// first; the engine builds the new table and binds new listeners before anything of its own
+/// changes, and when it refuses, the gateway's previous settings are put back.
 fn reload(
     server: &Server,
     metrics: &Metrics,
@@ -243,14 +243,16 @@ fn reload(
     if config.limits.threads != running.limits.threads {
         tracing::warn!("limits.threads changed: it takes effect at the next start, not on reload");
     }
-    if let Err(e) = server.reload(config.engine()) {
-        return refuse(&e.to_string());
-    }
+    // The gateway first: putting its settings back cannot fail for want of a port, as putting
+    // back a listener the engine just closed could.
     if let Err(e) = nat64::reload(&metrics.gateway, config.nat64.as_ref()) {
-        if let Err(back) = server.reload(running.engine()) {
-            tracing::error!("the previous proxy configuration could not be put back: {back}");
-        }
         return refuse(&e);
+    }
+    if let Err(e) = server.reload(config.engine()) {
+        if let Err(back) = nat64::reload(&metrics.gateway, running.nat64.as_ref()) {
+            tracing::error!("the previous [nat64] could not be put back: {back}");
+        }
+        return refuse(&e.to_string());
     }
     // The routes live on in the engine's table; this copy is only for the next comparison.
     *running = config;

@@ -21,22 +21,14 @@ impl Drop for Active {
     }
 }
 
-/// Accepts on `listener` (configured as `address`) until `stop` says so. Connections already
+/// Accepts on `listener` (bound to `address`, registered with this task's runtime) until `stop` says so. Connections already
 /// accepted run on.
 pub(crate) async fn accept_loop(
-    listener: std::net::TcpListener,
+    listener: TcpListener,
     address: SocketAddr,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // Registered here, with the runtime it is accepted on.
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(%address, "cannot accept on this runtime: {e}");
-            return;
-        }
-    };
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -55,7 +47,9 @@ pub(crate) async fn accept_loop(
         shared.observer.accepted();
         let live = shared.live.load_full();
         let refused = |outcome, detail: &dyn core::fmt::Display| {
-            connection::refused(&shared, peer, address, outcome, detail);
+            // The connection's own address, as a served connection's record has it.
+            let local = stream.local_addr().unwrap_or(address);
+            connection::refused(&shared, peer, local, outcome, detail);
         };
         let Some(settings) = live.by_address.get(&address).cloned() else {
             // A change dropped this address between the accept and now: say so, then stop.

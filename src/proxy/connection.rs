@@ -6,6 +6,7 @@
 
 use core::fmt;
 use core::net::SocketAddr;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,8 +22,11 @@ use super::pools::{self, Connected};
 use super::relay::{End, relay};
 use super::{Mode, Outcome, ProxyOut, Record, Route};
 
-/// What is known of a connection so far; it becomes its [`Record`].
+/// What is known of a connection so far; it becomes its [`Record`] when it ends, or when its
+/// task is dropped (the engine's threads stopped after the drain timeout).
 struct Story {
+    shared: Arc<Shared>,
+    recorded: bool,
     started: Instant,
     client: SocketAddr,
     listener: SocketAddr,
@@ -30,8 +34,9 @@ struct Story {
     route: Option<Arc<Route>>,
     backend: Option<SocketAddr>,
     retries: u32,
-    up: u64,
-    down: u64,
+    /// Counted by the relay as bytes go, so that a connection cut off has its count too.
+    up: AtomicU64,
+    down: AtomicU64,
 }
 
 /// How a connection ended before its relay began.
@@ -48,8 +53,10 @@ fn ended(outcome: Outcome, detail: impl fmt::Display) -> Ended {
 }
 
 impl Story {
-    fn new(client: SocketAddr, listener: SocketAddr) -> Story {
+    fn new(shared: Arc<Shared>, client: SocketAddr, listener: SocketAddr) -> Story {
         Story {
+            shared,
+            recorded: false,
             started: Instant::now(),
             client,
             listener,
@@ -57,25 +64,34 @@ impl Story {
             route: None,
             backend: None,
             retries: 0,
-            up: 0,
-            down: 0,
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
         }
     }
 
-    fn end(&self, shared: &Shared, outcome: Outcome, detail: Option<&dyn fmt::Display>) {
-        shared.observer.connection(&Record {
+    fn end(&mut self, outcome: Outcome, detail: Option<&dyn fmt::Display>) {
+        self.recorded = true;
+        self.shared.observer.connection(&Record {
             client: self.client,
             listener: self.listener,
             name: self.name.as_deref(),
             route: self.route.as_deref(),
             backend: self.backend,
             retries: self.retries,
-            up: self.up,
-            down: self.down,
+            up: self.up.load(Ordering::Relaxed),
+            down: self.down.load(Ordering::Relaxed),
             duration: self.started.elapsed(),
             outcome,
             detail,
         });
+    }
+}
+
+impl Drop for Story {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.end(Outcome::Shutdown, Some(&"cut off: the server shut down"));
+        }
     }
 }
 
@@ -91,28 +107,27 @@ pub(crate) async fn serve(
     // Addresses are kept canonical: an IPv4 client is IPv4 in records and headers, even if a
     // socket said ::ffff:.
     let local = client.local_addr().map_or(settings.address, canonical);
-    let mut story = Story::new(canonical(peer), local);
+    let mut story = Story::new(Arc::clone(&shared), canonical(peer), local);
     let prepared = Box::pin(prepare(&mut client, &mut story, &settings, &live, &shared)).await;
+    drop(shared);
     let (backend, in_flight) = match prepared {
         Ok(Connected {
             stream, in_flight, ..
         }) => (stream, in_flight),
-        Err(e) => return story.end(&shared, e.outcome, Some(&e.detail)),
+        Err(e) => return story.end(e.outcome, Some(&e.detail)),
     };
     // The table is let go first: a change must not wait for long connections to stop the
     // health checks of routes it removed.
     let limits = live.limits;
     drop((live, settings));
-    let peeked = story.up;
-    let relayed = relay(&client, &backend, limits.idle_timeout, limits.relay).await;
+    let (up, down) = (&story.up, &story.down);
+    let end = relay(&client, &backend, limits, up, down).await;
     drop(in_flight);
-    story.up = peeked + relayed.up;
-    story.down = relayed.down;
     // A backend that never answered (a plain HTTP server sent TLS, say) is no success, whoever
     // gave up first.
-    let silent = story.down == 0;
-    let (outcome, detail) = match relayed.end {
-        End::Error(e) => return story.end(&shared, Outcome::RelayError, Some(&e)),
+    let silent = story.down.load(Ordering::Relaxed) == 0;
+    let (outcome, detail) = match end {
+        End::Error(e) => return story.end(Outcome::RelayError, Some(&e)),
         End::Closed if silent => (Outcome::BackendSilent, "closed: the backend sent nothing"),
         End::Idle if silent => (
             Outcome::BackendSilent,
@@ -121,18 +136,19 @@ pub(crate) async fn serve(
         End::Closed => (Outcome::Ok, "closed"),
         End::Idle => (Outcome::IdleTimeout, "idle timeout"),
     };
-    story.end(&shared, outcome, Some(&detail));
+    story.end(outcome, Some(&detail));
 }
 
 /// A connection refused at accept: its record, at once.
 pub(crate) fn refused(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     client: SocketAddr,
     listener: SocketAddr,
     outcome: Outcome,
     detail: &dyn fmt::Display,
 ) {
-    Story::new(canonical(client), listener).end(shared, outcome, Some(detail));
+    let (client, listener) = (canonical(client), canonical(listener));
+    Story::new(Arc::clone(shared), client, listener).end(outcome, Some(detail));
 }
 
 fn canonical(a: SocketAddr) -> SocketAddr {
@@ -174,9 +190,13 @@ async fn prepare(
 
     // 2. Peek: read until the name is known, keeping every byte.
     let mut reader = (&early[..]).chain(&mut *client);
-    let peeked = sni_peek::tokio::peek(&mut reader, deadline, &PeekLimits::default())
+    let mut peeked = sni_peek::tokio::peek(&mut reader, deadline, &PeekLimits::default())
         .await
         .map_err(|e| ended(Outcome::PeekFailed, e))?;
+    // The peek may decide before it has read all that followed a long PROXY header: what it
+    // left unread goes after what it read.
+    let (unread, _) = reader.into_inner();
+    peeked.bytes.extend_from_slice(unread);
     let protocol = peeked.summary.protocol;
     let name = peeked.summary.host.as_ref().map(|h| h.as_str());
     story.name = name.map(Box::from);
@@ -203,6 +223,9 @@ async fn prepare(
     let connected = match pools::connect(route, port, story.client.ip(), shared.epoch).await {
         Ok(c) => c,
         Err(e) => {
+            if let pools::ConnectError::AllFailed { tried, .. } = e {
+                story.retries = tried;
+            }
             refuse(client, protocol, Refusal::Unavailable).await;
             return Err(ended(Outcome::BackendUnreachable, e));
         }
@@ -227,7 +250,7 @@ async fn prepare(
             format_args!("writing to the backend: {e}"),
         ));
     }
-    story.up = peeked.bytes.len() as u64;
+    story.up = AtomicU64::new(peeked.bytes.len() as u64);
     Ok(backend)
 }
 

@@ -27,8 +27,9 @@
 //!   routes too ([`Server::set_routes`]), or one route at a time ([`Server::add_route`],
 //!   [`Server::remove_route`], [`Server::reweight`]). Each change builds a new table and swaps
 //!   it in one store; a refused change ([`Error`]) leaves the running one. A change costs time
-//!   linear in the number of routes (100,000 in well under a second), never a pause of
-//!   accepting.
+//!   linear in the number of routes, spent on the calling thread: on the engine's own workers,
+//!   accepting never waits for it (call it from a runtime that does not accept, or with
+//!   `spawn_blocking`, when the engine runs on yours).
 //! - An [`Observer`] gets one [`Record`] per connection when it ends, with its [`Outcome`]:
 //!   logs and counters are the program's.
 //!

@@ -38,7 +38,8 @@ pub struct Record<'a> {
     pub route: Option<&'a Route>,
     /// The backend it was relayed to.
     pub backend: Option<SocketAddr>,
-    /// Backends that failed to connect before this one.
+    /// Backends that failed to connect before this one (for [`Outcome::BackendUnreachable`]:
+    /// every one tried).
     pub retries: u32,
     /// Bytes from the client to the backend, the peeked ones included.
     pub up: u64,
@@ -97,11 +98,13 @@ pub enum Outcome {
     OverLimit,
     /// Its listener was removed between the accept and serving it.
     ListenerRemoved,
+    /// Still open when the server's threads stopped, after the drain timeout.
+    Shutdown,
 }
 
 impl Outcome {
     /// Every outcome, for counters that start at zero.
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Ok,
         Outcome::NoRoute,
         Outcome::WrongProtocol,
@@ -113,6 +116,7 @@ impl Outcome {
         Outcome::RelayError,
         Outcome::OverLimit,
         Outcome::ListenerRemoved,
+        Outcome::Shutdown,
     ];
 
     /// Its label in logs and metrics: `ok`, `no_route`, ...
@@ -129,6 +133,7 @@ impl Outcome {
             Outcome::RelayError => "relay_error",
             Outcome::OverLimit => "over_limit",
             Outcome::ListenerRemoved => "listener_removed",
+            Outcome::Shutdown => "shutdown",
         }
     }
 

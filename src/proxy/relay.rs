@@ -17,18 +17,8 @@ use std::time::Instant;
 
 use tokio::net::TcpStream;
 
-use super::RelayMethod;
 use super::buffers;
-
-/// How a relay ended, and what it carried.
-#[derive(Debug)]
-pub(crate) struct Relayed {
-    /// Client to backend.
-    pub(crate) up: u64,
-    /// Backend to client.
-    pub(crate) down: u64,
-    pub(crate) end: End,
-}
+use super::{Limits, RelayMethod};
 
 #[derive(Debug)]
 pub(crate) enum End {
@@ -45,19 +35,21 @@ pub(crate) enum End {
 /// The two directions and the idle timer are polled side by side from this one frame, not
 /// through `join!`/`select!` (which would hold a moved copy of each): an idle connection's
 /// task is mostly this frame.
+/// Bytes are added to `up` (client to backend) and `down` as they go.
 pub(crate) async fn relay(
     client: &TcpStream,
     backend: &TcpStream,
-    idle: Duration,
-    method: RelayMethod,
-) -> Relayed {
+    limits: Limits,
+    up: &AtomicU64,
+    down: &AtomicU64,
+) -> End {
+    let (idle, method) = (limits.idle_timeout, limits.relay);
     let started = Instant::now();
     let last_activity = AtomicU64::new(0);
     let touch = || last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-    let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
     let ended = AtomicBool::new(false);
-    let mut upward = pin!(direction(client, backend, method, &up, &touch, &ended));
-    let mut downward = pin!(direction(backend, client, method, &down, &touch, &ended));
+    let mut upward = pin!(direction(client, backend, method, up, &touch, &ended));
+    let mut downward = pin!(direction(backend, client, method, down, &touch, &ended));
     let mut idle_watch = pin!(async {
         loop {
             let since = Duration::from_millis(last_activity.load(Ordering::Relaxed));
@@ -69,7 +61,7 @@ pub(crate) async fn relay(
         }
     });
     let (mut up_done, mut down_done) = (false, false);
-    let end = poll_fn(|cx| {
+    poll_fn(|cx| {
         for (done, direction) in [(&mut up_done, &mut upward), (&mut down_done, &mut downward)] {
             if !*done {
                 match direction.as_mut().poll(cx) {
@@ -84,12 +76,7 @@ pub(crate) async fn relay(
         }
         idle_watch.as_mut().poll(cx).map(|()| End::Idle)
     })
-    .await;
-    Relayed {
-        up: up.load(Ordering::Relaxed),
-        down: down.load(Ordering::Relaxed),
-        end,
-    }
+    .await
 }
 
 /// One direction, until `from` ends (then the FIN is passed on) or fails.
@@ -118,13 +105,14 @@ async fn direction(
         touched();
         #[cfg(target_os = "linux")]
         if method == RelayMethod::Splice && n == buffers::SIZE {
-            // A bulk transfer: hand the rest to the kernel (unless no pipe can be had).
-            if let Ok(pipe) = super::splice::Pipe::new() {
-                // Boxed: a connection that never splices carries none of its state.
-                return Box::pin(super::splice::copy(
-                    from, to, &pipe, carried, touched, ended,
-                ))
-                .await;
+            // A bulk transfer: the kernel moves it while it lasts (boxed: a connection that
+            // never splices carries none of its state). No pipe to be had: copy on.
+            let spliced = super::splice::copy(from, to, n, carried, touched, ended);
+            match Box::pin(spliced).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {}
+                Err(e) => return Err(e),
             }
         }
         #[cfg(not(target_os = "linux"))]

@@ -42,8 +42,9 @@ struct Accepting {
     stop: watch::Sender<bool>,
 }
 
-/// Sockets bound for a change, by the address they are bound to.
-type Bound = Vec<(SocketAddr, Vec<std::net::TcpListener>)>;
+/// Sockets bound for a change, by the address they are bound to, each registered with the
+/// runtime that will accept on it.
+type Bound = Vec<(SocketAddr, Vec<tokio::net::TcpListener>)>;
 
 impl core::fmt::Debug for Server {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -87,7 +88,7 @@ impl Server {
         runs_on: RunsOn,
     ) -> Result<Server, Error> {
         let epoch = Instant::now();
-        let sockets = bind_new(&mut config, &HashMap::new(), runs_on.sockets_per_address())?;
+        let sockets = bind_new(&mut config, &HashMap::new(), &runs_on)?;
         let (live, pending) = {
             let _runtime = runs_on.control().enter();
             Live::new(config, None, epoch)?
@@ -178,9 +179,10 @@ impl Server {
         removed.ok_or_else(|| Error::NoSuchRoute(name.to_owned()))
     }
 
-    /// Gives `backend` of route `route` a new weight (0: no new connections). Its health and
-    /// its connections in flight are kept. A backend on the port the client connected to is
-    /// named with port 0.
+    /// Gives `backend` of route `route` a new weight (0: no new connections). A backend on the
+    /// port the client connected to is named with port 0. When the route had its pool to itself,
+    /// the pool is updated in place: health and connections in flight are kept. A route that
+    /// shared its pool with others gets a pool of its own, whose backends start healthy.
     pub fn reweight(&self, route: &str, backend: SocketAddr, weight: u32) -> Result<(), Error> {
         self.edit_routes(|mut routes| {
             let at = position(&routes, route)?;
@@ -217,7 +219,7 @@ impl Server {
         mut config: Config,
     ) -> Result<(), Error> {
         let old = self.shared.live.load_full();
-        let sockets = bind_new(&mut config, accepting, self.runs_on.sockets_per_address())?;
+        let sockets = bind_new(&mut config, accepting, &self.runs_on)?;
         let (live, pending) = {
             let _runtime = self.runs_on.control().enter();
             Live::new(config, Some(&old), self.shared.epoch)?
@@ -267,9 +269,11 @@ impl Server {
         }
     }
 
-    /// Stops accepting, lets open connections finish for up to the limits' `drain_timeout`,
-    /// then ends the engine's threads (connections still open are closed). Answers how many
-    /// connections were cut off.
+    /// Stops accepting and lets open connections finish for up to the limits' `drain_timeout`.
+    /// On the engine's own threads ([`Server::start_workers`]), those still open are then closed,
+    /// each recorded with [`Outcome::Shutdown`](super::Outcome::Shutdown); on the caller's runtime
+    /// they run on until they end or that runtime is dropped (recorded the same way). Answers
+    /// how many were open at the deadline. Needs a tokio runtime with its time driver.
     pub async fn shutdown(self) -> u64 {
         for a in self.lock().values() {
             let _ = a.stop.send(true);
@@ -295,30 +299,54 @@ impl Server {
 }
 
 /// Binds the addresses of `config` that are not accepting yet (port 0 always: it asks for a new
-/// port), all of them or none, and writes the bound ports into `config`.
+/// port), all of them or none, registers each socket with the runtime that will accept on it,
+/// and writes the bound ports into `config`.
 fn bind_new(
     config: &mut Config,
     accepting: &HashMap<SocketAddr, Accepting>,
-    per_address: usize,
+    runs_on: &RunsOn,
 ) -> Result<Bound, Error> {
+    let mut seen = std::collections::HashSet::new();
     let mut bound = Vec::new();
     for address in config.listeners.iter_mut().flat_map(|l| &mut l.addresses) {
+        if address.port() != 0 && !seen.insert(*address) {
+            return Err(Error::AddressTwice(*address));
+        }
         if address.port() != 0 && accepting.contains_key(address) {
             continue;
         }
-        let group = bind_group(*address, per_address).map_err(|source| Error::Bind {
-            address: *address,
+        let configured = *address;
+        let fail = |source| Error::Bind {
+            address: configured,
             source,
-        })?;
+        };
+        let group = bind_group(*address, runs_on.sockets_per_address()).map_err(fail)?;
         if let Some(port) = group.first().and_then(|s| s.local_addr().ok()) {
             address.set_port(port.port());
         }
-        bound.push((*address, group));
+        let registered = group
+            .into_iter()
+            .enumerate()
+            .map(|(i, socket)| {
+                let _runtime = runs_on.accepting(i).enter();
+                tokio::net::TcpListener::from_std(socket)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(fail)?;
+        bound.push((*address, registered));
     }
     Ok(bound)
 }
 
 impl RunsOn {
+    /// The runtime that accepts on an address's socket `index`.
+    fn accepting(&self, index: usize) -> &Handle {
+        match self {
+            RunsOn::Caller(handle) => handle,
+            RunsOn::Workers { workers, .. } => workers.handle(index),
+        }
+    }
+
     fn sockets_per_address(&self) -> usize {
         match self {
             RunsOn::Caller(_) => 1,

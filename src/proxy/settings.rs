@@ -162,7 +162,13 @@ impl HostPattern {
             return Ok(HostPattern::Any);
         }
         Ok(match s.strip_prefix("*.") {
-            Some(domain) => HostPattern::Suffix(format!(".{}", HostName::new(domain)?)),
+            Some(domain) => {
+                let domain = HostName::new(domain)?;
+                let mut suffix = String::with_capacity(domain.as_str().len() + 1);
+                suffix.push('.');
+                suffix.push_str(domain.as_str());
+                HostPattern::Suffix(suffix)
+            }
             None => HostPattern::Exact(HostName::new(s)?.as_str().to_owned()),
         })
     }

@@ -13,13 +13,13 @@ use tokio::net::TcpStream;
 const CHUNK: usize = 64 * 1024;
 
 /// A pipe that is closed when dropped.
-pub(crate) struct Pipe {
+struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
 }
 
 impl Pipe {
-    pub(crate) fn new() -> io::Result<Pipe> {
+    fn new() -> io::Result<Pipe> {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: `fds` is a valid array of two descriptors for pipe2 to fill.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -52,22 +52,25 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
-/// Moves bytes from `from` to `to` until `from` ends, then passes the FIN on. `touched` is
-/// called after each chunk (the idle timer).
+/// Moves bytes from `from` to `to` while the transfer is bulk: answers `true` when `from` ended
+/// (the FIN passed on), `false` when a read brought less than `slow` bytes, so the caller goes
+/// back to copying and the pipe is closed (an idle keep-alive connection holds no pipe).
+/// `touched` is called after each chunk (the idle timer).
 pub(crate) async fn copy(
     from: &TcpStream,
     to: &TcpStream,
-    pipe: &Pipe,
+    slow: usize,
     carried: &core::sync::atomic::AtomicU64,
     touched: impl Fn(),
     ended: &core::sync::atomic::AtomicBool,
-) -> io::Result<()> {
+) -> io::Result<bool> {
+    let pipe = Pipe::new()?;
     loop {
         super::relay::readable(from).await?;
         let n = match from.try_io(Interest::READABLE, || {
             splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
         }) {
-            Ok(0) => return super::relay::pass_fin(to, ended),
+            Ok(0) => return super::relay::pass_fin(to, ended).map(|()| true),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
@@ -91,5 +94,8 @@ pub(crate) async fn copy(
         }
         carried.fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed);
         touched();
+        if n < slow {
+            return Ok(false);
+        }
     }
 }
