@@ -128,13 +128,32 @@ fn run<A: Algorithm>(input: &Input, algorithm: A::Config) {
                     (Ok(_), Err(got)) => panic!("model routes, pool says {got:?}"),
                     (Ok((tier, panic)), Ok(candidates)) => {
                         let mut seen = Vec::new();
+                        // Primaries that may be handed out: all of them with weight in panic
+                        // mode, the healthy ones otherwise.
+                        let healthy = |b: &backend_pool::Backend| {
+                            let s = pool.status(&b.id, now).unwrap();
+                            !s.ejected && !s.actively_down
+                        };
+                        let usable_primaries = snapshot
+                            .backends()
+                            .filter(|b| b.tier == Tier::Primary && b.weight > 0)
+                            .filter(|b| *panic || healthy(b))
+                            .count();
                         for c in candidates.take(take) {
                             let b = c.backend();
                             assert!(b.weight > 0, "drained backend picked");
-                            assert_eq!(b.tier, *tier, "wrong tier");
-                            if !panic {
-                                let s = pool.status(&b.id, now).unwrap();
-                                assert!(!s.ejected && !s.actively_down, "unhealthy picked");
+                            // A request whose every primary failed goes on to the backups.
+                            let to_backups = *tier == Tier::Primary && b.tier == Tier::Backup;
+                            assert!(b.tier == *tier || to_backups, "wrong tier");
+                            if to_backups {
+                                let primaries_seen = seen.len().min(usable_primaries);
+                                assert_eq!(
+                                    primaries_seen, usable_primaries,
+                                    "a backup before every primary was tried"
+                                );
+                                assert!(healthy(b), "unhealthy backup picked");
+                            } else if !panic {
+                                assert!(healthy(b), "unhealthy picked");
                             }
                             assert!(!seen.contains(&b.id), "duplicate candidate");
                             seen.push(b.id.clone());
