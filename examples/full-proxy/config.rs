@@ -1144,6 +1144,7 @@ impl Checker {
             connect_attempts,
             backends,
             health,
+            forwarded: None,
         }
     }
 }

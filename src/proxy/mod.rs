@@ -64,6 +64,6 @@ pub use error::Error;
 pub use observer::{Observer, Outcome, Record};
 pub use server::Server;
 pub use settings::{
-    BackendSpec, Balance, Check, Config, Health, HostPattern, Limits, Listener, Mode, ProxyOut,
-    RelayMethod, Route, UnknownName,
+    BackendSpec, Balance, Check, Config, ForwardedField, Forwarding, Health, HostPattern, Limits,
+    Listener, Mode, ProxyOut, RelayMethod, Route, UnknownName,
 };

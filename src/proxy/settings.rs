@@ -93,6 +93,49 @@ pub struct Route {
     pub backends: Vec<BackendSpec>,
     /// Active checks; boxed: most routes have none, and a route is held per customer.
     pub health: Option<Box<Health>>,
+    /// The client's address in a header of every HTTP/1 request, for backends that cannot read
+    /// PROXY; boxed: most routes have none.
+    pub forwarded: Option<Box<Forwarding>>,
+}
+
+/// How a route tells its backends the client's address in every HTTP/1 request: HAProxy's
+/// `option forwardfor`, nginx's `proxy_set_header X-Forwarded-For`.
+///
+/// Each request head on the connection is parsed and checked (RFC 9112), the fields are
+/// inserted, and its body follows by its framing, untouched; a request that could be framed two
+/// ways is answered 400 and the connection closed (see [`crate::proxy`]). TLS and HTTP/2
+/// connections are relayed as they are: use [`ProxyOut`] for them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Forwarding {
+    /// Which field carries the address.
+    pub field: ForwardedField,
+    /// Also `X-Forwarded-Proto: http` (with [`ForwardedField::Forwarded`], `proto=http` in the
+    /// element instead).
+    pub proto: bool,
+    /// Sources whose own forwarding fields are kept and appended to; everyone else's are
+    /// removed. The source is the client's real address (from a trusted PROXY header when
+    /// there was one).
+    pub trust_from: Vec<Cidr>,
+}
+
+impl Forwarding {
+    /// `field`, with the proto and no source trusted.
+    pub fn new(field: ForwardedField) -> Self {
+        Forwarding {
+            field,
+            proto: true,
+            trust_from: Vec::new(),
+        }
+    }
+}
+
+/// The field a route writes the client's address into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForwardedField {
+    /// `X-Forwarded-For: <ip>` (a list, each proxy appending).
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=<ip>;proto=http;host=<host>`, IPv6 quoted and bracketed.
+    Forwarded,
 }
 
 impl Route {
@@ -117,6 +160,7 @@ impl Route {
             connect_attempts: 3,
             backends: backends.into_iter().map(BackendSpec::from).collect(),
             health: None,
+            forwarded: None,
         })
     }
 }
@@ -334,6 +378,8 @@ named!(Balance, "round-robin" => Balance::RoundRobin, "least-conn" => Balance::L
     "consistent" => Balance::Consistent);
 named!(ProxyOut, "none" => ProxyOut::None, "v1" => ProxyOut::V1, "v2" => ProxyOut::V2);
 named!(RelayMethod, "copy" => RelayMethod::Copy, "splice" => RelayMethod::Splice);
+named!(ForwardedField, "x-forwarded-for" => ForwardedField::XForwardedFor,
+    "forwarded" => ForwardedField::Forwarded);
 
 #[cfg(test)]
 mod tests {
