@@ -139,6 +139,22 @@ pub enum Error {
     WhitespaceBeforeColon,
     /// A header line folded onto the next (obs-fold, RFC 9112 §5.2).
     ObsFold,
+    /// Request fields that frame the body in a way a reader could take another way (RFC 9112
+    /// §6.3): Content-Length with Transfer-Encoding, two of either, a coding that is not a final
+    /// `chunked`, a Content-Length that is not one decimal number.
+    Framing {
+        /// What is wrong with them.
+        reason: &'static str,
+    },
+    /// A Transfer-Encoding with codings other than a final `chunked` (RFC 9112 §6.1: 501).
+    UnsupportedCoding,
+    /// A chunk line, the CRLF after chunk data, or a trailer field that breaks RFC 9112 §7.1.
+    Chunk {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A response status line that is not `HTTP/1.x NNN reason`.
+    InvalidStatusLine,
     /// More than one Host header (RFC 9112 §3.2: must be rejected).
     DuplicateHost,
     /// An HTTP/1.1 request without a Host header (RFC 9112 §3.2).
@@ -188,6 +204,10 @@ impl Error {
             Error::InvalidHeader { .. } => "invalid_header",
             Error::WhitespaceBeforeColon => "whitespace_before_colon",
             Error::ObsFold => "obs_fold",
+            Error::Framing { .. } => "framing",
+            Error::UnsupportedCoding => "unsupported_coding",
+            Error::Chunk { .. } => "chunk",
+            Error::InvalidStatusLine => "invalid_status_line",
             Error::DuplicateHost => "duplicate_host",
             Error::MissingHost => "missing_host",
             Error::InvalidPort => "invalid_port",
@@ -272,6 +292,12 @@ impl fmt::Display for Error {
             Error::InvalidHeader { reason } => write!(f, "invalid header: {reason}"),
             Error::WhitespaceBeforeColon => f.write_str("whitespace between header name and colon"),
             Error::ObsFold => f.write_str("folded header line (obs-fold)"),
+            Error::Framing { reason } => write!(f, "ambiguous message framing: {reason}"),
+            Error::UnsupportedCoding => {
+                f.write_str("a transfer coding other than chunked is not supported")
+            }
+            Error::Chunk { reason } => write!(f, "invalid chunked body: {reason}"),
+            Error::InvalidStatusLine => f.write_str("invalid response status line"),
             Error::DuplicateHost => f.write_str("more than one Host header"),
             Error::MissingHost => f.write_str("HTTP/1.1 request without Host"),
             Error::InvalidPort => f.write_str("invalid port"),

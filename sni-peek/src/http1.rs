@@ -1,21 +1,38 @@
-//! HTTP/1.x: the authority of a request from its request line and header block (RFC 9112 §3).
+//! HTTP/1.x: the authority of a request from its request line and header block (RFC 9112 §3),
+//! and the facts that frame it on a connection: its body's length, whether the connection
+//! persists or is upgraded, whether the client waits for `100 Continue`.
 //!
 //! The whole header block is waited for, not just the Host line: a second Host further down must
 //! still be refused, and an HTTP/1.0 request only proves it has no Host at the empty line.
 //!
 //! Every header line is validated, not only Host: the bytes reach the backend untouched, so a line
-//! that this parser and the backend could read differently (a bare CR, whitespace before the colon,
-//! a control byte) would let a request smuggle a Host past the router. Names are checked against a
-//! token table, values eight bytes at a time for control bytes.
+//! that this parser and the backend could read differently (a bare CR, a bare LF, whitespace
+//! before the colon, a control byte) would let a request smuggle a Host past the router. Names
+//! are checked against a token table, values eight bytes at a time for control bytes. A request
+//! whose body could be framed two ways (RFC 9112 §6.3: Content-Length with Transfer-Encoding, a
+//! coding other than a final `chunked`, a Content-Length that is not one plain number) is an
+//! error, not a guess: a proxy that forwards the bytes as they came must not guess.
+//!
+//! [`BodyReader`] follows a body to its end, chunk by chunk; [`parse_response`] reads a status
+//! line and the fields that frame a response.
+
+mod body;
+mod fields;
+mod response;
+
+pub use body::{Body, BodyReader, MAX_CHUNK_EXTENSION, Progress};
+pub use fields::{Field, Fields};
+pub use response::{HttpResponse, parse_response};
 
 use crate::name::{self, HostName};
 use crate::{Error, Limits, Needed, Status};
+use fields::Framing;
 
 /// Longest method accepted before the bytes are judged not to be HTTP (the longest registered
 /// method, UPDATEREDIRECTREF, has 17 characters).
 const MAX_METHOD_LEN: usize = 24;
 
-/// The routing facts of an HTTP/1.x request.
+/// The routing and framing facts of an HTTP/1.x request head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpRequest<'a> {
     /// Validated, without brackets or trailing dot; lowercased only when asked for (a copy).
@@ -24,7 +41,13 @@ pub struct HttpRequest<'a> {
     minor_version: u8,
     connect: bool,
     absolute_form: bool,
-    consumed: usize,
+    method: &'a [u8],
+    target: &'a [u8],
+    /// The head: any leading empty lines, the request line, the fields and the empty line.
+    head: &'a [u8],
+    /// Where the first field line starts in `head`.
+    fields_at: usize,
+    framing: Framing,
 }
 
 impl<'a> HttpRequest<'a> {
@@ -52,6 +75,16 @@ impl<'a> HttpRequest<'a> {
         self.minor_version
     }
 
+    /// The method, as sent (a token: case matters, RFC 9110 §9.1).
+    pub fn method(&self) -> &'a str {
+        ascii(self.method)
+    }
+
+    /// The request target, as sent (visible ASCII).
+    pub fn target(&self) -> &'a str {
+        ascii(self.target)
+    }
+
     /// A CONNECT request: the host is the tunnel's destination.
     pub fn is_connect(&self) -> bool {
         self.connect
@@ -62,10 +95,59 @@ impl<'a> HttpRequest<'a> {
         self.absolute_form
     }
 
+    /// How the request's body is framed: [`Body::Empty`], [`Body::Length`] or [`Body::Chunked`]
+    /// (never [`Body::UntilClose`]: RFC 9112 §6.3 gives a request without either field no body).
+    pub fn body(&self) -> Body {
+        self.framing.body
+    }
+
+    /// The connection may carry another request after this one's response (RFC 9112 §9.3):
+    /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        let c = self.framing.connection;
+        match self.minor_version {
+            0 => c.keep_alive && !c.close,
+            _ => !c.close,
+        }
+    }
+
+    /// An `Upgrade` field was sent: the backend may switch protocols (101) after this request.
+    /// Reported whether or not `Connection` lists `upgrade`, so a proxy can wait for the answer
+    /// either way.
+    pub fn has_upgrade(&self) -> bool {
+        self.framing.upgrade
+    }
+
+    /// `Connection` lists `upgrade`.
+    pub fn connection_upgrade(&self) -> bool {
+        self.framing.connection.upgrade
+    }
+
+    /// `Expect: 100-continue`: the client may wait for an interim response before its body.
+    pub fn expects_continue(&self) -> bool {
+        self.framing.expect_continue
+    }
+
+    /// The field lines of the head, in order, each with its place in the input.
+    pub fn fields(&self) -> Fields<'a> {
+        Fields::new(self.head, self.fields_at)
+    }
+
+    /// Where the empty line that ends the head starts in the input: a field line inserted here
+    /// is the last one.
+    pub fn fields_end(&self) -> usize {
+        self.head.len() - 2
+    }
+
     /// Input bytes up to and including the empty line that ends the header block.
     pub fn consumed(&self) -> usize {
-        self.consumed
+        self.head.len()
     }
+}
+
+/// Bytes validated as ASCII.
+fn ascii(bytes: &[u8]) -> &str {
+    core::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// A validated host and its port, borrowed from the input.
@@ -88,7 +170,7 @@ impl From<Error> for Stop {
 /// Errors with [`Error::NotHttp`] as soon as the bytes cannot start an HTTP/1 request.
 pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Result<Status<HttpRequest<'a>>, Error> {
     match scan(input) {
-        Ok(req) if req.consumed > limits.max_header_len => Err(Error::HeadersTooLarge {
+        Ok(req) if req.consumed() > limits.max_header_len => Err(Error::HeadersTooLarge {
             limit: limits.max_header_len,
         }),
         Ok(req) => Ok(Status::Complete(req)),
@@ -101,11 +183,17 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Result<Status<HttpRequest<
 }
 
 fn scan(input: &[u8]) -> Result<HttpRequest<'_>, Stop> {
-    // RFC 9112 §2.2: empty lines before the request line are ignored.
-    let mut pos = input
-        .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n'))
-        .ok_or(Stop::More)?;
+    // RFC 9112 §2.2: empty lines (CRLF) before the request line are ignored.
+    let mut pos = 0;
+    loop {
+        match input.get(pos..pos + 2) {
+            Some(b"\r\n") => pos += 2,
+            Some([b'\r' | b'\n', _]) => return Err(Error::NotHttp.into()),
+            None if input.get(pos).is_some_and(|&b| b != b'\r') => break,
+            None => return Err(Stop::More),
+            Some(_) => break,
+        }
+    }
 
     let method = token_until_space(input, &mut pos)?;
     let target = target_until_space(input, &mut pos)?;
@@ -138,42 +226,30 @@ fn scan(input: &[u8]) -> Result<HttpRequest<'_>, Stop> {
         absolute_authority(target)?
     };
 
+    let fields_at = pos;
     let mut host_header: Option<Option<Authority<'_>>> = None;
+    let mut framing = Framing::default();
     loop {
-        match input.get(pos) {
-            None => return Err(Stop::More),
-            Some(b'\n') => {
-                pos += 1;
-                break;
-            }
-            Some(b'\r') => match input.get(pos + 1) {
-                None => return Err(Stop::More),
-                Some(b'\n') => {
-                    pos += 2;
-                    break;
-                }
-                Some(_) => {
-                    return Err(Error::InvalidHeader {
-                        reason: "CR not followed by LF",
-                    }
-                    .into());
-                }
-            },
-            Some(b' ' | b'\t') => return Err(Error::ObsFold.into()),
-            Some(_) => {}
+        if end_of_fields(input, pos)? {
+            pos += 2;
+            break;
         }
         let colon = header_name_end(input, pos)?;
         let name = &input[pos..colon];
         let value_start = colon + 1;
         let line_end = value_end(input, value_start)?;
+        let value = &input[value_start..line_end - 1];
         if name.eq_ignore_ascii_case(b"host") {
             if host_header.is_some() {
                 return Err(Error::DuplicateHost.into());
             }
-            host_header = Some(host_value(&input[value_start..line_end])?);
+            host_header = Some(host_value(value)?);
+        } else {
+            framing.field(name, value)?;
         }
         pos = line_end + 1;
     }
+    framing.check_request(minor_version, connect)?;
 
     let Some(host_header) = host_header.or(if minor_version == 0 { Some(None) } else { None })
     else {
@@ -189,8 +265,35 @@ fn scan(input: &[u8]) -> Result<HttpRequest<'_>, Stop> {
         minor_version,
         connect,
         absolute_form: !connect && from_target.is_some(),
-        consumed: pos,
+        method,
+        target,
+        head: &input[..pos],
+        fields_at,
+        framing,
     })
+}
+
+/// Whether the line at `pos` is the empty line that ends a field block (CRLF only: a bare LF
+/// ends a line for some readers and not others), or an error for a line that cannot start a
+/// field.
+fn end_of_fields(input: &[u8], pos: usize) -> Result<bool, Stop> {
+    match input.get(pos) {
+        None => Err(Stop::More),
+        Some(b'\r') => match input.get(pos + 1) {
+            None => Err(Stop::More),
+            Some(b'\n') => Ok(true),
+            Some(_) => Err(Error::InvalidHeader {
+                reason: "CR not followed by LF",
+            }
+            .into()),
+        },
+        Some(b'\n') => Err(Error::InvalidHeader {
+            reason: "LF without CR",
+        }
+        .into()),
+        Some(b' ' | b'\t') => Err(Error::ObsFold.into()),
+        Some(_) => Ok(false),
+    }
 }
 
 /// RFC 9110 §5.6.2 tchar, as a table: header names are scanned byte by byte.
@@ -279,7 +382,12 @@ fn version_line(input: &[u8], pos: &mut usize) -> Result<u8, Stop> {
     }
     let eol = match after {
         [] | [b'\r'] => return Err(Stop::More),
-        [b'\n', ..] => 1,
+        [b'\n', ..] => {
+            return Err(Error::InvalidRequestLine {
+                reason: "LF without CR",
+            }
+            .into());
+        }
         [b'\r', b'\n', ..] => 2,
         _ => {
             return Err(Error::InvalidRequestLine {
@@ -363,7 +471,12 @@ fn value_end(input: &[u8], start: usize) -> Result<usize, Stop> {
         let rest = input.get(at..).unwrap_or_default();
         at += first_control(rest).ok_or(Stop::More)?;
         match input[at] {
-            b'\n' => return Ok(at),
+            b'\n' => {
+                return Err(Error::InvalidHeader {
+                    reason: "LF without CR",
+                }
+                .into());
+            }
             b'\t' => at += 1,
             b'\r' => {
                 return match input.get(at + 1) {
@@ -414,7 +527,6 @@ fn first_control(s: &[u8]) -> Option<usize> {
 /// The Host field value between colon and LF, already checked by [`value_end`]: trimmed and
 /// split. Empty means no name.
 fn host_value(raw: &[u8]) -> Result<Option<Authority<'_>>, Error> {
-    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     let raw = raw.trim_ascii();
     if raw.is_empty() {
         return Ok(None);
@@ -566,11 +678,108 @@ mod tests {
     }
 
     #[test]
-    fn leading_empty_lines_and_bare_lf_are_accepted() {
+    fn leading_empty_lines_are_skipped_but_lines_end_in_crlf_only() {
         assert_eq!(
-            host(b"\r\n\r\nGET / HTTP/1.1\nHost: a.com\n\n"),
+            host(b"\r\n\r\nGET / HTTP/1.1\r\nHost: a.com\r\n\r\n"),
             (Some("a.com".into()), None)
         );
+        // A bare LF ends a line for some readers and not others: never accepted.
+        let lf = |reason| Error::InvalidHeader { reason };
+        assert_eq!(
+            err(b"GET / HTTP/1.1\nHost: a\r\n\r\n"),
+            Error::InvalidRequestLine {
+                reason: "LF without CR"
+            }
+        );
+        assert_eq!(err(b"GET / HTTP/1.1\r\nHost: a\n\r\n"), lf("LF without CR"));
+        assert_eq!(err(b"GET / HTTP/1.1\r\nHost: a\r\n\n"), lf("LF without CR"));
+        assert_eq!(err(b"\nGET / HTTP/1.1\r\n"), Error::NotHttp);
+    }
+
+    #[test]
+    fn framing_facts() {
+        let r = complete(
+            b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\nExpect: 100-Continue\r\n\r\n",
+        );
+        assert_eq!((r.method(), r.target()), ("POST", "/u"));
+        assert_eq!(r.body(), Body::Length(5));
+        assert!(r.expects_continue() && r.keep_alive() && !r.has_upgrade());
+        let r = complete(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+        assert_eq!((r.body(), r.keep_alive()), (Body::Chunked, false));
+        let r = complete(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
+        assert!(r.has_upgrade() && r.connection_upgrade());
+        let r = complete(b"GET / HTTP/1.0\r\n\r\n");
+        assert_eq!((r.body(), r.keep_alive()), (Body::Empty, false));
+        let r = complete(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert!(r.keep_alive());
+    }
+
+    #[test]
+    fn smuggling_shapes_are_errors() {
+        const CL_TE: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nSMUGGLED";
+        assert!(matches!(err(CL_TE), Error::Framing { .. }));
+        let with = |field: &[u8]| {
+            let mut v = b"POST / HTTP/1.1\r\nHost: a\r\n".to_vec();
+            v.extend_from_slice(field);
+            v.extend_from_slice(b"\r\n\r\n");
+            parse_all(&v).map(|_| ())
+        };
+        for bad in [
+            &b"Transfer-Encoding: xchunked"[..],
+            b"Transfer-Encoding: chunked, identity",
+            b"Transfer-Encoding: chunked;x=1",
+            b"Transfer-Encoding: chunked,",
+            b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            b"Content-Length: +5",
+            b"Content-Length: 0x5",
+            b"Content-Length: 5, 6",
+            b"Content-Length: 5, 5",
+            b"Content-Length: ",
+            b"Content-Length: 99999999999999999999",
+            b"Content-Length: 5\r\nContent-Length: 5",
+        ] {
+            assert!(
+                matches!(with(bad), Err(Error::Framing { .. })),
+                "{:?}",
+                std::string::String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            with(b"Transfer-Encoding: gzip, chunked"),
+            Err(Error::UnsupportedCoding)
+        );
+        assert_eq!(
+            with(b"Transfer-Encoding : chunked"),
+            Err(Error::WhitespaceBeforeColon)
+        );
+        // Refused for its empty value before the fold is reached: 400 either way.
+        assert!(with(b"Transfer-Encoding:\r\n chunked").is_err());
+        assert_eq!(with(b"X: 1\r\n 2"), Err(Error::ObsFold));
+        assert!(matches!(
+            err(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Error::Framing { .. }
+        ));
+        assert!(matches!(
+            err(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 2\r\n\r\n"),
+            Error::Framing { .. }
+        ));
+    }
+
+    #[test]
+    fn fields_are_listed_with_their_lines() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For:  1.2.3.4 \r\n\r\n";
+        let r = complete(head);
+        let fields: std::vec::Vec<_> = r.fields().collect();
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[1].name, "X-Forwarded-For");
+        assert_eq!(fields[1].value, b"1.2.3.4");
+        assert_eq!(
+            &head[fields[1].line.clone()],
+            b"X-Forwarded-For:  1.2.3.4 \r\n"
+        );
+        assert_eq!(r.fields_end(), head.len() - 2);
     }
 
     #[test]

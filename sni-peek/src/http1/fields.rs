@@ -1,0 +1,309 @@
+//! The fields that frame a message (RFC 9112 §6, RFC 9110 §7.6.1, §7.8, §10.1.1), read as the head
+//! is scanned, and the field lines of a head already validated.
+
+use core::ops::Range;
+
+use super::body::Body;
+use crate::Error;
+
+/// What the framing fields of one head said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Framing {
+    pub(crate) body: Body,
+    content_length: Option<u64>,
+    /// A Transfer-Encoding field was seen, whatever its value.
+    transfer_encoding: bool,
+    /// Its codings end in `chunked`, which comes once.
+    chunked_last: bool,
+    /// Its codings include one other than `chunked`.
+    other_coding: bool,
+    pub(crate) connection: Connection,
+    pub(crate) upgrade: bool,
+    pub(crate) expect_continue: bool,
+}
+
+/// The `Connection` options that matter to framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Connection {
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
+    pub(crate) upgrade: bool,
+}
+
+fn framing(reason: &'static str) -> Error {
+    Error::Framing { reason }
+}
+
+impl Framing {
+    /// Takes one field line (the value without its line end, not trimmed). Host is the caller's.
+    pub(crate) fn field(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
+        // Names are compared by length first: most fields are none of these.
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                if self.content_length.is_some() {
+                    return Err(framing("more than one Content-Length"));
+                }
+                self.content_length = Some(content_length(value)?);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                if self.transfer_encoding {
+                    return Err(framing("more than one Transfer-Encoding line"));
+                }
+                self.transfer_encoding = true;
+                self.codings(value)?;
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for option in list(value) {
+                    let c = &mut self.connection;
+                    if option.eq_ignore_ascii_case(b"close") {
+                        c.close = true;
+                    } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                        c.keep_alive = true;
+                    } else if option.eq_ignore_ascii_case(b"upgrade") {
+                        c.upgrade = true;
+                    }
+                }
+            }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = true,
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The codings of a Transfer-Encoding line: `chunked` must come last and once; an empty
+    /// element or parameters are refused rather than read one way or another.
+    fn codings(&mut self, value: &[u8]) -> Result<(), Error> {
+        let mut seen_any = false;
+        for coding in value.split(|&b| b == b',') {
+            let coding = coding.trim_ascii();
+            if coding.is_empty() || !coding.iter().all(|&b| super::is_tchar(b)) {
+                return Err(framing("Transfer-Encoding is not a list of codings"));
+            }
+            if self.chunked_last {
+                return Err(framing("a coding after chunked"));
+            }
+            if coding.eq_ignore_ascii_case(b"chunked") {
+                self.chunked_last = true;
+            } else {
+                self.other_coding = true;
+            }
+            seen_any = true;
+        }
+        if !seen_any {
+            return Err(framing("Transfer-Encoding is not a list of codings"));
+        }
+        Ok(())
+    }
+
+    /// RFC 9112 §6.3 for a request, strictly: whatever a reader could frame another way is an
+    /// error.
+    pub(crate) fn check_request(&mut self, minor_version: u8, connect: bool) -> Result<(), Error> {
+        self.body = match (self.transfer_encoding, self.content_length) {
+            (true, Some(_)) => return Err(framing("both Content-Length and Transfer-Encoding")),
+            (true, None) if minor_version == 0 => {
+                return Err(framing("Transfer-Encoding in an HTTP/1.0 request"));
+            }
+            (true, None) if !self.chunked_last => {
+                return Err(framing("Transfer-Encoding does not end in chunked"));
+            }
+            (true, None) if self.other_coding => return Err(Error::UnsupportedCoding),
+            (true, None) => Body::Chunked,
+            (false, Some(0)) | (false, None) => Body::Empty,
+            (false, Some(n)) => Body::Length(n),
+        };
+        if connect && self.body != Body::Empty {
+            return Err(framing("CONNECT with a body"));
+        }
+        Ok(())
+    }
+
+    /// RFC 9112 §6.3 for a response to `method` with `status`: the backend is believed, but a
+    /// Content-Length that is not a number is still an error.
+    pub(crate) fn response_body(&self, status: u16, method: &[u8]) -> Body {
+        if method == b"HEAD" || status < 200 || status == 204 || status == 304 {
+            Body::Empty
+        } else if method == b"CONNECT" && (200..300).contains(&status) {
+            Body::UntilClose
+        } else if self.transfer_encoding {
+            if self.chunked_last {
+                Body::Chunked
+            } else {
+                Body::UntilClose
+            }
+        } else {
+            match self.content_length {
+                Some(0) => Body::Empty,
+                Some(n) => Body::Length(n),
+                None => Body::UntilClose,
+            }
+        }
+    }
+}
+
+/// `1*DIGIT` (RFC 9110 §8.6), leading zeros allowed, no sign, no list, no overflow.
+fn content_length(value: &[u8]) -> Result<u64, Error> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() {
+        return Err(framing("empty Content-Length"));
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return Err(framing("Content-Length is not one decimal number"));
+        }
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or(framing("Content-Length overflows"))
+    })
+}
+
+/// The non-empty elements of a comma-separated list, trimmed.
+fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|e| !e.is_empty())
+}
+
+/// One field line of a validated head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// The name, as sent (a token; compare without case).
+    pub name: &'a str,
+    /// The value without the whitespace around it (visible ASCII, SP, HTAB or obs-text).
+    pub value: &'a [u8],
+    /// The whole line, its CRLF included, as a range of the input.
+    pub line: Range<usize>,
+}
+
+/// The field lines of a validated head ([`HttpRequest::fields`](super::HttpRequest::fields)).
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    head: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn new(head: &'a [u8], at: usize) -> Self {
+        Fields { head, at }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Field<'a>;
+
+    fn next(&mut self) -> Option<Field<'a>> {
+        let start = self.at;
+        let rest = self.head.get(start..)?;
+        // Validated: every line ends in CRLF, no CR or LF elsewhere, and the head ends with an
+        // empty line.
+        let len = rest.iter().position(|&b| b == b'\r')?;
+        if len == 0 {
+            return None;
+        }
+        let line = &rest[..len];
+        let colon = line.iter().position(|&b| b == b':')?;
+        self.at = start + len + 2;
+        Some(Field {
+            name: core::str::from_utf8(&line[..colon]).unwrap_or_default(),
+            value: line[colon + 1..].trim_ascii(),
+            line: start..self.at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_one_plain_number() {
+        assert_eq!(content_length(b" 005 "), Ok(5));
+        assert_eq!(content_length(b"18446744073709551615"), Ok(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"  ",
+            b"+5",
+            b"-5",
+            b"0x5",
+            b"5, 5",
+            b"5,6",
+            b"5 6",
+            b"18446744073709551616",
+            b"99999999999999999999",
+        ] {
+            assert!(content_length(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn request(fields: &[(&[u8], &[u8])], minor: u8) -> Result<Body, Error> {
+        let mut f = Framing::default();
+        for (name, value) in fields {
+            f.field(name, value)?;
+        }
+        f.check_request(minor, false).map(|()| f.body)
+    }
+
+    #[test]
+    fn transfer_encoding_must_be_a_final_chunked_alone() {
+        let te = |v: &[u8]| request(&[(b"Transfer-Encoding", v)], 1);
+        assert_eq!(te(b" chunked "), Ok(Body::Chunked));
+        assert_eq!(te(b"CHUNKED"), Ok(Body::Chunked));
+        assert_eq!(te(b"gzip, chunked"), Err(Error::UnsupportedCoding));
+        for bad in [
+            &b"xchunked"[..],
+            b"chunked, identity",
+            b"chunked, chunked",
+            b"chunked;x=1",
+            b"chunked,",
+            b",chunked",
+            b"",
+            b"identity",
+        ] {
+            assert!(
+                matches!(te(bad), Err(Error::Framing { .. })),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
+        }
+        assert!(request(&[(b"Transfer-Encoding", b"chunked")], 0).is_err());
+        assert!(
+            request(
+                &[
+                    (b"Transfer-Encoding", b"chunked"),
+                    (b"transfer-encoding", b"chunked")
+                ],
+                1
+            )
+            .is_err()
+        );
+        assert!(
+            request(
+                &[
+                    (b"Content-Length", b"13"),
+                    (b"Transfer-Encoding", b"chunked")
+                ],
+                1
+            )
+            .is_err()
+        );
+        assert!(request(&[(b"Content-Length", b"1"), (b"Content-Length", b"1")], 1).is_err());
+    }
+
+    #[test]
+    fn responses_are_framed_by_status_and_method() {
+        let mut f = Framing::default();
+        f.field(b"Content-Length", b"7").unwrap();
+        assert_eq!(f.response_body(200, b"GET"), Body::Length(7));
+        assert_eq!(f.response_body(200, b"HEAD"), Body::Empty);
+        assert_eq!(f.response_body(304, b"GET"), Body::Empty);
+        assert_eq!(f.response_body(100, b"GET"), Body::Empty);
+        assert_eq!(f.response_body(200, b"CONNECT"), Body::UntilClose);
+        assert_eq!(
+            Framing::default().response_body(200, b"GET"),
+            Body::UntilClose
+        );
+    }
+}
