@@ -128,6 +128,18 @@ impl<'a> HttpRequest<'a> {
         self.framing.expect_continue
     }
 
+    /// `X-Forwarded-For`, `X-Forwarded-Proto` or `Forwarded` was sent: claims about earlier
+    /// hops that a proxy must remove or append to.
+    pub fn has_forwarding_fields(&self) -> bool {
+        self.framing.forwarding
+    }
+
+    /// `Connection` lists options other than `close`, `keep-alive` and `upgrade`: names of
+    /// fields the next hop is to drop (RFC 9110 §7.6.1).
+    pub fn connection_lists_fields(&self) -> bool {
+        self.framing.connection.other
+    }
+
     /// The field lines of the head, in order, each with its place in the input.
     pub fn fields(&self) -> Fields<'a> {
         Fields::new(self.head, self.fields_at)

@@ -13,10 +13,12 @@ use std::time::Instant;
 
 use proxy_proto::tokio::ReadConfig;
 use proxy_proto::{Addresses, Builder, Command};
+use sni_peek::tokio::PeekError;
 use sni_peek::{Limits as PeekLimits, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::forwarding::{self, Refusal as HttpRefusal};
 use super::live::{ListenerState, Live, Shared};
 use super::pools::{self, Connected};
 use super::relay::{End, relay};
@@ -110,10 +112,13 @@ pub(crate) async fn serve(
     let mut story = Story::new(Arc::clone(&shared), canonical(peer), local);
     let prepared = Box::pin(prepare(&mut client, &mut story, &settings, &live, &shared)).await;
     drop(shared);
-    let (backend, in_flight) = match prepared {
-        Ok(Connected {
-            stream, in_flight, ..
-        }) => (stream, in_flight),
+    let (backend, in_flight, http) = match prepared {
+        Ok((
+            Connected {
+                stream, in_flight, ..
+            },
+            http,
+        )) => (stream, in_flight, http),
         Err(e) => return story.end(e.outcome, Some(&e.detail)),
     };
     // The table is let go first: a change must not wait for long connections to stop the
@@ -121,8 +126,24 @@ pub(crate) async fn serve(
     let limits = live.limits;
     drop((live, settings));
     let (up, down) = (&story.up, &story.down);
-    let end = relay(&client, &backend, limits, up, down).await;
+    let (end, refused) = match (http, &story.route) {
+        (Some(http), Some(route)) => {
+            let forwarding = route.forwarded.as_deref();
+            let forwarding = forwarding.expect("an http start is made for a forwarding route");
+            let (client_ip, counters) = (story.client.ip(), (up, down));
+            let (prefix, first) = (http.prefix, http.first);
+            forwarding::relay(
+                &client, &backend, limits, counters, forwarding, client_ip, prefix, first,
+            )
+            .await
+        }
+        _ => (relay(&client, &backend, limits, up, down).await, None),
+    };
     drop(in_flight);
+    if let Some(refusal) = refused {
+        let detail = format_args!("answered {}: {}", refusal.status, refusal.error);
+        return story.end(Outcome::RequestRefused, Some(&detail));
+    }
     // A backend that never answered (a plain HTTP server sent TLS, say) is no success, whoever
     // gave up first.
     let silent = story.down.load(Ordering::Relaxed) == 0;
@@ -155,15 +176,24 @@ fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
+/// The first bytes of a connection whose requests get forwarding fields: the relay frames them.
+struct HttpStart {
+    /// The PROXY header, if the route sends one.
+    prefix: Vec<u8>,
+    /// Everything the peek read.
+    first: Vec<u8>,
+}
+
 /// PROXY in, peek, route, connect, first write: a connected backend that has every byte the
-/// client sent so far (counted in `story.up`).
+/// client sent so far (counted in `story.up`) — or, for a route with forwarding fields on an
+/// HTTP/1 connection, the bytes the relay is to frame first.
 async fn prepare(
     client: &mut TcpStream,
     story: &mut Story,
     settings: &ListenerState,
     live: &Live,
     shared: &Shared,
-) -> Result<Connected, Ended> {
+) -> Result<(Connected, Option<HttpStart>), Ended> {
     let deadline = tokio::time::Instant::now() + settings.peek_timeout;
 
     // 1. A PROXY header, from trusted sources only (and required from them).
@@ -190,9 +220,25 @@ async fn prepare(
 
     // 2. Peek: read until the name is known, keeping every byte.
     let mut reader = (&early[..]).chain(&mut *client);
-    let mut peeked = sni_peek::tokio::peek(&mut reader, deadline, &PeekLimits::default())
-        .await
-        .map_err(|e| ended(Outcome::PeekFailed, e))?;
+    let peek = sni_peek::tokio::peek(&mut reader, deadline, &PeekLimits::default()).await;
+    let mut peeked = match peek {
+        Ok(peeked) => peeked,
+        Err(e) => {
+            // A request that is HTTP but broken is told so, whatever its route would do.
+            if let PeekError::Invalid { error, bytes } = &e
+                && settings.mode != Mode::Tls
+                && bytes.first().is_some_and(u8::is_ascii_alphabetic)
+                && !bytes.starts_with(b"PRI * HTTP/2.0")
+            {
+                let refusal = HttpRefusal::of(*error);
+                drop(reader);
+                let _ = client.write_all(refusal.response().as_bytes()).await;
+                linger(client).await;
+                return Err(ended(Outcome::RequestRefused, e));
+            }
+            return Err(ended(Outcome::PeekFailed, e));
+        }
+    };
     // The peek may decide before it has read all that followed a long PROXY header: what it
     // left unread goes after what it read.
     let (unread, _) = reader.into_inner();
@@ -233,10 +279,20 @@ async fn prepare(
     story.backend = Some(connected.backend);
     story.retries = connected.retries;
 
-    // 4. The PROXY header and every peeked byte, in one write.
+    // 4. The PROXY header and every peeked byte, in one write; for forwarding fields, the
+    // relay frames the bytes first.
     let addresses = Addresses::from_pair(story.client, target);
-    let first = first_write(route.spec.proxy_protocol, addresses, name, &peeked.bytes)
+    let http = route.spec.forwarded.is_some() && protocol == Protocol::Http1;
+    let peeked_bytes = if http { &[][..] } else { &peeked.bytes[..] };
+    let first = first_write(route.spec.proxy_protocol, addresses, name, peeked_bytes)
         .map_err(|e| ended(Outcome::RelayError, format_args!("PROXY header: {e}")))?;
+    if http {
+        let start = HttpStart {
+            prefix: first,
+            first: core::mem::take(&mut peeked.bytes),
+        };
+        return Ok((connected, Some(start)));
+    }
     let mut backend = connected;
     let timeout = route.spec.connect_timeout;
     let written = tokio::time::timeout(timeout, backend.stream.write_all(&first)).await;
@@ -251,7 +307,7 @@ async fn prepare(
         ));
     }
     story.up = AtomicU64::new(peeked.bytes.len() as u64);
-    Ok(backend)
+    Ok((backend, None))
 }
 
 /// The PROXY header the route asks for (v2 with the name as AUTHORITY), then the peeked bytes.
@@ -302,8 +358,13 @@ async fn refuse(client: &mut TcpStream, protocol: Protocol, why: Refusal) {
         _ => b"",
     };
     let _ = client.write_all(answer).await;
+    linger(client).await;
+}
+
+/// Closes the sending side, then reads what the client still sends for a moment, so that
+/// closing does not reset the answer away.
+async fn linger(client: &mut TcpStream) {
     let _ = client.shutdown().await;
-    // Read what the client still sends for a moment, so closing does not reset the answer away.
     let mut sink = [0u8; 512];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}

@@ -48,6 +48,7 @@ mod accept;
 mod buffers;
 mod connection;
 mod error;
+mod forwarding;
 mod live;
 mod observer;
 mod pools;

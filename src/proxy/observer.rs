@@ -100,11 +100,15 @@ pub enum Outcome {
     ListenerRemoved,
     /// Still open when the server's threads stopped, after the drain timeout.
     Shutdown,
+    /// An HTTP/1 request on a route with [`Forwarding`](super::Forwarding) could be framed two
+    /// ways, or broke RFC 9112: answered 400 (431, 501) after the responses to the requests
+    /// before it, and closed. Nothing from it on reached the backend.
+    RequestRefused,
 }
 
 impl Outcome {
     /// Every outcome, for counters that start at zero.
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Ok,
         Outcome::NoRoute,
         Outcome::WrongProtocol,
@@ -117,6 +121,7 @@ impl Outcome {
         Outcome::OverLimit,
         Outcome::ListenerRemoved,
         Outcome::Shutdown,
+        Outcome::RequestRefused,
     ];
 
     /// Its label in logs and metrics: `ok`, `no_route`, ...
@@ -134,6 +139,7 @@ impl Outcome {
             Outcome::OverLimit => "over_limit",
             Outcome::ListenerRemoved => "listener_removed",
             Outcome::Shutdown => "shutdown",
+            Outcome::RequestRefused => "request_refused",
         }
     }
 

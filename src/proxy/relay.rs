@@ -8,7 +8,7 @@
 //! long ones never copy.
 
 use core::future::{Future, poll_fn};
-use core::pin::pin;
+use core::pin::{Pin, pin};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::task::Poll;
 use core::time::Duration;
@@ -50,6 +50,25 @@ pub(crate) async fn relay(
     let ended = AtomicBool::new(false);
     let mut upward = pin!(direction(client, backend, method, up, &touch, &ended));
     let mut downward = pin!(direction(backend, client, method, down, &touch, &ended));
+    both(
+        upward.as_mut(),
+        downward.as_mut(),
+        idle,
+        started,
+        &last_activity,
+    )
+    .await
+}
+
+/// Polls two directions side by side until both end, one fails, or nothing moved (as
+/// `last_activity`, milliseconds after `started`, says) for `idle`.
+pub(crate) async fn both(
+    mut upward: Pin<&mut impl Future<Output = io::Result<()>>>,
+    mut downward: Pin<&mut impl Future<Output = io::Result<()>>>,
+    idle: Duration,
+    started: Instant,
+    last_activity: &AtomicU64,
+) -> End {
     let mut idle_watch = pin!(async {
         loop {
             let since = Duration::from_millis(last_activity.load(Ordering::Relaxed));
@@ -62,13 +81,16 @@ pub(crate) async fn relay(
     });
     let (mut up_done, mut down_done) = (false, false);
     poll_fn(|cx| {
-        for (done, direction) in [(&mut up_done, &mut upward), (&mut down_done, &mut downward)] {
-            if !*done {
-                match direction.as_mut().poll(cx) {
-                    Poll::Ready(Ok(())) => *done = true,
-                    Poll::Ready(Err(e)) => return Poll::Ready(End::Error(e)),
-                    Poll::Pending => {}
-                }
+        // Two futures of different types: polled one after the other, not from an array.
+        let polls = [
+            (!up_done).then(|| upward.as_mut().poll(cx)),
+            (!down_done).then(|| downward.as_mut().poll(cx)),
+        ];
+        for (done, poll) in [&mut up_done, &mut down_done].into_iter().zip(polls) {
+            match poll {
+                Some(Poll::Ready(Ok(()))) => *done = true,
+                Some(Poll::Ready(Err(e))) => return Poll::Ready(End::Error(e)),
+                _ => {}
             }
         }
         if up_done && down_done {
@@ -80,7 +102,7 @@ pub(crate) async fn relay(
 }
 
 /// One direction, until `from` ends (then the FIN is passed on) or fails.
-async fn direction(
+pub(crate) async fn direction(
     from: &TcpStream,
     to: &TcpStream,
     method: RelayMethod,
@@ -120,7 +142,7 @@ async fn direction(
     }
 }
 
-async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+pub(crate) async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         writable(to).await?;
         match to.try_write(bytes) {

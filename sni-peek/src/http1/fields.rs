@@ -20,6 +20,8 @@ pub(crate) struct Framing {
     pub(crate) connection: Connection,
     pub(crate) upgrade: bool,
     pub(crate) expect_continue: bool,
+    /// X-Forwarded-For, X-Forwarded-Proto or Forwarded was seen.
+    pub(crate) forwarding: bool,
 }
 
 /// The `Connection` options that matter to framing.
@@ -28,6 +30,8 @@ pub(crate) struct Connection {
     pub(crate) close: bool,
     pub(crate) keep_alive: bool,
     pub(crate) upgrade: bool,
+    /// An option other than those three: a field name the next hop is to drop.
+    pub(crate) other: bool,
 }
 
 fn framing(reason: &'static str) -> Error {
@@ -61,10 +65,15 @@ impl Framing {
                         c.keep_alive = true;
                     } else if option.eq_ignore_ascii_case(b"upgrade") {
                         c.upgrade = true;
+                    } else {
+                        c.other = true;
                     }
                 }
             }
             7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = true,
+            9 if name.eq_ignore_ascii_case(b"forwarded") => self.forwarding = true,
+            15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => self.forwarding = true,
+            17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => self.forwarding = true,
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
             }

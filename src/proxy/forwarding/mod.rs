@@ -1,0 +1,305 @@
+//! Plain HTTP/1 with the client's address in every request ([`Forwarding`]): the client's side
+//! framed request by request, the backend's side followed, both relayed from one task.
+//!
+//! ```text
+//!  client ──bytes──▶ Requests: check each head (sni-peek), rewrite it, pass its body by its framing ──▶ backend
+//!  client ◀──bytes── Responses: follow each answer (never changed)                                  ◀── backend
+//! ```
+//!
+//! After a request that may switch protocols (Upgrade, CONNECT) and its body, the client's
+//! further bytes wait until its answer: a switch makes both ways a plain relay, anything else
+//! goes on checking requests, so the "frames" after a refused upgrade are checked as requests.
+//! A request that cannot be framed one way only is never passed on: the connection takes no
+//! more from the client, closes its sending side towards the backend, relays the answers to the
+//! requests before it, then answers 400 (431, 501) itself and closes. A body that breaks its
+//! framing midway is cut there: the backend sees a request that never ends, never a second one.
+
+mod head;
+mod requests;
+mod responses;
+
+use core::future::poll_fn;
+use core::net::IpAddr;
+use core::pin::pin;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::task::{Poll, Waker};
+use core::time::Duration;
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+
+use super::buffers;
+use super::relay::{End, both, direction, pass_fin, readable, write_all};
+use super::{Forwarding, Limits};
+pub(crate) use requests::Refusal;
+use requests::{Flow, Requests, Sent};
+use responses::{Answer, Responses};
+
+/// `input` after what `pending` kept of earlier calls: joined (and `pending` emptied) only when
+/// it kept something.
+fn after_pending<'a>(pending: &mut Vec<u8>, input: &'a [u8], joined: &'a mut Vec<u8>) -> &'a [u8] {
+    if pending.is_empty() {
+        return input;
+    }
+    *joined = core::mem::take(pending);
+    joined.extend_from_slice(input);
+    joined
+}
+
+/// What both directions share, locked between awaits (never contended: they run in one task;
+/// a lock only because the task may move between threads).
+struct Exchange {
+    requests: Requests,
+    responses: Responses,
+    sent: VecDeque<Sent>,
+    refusal: Option<Refusal>,
+    /// The client's direction, waiting for a held request's answer.
+    up_waiting: Option<Waker>,
+    /// The backend's direction, waiting for bytes (or for its turn to answer a refusal).
+    down_waiting: Option<Waker>,
+}
+
+impl Exchange {
+    fn wake(slot: &mut Option<Waker>) {
+        if let Some(w) = slot.take() {
+            w.wake();
+        }
+    }
+
+    /// The refused request's turn: every answer before it has been relayed.
+    fn refusal_due(&self) -> bool {
+        self.refusal.is_some() && self.sent.is_empty() && self.responses.between_responses()
+    }
+}
+
+/// The client's connection, from its first bytes (`first`, already read) to its end; `prefix`
+/// (a PROXY header) goes to the backend before anything else. Returns how it ended, with the
+/// refusal when a request was refused.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn relay(
+    client: &TcpStream,
+    backend: &TcpStream,
+    limits: Limits,
+    (up, down): (&AtomicU64, &AtomicU64),
+    forwarding: &Forwarding,
+    client_ip: IpAddr,
+    prefix: Vec<u8>,
+    first: Vec<u8>,
+) -> (End, Option<Refusal>) {
+    let exchange = Mutex::new(Exchange {
+        requests: Requests::new(client_ip, forwarding),
+        responses: Responses::default(),
+        sent: VecDeque::new(),
+        refusal: None,
+        up_waiting: None,
+        down_waiting: None,
+    });
+    let idle = limits.idle_timeout;
+    let started = Instant::now();
+    let last_activity = AtomicU64::new(0);
+    let touch = || last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    let ended = AtomicBool::new(false);
+    let sides = Sides {
+        exchange: &exchange,
+        client,
+        backend,
+        limits,
+        touch: &touch,
+        ended: &ended,
+    };
+    let mut upward = pin!(sides.upward(forwarding, prefix, first, up));
+    let mut downward = pin!(sides.downward(down));
+    let end = both(
+        upward.as_mut(),
+        downward.as_mut(),
+        idle,
+        started,
+        &last_activity,
+    )
+    .await;
+    let refusal = exchange
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .refusal;
+    (end, refusal)
+}
+
+/// What each direction needs of the connection.
+struct Sides<'a, F: Fn()> {
+    exchange: &'a Mutex<Exchange>,
+    client: &'a TcpStream,
+    backend: &'a TcpStream,
+    limits: Limits,
+    touch: &'a F,
+    ended: &'a AtomicBool,
+}
+
+impl<F: Fn()> Sides<'_, F> {
+    fn lock(&self) -> MutexGuard<'_, Exchange> {
+        self.exchange.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Client to backend: requests framed, until the last one, a refusal, a tunnel or the
+    /// client's FIN.
+    async fn upward(
+        &self,
+        forwarding: &Forwarding,
+        prefix: Vec<u8>,
+        first: Vec<u8>,
+        carried: &AtomicU64,
+    ) -> io::Result<()> {
+        let mut out = prefix;
+        let mut flow = self.feed(&first, forwarding, &mut out);
+        drop(first);
+        loop {
+            if !out.is_empty() {
+                write_all(self.backend, &out).await?;
+                carried.fetch_add(out.len() as u64, Ordering::Relaxed);
+                (self.touch)();
+                // An idle connection holds no buffer.
+                out = Vec::new();
+            }
+            match flow {
+                Flow::More => {}
+                Flow::Hold => {
+                    poll_fn(|cx| {
+                        let mut e = self.lock();
+                        if e.requests.is_held() {
+                            e.up_waiting = Some(cx.waker().clone());
+                            Poll::Pending
+                        } else {
+                            Poll::Ready(())
+                        }
+                    })
+                    .await;
+                    flow = self.feed(&[], forwarding, &mut out);
+                    continue;
+                }
+                Flow::End => return pass_fin(self.backend, self.ended),
+                Flow::Tunnel => {
+                    let (client, backend, method) = (self.client, self.backend, self.limits.relay);
+                    return direction(client, backend, method, carried, self.touch, self.ended)
+                        .await;
+                }
+            }
+            readable(self.client).await?;
+            let mut buf = buffers::lend();
+            let n = match self.client.try_read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return pass_fin(self.backend, self.ended);
+            }
+            (self.touch)();
+            out = Vec::with_capacity(n + 128);
+            flow = self.feed(&buf[..n], forwarding, &mut out);
+        }
+    }
+
+    /// Frames `input`; a refusal is noted for the backend's direction, which answers it in
+    /// turn, and ends the requests.
+    fn feed(&self, input: &[u8], forwarding: &Forwarding, out: &mut Vec<u8>) -> Flow {
+        let mut e = self.lock();
+        let e = &mut *e;
+        match e.requests.feed(input, forwarding, &mut e.sent, out) {
+            Ok(flow) => flow,
+            Err(refusal) => {
+                e.refusal = Some(refusal);
+                Exchange::wake(&mut e.down_waiting);
+                Flow::End
+            }
+        }
+    }
+
+    /// Backend to client: responses relayed as they come and followed, until the backend's
+    /// FIN, a tunnel, or a refusal's turn.
+    async fn downward(&self, carried: &AtomicU64) -> io::Result<()> {
+        loop {
+            let refusal_due = poll_fn(|cx| {
+                let mut e = self.lock();
+                if e.refusal_due() {
+                    return Poll::Ready(Ok(true));
+                }
+                if !e
+                    .down_waiting
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    e.down_waiting = Some(cx.waker().clone());
+                }
+                drop(e);
+                self.backend.poll_read_ready(cx).map_ok(|()| false)
+            })
+            .await?;
+            if refusal_due {
+                return self.answer_refusal(carried).await;
+            }
+            let mut buf = buffers::lend();
+            let n = match self.backend.try_read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                if self.lock().refusal.is_some() {
+                    return self.answer_refusal(carried).await;
+                }
+                return pass_fin(self.client, self.ended);
+            }
+            let switched = {
+                let mut e = self.lock();
+                let e = &mut *e;
+                let seen = e.responses.observe(&buf[..n], &mut e.sent);
+                if let Some(answer) = seen.answer {
+                    e.requests.answered(answer == Answer::Switched);
+                }
+                if seen.lost {
+                    e.requests.stop_after_current();
+                }
+                if seen.answer.is_some() || seen.lost {
+                    Exchange::wake(&mut e.up_waiting);
+                }
+                seen.answer == Some(Answer::Switched)
+            };
+            write_all(self.client, &buf[..n]).await?;
+            drop(buf);
+            carried.fetch_add(n as u64, Ordering::Relaxed);
+            (self.touch)();
+            if switched {
+                let (client, backend, method) = (self.client, self.backend, self.limits.relay);
+                return direction(backend, client, method, carried, self.touch, self.ended).await;
+            }
+        }
+    }
+
+    /// Every answer before the refused request was relayed: ours, then close, reading what the
+    /// client still sends for a moment so that the close does not reset our answer away.
+    async fn answer_refusal(&self, carried: &AtomicU64) -> io::Result<()> {
+        let Some(refusal) = self.lock().refusal else {
+            return Ok(());
+        };
+        let response = refusal.response();
+        write_all(self.client, response.as_bytes()).await?;
+        carried.fetch_add(response.len() as u64, Ordering::Relaxed);
+        self.ended.store(true, Ordering::Relaxed);
+        let _ = socket2::SockRef::from(self.client).shutdown(std::net::Shutdown::Write);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut sink = [0u8; 512];
+            while readable(self.client).await.is_ok() {
+                match self.client.try_read(&mut sink) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        })
+        .await;
+        Ok(())
+    }
+}

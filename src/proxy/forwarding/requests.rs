@@ -1,0 +1,361 @@
+//! The client's side of an HTTP/1 connection, framed request by request: each head is checked
+//! and rewritten ([`super::head`]), each body passed on by its framing, untouched.
+//!
+//! Sans-IO: it is given the client's bytes and appends what the backend is to get. It never
+//! guesses: the first byte it cannot frame ends the connection's requests, and nothing from that
+//! byte on is passed on.
+
+use core::net::IpAddr;
+use std::collections::VecDeque;
+
+use sni_peek::http1::{self, BodyReader};
+use sni_peek::{Error, Limits, Status};
+
+use super::super::Forwarding;
+use super::head;
+
+/// A request passed on whose final response has not been seen yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// A HEAD: its response has no body.
+    pub(crate) head: bool,
+    /// A CONNECT: a 2xx opens a tunnel.
+    pub(crate) connect: bool,
+    /// It carried Upgrade: a 101 opens a tunnel.
+    pub(crate) upgrade: bool,
+}
+
+/// What the caller is to do after a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Read more from the client.
+    More,
+    /// A request that may switch protocols was passed on: read nothing more from the client
+    /// until its answer is in ([`Requests::answered`]).
+    Hold,
+    /// The last request of the connection was passed on: close towards the backend, take no
+    /// more from the client.
+    End,
+    /// The connection switched protocols: everything goes on as it comes.
+    Tunnel,
+}
+
+/// A request that cannot be passed on, and the status the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) error: Error,
+}
+
+impl Refusal {
+    pub(crate) fn of(error: Error) -> Refusal {
+        let status = match error {
+            Error::HeadersTooLarge { .. } => 431,
+            Error::UnsupportedCoding => 501,
+            _ => 400,
+        };
+        Refusal { status, error }
+    }
+
+    /// The whole response, closing the connection.
+    pub(crate) fn response(&self) -> String {
+        let reason = match self.status {
+            431 => "Request Header Fields Too Large",
+            501 => "Not Implemented",
+            _ => "Bad Request",
+        };
+        let body = format!("{}\n", self.error);
+        format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.status,
+            body.len()
+        )
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Head,
+    Body(BodyReader, After),
+    Held,
+    Tunnel,
+    Ended,
+    Refused(Refusal),
+}
+
+/// What follows a request's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Next,
+    Hold,
+    End,
+}
+
+/// The requests of one client connection.
+#[derive(Debug)]
+pub(crate) struct Requests {
+    state: State,
+    /// Bytes taken but not passed on: a head not yet whole, or what came after a request whose
+    /// answer is awaited. Empty (and holding no memory) otherwise.
+    pending: Vec<u8>,
+    client: IpAddr,
+    trusted: bool,
+    limits: Limits,
+}
+
+impl Requests {
+    /// For a client at `client` (the real one: from a trusted PROXY header when it sent one).
+    pub(crate) fn new(client: IpAddr, forwarding: &Forwarding) -> Requests {
+        let client = client.to_canonical();
+        let trusted = forwarding.trust_from.iter().any(|c| c.contains(client));
+        Requests {
+            state: State::Head,
+            pending: Vec::new(),
+            client,
+            trusted,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Frames `input`, the client's next bytes, appending to `out` what goes to the backend.
+    /// On a refusal, `out` still has the bytes of the requests before the refused one.
+    pub(crate) fn feed(
+        &mut self,
+        input: &[u8],
+        forwarding: &Forwarding,
+        sent: &mut VecDeque<Sent>,
+        out: &mut Vec<u8>,
+    ) -> Result<Flow, Refusal> {
+        let mut joined = Vec::new();
+        let data = super::after_pending(&mut self.pending, input, &mut joined);
+        let mut at = 0;
+        loop {
+            let rest = &data[at..];
+            match &mut self.state {
+                State::Head => match http1::parse(rest, &self.limits) {
+                    Ok(Status::Complete(request)) => {
+                        head::rewrite(rest, &request, self.client, forwarding, self.trusted, out);
+                        let connect = request.is_connect();
+                        let upgrade = request.has_upgrade();
+                        sent.push_back(Sent {
+                            head: request.method() == "HEAD",
+                            connect,
+                            upgrade,
+                        });
+                        let after = if connect || upgrade {
+                            After::Hold
+                        } else if request.keep_alive() {
+                            After::Next
+                        } else {
+                            After::End
+                        };
+                        let body = BodyReader::new(request.body(), self.limits.max_header_len);
+                        at += request.consumed();
+                        self.state = State::Body(body, after);
+                    }
+                    Ok(Status::Partial(_)) => {
+                        self.pending = rest.to_vec();
+                        return Ok(Flow::More);
+                    }
+                    Err(e) => return Err(self.refuse(e)),
+                },
+                State::Body(body, after) => {
+                    let progress = match body.advance(rest) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let refusal = self.refuse(e);
+                            return Err(refusal);
+                        }
+                    };
+                    out.extend_from_slice(&rest[..progress.consumed]);
+                    at += progress.consumed;
+                    if !progress.done {
+                        return Ok(Flow::More);
+                    }
+                    self.state = match after {
+                        After::Next => State::Head,
+                        After::Hold => State::Held,
+                        After::End => State::Ended,
+                    };
+                }
+                State::Held => {
+                    self.pending = rest.to_vec();
+                    return Ok(Flow::Hold);
+                }
+                State::Tunnel => {
+                    out.extend_from_slice(rest);
+                    return Ok(Flow::Tunnel);
+                }
+                // Whatever follows the last request is not the backend's.
+                State::Ended => return Ok(Flow::End),
+                State::Refused(refusal) => return Err(*refusal),
+            }
+            if at == data.len() && matches!(self.state, State::Head) {
+                return Ok(Flow::More);
+            }
+        }
+    }
+
+    fn refuse(&mut self, error: Error) -> Refusal {
+        let refusal = Refusal::of(error);
+        self.state = State::Refused(refusal);
+        self.pending = Vec::new();
+        refusal
+    }
+
+    /// The answer to the held request came: a tunnel, or more requests (the backend refused to
+    /// switch, and what follows is HTTP again, to be checked like the rest).
+    pub(crate) fn answered(&mut self, switched: bool) {
+        if matches!(self.state, State::Held) {
+            self.state = if switched { State::Tunnel } else { State::Head };
+        }
+    }
+
+    /// The responses can no longer be followed: no request after the current one is passed on
+    /// (its answer could not be matched to it).
+    pub(crate) fn stop_after_current(&mut self) {
+        match &mut self.state {
+            State::Head | State::Held => {
+                self.state = State::Ended;
+                self.pending = Vec::new();
+            }
+            State::Body(_, after) => *after = After::End,
+            State::Tunnel | State::Ended | State::Refused(_) => {}
+        }
+    }
+
+    /// Waiting for the answer to a request that may switch protocols.
+    pub(crate) fn is_held(&self) -> bool {
+        matches!(self.state, State::Held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::ForwardedField;
+    use super::*;
+
+    fn forwarding() -> Forwarding {
+        Forwarding {
+            proto: false,
+            ..Forwarding::new(ForwardedField::XForwardedFor)
+        }
+    }
+
+    /// Feeds `stream` in pieces cut at `cuts`; what the backend gets, the flows, the refusal.
+    fn run(stream: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<Flow>, Option<Refusal>) {
+        let f = forwarding();
+        let mut r = Requests::new("192.0.2.1".parse().unwrap(), &f);
+        let (mut sent, mut out, mut flows) = (VecDeque::new(), Vec::new(), Vec::new());
+        let mut from = 0;
+        for &to in cuts.iter().chain([&stream.len()]) {
+            match r.feed(&stream[from..to], &f, &mut sent, &mut out) {
+                Ok(flow) => flows.push(flow),
+                Err(refusal) => return (out, flows, Some(refusal)),
+            }
+            from = to;
+        }
+        (out, flows, None)
+    }
+
+    const FIELD: &str = "X-Forwarded-For: 192.0.2.1\r\n";
+
+    fn with_field(heads: &[&str]) -> Vec<u8> {
+        heads
+            .iter()
+            .flat_map(|h| {
+                let (head, body) = h.split_once("\r\n\r\n").unwrap();
+                format!("{head}\r\n{FIELD}\r\n{body}").into_bytes()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pipelined_requests_each_get_the_field_at_every_split() {
+        let stream = "GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2;a=\"b\"\r\nxx\r\n0\r\nX-T: 1\r\n\r\nPOST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 31\r\n\r\nGET /smuggled HTTP/1.1\r\nHost:\r\n";
+        let want = with_field(&[
+            "GET /a HTTP/1.1\r\nHost: a\r\n\r\n",
+            "POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2;a=\"b\"\r\nxx\r\n0\r\nX-T: 1\r\n\r\n",
+            "POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 31\r\n\r\nGET /smuggled HTTP/1.1\r\nHost:\r\n",
+        ]);
+        for cut in 0..stream.len() {
+            let (out, _, refused) = run(stream.as_bytes(), &[cut]);
+            assert_eq!(refused, None, "cut at {cut}");
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&want),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_of_a_refused_request_or_after_it_is_passed_on() {
+        let good = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for bad in [
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nSMUGGLED",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            "GET / HTTP/1.1\nHost: a\n\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        ] {
+            let stream = format!("{good}{good}{bad}{good}");
+            for cut in 0..stream.len() {
+                let (out, _, refused) = run(stream.as_bytes(), &[cut]);
+                assert_eq!(refused.map(|r| r.status), Some(400), "{bad:?} cut at {cut}");
+                assert_eq!(out, with_field(&[good, good]), "{bad:?} cut at {cut}");
+            }
+        }
+        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        long.resize(17 * 1024, b'a');
+        let (_, _, refused) = run(&long, &[]);
+        assert_eq!(refused.map(|r| r.status), Some(431));
+    }
+
+    #[test]
+    fn an_upgrade_holds_what_follows_until_its_answer() {
+        let f = forwarding();
+        let mut r = Requests::new("192.0.2.1".parse().unwrap(), &f);
+        let (mut sent, mut out) = (VecDeque::new(), Vec::new());
+        let upgrade =
+            "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let stream = format!("{upgrade}GET /after HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(
+            r.feed(stream.as_bytes(), &f, &mut sent, &mut out),
+            Ok(Flow::Hold)
+        );
+        assert_eq!(out, with_field(&[upgrade]));
+        assert!(sent.back().is_some_and(|s| s.upgrade));
+        // Refused (426): what followed is a request like any other, with its field.
+        r.answered(false);
+        out.clear();
+        assert_eq!(r.feed(&[], &f, &mut sent, &mut out), Ok(Flow::More));
+        assert_eq!(out, with_field(&["GET /after HTTP/1.1\r\nHost: a\r\n\r\n"]));
+        // Switched: the bytes are passed on as they come.
+        assert_eq!(
+            r.feed(upgrade.as_bytes(), &f, &mut sent, &mut out),
+            Ok(Flow::Hold)
+        );
+        r.answered(true);
+        out.clear();
+        assert_eq!(
+            r.feed(b"\x81\x00 raw", &f, &mut sent, &mut out),
+            Ok(Flow::Tunnel)
+        );
+        assert_eq!(out, b"\x81\x00 raw");
+    }
+
+    #[test]
+    fn the_last_request_ends_the_connection() {
+        for last in [
+            "GET / HTTP/1.0\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        ] {
+            let stream = format!("{last}GET /second HTTP/1.1\r\nHost: a\r\n\r\n");
+            let (out, flows, refused) = run(stream.as_bytes(), &[]);
+            assert_eq!(
+                (out, flows, refused),
+                (with_field(&[last]), vec![Flow::End], None)
+            );
+        }
+    }
+}
