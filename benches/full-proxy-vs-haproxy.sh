@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# full-proxy against HAProxy 2.6 (mode tcp, send-proxy-v2): same nginx backend, same machine,
-# same wrk load, one run. Run by hand, not in CI:   bash benches/full-proxy-vs-haproxy.sh
-# Needs haproxy, nginx, wrk (apt-get install -y haproxy nginx wrk) and prints a Markdown table
-# of requests/s, p50/p99 latency and peak RSS, with full-proxy's ratio to HAProxy.
+# full-proxy against HAProxy 2.6: same nginx backend, same machine, same wrk load, one run.
+# Run by hand, not in CI:   bash benches/full-proxy-vs-haproxy.sh
+# Two scenarios (SCENARIOS="tcp forwarding" by default; name one to run it alone):
+#   tcp         HAProxy mode tcp + send-proxy-v2 against a proxy_protocol = "v2" route: requests/s,
+#               p50/p99 latency and peak RSS, with full-proxy's ratio to HAProxy.
+#   forwarding  the client's address in every HTTP/1 request (issue 12), to a plain nginx server:
+#               keep-alive 1 KiB GETs through HAProxy mode http + option forwardfor, full-proxy
+#               with forwarded = "x-forwarded-for", and full-proxy with forwarded off; then 1 MiB
+#               POST uploads with forwarded on and off. Requests/s and the proxy's CPU time per
+#               request (utime + stime of the whole process, from /proc/PID/stat), as ratios.
+#               Both proxies insert X-Forwarded-For alone; FORWARDED_PROTO=1 makes both add
+#               X-Forwarded-Proto too.
+# Needs haproxy, nginx, wrk, curl, python3 (apt-get install -y haproxy nginx wrk curl python3); skips
+# with a message without them. SECONDS_PER_RUN (default 10) is the length of each wrk run: the
+# default takes about two minutes. RELAY=copy runs full-proxy with relay = "copy".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for p in haproxy nginx wrk curl; do command -v "$p" >/dev/null || { echo "needs $p" >&2; exit 1; }; done
+for p in haproxy nginx wrk curl python3; do
+  command -v "$p" >/dev/null || { echo "SKIPPED: $0 needs $p (apt-get install -y haproxy nginx wrk curl python3)"; exit 0; }
+done
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+SCENARIOS=${SCENARIOS:-tcp forwarding}
+FORWARDED_PROTO=${FORWARDED_PROTO:-0}
+runs() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 cargo build --release -q --example full-proxy
 work=$(mktemp -d)
 pids=()
@@ -15,14 +31,26 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on $1:$2" >&2; exit 1; }
 
-backend=$(free_port); ours=$(free_port); theirs=$(free_port)
+# backend: nginx behind PROXY v2 (tcp); plain: the same nginx without PROXY (forwarding).
+backend=$(free_port); plain=$(free_port); ours=$(free_port); theirs=$(free_port)
+theirs_http=$(free_port); fwd_on=$(free_port); fwd_off=$(free_port)
 head -c 1024 /dev/zero > "$work/1k"; head -c 1048576 /dev/zero > "$work/1m"
 cat > "$work/nginx.conf" <<CONF
 daemon off; master_process off; pid $work/nginx.pid; error_log $work/nginx.log;
 events { worker_connections 4096; }
 http { access_log off; sendfile on; keepalive_requests 100000;
   client_body_temp_path $work/b; proxy_temp_path $work/p; fastcgi_temp_path $work/f; uwsgi_temp_path $work/u; scgi_temp_path $work/s;
-  server { listen [::1]:$backend proxy_protocol; root $work; } }
+  server { listen [::1]:$backend proxy_protocol; root $work; }
+  server { listen [::1]:$plain; root $work;
+    # An upload is read whole before its answer (the mirror reads the body): an answer sent early
+    # would leave wrk writing the rest of the body after it, and wrk then stalls.
+    client_max_body_size 2m; client_body_buffer_size 2m;
+    location = /upload { mirror /sink; mirror_request_body on; error_page 404 405 =200 /ok; }
+    location = /sink { internal; return 204; }
+    location = /ok { internal; return 200 "ok\n"; }
+    # What a request arrived with: shows which forwarding fields each proxy wrote.
+    location = /fields { return 200 "x-forwarded-for: \$http_x_forwarded_for; x-forwarded-proto: \$http_x_forwarded_proto\n"; }
+  } }
 CONF
 nginx -p "$work" -c "$work/nginx.conf" & pids+=($!)
 cat > "$work/haproxy.cfg" <<CONF
@@ -52,7 +80,53 @@ backends = [{ address = "[::1]:$backend" }]
 relay = "${RELAY:-splice}"
 CONF
 RUST_LOG=warn ./target/release/examples/full-proxy --config "$work/sixgate.toml" & pids+=($!); ours_pid=$!
-wait_port ::1 "$backend"; wait_port 127.0.0.1 "$theirs"; wait_port 127.0.0.1 "$ours"
+
+# The forwarding scenario's proxies, each a process of its own so that its CPU time is its own.
+# HAProxy 2.6 keeps client connections alive and reuses server ones ("http-reuse safe") by default.
+if ((FORWARDED_PROTO)); then proto=true; set_proto="http-request set-header X-Forwarded-Proto http"; else proto=false; set_proto=""; fi
+cat > "$work/haproxy-http.cfg" <<CONF
+global
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 5m
+  timeout server 5m
+frontend bench
+  bind 127.0.0.1:$theirs_http
+  option forwardfor
+  $set_proto
+  default_backend nginx
+backend nginx
+  server n [::1]:$plain
+CONF
+haproxy -db -f "$work/haproxy-http.cfg" & pids+=($!); haproxy_http_pid=$!
+# One full-proxy, two listeners: forwarded on one, off on the other (runs are one at a time).
+cat > "$work/sixgate-forwarding.toml" <<CONF
+[[listen]]
+name = "on"
+addresses = ["127.0.0.1:$fwd_on"]
+mode = "http"
+[[listen]]
+name = "off"
+addresses = ["127.0.0.1:$fwd_off"]
+mode = "http"
+[[route]]
+hosts = ["*"]
+listeners = ["on"]
+forwarded = "x-forwarded-for"
+forwarded_proto = $proto
+backends = [{ address = "[::1]:$plain" }]
+[[route]]
+hosts = ["*"]
+listeners = ["off"]
+backends = [{ address = "[::1]:$plain" }]
+[limits]
+relay = "${RELAY:-splice}"
+CONF
+RUST_LOG=warn ./target/release/examples/full-proxy --config "$work/sixgate-forwarding.toml" & pids+=($!); fwd_pid=$!
+for port in "$backend" "$plain"; do wait_port ::1 "$port"; done
+for port in "$theirs" "$ours" "$theirs_http" "$fwd_on" "$fwd_off"; do wait_port 127.0.0.1 "$port"; done
 
 # One wrk run: requests/s, p50 and p99 in ms.
 measure() { # port path connections extra-header
@@ -65,14 +139,78 @@ measure() { # port path connections extra-header
 }
 to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'; }
 rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "-" }'; }
 
-printf '| load | HAProxy req/s | full-proxy req/s | ratio | HAProxy p50/p99 ms | full-proxy p50/p99 ms |\n|---|---|---|---|---|---|\n'
-for load in "new connection per request, 1 KiB|/1k|32|Connection: close" "keep-alive, 1 KiB|/1k|32|" "keep-alive, 1 MiB|/1m|8|"; do
-  IFS='|' read -r name path conns header <<<"$load"
-  read -r h_rps h_p50 h_p99 <<<"$(measure "$theirs" "$path" "$conns" "$header")"
-  read -r o_rps o_p50 o_p99 <<<"$(measure "$ours" "$path" "$conns" "$header")"
-  ratio=$(awk -v a="$o_rps" -v b="$h_rps" 'BEGIN { printf "%.2f", a/b }')
-  printf '| %s | %s | %s | %s× | %s / %s | %s / %s |\n' "$name" "$h_rps" "$o_rps" "$ratio" "$h_p50" "$h_p99" "$o_p50" "$o_p99"
+if runs tcp; then
+  printf '| load | HAProxy req/s | full-proxy req/s | ratio | HAProxy p50/p99 ms | full-proxy p50/p99 ms |\n|---|---|---|---|---|---|\n'
+  for load in "new connection per request, 1 KiB|/1k|32|Connection: close" "keep-alive, 1 KiB|/1k|32|" "keep-alive, 1 MiB|/1m|8|"; do
+    IFS='|' read -r name path conns header <<<"$load"
+    read -r h_rps h_p50 h_p99 <<<"$(measure "$theirs" "$path" "$conns" "$header")"
+    read -r o_rps o_p50 o_p99 <<<"$(measure "$ours" "$path" "$conns" "$header")"
+    printf '| %s | %s | %s | %s× | %s / %s | %s / %s |\n' "$name" "$h_rps" "$o_rps" "$(ratio "$o_rps" "$h_rps")" "$h_p50" "$h_p99" "$o_p50" "$o_p99"
+  done
+  h_rss=$(rss_kb "$haproxy_pid"); o_rss=$(rss_kb "$ours_pid")
+  printf '\nPeak RSS: HAProxy %s KiB, full-proxy %s KiB (%s×)\n' "$h_rss" "$o_rss" "$(ratio "$o_rss" "$h_rss")"
+fi
+
+runs forwarding || exit 0
+# CPU time of a whole process (every thread), in clock ticks: utime + stime, fields 14 and 15 of
+# /proc/PID/stat, counted after the ")" that ends the command name.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+hz=$(getconf CLK_TCK)
+cat > "$work/upload.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = string.rep("x", 1048576)
+wrk.headers["Content-Type"] = "application/octet-stream"
+LUA
+problems=()
+# One wrk run against a proxy, printed as a table row: sets rps (requests/s) and cpu (the
+# proxy's CPU µs per request). A response that is no 2xx, or a socket error, is noted: 400s or
+# resets would make a rate mean nothing. Not run in $(...), so that the note stays.
+measure_cpu() { # label pid port path connections [wrk options]
+  local label=$1 pid=$2 port=$3 path=$4 conns=$5 before after out n bad
+  shift 5
+  before=$(cpu_ticks "$pid")
+  out=$(wrk -t2 -c"$conns" -d"${SECONDS_PER_RUN}s" "$@" "http://127.0.0.1:$port$path")
+  after=$(cpu_ticks "$pid")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$n" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }')
+  bad=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ' || true)
+  [[ -z $bad ]] || problems+=("$table, $label:$bad")
+  printf '| %s | %s | %s |\n' "$label" "$rps" "$cpu"
+}
+# Each proxy's fields, as the backend saw them: a full-proxy without them is not yet inserting.
+for p in "HAProxy|$theirs_http" "full-proxy, forwarded on|$fwd_on" "full-proxy, forwarded off|$fwd_off"; do
+  IFS='|' read -r name port <<<"$p"
+  printf '%s -> %s\n' "$name" "$(curl -sS "http://127.0.0.1:$port/fields")"
 done
-h_rss=$(rss_kb "$haproxy_pid"); o_rss=$(rss_kb "$ours_pid")
-printf '\nPeak RSS: HAProxy %s KiB, full-proxy %s KiB (%s×)\n' "$h_rss" "$o_rss" "$(awk -v a="$o_rss" -v b="$h_rss" 'BEGIN { printf "%.2f", a/b }')"
+curl -sS "http://127.0.0.1:$fwd_on/fields" | grep -q 'x-forwarded-for: 127.0.0.1;' \
+  || problems+=("full-proxy with forwarded on did not write X-Forwarded-For: its numbers are those of a plain relay")
+
+fields="X-Forwarded-For"
+if ((FORWARDED_PROTO)); then fields+=" and X-Forwarded-Proto"; fi
+table="GET"
+printf '\n| keep-alive 1 KiB GET, 32 connections (%s) | req/s | proxy CPU µs/request |\n|---|---|---|\n' "$fields"
+measure_cpu "HAProxy 2.6, mode http + option forwardfor" "$haproxy_http_pid" "$theirs_http" /1k 32
+h_rps=$rps h_cpu=$cpu
+measure_cpu 'full-proxy, forwarded = "x-forwarded-for"' "$fwd_pid" "$fwd_on" /1k 32
+on_rps=$rps on_cpu=$cpu
+measure_cpu "full-proxy, forwarded off" "$fwd_pid" "$fwd_off" /1k 32
+off_rps=$rps off_cpu=$cpu
+printf '\nfull-proxy with forwarded against HAProxy: %s× the requests/s (goal ≥ 1), %s× the CPU per request (goal ≤ 1)\n' \
+  "$(ratio "$on_rps" "$h_rps")" "$(ratio "$on_cpu" "$h_cpu")"
+printf 'full-proxy with forwarded against without: %s× the requests/s (goal ≥ 0.90), %s× the CPU per request\n' \
+  "$(ratio "$on_rps" "$off_rps")" "$(ratio "$on_cpu" "$off_cpu")"
+
+table="upload"
+printf '\n| 1 MiB POST upload, 8 connections | req/s (MiB/s) | proxy CPU µs/request |\n|---|---|---|\n'
+measure_cpu 'full-proxy, forwarded = "x-forwarded-for"' "$fwd_pid" "$fwd_on" /upload 8 -s "$work/upload.lua"
+up_on_rps=$rps up_on_cpu=$cpu
+measure_cpu "full-proxy, forwarded off" "$fwd_pid" "$fwd_off" /upload 8 -s "$work/upload.lua"
+up_off_rps=$rps up_off_cpu=$cpu
+printf '\nUploads with forwarded against without: %s× the rate (goal ≥ 0.90), %s× the CPU per request\n' \
+  "$(ratio "$up_on_rps" "$up_off_rps")" "$(ratio "$up_on_cpu" "$up_off_cpu")"
+if ((${#problems[@]})); then
+  printf '\nWarnings:\n'; printf '  %s\n' "${problems[@]}"
+fi

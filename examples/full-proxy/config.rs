@@ -37,7 +37,8 @@ impl Config {
 }
 
 pub use sixgate::proxy::{
-    BackendSpec, Balance, Health, HostPattern, Listener, Mode, ProxyOut, RelayMethod, Route,
+    BackendSpec, Balance, ForwardedField, Forwarding, Health, HostPattern, Listener, Mode,
+    ProxyOut, RelayMethod, Route,
 };
 
 /// `[limits]`: the engine's, and the program's worker threads.
@@ -73,6 +74,21 @@ impl<'de, T: core::str::FromStr<Err = sixgate::proxy::UnknownName>> Deserialize<
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
         text.parse().map(Named).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `forwarded`: `"none"`, or a field the engine names (its `FromStr`, as for [`Named`]).
+struct ForwardedName(Option<ForwardedField>);
+
+impl<'de> Deserialize<'de> for ForwardedName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        if text == "none" {
+            return Ok(ForwardedName(None));
+        }
+        text.parse()
+            .map(|field| ForwardedName(Some(field)))
+            .map_err(|e| serde::de::Error::custom(format_args!("{e}, or \"none\"")))
     }
 }
 
@@ -130,6 +146,12 @@ struct RawRoute {
     backends: Vec<Spanned<RawBackend>>,
     #[serde(default)]
     health: Option<Spanned<RawHealth>>,
+    #[serde(default)]
+    forwarded: Option<Spanned<ForwardedName>>,
+    #[serde(default)]
+    forwarded_proto: Option<Spanned<bool>>,
+    #[serde(default)]
+    trust_forwarded_from: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 fn default_balance() -> Named<Balance> {
@@ -566,6 +588,9 @@ struct Sections {
     seen_names: HashMap<String, usize>,
     /// The listener names routes are bound to, each with its line: checked once all are in.
     bindings: Vec<(String, usize)>,
+    /// The routes with `forwarded` on (their index) and its line: their listeners' modes are
+    /// checked once all are in.
+    forwarded: Vec<(u32, usize)>,
     /// Every host pattern, to find the ones routed twice once all are in.
     hosts: Vec<SeenHost>,
     hasher: foldhash::fast::RandomState,
@@ -709,6 +734,7 @@ impl Checker {
             route_lines,
             listener_names,
             bindings,
+            forwarded,
             hosts,
             limits,
             metrics,
@@ -742,6 +768,11 @@ impl Checker {
             route: h.route + offset,
             ..h
         }));
+        all.forwarded.extend(
+            forwarded
+                .into_iter()
+                .map(|(route, line)| (route + offset, line)),
+        );
         all.listeners.extend(listeners);
         all.routes.extend(routes);
         all.route_lines.extend(route_lines);
@@ -771,6 +802,7 @@ impl Checker {
             route_lines,
             seen_names,
             bindings,
+            forwarded,
             hosts,
             limits,
             metrics,
@@ -801,6 +833,7 @@ impl Checker {
             self.error::<()>(0..0, "no [[route]] section: nowhere to send connections");
         }
         self.no_loops(&listeners, &routes, &route_lines);
+        self.forwarded_over_http(&listeners, &routes, forwarded);
         // Routes named by their line must differ: those of an inline array share one line.
         let mut same_line = 1;
         for i in 1..routes.len() {
@@ -924,6 +957,50 @@ impl Checker {
         }
     }
 
+    /// A route with `forwarded` whose listeners are all `tls` would never insert its field:
+    /// TLS is relayed untouched. Bound by name, its listeners; unbound, every listener.
+    fn forwarded_over_http(
+        &mut self,
+        listeners: &[Listener],
+        routes: &[Arc<Route>],
+        forwarded: Vec<(u32, usize)>,
+    ) {
+        for (route, line) in forwarded {
+            let bound = &routes[route as usize].listeners;
+            let serves = || {
+                listeners.iter().filter(|l| {
+                    bound.is_empty() || l.name.as_ref().is_some_and(|name| bound.contains(name))
+                })
+            };
+            // None served: its unknown names are reported already.
+            if serves().next().is_some() && serves().all(|l| l.mode == Mode::Tls) {
+                self.errors.push(ConfigError {
+                    line,
+                    message: "forwarded needs an http or auto listener: this route serves only \
+                              tls listeners, whose connections are relayed untouched (use \
+                              proxy_protocol for them)"
+                        .into(),
+                });
+            }
+        }
+    }
+
+    /// Networks or single addresses, each bad one reported on its line.
+    fn cidrs(&mut self, list: &[Spanned<String>]) -> Vec<Cidr> {
+        list.iter()
+            .filter_map(|c| match c.get_ref().parse::<Cidr>() {
+                Ok(cidr) => Some(cidr),
+                Err(_) => self.error(
+                    c.span(),
+                    format!(
+                        "{:?} is not an address or network (\"192.0.2.0/24\")",
+                        c.get_ref()
+                    ),
+                ),
+            })
+            .collect()
+    }
+
     fn listener(&mut self, raw: Spanned<RawListen>, sections: &mut Sections) -> Listener {
         let span = raw.span();
         let raw = raw.into_inner();
@@ -952,20 +1029,7 @@ impl Checker {
                 }
             }
         }
-        let accept_proxy_from = raw
-            .accept_proxy_from
-            .iter()
-            .filter_map(|c| match c.get_ref().parse::<Cidr>() {
-                Ok(cidr) => Some(cidr),
-                Err(_) => self.error(
-                    c.span(),
-                    format!(
-                        "{:?} is not an address or network (\"192.0.2.0/24\")",
-                        c.get_ref()
-                    ),
-                ),
-            })
-            .collect();
+        let accept_proxy_from = self.cidrs(&raw.accept_proxy_from);
         Listener {
             name: raw.name.map(Spanned::into_inner),
             addresses,
@@ -1128,6 +1192,13 @@ impl Checker {
                 listeners.push(name.into_inner());
             }
         }
+        let forwarded =
+            self.forwarding(raw.forwarded, raw.forwarded_proto, raw.trust_forwarded_from);
+        if let Some((_, line)) = &forwarded {
+            sections
+                .forwarded
+                .push((sections.routes.len() as u32, *line));
+        }
         let first = hosts.first().map(ToString::to_string).unwrap_or_default();
         // Held per customer: no spare capacity (a pushed-to Vec of two has room for four).
         let mut name = format!("{first}@{line}");
@@ -1144,8 +1215,48 @@ impl Checker {
             connect_attempts,
             backends,
             health,
-            forwarded: None,
+            forwarded: forwarded.map(|(f, _)| f),
         }
+    }
+
+    /// A route's `forwarded`, `forwarded_proto` and `trust_forwarded_from`, with the line of
+    /// `forwarded`; `None` when it is `"none"` or left out, and then the other two are mistakes.
+    fn forwarding(
+        &mut self,
+        field: Option<Spanned<ForwardedName>>,
+        proto: Option<Spanned<bool>>,
+        trust: Option<Spanned<Vec<Spanned<String>>>>,
+    ) -> Option<(Box<Forwarding>, usize)> {
+        let (line, field) = match field {
+            Some(f) => (self.line(f.span().start), f.into_inner().0),
+            None => (0, None),
+        };
+        let Some(field) = field else {
+            if let Some(proto) = &proto {
+                self.error::<()>(
+                    proto.span(),
+                    "forwarded_proto adds X-Forwarded-Proto beside the forwarded field: it needs \
+                     forwarded = \"x-forwarded-for\" or \"forwarded\"",
+                );
+            }
+            if let Some(trust) = &trust {
+                self.error::<()>(
+                    trust.span(),
+                    "trust_forwarded_from keeps these sources' forwarded fields: it needs \
+                     forwarded = \"x-forwarded-for\" or \"forwarded\"",
+                );
+            }
+            return None;
+        };
+        let mut trust_from = trust.map_or_else(Vec::new, |t| self.cidrs(t.get_ref()));
+        // Held per customer: no spare capacity.
+        trust_from.shrink_to_fit();
+        let forwarding = Forwarding {
+            field,
+            proto: proto.is_none_or(|p| *p.get_ref()),
+            trust_from,
+        };
+        Some((Box::new(forwarding), line))
     }
 }
 
@@ -1995,6 +2106,192 @@ session_capacity = 0
                 },
                 Check::Connect,
             ]
+        );
+    }
+
+    /// Two listeners, "http" and "https" (tls), and a route for "*" ending with `keys` on
+    /// line 12; cut into pieces or read whole, the same verdict.
+    fn with_forwarding(keys: &str) -> Result<Config, Vec<ConfigError>> {
+        let text = format!(
+            "[[listen]]\nname = \"http\"\naddresses = [\"127.0.0.1:8080\"]\nmode = \"http\"\n\
+             [[listen]]\nname = \"https\"\naddresses = [\"127.0.0.1:8443\"]\nmode = \"tls\"\n\
+             [[route]]\nhosts = [\"*\"]\nbackends = [{{ address = \"2001:db8::10\" }}]\n{keys}\n"
+        );
+        let whole = parse_with(&text, usize::MAX);
+        assert_eq!(parse_with(&text, 0), whole, "{text}");
+        whole
+    }
+
+    fn forwarding_of(keys: &str) -> Option<Forwarding> {
+        match with_forwarding(keys) {
+            Ok(c) => c.routes[0].forwarded.as_deref().cloned(),
+            Err(e) => panic!("{keys}: {e:#?}"),
+        }
+    }
+
+    #[test]
+    fn forwarded_fields_with_their_defaults() {
+        assert_eq!(forwarding_of(""), None);
+        assert_eq!(forwarding_of("forwarded = \"none\""), None);
+        assert_eq!(
+            forwarding_of("forwarded = \"x-forwarded-for\""),
+            Some(Forwarding::new(ForwardedField::XForwardedFor)),
+            "X-Forwarded-Proto on, nobody trusted"
+        );
+        let every = forwarding_of(
+            "forwarded = \"forwarded\"\nforwarded_proto = false\n\
+             trust_forwarded_from = [\"10.0.0.0/8\", \"2001:db8:1::/48\", \"192.0.2.7\"]",
+        )
+        .unwrap();
+        assert_eq!(every.field, ForwardedField::Forwarded);
+        assert!(!every.proto);
+        let trusted: Vec<Cidr> = ["10.0.0.0/8", "2001:db8:1::/48", "192.0.2.7"]
+            .map(|c| c.parse().unwrap())
+            .into();
+        assert_eq!(every.trust_from, trusted);
+        assert_eq!(
+            every.trust_from.capacity(),
+            3,
+            "held per customer: no spare room"
+        );
+        let on = forwarding_of(
+            "forwarded = \"x-forwarded-for\"\nforwarded_proto = true\ntrust_forwarded_from = []",
+        );
+        assert_eq!(on, Some(Forwarding::new(ForwardedField::XForwardedFor)));
+        // Combined with PROXY, and on the listeners that read HTTP.
+        let both = with_forwarding(
+            "proxy_protocol = \"v2\"\nforwarded = \"x-forwarded-for\"\nlisteners = [\"http\"]",
+        )
+        .unwrap();
+        assert_eq!(both.routes[0].proxy_protocol, ProxyOut::V2);
+        assert!(both.routes[0].forwarded.is_some());
+    }
+
+    #[test]
+    fn a_misspelt_forwarded_lists_the_names() {
+        let e = with_forwarding("forwarded = \"xff\"").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 12, "{e:?}");
+        assert!(
+            e[0].message
+                .contains(r#""xff" is not one of "x-forwarded-for", "forwarded", or "none""#),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn forwarded_keys_need_forwarded() {
+        for off in ["", "forwarded = \"none\"\n"] {
+            let e = with_forwarding(&format!(
+                "{off}forwarded_proto = false\ntrust_forwarded_from = [\"10.0.0.0/8\"]"
+            ))
+            .unwrap_err();
+            let got: Vec<(usize, &str)> = e.iter().map(|e| (e.line, e.message.as_str())).collect();
+            let at = 12 + off.lines().count();
+            assert_eq!(
+                got,
+                [
+                    (
+                        at,
+                        "forwarded_proto adds X-Forwarded-Proto beside the forwarded field: it \
+                         needs forwarded = \"x-forwarded-for\" or \"forwarded\""
+                    ),
+                    (
+                        at + 1,
+                        "trust_forwarded_from keeps these sources' forwarded fields: it needs \
+                         forwarded = \"x-forwarded-for\" or \"forwarded\""
+                    ),
+                ],
+                "{off:?}"
+            );
+        }
+        let e = with_forwarding("trust_forwarded_from = []").unwrap_err();
+        assert_eq!((e.len(), e[0].line), (1, 12), "{e:?}");
+    }
+
+    #[test]
+    fn a_bad_trusted_network_on_its_line() {
+        let e = with_forwarding(
+            "forwarded = \"x-forwarded-for\"\ntrust_forwarded_from = [\"10.0.0.0/8\",\n  \"10.0.0.0/33\", \"proxy.example\"]",
+        )
+        .unwrap_err();
+        let got: Vec<(usize, &str)> = e.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    14,
+                    "\"10.0.0.0/33\" is not an address or network (\"192.0.2.0/24\")"
+                ),
+                (
+                    14,
+                    "\"proxy.example\" is not an address or network (\"192.0.2.0/24\")"
+                ),
+            ]
+        );
+    }
+
+    // TLS is relayed untouched: a route whose listeners all read TLS would never add a field.
+    #[test]
+    fn forwarded_needs_an_http_or_auto_listener() {
+        let only_tls = "forwarded = \"x-forwarded-for\"\nlisteners = [\"https\"]";
+        let e = with_forwarding(only_tls).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 12, "on the line of forwarded: {e:?}");
+        assert!(
+            e[0].message
+                .starts_with("forwarded needs an http or auto listener"),
+            "{e:?}"
+        );
+        for fine in [
+            "forwarded = \"x-forwarded-for\"\nlisteners = [\"http\"]",
+            "forwarded = \"x-forwarded-for\"\nlisteners = [\"https\", \"http\"]",
+            // Every listener, one of them http.
+            "forwarded = \"x-forwarded-for\"",
+            // Off: nothing to insert, whatever the listeners.
+            "forwarded = \"none\"\nlisteners = [\"https\"]",
+        ] {
+            assert!(with_forwarding(fine).is_ok(), "{fine}");
+        }
+        // An unknown name is reported once, as such.
+        let e = with_forwarding("forwarded = \"forwarded\"\nlisteners = [\"nope\"]").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].message.contains("name = \"nope\""), "{e:?}");
+        // Unbound, in a file whose listeners are all tls; auto reads HTTP/1 too.
+        let route = "[[route]]\nhosts = [\"*\"]\nforwarded = \"forwarded\"\nbackends = [{ address = \"::1\" }]\n";
+        let tls = "[[listen]]\naddresses = [\"127.0.0.1:8443\"]\nmode = \"tls\"\n";
+        let e = parse(&format!("{tls}{route}")).unwrap_err();
+        assert_eq!((e.len(), e[0].line), (1, 6), "{e:?}");
+        assert!(parse(&format!("{tls}{route}").replace("\"tls\"", "\"auto\"")).is_ok());
+        // The route in a later piece than its listeners: found once all are in.
+        let mut text = tls.to_string();
+        for i in 0..300 {
+            text += &format!(
+                "[[route]]\nhosts = [\"c{i}.test\"]\nbackends = [{{ address = \"::{i:x}\" }}]\n"
+            );
+        }
+        text += route;
+        let (cut, whole) = (parse_with(&text, 1000), parse_with(&text, usize::MAX));
+        assert_eq!(cut, whole);
+        assert!(cut.unwrap_err()[0].message.starts_with("forwarded needs"));
+    }
+
+    // The documented file's forwarding route checks and says what it claims.
+    #[test]
+    fn the_documented_forwarding_route_checks() {
+        let config = parse(include_str!("sixgate.toml")).unwrap();
+        let on: Vec<&Forwarding> = config
+            .routes
+            .iter()
+            .filter_map(|r| r.forwarded.as_deref())
+            .collect();
+        assert_eq!(
+            on,
+            [&Forwarding {
+                field: ForwardedField::XForwardedFor,
+                proto: true,
+                trust_from: vec!["10.0.0.0/8".parse().unwrap()],
+            }]
         );
     }
 }
