@@ -49,6 +49,8 @@ mod buffers;
 mod connection;
 mod error;
 mod forwarding;
+#[doc(hidden)]
+pub use forwarding::internal;
 mod live;
 mod observer;
 mod pools;

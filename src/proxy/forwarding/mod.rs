@@ -36,6 +36,12 @@ use super::relay::{End, both, direction, pass_fin, readable, write_all};
 use super::{Forwarding, Limits};
 pub(crate) use requests::Refusal;
 use requests::{Flow, Requests, Sent};
+
+/// The request framer, for the fuzz targets; not public API.
+#[doc(hidden)]
+pub mod internal {
+    pub use super::requests::{Flow, Refusal, Requests, Sent};
+}
 use responses::{Answer, Responses};
 
 /// `input` after what `pending` kept of earlier calls: joined (and `pending` emptied) only when

@@ -16,7 +16,7 @@ use super::head;
 
 /// A request passed on whose final response has not been seen yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Sent {
+pub struct Sent {
     /// A HEAD: its response has no body.
     pub(crate) head: bool,
     /// A CONNECT: a 2xx opens a tunnel.
@@ -27,7 +27,7 @@ pub(crate) struct Sent {
 
 /// What the caller is to do after a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flow {
+pub enum Flow {
     /// Read more from the client.
     More,
     /// A request that may switch protocols was passed on: read nothing more from the client
@@ -42,9 +42,11 @@ pub(crate) enum Flow {
 
 /// A request that cannot be passed on, and the status the client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) status: u16,
-    pub(crate) error: Error,
+pub struct Refusal {
+    /// 400, 431 or 501.
+    pub status: u16,
+    /// What is wrong with the request.
+    pub error: Error,
 }
 
 impl Refusal {
@@ -93,7 +95,7 @@ enum After {
 
 /// The requests of one client connection.
 #[derive(Debug)]
-pub(crate) struct Requests {
+pub struct Requests {
     state: State,
     /// Bytes taken but not passed on: a head not yet whole, or what came after a request whose
     /// answer is awaited. Empty (and holding no memory) otherwise.
@@ -105,7 +107,7 @@ pub(crate) struct Requests {
 
 impl Requests {
     /// For a client at `client` (the real one: from a trusted PROXY header when it sent one).
-    pub(crate) fn new(client: IpAddr, forwarding: &Forwarding) -> Requests {
+    pub fn new(client: IpAddr, forwarding: &Forwarding) -> Requests {
         let client = client.to_canonical();
         let trusted = forwarding.trust_from.iter().any(|c| c.contains(client));
         Requests {
@@ -119,7 +121,7 @@ impl Requests {
 
     /// Frames `input`, the client's next bytes, appending to `out` what goes to the backend.
     /// On a refusal, `out` still has the bytes of the requests before the refused one.
-    pub(crate) fn feed(
+    pub fn feed(
         &mut self,
         input: &[u8],
         forwarding: &Forwarding,
@@ -205,7 +207,7 @@ impl Requests {
 
     /// The answer to the held request came: a tunnel, or more requests (the backend refused to
     /// switch, and what follows is HTTP again, to be checked like the rest).
-    pub(crate) fn answered(&mut self, switched: bool) {
+    pub fn answered(&mut self, switched: bool) {
         if matches!(self.state, State::Held) {
             self.state = if switched { State::Tunnel } else { State::Head };
         }
@@ -225,7 +227,7 @@ impl Requests {
     }
 
     /// Waiting for the answer to a request that may switch protocols.
-    pub(crate) fn is_held(&self) -> bool {
+    pub fn is_held(&self) -> bool {
         matches!(self.state, State::Held)
     }
 }
