@@ -202,6 +202,21 @@ impl<F: Fn()> Sides<'_, F> {
                 return pass_fin(self.backend, self.ended);
             }
             (self.touch)();
+            // A bulk body goes out from the read buffer; anything else is framed.
+            let bulk = {
+                let mut e = self.lock();
+                let bulk = n as u64 <= e.requests.body_run();
+                if bulk {
+                    e.requests.pass_body(&buf[..n]);
+                }
+                bulk
+            };
+            if bulk {
+                write_all(self.backend, &buf[..n]).await?;
+                carried.fetch_add(n as u64, Ordering::Relaxed);
+                flow = self.feed(&[], forwarding, &mut out);
+                continue;
+            }
             out = Vec::with_capacity(n + 128);
             flow = self.feed(&buf[..n], forwarding, &mut out);
         }

@@ -205,6 +205,31 @@ impl Requests {
         refusal
     }
 
+    /// How many of the client's next bytes are known to be data of the current body: the
+    /// caller may pass that many on as they are, through [`Self::pass_body`].
+    pub fn body_run(&self) -> u64 {
+        match &self.state {
+            State::Body(body, _) if self.pending.is_empty() => body.data_remaining().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// Takes `data`, no longer than [`Self::body_run`], as passed on by the caller: a bulk
+    /// body is written from the read buffer, not copied.
+    pub fn pass_body(&mut self, data: &[u8]) {
+        debug_assert!(data.len() as u64 <= self.body_run());
+        if let State::Body(body, after) = &mut self.state {
+            // Data bytes are counted, not read: this cannot fail.
+            if body.advance(data).is_ok_and(|p| p.done) {
+                self.state = match after {
+                    After::Next => State::Head,
+                    After::Hold => State::Held,
+                    After::End => State::Ended,
+                };
+            }
+        }
+    }
+
     /// The answer to the held request came: a tunnel, or more requests (the backend refused to
     /// switch, and what follows is HTTP again, to be checked like the rest).
     pub fn answered(&mut self, switched: bool) {
@@ -344,6 +369,30 @@ mod tests {
             Ok(Flow::Tunnel)
         );
         assert_eq!(out, b"\x81\x00 raw");
+    }
+
+    #[test]
+    fn a_bulk_body_passed_by_the_caller_counts_like_a_framed_one() {
+        let f = forwarding();
+        let mut r = Requests::new("192.0.2.1".parse().unwrap(), &f);
+        let (mut sent, mut out) = (VecDeque::new(), Vec::new());
+        let post = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(
+            r.feed(post.as_bytes(), &f, &mut sent, &mut out),
+            Ok(Flow::More)
+        );
+        assert_eq!(r.body_run(), 10);
+        r.pass_body(b"0123");
+        assert_eq!(r.body_run(), 6);
+        r.pass_body(b"456789");
+        assert_eq!(r.body_run(), 0);
+        out.clear();
+        let get = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(
+            r.feed(get.as_bytes(), &f, &mut sent, &mut out),
+            Ok(Flow::More)
+        );
+        assert_eq!(out, with_field(&[get]));
     }
 
     #[test]
