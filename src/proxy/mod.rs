@@ -30,6 +30,15 @@
 //!   linear in the number of routes, spent on the calling thread: on the engine's own workers,
 //!   accepting never waits for it (call it from a runtime that does not accept, or with
 //!   `spawn_blocking`, when the engine runs on yours).
+//! - A route with [`Forwarding`] writes the client's address into every HTTP/1 request of a
+//!   connection (X-Forwarded-For or RFC 7239 Forwarded), for backends that cannot read PROXY.
+//!   Each head is checked against RFC 9112 and rewritten; bodies pass by their framing,
+//!   untouched; a request that could be framed two ways is answered 400 and ends the connection,
+//!   after the answers to the requests before it ([`Outcome::RequestRefused`]). Responses are
+//!   relayed as they come: they are followed (never changed) only to find the answer to an
+//!   Upgrade or CONNECT, after which both ways are a plain relay. That is safe because request
+//!   framing never depends on them: a backend that frames its responses oddly can only stop the
+//!   connection's requests early, never let one through unchecked.
 //! - An [`Observer`] gets one [`Record`] per connection when it ends, with its [`Outcome`]:
 //!   logs and counters are the program's.
 //!
