@@ -140,8 +140,13 @@ pub(crate) async fn serve(
         _ => (relay(&client, &backend, limits, up, down).await, None),
     };
     drop(in_flight);
-    if let Some(refusal) = refused {
-        let detail = format_args!("answered {}: {}", refusal.status, refusal.error);
+    if let Some((refusal, answered)) = refused {
+        let (status, error) = (refusal.status, refusal.error);
+        let detail = if answered {
+            format!("answered {status}: {error}")
+        } else {
+            format!("not answered {status} (the backend's answers were cut short): {error}")
+        };
         return story.end(Outcome::RequestRefused, Some(&detail));
     }
     // A backend that never answered (a plain HTTP server sent TLS, say) is no success, whoever

@@ -21,13 +21,14 @@ const XFP: &str = "x-forwarded-proto";
 const FORWARDED: &str = "forwarded";
 
 /// Appends to `out` the head of `request` (parsed from the start of `input`) with the fields
-/// `forwarding` asks for, for a client at `client`.
+/// `forwarding` asks for, for a client at `client`; with `drop_h2c`, without its offer to switch
+/// to h2c (the `Upgrade` and `HTTP2-Settings` lines and their `Connection` options).
 pub(crate) fn rewrite(
     input: &[u8],
     request: &HttpRequest<'_>,
     client: IpAddr,
     forwarding: &Forwarding,
-    trusted: bool,
+    (trusted, drop_h2c): (bool, bool),
     out: &mut Vec<u8>,
 ) {
     let client = client.to_canonical();
@@ -38,7 +39,7 @@ pub(crate) fn rewrite(
     let end = request.fields_end();
     out.reserve(end + 128);
     // Most requests carry none of these fields: their head goes out as it came.
-    if !request.has_forwarding_fields() && !request.connection_lists_fields() {
+    if !request.has_forwarding_fields() && !request.connection_lists_fields() && !drop_h2c {
         out.extend_from_slice(&input[..end]);
         add_lines(request, client, forwarding, None, false, out);
         out.extend_from_slice(b"\r\n");
@@ -62,9 +63,11 @@ pub(crate) fn rewrite(
             .iter()
             .any(|n| name.eq_ignore_ascii_case(n));
         let is_proto = name.eq_ignore_ascii_case(XFP);
-        let dropped = forwarding_claim && !trusted && (!is_proto || forwarding.proto);
+        let h2c_offer = drop_h2c && H2C_OFFER.iter().any(|n| name.eq_ignore_ascii_case(n));
+        let dropped = forwarding_claim && !trusted || h2c_offer;
         let appended = last_ours == Some(field.line.start);
-        let connection = name.eq_ignore_ascii_case("connection") && names_claims(field.value);
+        let connection = name.eq_ignore_ascii_case("connection")
+            && options(field.value).any(|o| is_claim(o) || drop_h2c && is_h2c_option(o));
         proto_kept |= trusted && is_proto;
         if !(dropped || appended || connection) {
             continue;
@@ -77,11 +80,21 @@ pub(crate) fn rewrite(
             while out.last().is_some_and(|b| matches!(b, b' ' | b'\t')) {
                 out.pop();
             }
-            out.extend_from_slice(b", ");
+            // An empty list, or one ending in a comma, takes ours without another comma.
+            match out.last() {
+                Some(b':') | Some(b',') => out.push(b' '),
+                _ => out.extend_from_slice(b", "),
+            }
             push_value(request, client, forwarding, out);
             out.extend_from_slice(b"\r\n");
         } else if connection {
-            keep_other_options(&input[field.line.clone()], field.value, out);
+            let line = &input[field.line.clone()];
+            keep_other_options(
+                line,
+                field.value,
+                |o| !(is_claim(o) || drop_h2c && is_h2c_option(o)),
+                out,
+            );
         }
     }
     out.extend_from_slice(&input[copied..end]);
@@ -153,9 +166,13 @@ fn push_value(
     out.extend_from_slice(text.as_bytes());
 }
 
-/// `Connection` lists one of the forwarding fields.
-fn names_claims(value: &[u8]) -> bool {
-    options(value).any(is_claim)
+/// The fields of an offer to switch to h2c.
+const H2C_OFFER: [&str; 2] = ["upgrade", "http2-settings"];
+
+fn is_h2c_option(option: &[u8]) -> bool {
+    H2C_OFFER
+        .iter()
+        .any(|n| option.eq_ignore_ascii_case(n.as_bytes()))
 }
 
 fn is_claim(option: &[u8]) -> bool {
@@ -171,10 +188,9 @@ fn options(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|o| !o.is_empty())
 }
 
-/// A `Connection` line without the options that name forwarding fields; no line at all when
-/// none is left.
-fn keep_other_options(line: &[u8], value: &[u8], out: &mut Vec<u8>) {
-    let mut kept = options(value).filter(|o| !is_claim(o)).peekable();
+/// A `Connection` line with only the options `keep` keeps; no line at all when none is left.
+fn keep_other_options(line: &[u8], value: &[u8], keep: impl Fn(&[u8]) -> bool, out: &mut Vec<u8>) {
+    let mut kept = options(value).filter(|o| keep(o)).peekable();
     if kept.peek().is_none() {
         return;
     }
@@ -209,12 +225,13 @@ mod tests {
         };
         let mut out = Vec::new();
         let ip = client.parse().unwrap();
+        let h2c = head.contains("h2c");
         rewrite(
             head.as_bytes(),
             &request,
             ip,
             &forwarding,
-            trusted,
+            (trusted, h2c),
             &mut out,
         );
         String::from_utf8(out).unwrap()
@@ -278,6 +295,29 @@ mod tests {
         assert_eq!(
             rewritten(head, "192.0.2.1", ForwardedField::Forwarded, false),
             "GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=192.0.2.1;proto=http;host=a\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn an_offer_of_h2c_is_taken_out() {
+        let head = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings, keep-alive\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+        assert_eq!(
+            rewritten(head, "192.0.2.1", XFF_FIELD, false),
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_or_comma_ended_trusted_list_takes_ours_alone() {
+        let head = "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For:\r\n\r\n";
+        assert_eq!(
+            rewritten(head, "10.0.0.1", XFF_FIELD, true),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
+        );
+        let head = "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1,\r\n\r\n";
+        assert!(
+            rewritten(head, "10.0.0.1", XFF_FIELD, true)
+                .contains("X-Forwarded-For: 1.1.1.1, 10.0.0.1\r\n")
         );
     }
 

@@ -62,7 +62,12 @@ struct Exchange {
     responses: Responses,
     sent: VecDeque<Sent>,
     refusal: Option<Refusal>,
-    /// The client's direction, waiting for a held request's answer.
+    /// Our answer to the refusal was sent (not when the backend's answers before it were cut).
+    refusal_answered: bool,
+    /// The backend's direction has ended: nothing more will be answered.
+    down_done: bool,
+    /// The client's direction, waiting for a held request's answer, for room among the
+    /// requests outstanding, or for the end of the backend's direction.
     up_waiting: Option<Waker>,
     /// The backend's direction, waiting for bytes (or for its turn to answer a refusal).
     down_waiting: Option<Waker>,
@@ -79,11 +84,20 @@ impl Exchange {
     fn refusal_due(&self) -> bool {
         self.refusal.is_some() && self.sent.is_empty() && self.responses.between_responses()
     }
+
+    /// The backend closed: our answer is due if its answers before the refused request all
+    /// came whole (a request cut short in its body was passed on: it may go unanswered).
+    fn refusal_due_at_close(&self) -> bool {
+        let Some(refusal) = self.refusal else {
+            return false;
+        };
+        self.responses.between_responses() && self.sent.len() <= usize::from(refusal.in_body)
+    }
 }
 
 /// The client's connection, from its first bytes (`first`, already read) to its end; `prefix`
 /// (a PROXY header) goes to the backend before anything else. Returns how it ended, with the
-/// refusal when a request was refused.
+/// refusal when a request was refused, and whether the client was told.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn relay(
     client: &TcpStream,
@@ -94,12 +108,14 @@ pub(crate) async fn relay(
     client_ip: IpAddr,
     prefix: Vec<u8>,
     first: Vec<u8>,
-) -> (End, Option<Refusal>) {
+) -> (End, Option<(Refusal, bool)>) {
     let exchange = Mutex::new(Exchange {
         requests: Requests::new(client_ip, forwarding),
         responses: Responses::default(),
         sent: VecDeque::new(),
         refusal: None,
+        refusal_answered: false,
+        down_done: false,
         up_waiting: None,
         down_waiting: None,
     });
@@ -126,11 +142,8 @@ pub(crate) async fn relay(
         &last_activity,
     )
     .await;
-    let refusal = exchange
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .refusal;
-    (end, refusal)
+    let e = exchange.lock().unwrap_or_else(PoisonError::into_inner);
+    (end, e.refusal.map(|r| (r, e.refusal_answered)))
 }
 
 /// What each direction needs of the connection.
@@ -143,9 +156,29 @@ struct Sides<'a, F: Fn()> {
     ended: &'a AtomicBool,
 }
 
+/// Requests passed on and not yet answered, at most: a client that pipelines more waits (its
+/// socket is not read) until answers come.
+const MAX_OUTSTANDING: usize = 64;
+
 impl<F: Fn()> Sides<'_, F> {
     fn lock(&self) -> MutexGuard<'_, Exchange> {
         self.exchange.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until `ready` holds or the backend's direction ends; tells which.
+    async fn until(&self, ready: impl Fn(&Exchange) -> bool) -> bool {
+        poll_fn(|cx| {
+            let mut e = self.lock();
+            if ready(&e) {
+                Poll::Ready(true)
+            } else if e.down_done {
+                Poll::Ready(false)
+            } else {
+                e.up_waiting = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Client to backend: requests framed, until the last one, a refusal, a tunnel or the
@@ -169,27 +202,26 @@ impl<F: Fn()> Sides<'_, F> {
                 out = Vec::new();
             }
             match flow {
-                Flow::More => {}
-                Flow::Hold => {
-                    poll_fn(|cx| {
-                        let mut e = self.lock();
-                        if e.requests.is_held() {
-                            e.up_waiting = Some(cx.waker().clone());
-                            Poll::Pending
-                        } else {
-                            Poll::Ready(())
-                        }
-                    })
-                    .await;
+                Some(Flow::More) => {}
+                Some(Flow::Hold) => {
+                    if !self.until(|e| !e.requests.is_held()).await {
+                        // The backend closed without answering: nothing more to pass on.
+                        return Ok(());
+                    }
                     flow = self.feed(&[], forwarding, &mut out);
                     continue;
                 }
-                Flow::End => return pass_fin(self.backend, self.ended),
-                Flow::Tunnel => {
+                Some(Flow::End) => return self.after_the_last_request().await,
+                // The backend's direction answers in turn, and closes.
+                None => return pass_fin(self.backend, self.ended),
+                Some(Flow::Tunnel) => {
                     let (client, backend, method) = (self.client, self.backend, self.limits.relay);
                     return direction(client, backend, method, carried, self.touch, self.ended)
                         .await;
                 }
+            }
+            if !self.until(|e| e.sent.len() < MAX_OUTSTANDING).await {
+                return Ok(());
             }
             readable(self.client).await?;
             let mut buf = buffers::lend();
@@ -222,24 +254,57 @@ impl<F: Fn()> Sides<'_, F> {
         }
     }
 
-    /// Frames `input`; a refusal is noted for the backend's direction, which answers it in
-    /// turn, and ends the requests.
-    fn feed(&self, input: &[u8], forwarding: &Forwarding, out: &mut Vec<u8>) -> Flow {
+    /// Frames `input`; `None` for a refusal, which is noted for the backend's direction to
+    /// answer in turn.
+    fn feed(&self, input: &[u8], forwarding: &Forwarding, out: &mut Vec<u8>) -> Option<Flow> {
         let mut e = self.lock();
         let e = &mut *e;
         match e.requests.feed(input, forwarding, &mut e.sent, out) {
-            Ok(flow) => flow,
+            Ok(flow) => Some(flow),
             Err(refusal) => {
                 e.refusal = Some(refusal);
                 Exchange::wake(&mut e.down_waiting);
-                Flow::End
+                None
             }
         }
+    }
+
+    /// The connection's last request was passed on: the backend is told (a FIN) while its
+    /// answers come, and what the client still sends is read and dropped — left unread, it
+    /// would make the close a reset that destroys the answer on its way. Once the backend's
+    /// direction ended, the client has a moment to close first.
+    async fn after_the_last_request(&self) -> io::Result<()> {
+        // Not `pass_fin`: the backend's direction still passes its own FIN on to the client.
+        match socket2::SockRef::from(self.backend).shutdown(std::net::Shutdown::Write) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => return Err(e),
+            _ => {}
+        }
+        let mut drained = pin!(self.drain_client());
+        let mut down_ended = pin!(self.until(|_| false));
+        let client_closed = poll_fn(|cx| {
+            if drained.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            down_ended.as_mut().poll(cx).map(|_| false)
+        })
+        .await;
+        if !client_closed {
+            let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
+        }
+        Ok(())
     }
 
     /// Backend to client: responses relayed as they come and followed, until the backend's
     /// FIN, a tunnel, or a refusal's turn.
     async fn downward(&self, carried: &AtomicU64) -> io::Result<()> {
+        let result = self.responses(carried).await;
+        let mut e = self.lock();
+        e.down_done = true;
+        Exchange::wake(&mut e.up_waiting);
+        result
+    }
+
+    async fn responses(&self, carried: &AtomicU64) -> io::Result<()> {
         loop {
             let refusal_due = poll_fn(|cx| {
                 let mut e = self.lock();
@@ -267,7 +332,9 @@ impl<F: Fn()> Sides<'_, F> {
                 Err(e) => return Err(e),
             };
             if n == 0 {
-                if self.lock().refusal.is_some() {
+                // Our answer only after the backend's whole answers: one cut short (a body
+                // until close, a length not reached) must not run into it.
+                if self.lock().refusal_due_at_close() {
                     return self.answer_refusal(carried).await;
                 }
                 return pass_fin(self.client, self.ended);
@@ -275,6 +342,7 @@ impl<F: Fn()> Sides<'_, F> {
             let switched = {
                 let mut e = self.lock();
                 let e = &mut *e;
+                let outstanding = e.sent.len();
                 let seen = e.responses.observe(&buf[..n], &mut e.sent);
                 if let Some(answer) = seen.answer {
                     e.requests.answered(answer == Answer::Switched);
@@ -282,7 +350,7 @@ impl<F: Fn()> Sides<'_, F> {
                 if seen.lost {
                     e.requests.stop_after_current();
                 }
-                if seen.answer.is_some() || seen.lost {
+                if seen.answer.is_some() || seen.lost || e.sent.len() < outstanding {
                     Exchange::wake(&mut e.up_waiting);
                 }
                 seen.answer == Some(Answer::Switched)
@@ -307,20 +375,23 @@ impl<F: Fn()> Sides<'_, F> {
         let response = refusal.response();
         write_all(self.client, response.as_bytes()).await?;
         carried.fetch_add(response.len() as u64, Ordering::Relaxed);
+        self.lock().refusal_answered = true;
         self.ended.store(true, Ordering::Relaxed);
         let _ = socket2::SockRef::from(self.client).shutdown(std::net::Shutdown::Write);
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let mut sink = [0u8; 512];
-            while readable(self.client).await.is_ok() {
-                match self.client.try_read(&mut sink) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
-                }
-            }
-        })
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.drain_client()).await;
         Ok(())
+    }
+
+    /// Reads and drops what the client sends, until it closes or fails.
+    async fn drain_client(&self) {
+        let mut sink = [0u8; 512];
+        while readable(self.client).await.is_ok() {
+            match self.client.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
     }
 }

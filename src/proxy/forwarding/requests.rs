@@ -47,6 +47,8 @@ pub struct Refusal {
     pub status: u16,
     /// What is wrong with the request.
     pub error: Error,
+    /// Found in a body whose head was passed on: the backend has that request, cut short.
+    pub in_body: bool,
 }
 
 impl Refusal {
@@ -56,7 +58,11 @@ impl Refusal {
             Error::UnsupportedCoding => 501,
             _ => 400,
         };
-        Refusal { status, error }
+        Refusal {
+            status,
+            error,
+            in_body: false,
+        }
     }
 
     /// The whole response, closing the connection.
@@ -79,7 +85,11 @@ impl Refusal {
 enum State {
     Head,
     Body(BodyReader, After),
-    Held,
+    /// Waiting for the answer to a request that may switch protocols; then requests go on if
+    /// that one kept the connection alive.
+    Held {
+        keep_alive: bool,
+    },
     Tunnel,
     Ended,
     Refused(Refusal),
@@ -89,8 +99,48 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum After {
     Next,
-    Hold,
+    Hold { keep_alive: bool },
     End,
+}
+
+impl After {
+    fn state(self) -> State {
+        match self {
+            After::Next => State::Head,
+            After::Hold { keep_alive } => State::Held { keep_alive },
+            After::End => State::Ended,
+        }
+    }
+}
+
+/// Whether the request offers to switch to HTTP/2 (`Upgrade: h2c`, RFC 7540 §3.2, removed in RFC
+/// 9113): that offer is taken out, because after a 101 every request would be an HTTP/2 frame
+/// this proxy does not read, and a client could send its own X-Forwarded-For in them. An offer
+/// of h2c beside other protocols is refused rather than rewritten.
+fn offers_h2c(request: &http1::HttpRequest<'_>) -> Result<bool, Error> {
+    if !request.has_upgrade() {
+        return Ok(false);
+    }
+    let mut h2c = false;
+    let mut others = false;
+    for field in request
+        .fields()
+        .filter(|f| f.name.eq_ignore_ascii_case("upgrade"))
+    {
+        for protocol in field.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if protocol.eq_ignore_ascii_case(b"h2c") {
+                h2c = true;
+            } else if !protocol.is_empty() {
+                others = true;
+            }
+        }
+    }
+    if h2c && others {
+        return Err(Error::InvalidHeader {
+            reason: "h2c offered beside other protocols",
+        });
+    }
+    Ok(h2c)
 }
 
 /// The requests of one client connection.
@@ -128,44 +178,60 @@ impl Requests {
         sent: &mut VecDeque<Sent>,
         out: &mut Vec<u8>,
     ) -> Result<Flow, Refusal> {
+        // A head can only end at a LF: a piece of one without any is kept, not parsed again.
+        let waiting_head = matches!(self.state, State::Head) && !self.pending.is_empty();
+        if waiting_head && !input.is_empty() && !input.contains(&b'\n') {
+            if self.pending.len() + input.len() > self.limits.max_header_len {
+                let limit = self.limits.max_header_len;
+                return Err(self.refuse(Error::HeadersTooLarge { limit }));
+            }
+            self.pending.extend_from_slice(input);
+            return Ok(Flow::More);
+        }
         let mut joined = Vec::new();
+        let was_pending = !self.pending.is_empty();
         let data = super::after_pending(&mut self.pending, input, &mut joined);
         let mut at = 0;
-        loop {
+        let flow = loop {
             let rest = &data[at..];
             match &mut self.state {
                 State::Head => match http1::parse(rest, &self.limits) {
                     Ok(Status::Complete(request)) => {
-                        head::rewrite(rest, &request, self.client, forwarding, self.trusted, out);
+                        let h2c = match offers_h2c(&request) {
+                            Ok(h2c) => h2c,
+                            Err(e) => return Err(self.refuse(e)),
+                        };
+                        let (trusted, client) = (self.trusted, self.client);
+                        head::rewrite(rest, &request, client, forwarding, (trusted, h2c), out);
                         let connect = request.is_connect();
-                        let upgrade = request.has_upgrade();
+                        let upgrade = request.has_upgrade() && !h2c;
                         sent.push_back(Sent {
                             head: request.method() == "HEAD",
                             connect,
                             upgrade,
                         });
-                        let after = if connect || upgrade {
-                            After::Hold
-                        } else if request.keep_alive() {
-                            After::Next
-                        } else {
-                            After::End
+                        let keep_alive = request.keep_alive();
+                        let after = match (connect || upgrade, keep_alive) {
+                            (true, _) => After::Hold { keep_alive },
+                            (false, true) => After::Next,
+                            (false, false) => After::End,
                         };
                         let body = BodyReader::new(request.body(), self.limits.max_header_len);
                         at += request.consumed();
                         self.state = State::Body(body, after);
                     }
-                    Ok(Status::Partial(_)) => {
-                        self.pending = rest.to_vec();
-                        return Ok(Flow::More);
-                    }
+                    Ok(Status::Partial(_)) => break Flow::More,
                     Err(e) => return Err(self.refuse(e)),
                 },
                 State::Body(body, after) => {
                     let progress = match body.advance(rest) {
                         Ok(p) => p,
                         Err(e) => {
-                            let refusal = self.refuse(e);
+                            let refusal = Refusal {
+                                in_body: true,
+                                ..Refusal::of(e)
+                            };
+                            self.state = State::Refused(refusal);
                             return Err(refusal);
                         }
                     };
@@ -174,16 +240,9 @@ impl Requests {
                     if !progress.done {
                         return Ok(Flow::More);
                     }
-                    self.state = match after {
-                        After::Next => State::Head,
-                        After::Hold => State::Held,
-                        After::End => State::Ended,
-                    };
+                    self.state = after.state();
                 }
-                State::Held => {
-                    self.pending = rest.to_vec();
-                    return Ok(Flow::Hold);
-                }
+                State::Held { .. } => break Flow::Hold,
                 State::Tunnel => {
                     out.extend_from_slice(rest);
                     return Ok(Flow::Tunnel);
@@ -195,7 +254,15 @@ impl Requests {
             if at == data.len() && matches!(self.state, State::Head) {
                 return Ok(Flow::More);
             }
-        }
+        };
+        // A head not yet whole, or what waits for a held request's answer: kept, moved rather
+        // than copied when it is all that was joined.
+        self.pending = if at == 0 && was_pending {
+            joined
+        } else {
+            data[at..].to_vec()
+        };
+        Ok(flow)
     }
 
     fn refuse(&mut self, error: Error) -> Refusal {
@@ -221,20 +288,33 @@ impl Requests {
         if let State::Body(body, after) = &mut self.state {
             // Data bytes are counted, not read: this cannot fail.
             if body.advance(data).is_ok_and(|p| p.done) {
-                self.state = match after {
-                    After::Next => State::Head,
-                    After::Hold => State::Held,
-                    After::End => State::Ended,
-                };
+                self.state = after.state();
             }
         }
     }
 
     /// The answer to the held request came: a tunnel, or more requests (the backend refused to
-    /// switch, and what follows is HTTP again, to be checked like the rest).
+    /// switch, and what follows is HTTP again, to be checked like the rest). It may come before
+    /// the request's body ended: a switch then makes the rest a tunnel at once.
     pub fn answered(&mut self, switched: bool) {
-        if matches!(self.state, State::Held) {
-            self.state = if switched { State::Tunnel } else { State::Head };
+        match &mut self.state {
+            State::Held { .. } | State::Body(_, After::Hold { .. }) if switched => {
+                self.state = State::Tunnel;
+            }
+            State::Held { keep_alive } => {
+                self.state = if *keep_alive {
+                    State::Head
+                } else {
+                    State::Ended
+                };
+            }
+            State::Body(_, after @ After::Hold { .. }) => {
+                let After::Hold { keep_alive } = *after else {
+                    return;
+                };
+                *after = if keep_alive { After::Next } else { After::End };
+            }
+            _ => {}
         }
     }
 
@@ -242,7 +322,7 @@ impl Requests {
     /// (its answer could not be matched to it).
     pub(crate) fn stop_after_current(&mut self) {
         match &mut self.state {
-            State::Head | State::Held => {
+            State::Head | State::Held { .. } => {
                 self.state = State::Ended;
                 self.pending = Vec::new();
             }
@@ -253,7 +333,7 @@ impl Requests {
 
     /// Waiting for the answer to a request that may switch protocols.
     pub fn is_held(&self) -> bool {
-        matches!(self.state, State::Held)
+        matches!(self.state, State::Held { .. })
     }
 }
 
@@ -393,6 +473,79 @@ mod tests {
             Ok(Flow::More)
         );
         assert_eq!(out, with_field(&[get]));
+    }
+
+    #[test]
+    fn an_answer_before_the_upgrades_body_ended_is_not_lost() {
+        let f = forwarding();
+        let post = "POST /up HTTP/1.1\r\nHost: a\r\nUpgrade: x\r\nContent-Length: 5\r\n\r\n";
+        for (switched, then, flow) in [
+            (
+                false,
+                "12345GET /after HTTP/1.1\r\nHost: a\r\n\r\n",
+                Flow::More,
+            ),
+            (true, "12345raw", Flow::Tunnel),
+        ] {
+            let mut r = Requests::new("192.0.2.1".parse().unwrap(), &f);
+            let (mut sent, mut out) = (VecDeque::new(), Vec::new());
+            assert_eq!(
+                r.feed(post.as_bytes(), &f, &mut sent, &mut out),
+                Ok(Flow::More)
+            );
+            r.answered(switched);
+            assert_eq!(r.feed(then.as_bytes(), &f, &mut sent, &mut out), Ok(flow));
+            assert!(!r.is_held());
+        }
+    }
+
+    #[test]
+    fn a_refused_upgrade_that_closes_ends_the_requests() {
+        let f = forwarding();
+        let mut r = Requests::new("192.0.2.1".parse().unwrap(), &f);
+        let (mut sent, mut out) = (VecDeque::new(), Vec::new());
+        let head = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: x\r\nConnection: close, upgrade\r\n\r\nGET /b HTTP/1.1\r\n";
+        assert_eq!(
+            r.feed(head.as_bytes(), &f, &mut sent, &mut out),
+            Ok(Flow::Hold)
+        );
+        r.answered(false);
+        assert_eq!(r.feed(&[], &f, &mut sent, &mut out), Ok(Flow::End));
+    }
+
+    #[test]
+    fn an_h2c_offer_is_not_held_for() {
+        let f = forwarding();
+        let mut r = Requests::new("192.0.2.1".parse().unwrap(), &f);
+        let (mut sent, mut out) = (VecDeque::new(), Vec::new());
+        let head = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+        assert_eq!(
+            r.feed(head.as_bytes(), &f, &mut sent, &mut out),
+            Ok(Flow::More)
+        );
+        assert!(!sent[0].upgrade);
+        assert!(!String::from_utf8_lossy(&out).contains("h2c"));
+        let both = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c, websocket\r\n\r\n";
+        assert!(r.feed(both.as_bytes(), &f, &mut sent, &mut out).is_err());
+    }
+
+    #[test]
+    fn a_head_sent_a_byte_at_a_time_is_parsed_at_its_line_ends_only() {
+        let f = forwarding();
+        let mut r = Requests::new("192.0.2.1".parse().unwrap(), &f);
+        let (mut sent, mut out) = (VecDeque::new(), Vec::new());
+        let head = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for b in head.bytes() {
+            assert_eq!(r.feed(&[b], &f, &mut sent, &mut out), Ok(Flow::More));
+        }
+        assert_eq!(out, with_field(&[head]));
+        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        long.resize(20 * 1024, b'a');
+        let mut r = Requests::new("192.0.2.1".parse().unwrap(), &f);
+        let refused = long
+            .chunks(100)
+            .find_map(|c| r.feed(c, &f, &mut sent, &mut out).err());
+        assert_eq!(refused.map(|r| r.status), Some(431));
     }
 
     #[test]
