@@ -1258,14 +1258,7 @@ fn trusted_clients_forwarding_fields_are_kept_and_ours_appended() {
 
 /// Legal framings that look odd: each must pass untouched, and the GET after it must be read
 /// as the next request.
-const LEGAL: [(&str, &[u8], &[u8]); 4] = [
-    // Leading zeros are legal in Content-Length (RFC 9110 §8.6); `strtol(v, 0, 0)` would read
-    // octal.
-    (
-        "Content-Length: 005",
-        b"POST /zeros HTTP/1.1\r\nHost: fwd.test\r\nContent-Length: 005\r\n\r\n",
-        b"hello",
-    ),
+const LEGAL: [(&str, &[u8], &[u8]); 3] = [
     // chunk-size is 1*HEXDIG, unbounded: a parser that counts digits instead of checking
     // overflow refuses it.
     (
@@ -1883,6 +1876,19 @@ const CL_EMPTY: &[u8] = b"POST /bad HTTP/1.1\r\nHost: fwd.test\r\nContent-Length
 /// 20 nines: overflows 64 bits; a wrapping parser reads a small number.
 const CL_OVERFLOW: &[u8] =
     b"POST /bad HTTP/1.1\r\nHost: fwd.test\r\nContent-Length: 99999999999999999999\r\n\r\nhello";
+/// Leading zeros: legal in RFC 9110 §8.6, but a backend reading with `strtol(v, 0, 0)` takes
+/// them as octal, so they are refused.
+const CL_ZERO_PADDED: &[u8] =
+    b"POST /bad HTTP/1.1\r\nHost: fwd.test\r\nContent-Length: 005\r\n\r\nhello";
+/// `strtol(v, 0, 0)` reads 64, a decimal reader 100.
+const CL_OCTAL: &[u8] =
+    b"POST /bad HTTP/1.1\r\nHost: fwd.test\r\nContent-Length: 0100\r\n\r\nhello";
+/// Rack, WSGI and PHP read `X_Forwarded_For` as `X-Forwarded-For` (Puma CVE-2024-45614): a
+/// forged field beside ours.
+const UNDERSCORE_XFF: &[u8] =
+    b"GET /bad HTTP/1.1\r\nHost: fwd.test\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n";
+/// A version other than 1.0 and 1.1: backends read it as either, or refuse it.
+const HTTP_1_2: &[u8] = b"GET /bad HTTP/1.2\r\nHost: fwd.test\r\n\r\n";
 /// Two Content-Length lines, even equal ones: a recipient may take either.
 const CL_TWO_LINES: &[u8] =
     b"POST /bad HTTP/1.1\r\nHost: fwd.test\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello";
@@ -1918,6 +1924,11 @@ const CHUNK_SIZE_EMPTY_EXTENSION: &[u8] = b";e\r\nxx\r\n0\r\n\r\n";
 const CHUNK_SIZE_HEX_PREFIX: &[u8] = b"0x2\r\nxx\r\n0\r\n\r\n";
 /// A bare LF ending a trailer field.
 const TRAILER_BARE_LF: &[u8] = b"0\r\nX-T: 1\n\r\n";
+/// A forwarding field in the trailer: a backend that merges trailers into the header section
+/// (Apache `MergeTrailers on`) takes it as the client's address.
+const TRAILER_XFF: &[u8] = b"0\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+/// A framing field in the trailer: a second Content-Length for such a backend.
+const TRAILER_CONTENT_LENGTH: &[u8] = b"0\r\nContent-Length: 5\r\n\r\n";
 /// Unbounded extensions (Go CVE-2023-39326, Node CVE-2024-22019): 64 KiB of one.
 const LONG_EXTENSION_LEN: usize = 64 * 1024;
 /// A head over the 16 KiB limit: one field of 17 KiB.
@@ -1985,6 +1996,10 @@ fn vectors() -> Vec<Vector> {
         head("CL empty", CL_EMPTY, BAD),
         head("CL 20 nines", CL_OVERFLOW, BAD),
         head("two CL lines", CL_TWO_LINES, BAD),
+        head("CL 005", CL_ZERO_PADDED, BAD),
+        head("CL 0100", CL_OCTAL, BAD),
+        head("X_Forwarded_For", UNDERSCORE_XFF, BAD),
+        head("HTTP/1.2", HTTP_1_2, BAD),
         head("bare LF lines", BARE_LF_LINES, BAD),
         head("bare CR", BARE_CR, BAD),
         head("NUL in a value", NUL_IN_VALUE, BAD),
@@ -1999,6 +2014,8 @@ fn vectors() -> Vec<Vector> {
         body("chunk size empty, ;e", CHUNK_SIZE_EMPTY_EXTENSION, 0),
         body("chunk size 0x2", CHUNK_SIZE_HEX_PREFIX, 1),
         body("trailer bare LF", TRAILER_BARE_LF, 9),
+        body("trailer X-Forwarded-For", TRAILER_XFF, 18),
+        body("trailer Content-Length", TRAILER_CONTENT_LENGTH, 17),
         // Refused at the proxy's cap, before the extension's line ends.
         body("64 KiB extension", &long_extension, 2 + LONG_EXTENSION_LEN),
     ]

@@ -374,7 +374,9 @@ fn first_not_visible(s: &[u8]) -> Option<usize> {
         .map(|p| at + p)
 }
 
-/// `HTTP/1.x` then the line end; returns x.
+/// `HTTP/1.0` or `HTTP/1.1` then the line end; returns the minor version. Other minor
+/// versions are refused, as httparse and hyper refuse them: a backend may read `HTTP/1.2` as
+/// 1.1, as 1.0 or not at all, and Host, keep-alive and Transfer-Encoding depend on which.
 fn version_line(input: &[u8], pos: &mut usize) -> Result<u8, Stop> {
     const PREFIX: &[u8] = b"HTTP/";
     let rest = input.get(*pos..).unwrap_or_default();
@@ -386,9 +388,9 @@ fn version_line(input: &[u8], pos: &mut usize) -> Result<u8, Stop> {
         .get(PREFIX.len()..)
         .and_then(|r| r.split_first_chunk::<3>())
         .ok_or(Stop::More)?;
-    if major != b'1' || dot != b'.' || !minor.is_ascii_digit() {
+    if major != b'1' || dot != b'.' || !matches!(minor, b'0' | b'1') {
         return Err(Error::InvalidRequestLine {
-            reason: "not HTTP/1.x",
+            reason: "not HTTP/1.0 or HTTP/1.1",
         }
         .into());
     }
@@ -711,7 +713,7 @@ mod tests {
     #[test]
     fn framing_facts() {
         let r = complete(
-            b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\nExpect: 100-Continue\r\n\r\n",
+            b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-Continue\r\n\r\n",
         );
         assert_eq!((r.method(), r.target()), ("POST", "/u"));
         assert_eq!(r.body(), Body::Length(5));
@@ -726,6 +728,8 @@ mod tests {
         assert_eq!((r.body(), r.keep_alive()), (Body::Empty, false));
         let r = complete(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         assert!(r.keep_alive());
+        let r = complete(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(r.body(), Body::Empty);
     }
 
     #[test]
@@ -751,6 +755,9 @@ mod tests {
             b"Content-Length: ",
             b"Content-Length: 99999999999999999999",
             b"Content-Length: 5\r\nContent-Length: 5",
+            b"Content-Length: 005",
+            b"Content-Length: 00",
+            b"Content-Length: 0100",
         ] {
             assert!(
                 matches!(with(bad), Err(Error::Framing { .. })),
@@ -769,6 +776,24 @@ mod tests {
         // Refused for its empty value before the fold is reached: 400 either way.
         assert!(with(b"Transfer-Encoding:\r\n chunked").is_err());
         assert_eq!(with(b"X: 1\r\n 2"), Err(Error::ObsFold));
+        // CGI-style backends read `_` as `-`: a second X-Forwarded-For or Content-Length.
+        for name in [
+            &b"X_Forwarded_For"[..],
+            b"X-Forwarded_Proto",
+            b"Content_Length",
+            b"Transfer_Encoding",
+        ] {
+            let field = [name, b": 6"].concat();
+            assert_eq!(
+                with(&field),
+                Err(Error::InvalidHeader {
+                    reason: "underscore in a framing or forwarding field name"
+                }),
+                "{:?}",
+                std::string::String::from_utf8_lossy(name)
+            );
+        }
+        assert_eq!(with(b"X_Other_Field: 6"), Ok(()));
         assert!(matches!(
             err(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Error::Framing { .. }
@@ -909,12 +934,21 @@ mod tests {
 
     #[test]
     fn request_line_errors() {
-        assert_eq!(
-            err(b"GET / HTTP/2.0\r\n"),
-            Error::InvalidRequestLine {
-                reason: "not HTTP/1.x"
-            }
-        );
+        let version = Error::InvalidRequestLine {
+            reason: "not HTTP/1.0 or HTTP/1.1",
+        };
+        for bad in [
+            &b"GET / HTTP/2.0\r\n"[..],
+            b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.9\r\n",
+            b"GET / HTTP/0.9\r\n",
+            b"GET / HTTP/1.x\r\n",
+        ] {
+            assert_eq!(err(bad), version, "{:?}", core::str::from_utf8(bad));
+        }
+        // Known as soon as the minor digit arrives.
+        assert_eq!(err(b"GET / HTTP/1.2"), version);
+        assert_eq!(complete(b"GET / HTTP/1.0\r\n\r\n").minor_version(), 0);
         assert_eq!(
             err(b"GET / HTTP/1.1x\r\n"),
             Error::InvalidRequestLine {

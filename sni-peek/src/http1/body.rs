@@ -4,8 +4,12 @@
 //! Chunk lines are read strictly, because a proxy that passes them on as they came must read them
 //! as every backend would: CRLF only (a bare LF ends a line for some readers, not others), a size
 //! of hex digits that does not overflow, extensions of tokens and quoted strings up to a length
-//! cap, the CRLF right after the data, and trailer fields as valid as header fields.
+//! cap, the CRLF right after the data, and trailer fields as valid as header fields. A trailer
+//! field that frames, routes or forwards (RFC 9110 §6.5.1) is refused: a backend that merges
+//! trailers into the header section (Apache's `MergeTrailers on`) would take a second
+//! Content-Length or a forged X-Forwarded-For from it.
 
+use super::fields::dashed_lower;
 use crate::Error;
 
 /// How a message's body is delimited.
@@ -35,6 +39,28 @@ pub struct Progress {
 /// nothing legitimate comes near either).
 pub const MAX_CHUNK_EXTENSION: usize = 4096;
 
+/// The fields refused in a trailer, lowercase: framing, routing and connection management
+/// (RFC 9110 §6.5.1, §7.6.1), and the forwarding fields a proxy writes. Compared ignoring case
+/// and reading `_` as `-`, as CGI-style backends do.
+const REFUSED_TRAILERS: [&[u8]; 12] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"host",
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"upgrade",
+    b"te",
+    b"trailer",
+    b"forwarded",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+];
+
+/// The longest name in [`REFUSED_TRAILERS`] (`transfer-encoding`, `x-forwarded-proto`): a
+/// trailer name is kept up to this length, and a longer one cannot be refused by name.
+const TRAILER_NAME_KEPT: usize = 17;
+
 /// Follows one body from its first byte to its end, split anywhere.
 ///
 /// ```
@@ -53,6 +79,10 @@ pub struct BodyReader {
     /// Extension bytes on the current chunk line, or trailer bytes so far.
     counted: usize,
     max_trailers: usize,
+    /// The current trailer field's name so far, lowercased with `_` read as `-`: its first
+    /// `name_len` bytes, or `name_len` past the array for a name too long to be refused.
+    name: [u8; TRAILER_NAME_KEPT],
+    name_len: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +101,7 @@ enum State {
     DataLf,
     /// At the start of a trailer line, or of the final empty line.
     TrailerStart,
-    TrailerName(bool),
+    TrailerName,
     TrailerValue,
     TrailerLf,
     EndLf,
@@ -117,6 +147,8 @@ impl BodyReader {
             state,
             counted: 0,
             max_trailers,
+            name: [0; TRAILER_NAME_KEPT],
+            name_len: 0,
         }
     }
 
@@ -198,13 +230,23 @@ impl BodyReader {
             State::DataLf => return Err(chunk("chunk data not followed by CRLF")),
             State::TrailerStart => match b {
                 b'\r' => State::EndLf,
-                b if is_tchar(b) => self.trailer(State::TrailerName(true))?,
+                b if is_tchar(b) => {
+                    self.name_len = 0;
+                    self.name_byte(b);
+                    self.trailer(State::TrailerName)?
+                }
                 b if is_ws(b) => return Err(Error::ObsFold),
                 _ => return Err(chunk("invalid trailer field")),
             },
-            State::TrailerName(_) => match b {
+            State::TrailerName => match b {
+                b':' if self.refused_trailer() => {
+                    return Err(chunk("a framing or forwarding field in the trailer"));
+                }
                 b':' => self.trailer(State::TrailerValue)?,
-                b if is_tchar(b) => self.trailer(State::TrailerName(true))?,
+                b if is_tchar(b) => {
+                    self.name_byte(b);
+                    self.trailer(State::TrailerName)?
+                }
                 b if is_ws(b) => return Err(Error::WhitespaceBeforeColon),
                 _ => return Err(chunk("invalid trailer field")),
             },
@@ -237,6 +279,26 @@ impl BodyReader {
             return Err(chunk("chunk extension too long"));
         }
         Ok(State::Ext(size, ext))
+    }
+
+    /// One more byte of a trailer field's name: kept while a refused name could still match.
+    fn name_byte(&mut self, b: u8) {
+        let len = usize::from(self.name_len);
+        match self.name.get_mut(len) {
+            Some(slot) => {
+                *slot = dashed_lower(b);
+                self.name_len += 1;
+            }
+            // Past the longest refused name: stays one past the array.
+            None => self.name_len = TRAILER_NAME_KEPT as u8 + 1,
+        }
+    }
+
+    /// The trailer field name just ended is one of [`REFUSED_TRAILERS`].
+    fn refused_trailer(&self) -> bool {
+        self.name
+            .get(..usize::from(self.name_len))
+            .is_some_and(|name| REFUSED_TRAILERS.contains(&name))
     }
 
     /// One more byte of the trailer section, within the cap.
@@ -387,6 +449,71 @@ mod tests {
                 core::str::from_utf8(bad)
             );
         }
+    }
+
+    #[test]
+    fn framing_and_forwarding_fields_are_refused_in_the_trailer() {
+        let refused = Err(chunk("a framing or forwarding field in the trailer"));
+        for field in [
+            &b"X-Forwarded-For: 6.6.6.6"[..],
+            b"x-forwarded-for:6.6.6.6",
+            b"X_Forwarded_For: 6.6.6.6",
+            b"X-FORWARDED-PROTO: https",
+            b"Forwarded: for=6.6.6.6",
+            b"Content-Length: 5",
+            b"Content_Length: 5",
+            b"Transfer-Encoding: chunked",
+            b"Host: evil.test",
+            b"Connection: close",
+            b"Keep-Alive: timeout=5",
+            b"Proxy-Connection: close",
+            b"Upgrade: websocket",
+            b"TE: trailers",
+            b"Trailer: X-T",
+        ] {
+            // Second in the trailer, so the name is read after another one.
+            let body = [&b"0\r\nX-T: 1\r\n"[..], field, b"\r\n\r\n"].concat();
+            assert_eq!(
+                same_at_every_split(Body::Chunked, &body),
+                refused,
+                "{:?}",
+                core::str::from_utf8(field)
+            );
+        }
+        // Names that share a start or an end with a refused one, or are longer than any.
+        for field in [
+            &b"X-Forwarded-Fo: 1"[..],
+            b"X-Forwarded-Form: 1",
+            b"X-Forwarded-Host: a",
+            b"Content-Length-X: 5",
+            b"XContent-Length: 5",
+            b"T: 1",
+            b"Tee: 1",
+            b"Hosts: a",
+            b"X-Transfer-Encoding-Long-Name: chunked",
+            b"Transfer-Encodings: chunked",
+            b"X-Long-Trailer-Name-Over-Seventeen: te",
+            b"Server-Timing: te;dur=1",
+        ] {
+            let body = [&b"0\r\n"[..], field, b"\r\nX-T: 1\r\n\r\nGET"].concat();
+            assert_eq!(
+                same_at_every_split(Body::Chunked, &body),
+                done_at(body.len() - 3),
+                "{:?}",
+                core::str::from_utf8(field)
+            );
+        }
+        // The values and the chunk data may name them.
+        let body = b"f\r\nX-Forwarded-For\r\n0\r\nX-Note: Content-Length: 5\r\n\r\n";
+        assert_eq!(
+            same_at_every_split(Body::Chunked, body),
+            done_at(body.len())
+        );
+    }
+
+    #[test]
+    fn the_reader_stays_small() {
+        assert!(core::mem::size_of::<BodyReader>() <= 64);
     }
 
     #[test]

@@ -41,6 +41,15 @@ fn framing(reason: &'static str) -> Error {
 impl Framing {
     /// Takes one field line (the value without its line end, not trimmed). Host is the caller's.
     pub(crate) fn field(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
+        // Rack, WSGI and PHP read `X_Forwarded_For` and `X-Forwarded-For` as one variable
+        // (`HTTP_X_FORWARDED_FOR`; Puma CVE-2024-45614): a name that becomes a framing or
+        // forwarding field when `_` is read as `-` would pass beside the real one. Only the
+        // lengths of the names with a `-` are looked at, and only names with a `_` compared.
+        if matches!(name.len(), 14 | 15 | 17) && name.contains(&b'_') && underscore_alias(name) {
+            return Err(Error::InvalidHeader {
+                reason: "underscore in a framing or forwarding field name",
+            });
+        }
         // Names are compared by length first: most fields are none of these.
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
@@ -152,20 +161,51 @@ impl Framing {
     }
 }
 
-/// `1*DIGIT` (RFC 9110 §8.6), leading zeros allowed, no sign, no list, no overflow.
+/// `1*DIGIT` (RFC 9110 §8.6), no sign, no list, no overflow, and no leading zero: RFC 9110
+/// allows them, but a backend reading with `strtol(v, 0, 0)` takes `0100` as octal 64.
 fn content_length(value: &[u8]) -> Result<u64, Error> {
     let digits = value.trim_ascii();
     if digits.is_empty() {
         return Err(framing("empty Content-Length"));
     }
-    digits.iter().try_fold(0u64, |n, &b| {
+    let n = digits.iter().try_fold(0u64, |n, &b| {
         if !b.is_ascii_digit() {
             return Err(framing("Content-Length is not one decimal number"));
         }
         n.checked_mul(10)
             .and_then(|n| n.checked_add(u64::from(b - b'0')))
             .ok_or(framing("Content-Length overflows"))
-    })
+    })?;
+    if digits.len() > 1 && digits[0] == b'0' {
+        return Err(framing("zero-padded Content-Length"));
+    }
+    Ok(n)
+}
+
+/// Whether `name` is `lower` (a lowercase field name) when ASCII case is ignored and `_` is
+/// read as `-`, as CGI-style backends read it.
+fn is_dashed(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&b, &l)| dashed_lower(b) == l)
+}
+
+/// A name byte lowercased, `_` read as `-`.
+pub(crate) fn dashed_lower(b: u8) -> u8 {
+    match b {
+        b'_' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+/// A name with a `_` that CGI-style backends read as a framing or forwarding field (the
+/// fields whose names have a `-`; the others cannot be spelt with a `_`).
+fn underscore_alias(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 4] = [
+        b"content-length",
+        b"transfer-encoding",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+    ];
+    NAMES.iter().any(|n| is_dashed(name, n))
 }
 
 /// The non-empty elements of a comma-separated list, trimmed.
@@ -229,8 +269,24 @@ mod tests {
 
     #[test]
     fn content_length_is_one_plain_number() {
-        assert_eq!(content_length(b" 005 "), Ok(5));
+        assert_eq!(content_length(b" 5 "), Ok(5));
+        assert_eq!(content_length(b"0"), Ok(0));
+        assert_eq!(content_length(b"\t0 "), Ok(0));
+        assert_eq!(content_length(b"100"), Ok(100));
         assert_eq!(content_length(b"18446744073709551615"), Ok(u64::MAX));
+        for zeros in [
+            &b" 005 "[..],
+            b"00",
+            b"0100",
+            b"05",
+            b"000000000000000000000",
+        ] {
+            assert_eq!(
+                content_length(zeros),
+                Err(framing("zero-padded Content-Length")),
+                "{zeros:?}"
+            );
+        }
         for bad in [
             &b""[..],
             b"  ",
@@ -299,6 +355,51 @@ mod tests {
             .is_err()
         );
         assert!(request(&[(b"Content-Length", b"1"), (b"Content-Length", b"1")], 1).is_err());
+    }
+
+    #[test]
+    fn underscored_framing_and_forwarding_names_are_refused() {
+        let refused = Err(Error::InvalidHeader {
+            reason: "underscore in a framing or forwarding field name",
+        });
+        for name in [
+            &b"X_Forwarded_For"[..],
+            b"x_forwarded-for",
+            b"X-Forwarded_For",
+            b"X_FORWARDED_PROTO",
+            b"Content_Length",
+            b"transfer_encoding",
+            b"Transfer_Encoding",
+        ] {
+            let mut f = Framing::default();
+            assert_eq!(f.field(name, b"6.6.6.6"), refused, "{name:?}");
+        }
+        // Other names with `_`, or of the same length, are fields like any other.
+        for name in [
+            &b"X_Forwarded_Fox"[..],
+            b"X_Forwarded_Host",
+            b"Content_Type",
+            b"X_Real_IP",
+            b"Accept_Language",
+            b"If_Modified_Since",
+            b"X_Forwarded_For_",
+        ] {
+            let mut f = Framing::default();
+            assert_eq!(f.field(name, b"1"), Ok(()), "{name:?}");
+            assert_eq!(f, Framing::default(), "{name:?}");
+        }
+        let mut f = Framing::default();
+        f.field(b"x-forwarded-for", b"1.2.3.4").unwrap();
+        assert!(f.forwarding);
+    }
+
+    #[test]
+    fn dashed_names_ignore_case_and_read_underscores_as_dashes() {
+        assert!(is_dashed(b"X_Forwarded-FOR", b"x-forwarded-for"));
+        assert!(is_dashed(b"te", b"te"));
+        assert!(!is_dashed(b"x-forwarded-fo", b"x-forwarded-for"));
+        assert!(!is_dashed(b"x.forwarded.for", b"x-forwarded-for"));
+        assert!(!is_dashed(b"x-forwarded-for", b"x_forwarded_for"));
     }
 
     #[test]

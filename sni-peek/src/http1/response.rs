@@ -76,10 +76,11 @@ fn scan(input: &[u8]) -> Result<HttpResponse, Stop> {
     if input[..seen] != PREFIX[..seen] {
         return Err(BAD.into());
     }
-    // `HTTP/1.x 200 ` then a reason phrase, possibly empty; the SP before it is often left out.
+    // `HTTP/1.1 200 ` then a reason phrase, possibly empty; the SP before it is often left out.
+    // Only 1.0 and 1.1, as for requests.
     let line = input.get(..13).ok_or(Stop::More)?;
     let (minor, code) = (line[7], &line[9..12]);
-    if !minor.is_ascii_digit() || line[8] != b' ' || !code.iter().all(u8::is_ascii_digit) {
+    if !matches!(minor, b'0' | b'1') || line[8] != b' ' || !code.iter().all(u8::is_ascii_digit) {
         return Err(BAD.into());
     }
     let status = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
@@ -162,6 +163,10 @@ mod tests {
     fn what_is_not_a_status_line() {
         for bad in [
             &b"HTTP/2 200 OK\r\n"[..],
+            b"HTTP/1.2 200 OK\r\n\r\n",
+            b"HTTP/1.9 200 OK\r\n\r\n",
+            b"HTTP/1.x 200 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX_Forwarded_For: 1\r\n\r\n",
             b"HTTP/1.1 20 OK\r\n",
             b"HTTP/1.1 099 OK\r\n",
             b"HTTP/1.1 200OK\r\n",
