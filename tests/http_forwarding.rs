@@ -2290,3 +2290,77 @@ fn nginx_gets_good_good_bad_pipelined_answered_in_order_then_400() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// How a connection ends
+
+#[test]
+fn a_long_answer_to_the_last_request_is_not_cut_by_what_the_client_sends_after_it() {
+    const BODY: usize = 8 << 20;
+    let backend = Backend::start(|conn: &mut Conn| {
+        if conn.take_until(b"\r\n\r\n").is_none() {
+            return;
+        }
+        let head =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\nConnection: close\r\n\r\n");
+        conn.send(head.as_bytes());
+        conn.send(&vec![b'x'; BODY]);
+    });
+    let engine = Engine::start(
+        vec![listener(Mode::Http)],
+        vec![route(HOST, backend.addr, xff())],
+    );
+    let mut s = connect(engine.addr());
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: fwd.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // Read slowly at first, so that the answer is still on its way when more bytes come: left
+    // unread by the proxy, they would turn its close into a reset that drops the answer's end.
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(GET_NEXT).unwrap();
+    let (answer, closed) = read_to_close(&mut s, Duration::from_secs(10));
+    assert!(closed);
+    let body_at = find(&answer, b"\r\n\r\n").map_or(0, |at| at + 4);
+    assert_eq!(
+        answer.len() - body_at,
+        BODY,
+        "the whole body, then a clean close"
+    );
+    assert!(find(&backend.next_received(), b"/next").is_none());
+}
+
+#[test]
+fn a_refusal_is_not_written_into_an_answer_the_backend_cut_by_closing() {
+    const CUT: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody-until-close.";
+    let backend = Backend::start(|conn: &mut Conn| {
+        if conn.take_until(b"\r\n\r\n").is_some() {
+            conn.send(CUT);
+        }
+    });
+    let engine = Engine::start(
+        vec![listener(Mode::Http)],
+        vec![route(HOST, backend.addr, xff())],
+    );
+    let mut s = connect(engine.addr());
+    let two_hosts: &[u8] = b"GET /bad HTTP/1.1\r\nHost: fwd.test\r\nHost: other\r\n\r\n";
+    s.write_all(&[GET_NEXT, two_hosts].concat()).unwrap();
+    let (answer, closed) = read_to_close(&mut s, Duration::from_secs(5));
+    assert!(closed);
+    assert_eq!(show(&answer), show(CUT), "the backend's answer alone");
+}
+
+#[test]
+fn a_backend_that_closes_on_a_held_request_ends_the_connection() {
+    let backend = Backend::start(|conn: &mut Conn| {
+        let _ = conn.take_until(b"\r\n\r\n");
+    });
+    let engine = Engine::start(
+        vec![listener(Mode::Http)],
+        vec![route(HOST, backend.addr, xff())],
+    );
+    let mut s = connect(engine.addr());
+    s.write_all(&[UPGRADE, CLIENT_FRAME].concat()).unwrap();
+    let started = Instant::now();
+    let (answer, closed) = read_to_close(&mut s, Duration::from_secs(5));
+    assert!(closed && answer.is_empty(), "{}", show(&answer));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
