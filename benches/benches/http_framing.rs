@@ -4,8 +4,9 @@
 //!
 //! httparse validates the syntax of the lines but not their meaning, so it appears twice: parsing
 //! only, and parsing plus the checks a proxy must add to frame the request as strictly as
-//! sni-peek does (one Host; one Content-Length, a plain number; Transfer-Encoding a final
-//! `chunked` alone, never with Content-Length, not in 1.0; Connection, Upgrade, Expect).
+//! sni-peek does (one Host; one Content-Length, a plain number without leading zeros;
+//! Transfer-Encoding a final `chunked` alone, never with Content-Length, not in 1.0; no framing
+//! or forwarding name spelt with `_`; Connection, Upgrade, Expect, the forwarding fields).
 
 use std::hint::black_box;
 
@@ -39,27 +40,29 @@ Cookie: session=3f2a9c1e7b6d4a58; theme=dark\r\n\
 Connection: keep-alive\r\n\r\n";
 
 /// The facts as one number, so that none of them is optimised away and the peers can be
-/// compared: method and target lengths, the body, then keep-alive, Upgrade and Expect.
-fn summary(
-    method: &str,
-    target: &str,
-    body: Body,
-    [keep_alive, upgrade, expect]: [bool; 3],
-) -> u64 {
+/// compared: method and target lengths, the body, then keep-alive, Upgrade, Expect, forwarding
+/// fields seen and other Connection options.
+fn summary(method: &str, target: &str, body: Body, flags: [bool; 5]) -> u64 {
     let body = match body {
         Body::Empty => 0,
         Body::Length(n) => n << 2,
         Body::Chunked => 1,
         Body::UntilClose => 2,
     };
-    let flags = u64::from(keep_alive) | u64::from(upgrade) << 1 | u64::from(expect) << 2;
-    ((method.len() + target.len()) as u64) << 8 | body << 3 | flags
+    let flags = flags.iter().rev().fold(0, |n, &f| n << 1 | u64::from(f));
+    ((method.len() + target.len()) as u64) << 48 ^ body << 5 ^ flags
 }
 
 fn ours(input: &[u8]) -> u64 {
     match sni_peek::http1::parse(input, &Limits::default()) {
         Ok(Status::Complete(r)) => {
-            let flags = [r.keep_alive(), r.has_upgrade(), r.expects_continue()];
+            let flags = [
+                r.keep_alive(),
+                r.has_upgrade(),
+                r.expects_continue(),
+                r.has_forwarding_fields(),
+                r.connection_lists_fields(),
+            ];
             summary(r.method(), r.target(), r.body(), flags)
         }
         other => panic!("{other:?}"),
@@ -84,8 +87,17 @@ fn httparse_framed(input: &[u8]) -> u64 {
 fn framing(req: &httparse::Request<'_, '_>) -> Result<u64, &'static str> {
     let (mut host, mut length, mut chunked) = (false, None, None);
     let (mut close, mut keep_alive, mut upgrade, mut expect) = (false, false, false, false);
+    let (mut forwarding, mut other_option) = (false, false);
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
+        // `X_Forwarded_For` is `HTTP_X_FORWARDED_FOR` to CGI-style backends, like the real one;
+        // only names of the aliased lengths are searched, as sni-peek does.
+        if matches!(name.len(), 14 | 15 | 17)
+            && name.contains(&b'_')
+            && ALIASED.iter().any(|a| underscore_alias(name, a))
+        {
+            return Err("a framing or forwarding name with _");
+        }
         if name.eq_ignore_ascii_case(b"host") {
             if host {
                 return Err("two Host");
@@ -104,14 +116,24 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<u64, &'static str> {
                 return Err("not chunked alone");
             }
             chunked = Some(());
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-for")
+            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || name.eq_ignore_ascii_case(b"forwarded")
+        {
+            forwarding = true;
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             upgrade = true;
         } else if name.eq_ignore_ascii_case(b"expect") {
             expect |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"connection") {
             for option in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                close |= option.eq_ignore_ascii_case(b"close");
-                keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                if option.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                } else if !option.is_empty() && !option.eq_ignore_ascii_case(b"upgrade") {
+                    other_option = true;
+                }
             }
         }
     }
@@ -135,15 +157,36 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<u64, &'static str> {
     } else {
         !close
     };
-    let flags = [persists, upgrade, expect];
+    let flags = [persists, upgrade, expect, forwarding, other_option];
     Ok(summary(method, req.path.unwrap(), body, flags))
 }
 
-/// One plain decimal number: `str::parse` would take a sign.
+const ALIASED: [&[u8]; 4] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+];
+
+fn underscore_alias(name: &[u8], of: &[u8]) -> bool {
+    name.len() == of.len()
+        && name.iter().zip(of).all(|(&n, &o)| {
+            if n == b'_' {
+                o == b'-'
+            } else {
+                n.to_ascii_lowercase() == o
+            }
+        })
+}
+
+/// One plain decimal number: `str::parse` would take a sign, `strtol` reads `010` as octal.
 fn content_length(value: &[u8]) -> Result<u64, &'static str> {
     let digits = value.trim_ascii();
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Err("Content-Length is not a number");
+    }
+    if digits.len() > 1 && digits[0] == b'0' {
+        return Err("Content-Length with a leading zero");
     }
     digits.iter().try_fold(0u64, |n, &d| {
         n.checked_mul(10)
