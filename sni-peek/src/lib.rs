@@ -261,7 +261,11 @@ mod tests {
     }
 
     fn protocols() -> impl Strategy<Value = Vec<Vec<u8>>> {
-        proptest::collection::vec(proptest::collection::vec(0x21u8..0x7f, 1..12), 0..5)
+        // Without GREASE values (RFC 8701: two equal bytes 0x?A), which are skipped, rightly.
+        let protocol = proptest::collection::vec(0x21u8..0x7f, 1..12).prop_filter("GREASE", |p| {
+            !(p.len() == 2 && p[0] == p[1] && p[0] & 0x0f == 0x0a)
+        });
+        proptest::collection::vec(protocol, 0..5)
     }
 
     proptest! {

@@ -122,6 +122,23 @@ enum Ext {
     QuotedEscape,
 }
 
+/// A chunk size line of at most 16 hex digits (so no overflow) and its CRLF, whole in `input`:
+/// the size and the line's length.
+fn plain_size_line(input: &[u8]) -> Option<(u64, usize)> {
+    let digits = input
+        .iter()
+        .take(16)
+        .take_while(|b| b.is_ascii_hexdigit())
+        .count();
+    if digits == 0 || input.get(digits..digits + 2) != Some(b"\r\n") {
+        return None;
+    }
+    let size = input[..digits].iter().fold(0, |n, &b| {
+        n << 4 | u64::from(char::from(b).to_digit(16).unwrap_or(0))
+    });
+    Some((size, digits + 2))
+}
+
 fn chunk(reason: &'static str) -> Error {
     Error::Chunk { reason }
 }
@@ -185,6 +202,27 @@ impl BodyReader {
                         _ => State::Data(left),
                     };
                 }
+                // The common shapes in one step: a whole size line without extensions, and the
+                // CRLF after data. Anything else, cut short included, goes byte by byte.
+                State::DataCr if input[at..].starts_with(b"\r\n") => {
+                    at += 2;
+                    self.state = State::Size(None);
+                }
+                State::Size(None) => match plain_size_line(&input[at..]) {
+                    Some((0, len)) => {
+                        at += len;
+                        self.counted = 0;
+                        self.state = State::TrailerStart;
+                    }
+                    Some((size, len)) => {
+                        at += len;
+                        self.state = State::Data(size);
+                    }
+                    None => {
+                        self.state = self.step(input[at])?;
+                        at += 1;
+                    }
+                },
                 _ => {
                     self.state = self.step(input[at])?;
                     at += 1;
