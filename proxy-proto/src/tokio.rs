@@ -37,9 +37,12 @@ use core::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::{
-    Addresses, Command, Error, Header, Parser, Policy, Status, Transport, TrustPolicy, Version,
-};
+use crate::{Addresses, Command, Error, Header, Parser, Status, Transport, Version};
+
+/// Re-exported from the crate root, where they live now: they need no runtime (and `Cidr`,
+/// `CidrError` and `Policy` no allocator). Kept here so code written against this module compiles.
+#[doc(no_inline)]
+pub use crate::{Cidr, CidrError, Policy, TrustPolicy};
 
 /// How [`read_header`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

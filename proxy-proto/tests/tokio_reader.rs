@@ -186,3 +186,14 @@ async fn a_slowloris_client_is_cut_at_the_deadline() {
     drop(server);
     drip.await.unwrap();
 }
+
+/// The trust types moved to the crate root; the old paths still name the same types.
+#[test]
+fn trust_types_keep_their_tokio_paths() {
+    let cidr: proxy_proto::tokio::Cidr = "192.0.2.0/24".parse().unwrap();
+    let policy: proxy_proto::TrustPolicy = proxy_proto::tokio::TrustPolicy::trusted([cidr]);
+    let _: proxy_proto::Policy = proxy_proto::tokio::Policy::Require;
+    let _: proxy_proto::CidrError = "x".parse::<proxy_proto::Cidr>().unwrap_err();
+    let _: proxy_proto::tokio::CidrError = proxy_proto::CidrError;
+    drop(policy);
+}
