@@ -114,7 +114,7 @@ impl<'a> EamTable<'a> {
     }
 
     /// The IPv6 address of `a`, by the entry whose IPv4 prefix matches longest.
-    // Always: see `Translator::map_4to6`.
+    // Always: see `Config::map_4to6`.
     #[inline(always)]
     pub fn to_v6(&self, a: Ipv4Addr) -> Option<Ipv6Addr> {
         self.entries
@@ -125,7 +125,7 @@ impl<'a> EamTable<'a> {
     }
 
     /// The IPv4 address of `a`, by the entry whose IPv6 prefix matches longest.
-    // Always: see `Translator::map_4to6`.
+    // Always: see `Config::map_4to6`.
     #[inline(always)]
     pub fn to_v4(&self, a: Ipv6Addr) -> Option<Ipv4Addr> {
         self.entries

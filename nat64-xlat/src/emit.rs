@@ -4,6 +4,7 @@ use core::net::Ipv4Addr;
 
 use crate::checksum;
 use crate::outcome::DropReason;
+use crate::wire::{field, proto, read16};
 
 /// The bytes of an upper-layer payload that change: the ICMP type (offset 0) and one checksum,
 /// applied after the payload is copied (or left in place), so fragments and whole packets share one
@@ -25,6 +26,55 @@ impl Patches {
     #[inline]
     pub(crate) fn checksum(&mut self, at: usize, v: u16) {
         self.checksum = Some((at as u16, v));
+    }
+
+    /// RFC 1624: the TCP or UDP checksum of `data` (`proto`) for addresses whose sum went from
+    /// `from` to `to`. Gives the old checksum, `Truncated` when `data` ends before it. A zero UDP
+    /// checksum ("none" in IPv4) is left as it is, for the caller to decide.
+    #[inline(always)]
+    pub(crate) fn readdress(
+        &mut self,
+        proto: u8,
+        data: &[u8],
+        from: u32,
+        to: u32,
+    ) -> Result<u16, DropReason> {
+        let udp = proto == proto::UDP;
+        let at = if udp {
+            field::UDP_CHECKSUM
+        } else {
+            field::TCP_CHECKSUM
+        };
+        let old = read16(data, at)?;
+        if udp && old == 0 {
+            return Ok(0);
+        }
+        let c = checksum::update(old, from, to);
+        self.checksum(at, if udp { checksum::udp(c) } else { c });
+        Ok(old)
+    }
+
+    /// An ICMP message of `data` whose type and code become `to` from `from`, and whose checksum changes from covering the pseudo-header sum `pseudo_from` to
+    /// `pseudo_to` (zero on the ICMPv4 side, which has none), by RFC 1624. A quoted message may be
+    /// cut: without the checksum field only the type changes.
+    #[inline(always)]
+    pub(crate) fn retype_icmp(
+        &mut self,
+        data: &[u8],
+        from: [u8; 2],
+        to: [u8; 2],
+        pseudo_from: u32,
+        pseudo_to: u32,
+    ) {
+        self.ty(to[0]);
+        if let Ok(old) = read16(data, field::ICMP_CHECKSUM) {
+            let c = checksum::update(
+                old,
+                checksum::add(u32::from(u16::from_be_bytes(from)), pseudo_from),
+                checksum::add(u32::from(u16::from_be_bytes(to)), pseudo_to),
+            );
+            self.checksum(field::ICMP_CHECKSUM, c);
+        }
     }
 
     /// Applies the patches that fall in `dst`, a copy of the payload starting at payload offset `start`.
@@ -65,6 +115,19 @@ pub(crate) struct Frag6 {
     pub(crate) id: u32,
 }
 
+/// Writes the header of the ICMP message `msg` (type, code, the four bytes `rest`, and the checksum
+/// over `msg` plus the pseudo-header sum `pseudo`, zero for ICMPv4); the body must already be in
+/// place.
+#[inline]
+pub(crate) fn icmp_header(msg: &mut [u8], ty: u8, code: u8, rest: u32, pseudo: u32) {
+    msg[field::ICMP_TYPE] = ty;
+    msg[field::ICMP_CODE] = code;
+    msg[field::ICMP_CHECKSUM..field::ICMP_CHECKSUM + 2].fill(0);
+    msg[field::ICMP_REST..field::ICMP_LEN].copy_from_slice(&rest.to_be_bytes());
+    let c = checksum::finish(checksum::add(pseudo, checksum::sum(msg)));
+    msg[field::ICMP_CHECKSUM..field::ICMP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+}
+
 /// Writes an IPv6 header (and Fragment header) announcing `upper_len` bytes after them; returns the
 /// header length.
 // Always: the header fields (16-byte addresses among them) then stay in registers.
@@ -75,8 +138,8 @@ pub(crate) fn ipv6_header(
     frag: Option<Frag6>,
     upper_len: usize,
 ) -> Result<usize, DropReason> {
-    let hlen = if frag.is_some() { 48 } else { 40 };
-    let plen = u16::try_from(upper_len + hlen - 40).map_err(|_| DropReason::TooBig)?;
+    let hlen = field::IPV6_LEN + if frag.is_some() { field::FRAG6_LEN } else { 0 };
+    let plen = u16::try_from(upper_len + hlen - field::IPV6_LEN).map_err(|_| DropReason::TooBig)?;
     let b = out.get_mut(..hlen).ok_or(DropReason::BufferTooSmall)?;
     b[0] = 0x60 | (h.traffic_class >> 4);
     b[1] = h.traffic_class << 4;

@@ -1,62 +1,17 @@
 //! The translator: configuration plus the IPv4 identification counter, and the entry points that
 //! turn an internal result into an [`Outcome`] (including the ICMP errors it generates itself).
 
+#[cfg(feature = "alloc")]
 use core::net::{Ipv4Addr, Ipv6Addr};
-use core::sync::atomic::{AtomicU16, Ordering};
 
-use crate::checksum;
 use crate::config::Config;
-use crate::eam::EamTable;
-use crate::emit::{self, Hdr4, Hdr6};
-use crate::outcome::{DropReason, Emitted, InPlace, Outcome};
-use crate::wire::{self, Parse, proto};
+use crate::fail::{Fail, Ip, MAX_ICMP6_ERROR};
+use crate::ids::Ids;
+use crate::outcome::{InPlace, Outcome};
 use crate::{xlat46, xlat64};
 
 /// Largest IP packet: an IPv6 header and a 65535-byte payload (an IPv4 datagram is smaller).
 const MAX_IP_PACKET: usize = 40 + 65535;
-/// Largest ICMPv4 error the translator emits (RFC 1812 §4.3.2.3).
-pub(crate) const MAX_ICMP4_ERROR: usize = 576;
-/// Largest ICMPv6 error the translator emits (RFC 4443 §2.4 (c)).
-pub(crate) const MAX_ICMP6_ERROR: usize = 1280;
-
-/// IPv4 addresses no prefix or EAM may translate, whatever the configuration: "this network"
-/// 0.0.0.0/8, loopback 127.0.0.0/8, link-local 169.254.0.0/16 (RFC 3927 §2.7: a router must not
-/// forward a packet from or to it), multicast 224.0.0.0/4 (a group would become a unicast IPv6
-/// address) and reserved 240.0.0.0/4, which holds the limited broadcast 255.255.255.255.
-#[inline(always)]
-pub(crate) const fn never_translated(a: Ipv4Addr) -> bool {
-    let first = a.octets()[0];
-    first == 0 || first == 127 || first >= 224 || a.is_link_local()
-}
-
-/// Why a translation stopped: a silent drop, or a drop answered by an ICMP error to the sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fail {
-    Drop(DropReason),
-    /// Answer with this ICMP type/code; `rest` is bytes 4-7 of the ICMP header.
-    Reply {
-        reason: DropReason,
-        ty: u8,
-        code: u8,
-        rest: u32,
-    },
-}
-
-impl From<DropReason> for Fail {
-    fn from(r: DropReason) -> Self {
-        Fail::Drop(r)
-    }
-}
-
-/// Which end of the conversation an address belongs to, for the hairpinning rules of RFC 7757 §4.2.2:
-/// in the second pass of a hairpinned packet, the "remote" addresses (outer source, quoted
-/// destination) are mapped with RFC 6052 only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    Local,
-    Remote,
-}
-
 /// A stateless IPv4/IPv6 translator (SIIT, RFC 7915).
 ///
 /// `&self` is enough to translate, so one translator can serve several threads; the only mutable
@@ -64,7 +19,7 @@ pub(crate) enum Role {
 #[derive(Debug)]
 pub struct Translator<'a> {
     cfg: Config<'a>,
-    next_id: AtomicU16,
+    ids: Ids,
 }
 
 impl<'a> Translator<'a> {
@@ -72,7 +27,7 @@ impl<'a> Translator<'a> {
     pub const fn new(cfg: Config<'a>) -> Self {
         Self {
             cfg,
-            next_id: AtomicU16::new(0),
+            ids: Ids::new(0),
         }
     }
 
@@ -86,9 +41,9 @@ impl<'a> Translator<'a> {
     /// [`Translator::out_len`]`(input.len())` bytes is always enough.
     #[inline]
     pub fn translate_4to6(&self, input: &[u8], out: &mut [u8]) -> Outcome {
-        match xlat46::translate(self, input, out, false) {
+        match xlat46::translate(&self.cfg, input, out, false) {
             Ok(e) => Outcome::Translated(e),
-            Err(f) => self.fail4(input, out, f),
+            Err(f) => self.fail(Ip::V4, input, out, f),
         }
     }
 
@@ -98,10 +53,10 @@ impl<'a> Translator<'a> {
     /// [`Translator::out_len`]`(input.len())` bytes is always enough.
     #[inline]
     pub fn translate_6to4(&self, input: &[u8], out: &mut [u8]) -> Outcome {
-        match xlat64::translate(self, input, out) {
+        match xlat64::translate(&self.cfg, &self.ids, input, out) {
             Ok(xlat64::Done::Out(e)) => Outcome::Translated(e),
             Ok(xlat64::Done::Hairpin(e)) => Outcome::Hairpinned(e),
-            Err(f) => self.fail6(input, out, f),
+            Err(f) => self.fail(Ip::V6, input, out, f),
         }
     }
 
@@ -116,7 +71,7 @@ impl<'a> Translator<'a> {
         if buf.get(at..at.saturating_add(len)).is_none() {
             return InPlace::RangeOutOfBounds;
         }
-        match xlat46::translate_in_place(self, buf, at, len) {
+        match xlat46::translate_in_place(&self.cfg, buf, at, len) {
             Ok(Some(r)) => InPlace::Translated(r),
             Ok(None) => InPlace::NeedsOutBuffer,
             Err(r) => InPlace::Dropped(r),
@@ -133,7 +88,7 @@ impl<'a> Translator<'a> {
         if buf.get(at..at.saturating_add(len)).is_none() {
             return InPlace::RangeOutOfBounds;
         }
-        match xlat64::translate_in_place(self, buf, at, len) {
+        match xlat64::translate_in_place(&self.cfg, &self.ids, buf, at, len) {
             Ok(Some(r)) => InPlace::Translated(r),
             Ok(None) => InPlace::NeedsOutBuffer,
             Err(r) => InPlace::Dropped(r),
@@ -187,248 +142,29 @@ impl<'a> Translator<'a> {
     fn carrying_ids<'b>(&self, cfg: Config<'b>) -> Translator<'b> {
         Translator {
             cfg,
-            next_id: AtomicU16::new(self.next_id.load(Ordering::Relaxed)),
+            ids: Ids::new(self.ids.now()),
         }
     }
 
     /// Takes the identification counter back from a [`Translator::with_eam`] view.
     #[cfg(feature = "alloc")]
     pub(crate) fn resume_ids(&self, view: &Translator<'_>) {
-        self.next_id
-            .store(view.next_id.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.ids.set(view.ids.now());
     }
 
-    /// The IPv4 Identification for a packet made from an unfragmented IPv6 one: a shared counter
-    /// plus a per-flow offset keyed by [`Config::id_key`] (the hash-based generator of RFC 7739
-    /// §5.3), so a host that sees its own IDs cannot predict another flow's.
-    #[inline]
-    pub(crate) fn next_id(&self, src: Ipv4Addr, dst: Ipv4Addr) -> u16 {
-        let k = self.cfg.id_key;
-        let h = (src.to_bits() ^ k as u32)
-            .wrapping_mul(0x9e37_79b1)
-            .wrapping_add(dst.to_bits() ^ (k >> 32) as u32)
-            .wrapping_mul(0x85eb_ca6b);
-        self.next_count().wrapping_add((h >> 16) as u16)
-    }
-
-    #[inline]
-    fn next_count(&self) -> u16 {
-        // A plain load and store, not an atomic add: two threads may now and then draw the same ID,
-        // which only matters if both datagrams also get fragmented on the IPv4 side at once; the
-        // locked add would cost more than the rest of the header translation.
-        let id = self.next_id.load(Ordering::Relaxed);
-        self.next_id.store(id.wrapping_add(1), Ordering::Relaxed);
-        id
-    }
-
-    /// IPv4 → IPv6 address: EAM first (RFC 7757), then RFC 6052. `Remote` skips the EAM in the
-    /// second pass of a hairpinned packet.
-    // Always: an out-of-line Option<Ipv6Addr> (align 1) comes back through memory and stalls
-    // store forwarding on every packet.
-    #[inline(always)]
-    pub(crate) fn map_4to6(&self, a: Ipv4Addr, role: Role, hairpin: bool) -> Option<Ipv6Addr> {
-        if never_translated(a) {
-            return None;
-        }
-        self.map_4to6_any(a, role, hairpin)
-    }
-
-    /// The IPv6 source of a translated ICMPv4 error. A router that reports from "this network"
-    /// (0/8) or loopback (127/8) still identifies only itself, and its error is about a flow we
-    /// translate, so it is mapped like any address (Jool does the same). A multicast or reserved
-    /// source is not mapped, nor is any source without a mapping: those take the RFC 6791 source
-    /// instead. A link-local source (169.254/16) refuses the whole error, pool or not: RFC 3927
-    /// §2.7 forbids forwarding a packet from a link-local address, and putting a pool address in
-    /// its place would still forward it off its link. (Jool maps it like 0/8.)
-    #[inline(always)]
-    pub(crate) fn error_source_4to6(&self, a: Ipv4Addr, hairpin: bool) -> Option<Ipv6Addr> {
-        if a.is_link_local() {
-            return None;
-        }
-        if a.octets()[0] < 224 {
-            if let Some(v6) = self.map_4to6_any(a, Role::Remote, hairpin) {
-                return Some(v6);
-            }
-        }
-        self.rfc6791_v6(a)
-    }
-
-    #[inline(always)]
-    fn map_4to6_any(&self, a: Ipv4Addr, role: Role, hairpin: bool) -> Option<Ipv6Addr> {
-        let eam = !(hairpin && role == Role::Remote);
-        if eam {
-            if let Some(v6) = EamTable::new(self.cfg.eam).to_v6(a) {
-                return Some(v6);
-            }
-        }
-        self.cfg.pool6?.embed(a, self.cfg.non_global)
-    }
-
-    /// IPv6 → IPv4 address: EAM first (RFC 7757), then RFC 6052.
-    // Always: an out-of-line Option<Ipv6Addr> (align 1) comes back through memory and stalls
-    // store forwarding on every packet.
-    #[inline(always)]
-    pub(crate) fn map_6to4(&self, a: Ipv6Addr) -> Option<Ipv4Addr> {
-        EamTable::new(self.cfg.eam)
-            .to_v4(a)
-            .or_else(|| self.cfg.pool6?.extract(a, self.cfg.non_global))
-            .filter(|&v4| !never_translated(v4))
-    }
-
-    /// RFC 6791: the IPv4 source for an ICMPv6 error whose source has no mapping. The address is
-    /// picked from the pool by the untranslatable source, so one router keeps one address.
-    pub(crate) fn rfc6791_v4(&self, untranslatable: Ipv6Addr) -> Option<Ipv4Addr> {
-        match self.cfg.rfc6791_v4 {
-            Some(p) => {
-                let h = checksum::fold(checksum::sum(&untranslatable.octets()));
-                let pick = u32::from(h) % p.size().max(1);
-                Some(Ipv4Addr::from_bits(p.addr().to_bits() | pick))
-            }
-            None => self.cfg.own_v4,
-        }
-    }
-
-    /// The same for ICMPv4 errors (a Jool extension; RFC 6791 only defines the IPv4 pool).
-    pub(crate) fn rfc6791_v6(&self, untranslatable: Ipv4Addr) -> Option<Ipv6Addr> {
-        match self.cfg.rfc6791_v6 {
-            Some(p) => {
-                let span = 128 - u32::from(p.prefix_len());
-                let bits = u128::from(untranslatable.to_bits());
-                let pick = if span == 0 {
-                    0
-                } else {
-                    bits & (u128::MAX >> (128 - span.min(32)))
-                };
-                Some(Ipv6Addr::from_bits(p.addr().to_bits() | pick))
-            }
-            None => self.cfg.own_v6,
-        }
-    }
-
-    pub(crate) fn fail4(&self, input: &[u8], out: &mut [u8], f: Fail) -> Outcome {
-        match f {
-            Fail::Drop(r) => Outcome::Dropped(r),
-            Fail::Reply {
-                reason,
-                ty,
-                code,
-                rest,
-            } => match self.reply4(input, out, ty, code, rest) {
-                Ok(e) => Outcome::IcmpError { reason, reply: e },
-                Err(_) => Outcome::Dropped(reason),
-            },
-        }
-    }
-
-    pub(crate) fn fail6(&self, input: &[u8], out: &mut [u8], f: Fail) -> Outcome {
-        match f {
-            Fail::Drop(r) => Outcome::Dropped(r),
-            Fail::Reply {
-                reason,
-                ty,
-                code,
-                rest,
-            } => match self.reply6(input, out, ty, code, rest) {
-                Ok(e) => Outcome::IcmpError { reason, reply: e },
-                Err(_) => Outcome::Dropped(reason),
-            },
-        }
-    }
-
-    /// An ICMPv4 error from the translator to the sender of `input`, quoting as much as fits in 576.
-    /// Fails (and the caller just drops) without an own address to send it from.
-    fn reply4(
-        &self,
-        input: &[u8],
-        out: &mut [u8],
-        ty: u8,
-        code: u8,
-        rest: u32,
-    ) -> Result<Emitted, DropReason> {
-        let own = self.cfg.own_v4.ok_or(DropReason::UntranslatableSource)?;
-        let ip = wire::Ipv4::parse(input, Parse::Lax)?;
-        // RFC 1812 §4.3.2.7: no error about a datagram to or from a group or broadcast address.
-        let group = |a: Ipv4Addr| a.is_multicast() || a.is_broadcast() || a.is_unspecified();
-        if group(ip.src) || group(ip.dst) {
-            return Err(DropReason::Malformed);
-        }
-        let quote = &input[..usize::from(ip.total_len)
-            .min(input.len())
-            .min(MAX_ICMP4_ERROR - 28)];
-        let h = Hdr4 {
-            tos: 0,
-            id: 0,
-            df: false,
-            mf: false,
-            offset: 0,
-            ttl: 64,
-            proto: proto::ICMP,
-            src: own.to_bits(),
-            dst: ip.src.to_bits(),
-        };
-        let icmp_len = 8 + quote.len();
-        emit::ipv4_header(out, &h, icmp_len)?;
-        let msg = out
-            .get_mut(20..20 + icmp_len)
-            .ok_or(DropReason::BufferTooSmall)?;
-        msg[0] = ty;
-        msg[1] = code;
-        msg[2..4].fill(0);
-        msg[4..8].copy_from_slice(&rest.to_be_bytes());
-        msg[8..].copy_from_slice(quote);
-        let c = checksum::finish(checksum::sum(msg));
-        msg[2..4].copy_from_slice(&c.to_be_bytes());
-        Ok(Emitted::new(20 + icmp_len, 1))
-    }
-
-    /// An ICMPv6 error from the translator to the sender of `input`, quoting as much as fits in 1280.
-    fn reply6(
-        &self,
-        input: &[u8],
-        out: &mut [u8],
-        ty: u8,
-        code: u8,
-        rest: u32,
-    ) -> Result<Emitted, DropReason> {
-        let own = self.cfg.own_v6.ok_or(DropReason::UntranslatableSource)?;
-        let ip = wire::Ipv6::parse(input, Parse::Lax)?;
-        // RFC 4443 §2.4 (e): no error to an unspecified or multicast source, nor about a packet to a
-        // multicast group (its Packet Too Big exception is not taken).
-        if ip.src.is_unspecified() || ip.src.is_multicast() || ip.dst.is_multicast() {
-            return Err(DropReason::Malformed);
-        }
-        let end = (40 + usize::from(ip.payload_len)).min(input.len());
-        let quote = &input[..end.min(MAX_ICMP6_ERROR - 48)];
-        let h = Hdr6 {
-            traffic_class: 0,
-            next: proto::ICMPV6,
-            hop_limit: 64,
-            src: own.to_bits(),
-            dst: ip.src.to_bits(),
-        };
-        let icmp_len = 8 + quote.len();
-        emit::ipv6_header(out, &h, None, icmp_len)?;
-        let msg = out
-            .get_mut(40..40 + icmp_len)
-            .ok_or(DropReason::BufferTooSmall)?;
-        msg[0] = ty;
-        msg[1] = code;
-        msg[2..4].fill(0);
-        msg[4..8].copy_from_slice(&rest.to_be_bytes());
-        msg[8..].copy_from_slice(quote);
-        let acc = checksum::add(
-            checksum::pseudo6(own, ip.src, proto::ICMPV6, icmp_len as u32),
-            checksum::sum(msg),
-        );
-        msg[2..4].copy_from_slice(&checksum::finish(acc).to_be_bytes());
-        Ok(Emitted::new(40 + icmp_len, 1))
+    /// What becomes of `input` (an IP`ip` packet) that translation refused with `f`.
+    pub(crate) fn fail(&self, ip: Ip, input: &[u8], out: &mut [u8], f: Fail) -> Outcome {
+        f.answer(&self.cfg, ip, input, out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eam::EamTable;
+    use crate::outcome::DropReason;
     use crate::rfc6052::{Pool6, WELL_KNOWN_PREFIX};
+    use core::net::Ipv4Addr;
 
     // Reference translations in testdata/, computed with an independent script from the RFC
     // arithmetic (RFC 791/768/792/4443/8200 headers and checksums, RFC 7915 field rules), not by

@@ -18,6 +18,36 @@ pub(crate) mod proto {
     pub(crate) const DEST_OPTS: u8 = 60;
 }
 
+/// Offsets and lengths of the header fields the translator reads and writes by hand (smoltcp's
+/// `mod field`): one place, not literals at every use.
+pub(crate) mod field {
+    /// IPv4 header without options.
+    pub(crate) const IPV4_LEN: usize = 20;
+    /// IPv6 fixed header.
+    pub(crate) const IPV6_LEN: usize = 40;
+    /// IPv6 Fragment header.
+    pub(crate) const FRAG6_LEN: usize = 8;
+    /// The checksum in a TCP header.
+    pub(crate) const TCP_CHECKSUM: usize = 16;
+    /// The checksum in a UDP header.
+    pub(crate) const UDP_CHECKSUM: usize = 6;
+    /// ICMP (v4 and v6 alike): type, code, checksum, the four bytes after it, and the header length.
+    pub(crate) const ICMP_TYPE: usize = 0;
+    pub(crate) const ICMP_CODE: usize = 1;
+    pub(crate) const ICMP_CHECKSUM: usize = 2;
+    pub(crate) const ICMP_REST: usize = 4;
+    pub(crate) const ICMP_LEN: usize = 8;
+}
+
+/// The big-endian 16-bit word at `b[at..at + 2]`; `Truncated` when `b` ends before it.
+#[inline]
+pub(crate) fn read16(b: &[u8], at: usize) -> Result<u16, DropReason> {
+    match b.get(at..at + 2) {
+        Some(&[hi, lo]) => Ok(u16::from_be_bytes([hi, lo])),
+        _ => Err(DropReason::Truncated),
+    }
+}
+
 /// Whether the input is trusted to be whole (the packet itself) or may be cut short (a quote).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Parse {

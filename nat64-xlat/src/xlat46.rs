@@ -4,13 +4,14 @@ use core::net::Ipv6Addr;
 use core::ops::Range;
 
 use crate::checksum;
-use crate::config::UdpZeroChecksum;
+use crate::config::{Config, UdpZeroChecksum};
 use crate::emit::{self, Frag6, Hdr6, Patches};
+use crate::fail::{Fail, MAX_ICMP6_ERROR};
 use crate::icmp::{self, Rest};
+use crate::mapping::Role;
 use crate::outcome::{DropReason, Emitted};
 use crate::rfc4884;
-use crate::translator::{Fail, MAX_ICMP6_ERROR, Role, Translator};
-use crate::wire::{Ipv4, Parse, proto};
+use crate::wire::{Ipv4, Parse, field, proto, read16};
 
 /// A plain (not ICMP error) IPv4 packet as IPv6: the header, the transport bytes that change, the
 /// Fragment header of a single output packet, and the fragment size when it must be cut.
@@ -28,15 +29,15 @@ pub(crate) struct Plan6<'p> {
 /// TTL was already decremented and the remote addresses map through RFC 6052 only.
 #[inline(always)]
 pub(crate) fn translate(
-    t: &Translator<'_>,
+    cfg: &Config<'_>,
     input: &[u8],
     out: &mut [u8],
     hairpin: bool,
 ) -> Result<Emitted, Fail> {
     let ip = Ipv4::parse(input, Parse::Strict)?;
-    match plan(t, &ip, hairpin, ToBuffer(&mut *out))? {
+    match plan(cfg, &ip, hairpin, ToBuffer(&mut *out))? {
         Some(e) => Ok(e),
-        None => icmp_error_msg(t, &ip, out, hairpin),
+        None => icmp_error_msg(cfg, &ip, out, hairpin),
     }
 }
 
@@ -45,7 +46,7 @@ pub(crate) fn translate(
 /// `Ok(None)`: not that kind of packet, an ICMP error is due, or too little headroom; `buf` is
 /// untouched.
 pub(crate) fn translate_in_place(
-    t: &Translator<'_>,
+    cfg: &Config<'_>,
     buf: &mut [u8],
     at: usize,
     len: usize,
@@ -54,13 +55,13 @@ pub(crate) fn translate_in_place(
         .get(at..at.saturating_add(len))
         .ok_or(DropReason::Truncated)?;
     let ip = Ipv4::parse(input, Parse::Strict)?;
-    let (h, patches, frag) = match plan(t, &ip, false, Pieces) {
+    let (h, patches, frag) = match plan(cfg, &ip, false, Pieces) {
         Ok(Some((h, patches, frag, None))) => (h, patches, frag),
         Ok(_) | Err(Fail::Reply { .. }) => return Ok(None),
         Err(Fail::Drop(r)) => return Err(r),
     };
     let (ihl, plen) = (ip.header.len(), ip.payload.len());
-    let hl = if frag.is_some() { 48 } else { 40 };
+    let hl = field::IPV6_LEN + if frag.is_some() { field::FRAG6_LEN } else { 0 };
     let Some(start) = (at + ihl).checked_sub(hl) else {
         return Ok(None);
     };
@@ -102,12 +103,11 @@ impl Sink for Pieces {
 /// `None` for an ICMP error, which [`icmp_error_msg`] handles.
 #[inline(always)]
 fn plan<S: Sink>(
-    t: &Translator<'_>,
+    cfg: &Config<'_>,
     ip: &Ipv4<'_>,
     hairpin: bool,
     sink: S,
 ) -> Result<Option<S::Out>, Fail> {
-    let cfg = t.config();
     let icmp_error = ip.proto == proto::ICMP
         && ip.offset == 0
         && ip.payload.first().is_some_and(|&ty| icmp::is_error_v4(ty));
@@ -133,9 +133,9 @@ fn plan<S: Sink>(
         (Ipv6Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED)
     } else {
         (
-            t.map_4to6(ip.src, Role::Remote, hairpin)
+            cfg.map_4to6(ip.src, Role::Remote, hairpin)
                 .ok_or(DropReason::UntranslatableSource)?,
-            t.map_4to6(ip.dst, Role::Local, hairpin)
+            cfg.map_4to6(ip.dst, Role::Local, hairpin)
                 .ok_or(DropReason::UntranslatableDestination)?,
         )
     };
@@ -163,18 +163,9 @@ fn plan<S: Sink>(
     let mut patches = Patches::default();
     if ip.offset == 0 {
         match ip.proto {
-            proto::TCP => {
-                let old = read16(payload, 16)?;
-                let c = checksum::update(
-                    old,
-                    checksum::addrs4(ip.src, ip.dst),
-                    checksum::addrs6(src, dst),
-                );
-                patches.checksum(16, c);
-            }
-            proto::UDP => {
-                let old = read16(payload, 6)?;
-                if old == 0 {
+            proto::TCP | proto::UDP => {
+                let (from, to) = (checksum::addrs4(ip.src, ip.dst), checksum::addrs6(src, dst));
+                if patches.readdress(ip.proto, payload, from, to)? == 0 && ip.proto == proto::UDP {
                     // RFC 7915 §4.5: only a whole datagram can be summed (see `UdpZeroChecksum`).
                     match (cfg.udp_zero_checksum, ip.is_fragment()) {
                         (UdpZeroChecksum::Compute, false) => {}
@@ -190,30 +181,15 @@ fn plan<S: Sink>(
                         checksum::sum(payload),
                     );
                     let c = checksum::finish(acc);
-                    patches.checksum(6, checksum::udp(c));
-                } else {
-                    let c = checksum::update(
-                        old,
-                        checksum::addrs4(ip.src, ip.dst),
-                        checksum::addrs6(src, dst),
-                    );
-                    patches.checksum(6, checksum::udp(c));
+                    patches.checksum(field::UDP_CHECKSUM, checksum::udp(c));
                 }
             }
             proto::ICMP => {
-                let old = read16(payload, 2)?;
-                let (ty, code) = (payload[0], payload[1]);
+                read16(payload, field::ICMP_CHECKSUM)?;
+                let (ty, code) = (payload[field::ICMP_TYPE], payload[field::ICMP_CODE]);
                 let m = icmp::map_4to6(ty, code).ok_or(DropReason::UntranslatableIcmp)?;
-                let c = checksum::update(
-                    old,
-                    u32::from(u16::from_be_bytes([ty, code])),
-                    checksum::add(
-                        u32::from(u16::from_be_bytes([m.ty, m.code])),
-                        checksum::pseudo6(src, dst, proto::ICMPV6, payload.len() as u32),
-                    ),
-                );
-                patches.ty(m.ty);
-                patches.checksum(2, c);
+                let pseudo = checksum::pseudo6(src, dst, proto::ICMPV6, payload.len() as u32);
+                patches.retype_icmp(payload, [ty, code], [m.ty, m.code], 0, pseudo);
             }
             _ => {}
         }
@@ -306,22 +282,13 @@ fn write_payload(
     Ok(())
 }
 
-#[inline]
-pub(crate) fn read16(b: &[u8], at: usize) -> Result<u16, DropReason> {
-    match b.get(at..at + 2) {
-        Some(&[hi, lo]) => Ok(u16::from_be_bytes([hi, lo])),
-        _ => Err(DropReason::Truncated),
-    }
-}
-
 /// RFC 7915 §4.2 and §4.3: an ICMPv4 error becomes an ICMPv6 error with its quoted packet translated.
 fn icmp_error_msg(
-    t: &Translator<'_>,
+    cfg: &Config<'_>,
     ip: &Ipv4<'_>,
     out: &mut [u8],
     hairpin: bool,
 ) -> Result<Emitted, Fail> {
-    let cfg = t.config();
     let msg = ip.payload;
     if msg.len() < 8 {
         return Err(DropReason::Truncated.into());
@@ -332,10 +299,10 @@ fn icmp_error_msg(
         return Err(DropReason::IcmpErrorChecksum.into());
     }
     let m = icmp::map_4to6(msg[0], msg[1]).ok_or(DropReason::UntranslatableIcmp)?;
-    let src = t
+    let src = cfg
         .error_source_4to6(ip.src, hairpin)
         .ok_or(DropReason::UntranslatableSource)?;
-    let dst = t
+    let dst = cfg
         .map_4to6(ip.dst, Role::Local, hairpin)
         .ok_or(DropReason::UntranslatableDestination)?;
     let (quote, ext) = rfc4884::split(&msg[8..], msg[5], 4);
@@ -355,7 +322,7 @@ fn icmp_error_msg(
     };
 
     let body = out.get_mut(48..).ok_or(DropReason::BufferTooSmall)?;
-    let ilen = inner_packet(t, &inner, body, hairpin)?;
+    let ilen = inner_packet(cfg, &inner, body, hairpin)?;
     let carries_len = matches!(m.ty, icmp::v6::DEST_UNREACH | icmp::v6::TIME_EXCEEDED);
     let ext = if carries_len { ext } else { &[] };
     let l = rfc4884::layout(ilen, ext.len(), MAX_ICMP6_ERROR - 48, 8);
@@ -375,27 +342,23 @@ fn icmp_error_msg(
         dst: dst.to_bits(),
     };
     emit::ipv6_header(out, &h, None, icmp_len)?;
-    let msg6 = &mut out[40..40 + icmp_len];
-    msg6[0] = m.ty;
-    msg6[1] = m.code;
-    msg6[2..4].fill(0);
-    msg6[4..8].copy_from_slice(&rest.to_be_bytes());
-    if l.ext {
-        msg6[4] = (l.area / 8) as u8;
-    }
-    let acc = checksum::add(
-        checksum::pseudo6(src, dst, proto::ICMPV6, icmp_len as u32),
-        checksum::sum(msg6),
-    );
-    msg6[2..4].copy_from_slice(&checksum::finish(acc).to_be_bytes());
-    Ok(Emitted::new(40 + icmp_len, 1))
+    // RFC 4884: the quote's length in 64-bit words, in the first byte after the checksum.
+    let rest = if l.ext {
+        rest & 0x00ff_ffff | ((l.area / 8) as u32) << 24
+    } else {
+        rest
+    };
+    let pseudo = checksum::pseudo6(src, dst, proto::ICMPV6, icmp_len as u32);
+    let msg6 = &mut out[field::IPV6_LEN..field::IPV6_LEN + icmp_len];
+    emit::icmp_header(msg6, m.ty, m.code, rest, pseudo);
+    Ok(Emitted::new(field::IPV6_LEN + icmp_len, 1))
 }
 
 /// RFC 7915 §4.3: the IPv4 packet inside an ICMPv4 error, as an IPv6 packet. Its TTL is kept, its
 /// payload length comes from its own header, its addresses swap roles, and a truncated tail is fine.
 /// Returns the bytes written.
 fn inner_packet(
-    t: &Translator<'_>,
+    cfg: &Config<'_>,
     inner: &Ipv4<'_>,
     out: &mut [u8],
     hairpin: bool,
@@ -410,10 +373,10 @@ fn inner_packet(
     {
         return Err(DropReason::NestedIcmpError.into());
     }
-    let src = t
+    let src = cfg
         .map_4to6(inner.src, Role::Local, hairpin)
         .ok_or(DropReason::InnerPacket)?;
-    let dst = t
+    let dst = cfg
         .map_4to6(inner.dst, Role::Remote, hairpin)
         .ok_or(DropReason::InnerPacket)?;
     let claimed = usize::from(inner.claimed_payload_len());
@@ -421,49 +384,27 @@ fn inner_packet(
     let mut patches = Patches::default();
     if first {
         match inner.proto {
-            proto::TCP => {
-                if let Ok(old) = read16(data, 16) {
-                    let c = checksum::update(
-                        old,
-                        checksum::addrs4(inner.src, inner.dst),
-                        checksum::addrs6(src, dst),
-                    );
-                    patches.checksum(16, c);
-                }
-            }
-            proto::UDP => {
-                // A zero checksum stays zero: the quote only has to identify the flow.
-                if let Ok(old @ 1..) = read16(data, 6) {
-                    let c = checksum::update(
-                        old,
-                        checksum::addrs4(inner.src, inner.dst),
-                        checksum::addrs6(src, dst),
-                    );
-                    patches.checksum(6, checksum::udp(c));
-                }
+            proto::TCP | proto::UDP => {
+                let (from, to) = (
+                    checksum::addrs4(inner.src, inner.dst),
+                    checksum::addrs6(src, dst),
+                );
+                // A quote may be cut before the checksum, and a zero UDP checksum stays zero: the
+                // quote only has to identify the flow.
+                patches.readdress(inner.proto, data, from, to).ok();
             }
             proto::ICMP => {
                 if let (Some(&ty), Some(&code)) = (data.first(), data.get(1)) {
                     let m = icmp::map_4to6(ty, code).ok_or(DropReason::InnerPacket)?;
-                    patches.ty(m.ty);
-                    if let Ok(old) = read16(data, 2) {
-                        let c = checksum::update(
-                            old,
-                            u32::from(u16::from_be_bytes([ty, code])),
-                            checksum::add(
-                                u32::from(u16::from_be_bytes([m.ty, m.code])),
-                                checksum::pseudo6(src, dst, proto::ICMPV6, claimed as u32),
-                            ),
-                        );
-                        patches.checksum(2, c);
-                    }
+                    let pseudo = checksum::pseudo6(src, dst, proto::ICMPV6, claimed as u32);
+                    patches.retype_icmp(data, [ty, code], [m.ty, m.code], 0, pseudo);
                 }
             }
             _ => {}
         }
     }
     let h = Hdr6 {
-        traffic_class: t.config().traffic_class.unwrap_or(inner.tos),
+        traffic_class: cfg.traffic_class.unwrap_or(inner.tos),
         next: if inner.proto == proto::ICMP {
             proto::ICMPV6
         } else {
@@ -491,6 +432,7 @@ mod tests {
     use crate::config::Config;
     use crate::eam::EamTable;
     use crate::outcome::Outcome;
+    use crate::translator::Translator;
     use crate::testpkt::{
         self, V4, V4_HOST, V6_HOST_AS_V4, a6, config, v4_host_as_v6, v6_host, verify,
     };

@@ -5,14 +5,17 @@ use core::net::Ipv4Addr;
 use core::ops::Range;
 
 use crate::checksum;
+use crate::config::Config;
 use crate::eam::EamTable;
 use crate::emit::{self, Hdr4, Patches};
+use crate::fail::{Fail, MAX_ICMP4_ERROR};
 use crate::icmp::{self, Rest};
+use crate::ids::Ids;
 use crate::outcome::{DropReason, Emitted};
 use crate::rfc4884;
-use crate::translator::{Fail, MAX_ICMP4_ERROR, Translator};
-use crate::wire::{Ipv6, Parse, proto};
-use crate::xlat46::{self, read16};
+use crate::wire::read16;
+use crate::wire::{Ipv6, Parse, field, proto};
+use crate::xlat46;
 
 /// Where the result goes.
 #[derive(Debug, Clone, Copy)]
@@ -36,8 +39,7 @@ struct Prepared<'a> {
 }
 
 #[inline(always)]
-fn prepare<'a>(t: &Translator<'_>, input: &'a [u8]) -> Result<Prepared<'a>, Fail> {
-    let cfg = t.config();
+fn prepare<'a>(cfg: &Config<'_>, input: &'a [u8]) -> Result<Prepared<'a>, Fail> {
     let ip = Ipv6::parse(input, Parse::Strict)?;
     let first = ip.frag.is_none_or(|f| f.offset == 0);
     let icmp_error = ip.proto == proto::ICMPV6
@@ -59,14 +61,14 @@ fn prepare<'a>(t: &Translator<'_>, input: &'a [u8]) -> Result<Prepared<'a>, Fail
 
     // Addresses first: a packet we could never translate gets no ICMP error from us, or we would be
     // a router for any traffic and a reflector for spoofed sources.
-    let dst = t
+    let dst = cfg
         .map_6to4(ip.dst)
         .ok_or(DropReason::UntranslatableDestination)?;
-    let src = match t.map_6to4(ip.src) {
+    let src = match cfg.map_6to4(ip.src) {
         Some(s) => s,
         // RFC 6791: an ICMPv6 error from an untranslatable router still gets through.
-        None if icmp_error => t
-            .rfc6791_v4(ip.src)
+        None if icmp_error => cfg
+            .rfc6791_source_v4(ip.src)
             .ok_or(DropReason::UntranslatableSource)?,
         None => return Err(DropReason::UntranslatableSource.into()),
     };
@@ -101,19 +103,24 @@ fn prepare<'a>(t: &Translator<'_>, input: &'a [u8]) -> Result<Prepared<'a>, Fail
 }
 
 /// Translates `input`, hairpinning it when its IPv4 destination falls in an EAM range.
-pub(crate) fn translate(t: &Translator<'_>, input: &[u8], out: &mut [u8]) -> Result<Done, Fail> {
-    let p = prepare(t, input)?;
+pub(crate) fn translate(
+    cfg: &Config<'_>,
+    ids: &Ids,
+    input: &[u8],
+    out: &mut [u8],
+) -> Result<Done, Fail> {
+    let p = prepare(cfg, input)?;
     if p.hairpin {
         let half = out.len() / 2;
         let (lo, hi) = out.split_at_mut(half);
-        let v4 = to_ipv4(t, &p, hi)?;
+        let v4 = to_ipv4(cfg, ids, &p, hi)?;
         let pass = hi.get(..v4.len()).ok_or(DropReason::BufferTooSmall)?;
-        return match xlat46::translate(t, pass, lo, true) {
+        return match xlat46::translate(cfg, pass, lo, true) {
             Ok(e) => Ok(Done::Hairpin(e)),
             Err(Fail::Reply { reason, .. } | Fail::Drop(reason)) => Err(Fail::Drop(reason)),
         };
     }
-    match to_ipv4(t, &p, out) {
+    match to_ipv4(cfg, ids, &p, out) {
         Err(Fail::Reply { reason, .. }) if !p.may_reply => Err(Fail::Drop(reason)),
         r => r.map(Done::Out),
     }
@@ -123,7 +130,8 @@ pub(crate) fn translate(t: &Translator<'_>, input: &[u8], out: &mut [u8]) -> Res
 /// packet: the IPv4 header goes over the end of the IPv6 headers, the payload does not move.
 /// `Ok(None)`: not that kind of packet (or an ICMP error is due); `buf` is untouched.
 pub(crate) fn translate_in_place(
-    t: &Translator<'_>,
+    cfg: &Config<'_>,
+    ids: &Ids,
     buf: &mut [u8],
     at: usize,
     len: usize,
@@ -131,8 +139,8 @@ pub(crate) fn translate_in_place(
     let input = buf
         .get(at..at.saturating_add(len))
         .ok_or(DropReason::Truncated)?;
-    let (h, patches, headers, plen) = match prepare(t, input) {
-        Ok(p) if !p.icmp_error && !p.hairpin => match plan_ipv4(t, &p, Pieces) {
+    let (h, patches, headers, plen) = match prepare(cfg, input) {
+        Ok(p) if !p.icmp_error && !p.hairpin => match plan_ipv4(cfg, ids, &p, Pieces) {
             Ok((h, patches, None)) => (h, patches, 40 + p.ip.ext_len, p.ip.payload.len()),
             Ok(_) | Err(Fail::Reply { .. }) => return Ok(None),
             Err(Fail::Drop(r)) => return Err(r),
@@ -218,56 +226,36 @@ impl Sink for Pieces {
 
 /// Writes the IPv4 packet(s). For a hairpinned packet the IPv4 link MTU does not apply.
 #[inline(always)]
-fn to_ipv4(t: &Translator<'_>, p: &Prepared<'_>, out: &mut [u8]) -> Result<Emitted, Fail> {
+fn to_ipv4(cfg: &Config<'_>, ids: &Ids, p: &Prepared<'_>, out: &mut [u8]) -> Result<Emitted, Fail> {
     if p.icmp_error {
-        return icmp_error_msg(t, &p.ip, p.src, p.dst, out);
+        return icmp_error_msg(cfg, ids, &p.ip, p.src, p.dst, out);
     }
-    plan_ipv4(t, p, ToBuffer(out))
+    plan_ipv4(cfg, ids, p, ToBuffer(out))
 }
 
 #[inline(always)]
-fn plan_ipv4<S: Sink>(t: &Translator<'_>, p: &Prepared<'_>, sink: S) -> Result<S::Out, Fail> {
-    let cfg = t.config();
+fn plan_ipv4<S: Sink>(
+    cfg: &Config<'_>,
+    ids: &Ids,
+    p: &Prepared<'_>,
+    sink: S,
+) -> Result<S::Out, Fail> {
     let (ip, src, dst) = (&p.ip, p.src, p.dst);
     let payload = ip.payload;
     let mut patches = Patches::default();
     if ip.frag.is_none_or(|f| f.offset == 0) {
         match ip.proto {
-            proto::TCP => {
-                let old = read16(payload, 16)?;
-                let c = checksum::update(
-                    old,
-                    checksum::addrs6(ip.src, ip.dst),
-                    checksum::addrs4(src, dst),
-                );
-                patches.checksum(16, c);
-            }
-            proto::UDP => {
+            proto::TCP | proto::UDP => {
                 // Zero (only legal over IPv6 for RFC 6935 tunnels) stays zero: "no checksum" in IPv4.
-                let old = read16(payload, 6)?;
-                if old != 0 {
-                    let c = checksum::update(
-                        old,
-                        checksum::addrs6(ip.src, ip.dst),
-                        checksum::addrs4(src, dst),
-                    );
-                    patches.checksum(6, checksum::udp(c));
-                }
+                let (from, to) = (checksum::addrs6(ip.src, ip.dst), checksum::addrs4(src, dst));
+                patches.readdress(ip.proto, payload, from, to)?;
             }
             proto::ICMPV6 => {
-                let old = read16(payload, 2)?;
-                let (ty, code) = (payload[0], payload[1]);
+                read16(payload, field::ICMP_CHECKSUM)?;
+                let (ty, code) = (payload[field::ICMP_TYPE], payload[field::ICMP_CODE]);
                 let m = icmp::map_6to4(ty, code).ok_or(DropReason::UntranslatableIcmp)?;
-                let c = checksum::update(
-                    old,
-                    checksum::add(
-                        u32::from(u16::from_be_bytes([ty, code])),
-                        checksum::pseudo6(ip.src, ip.dst, proto::ICMPV6, payload.len() as u32),
-                    ),
-                    u32::from(u16::from_be_bytes([m.ty, m.code])),
-                );
-                patches.ty(m.ty);
-                patches.checksum(2, c);
+                let pseudo = checksum::pseudo6(ip.src, ip.dst, proto::ICMPV6, payload.len() as u32);
+                patches.retype_icmp(payload, [ty, code], [m.ty, m.code], pseudo, 0);
             }
             _ => {}
         }
@@ -299,7 +287,7 @@ fn plan_ipv4<S: Sink>(t: &Translator<'_>, p: &Prepared<'_>, sink: S) -> Result<S
         }
         None => {
             // RFC 7915 §5.1 (after RFC 8021): DF only above 1260 bytes; the ID is ours to pick.
-            h.id = t.next_id(src, dst);
+            h.id = ids.next(cfg.id_key, src, dst);
             h.df = total > 1260;
         }
     }
@@ -324,13 +312,13 @@ fn plan_ipv4<S: Sink>(t: &Translator<'_>, p: &Prepared<'_>, sink: S) -> Result<S
 
 /// RFC 7915 §5.2 and §5.3: an ICMPv6 error becomes an ICMPv4 error with its quoted packet translated.
 fn icmp_error_msg(
-    t: &Translator<'_>,
+    cfg: &Config<'_>,
+    ids: &Ids,
     ip: &Ipv6<'_>,
     src: Ipv4Addr,
     dst: Ipv4Addr,
     out: &mut [u8],
 ) -> Result<Emitted, Fail> {
-    let cfg = t.config();
     let msg = ip.payload;
     if msg.len() < 8 {
         return Err(DropReason::Truncated.into());
@@ -368,7 +356,7 @@ fn icmp_error_msg(
     };
 
     let body = out.get_mut(28..).ok_or(DropReason::BufferTooSmall)?;
-    let ilen = inner_packet(t, &inner, body)?;
+    let ilen = inner_packet(cfg, &inner, body)?;
     let carries_len = matches!(
         m.ty,
         icmp::v4::DEST_UNREACH | icmp::v4::TIME_EXCEEDED | icmp::v4::PARAM_PROBLEM
@@ -385,7 +373,9 @@ fn icmp_error_msg(
     let h = Hdr4 {
         tos: cfg.traffic_class.unwrap_or(ip.traffic_class),
         // An atomic fragment's ID is kept, as for any other packet (RFC 7915 §5.1).
-        id: ip.frag.map_or_else(|| t.next_id(src, dst), |f| f.id as u16),
+        id: ip
+            .frag
+            .map_or_else(|| ids.next(cfg.id_key, src, dst), |f| f.id as u16),
         df: ip.frag.is_none() && 20 + icmp_len > 1260,
         mf: false,
         offset: 0,
@@ -395,22 +385,20 @@ fn icmp_error_msg(
         dst: dst.to_bits(),
     };
     emit::ipv4_header(out, &h, icmp_len)?;
-    let msg4 = &mut out[20..20 + icmp_len];
-    msg4[0] = m.ty;
-    msg4[1] = m.code;
-    msg4[2..4].fill(0);
-    msg4[4..8].copy_from_slice(&rest.to_be_bytes());
-    if l.ext {
-        msg4[5] = (l.area / 4) as u8;
-    }
-    let c = checksum::finish(checksum::sum(msg4));
-    msg4[2..4].copy_from_slice(&c.to_be_bytes());
-    Ok(Emitted::new(20 + icmp_len, 1))
+    // RFC 4884: the quote's length in 32-bit words, in the second byte after the checksum.
+    let rest = if l.ext {
+        rest & 0xff00_ffff | ((l.area / 4) as u32) << 16
+    } else {
+        rest
+    };
+    let msg4 = &mut out[field::IPV4_LEN..field::IPV4_LEN + icmp_len];
+    emit::icmp_header(msg4, m.ty, m.code, rest, 0);
+    Ok(Emitted::new(field::IPV4_LEN + icmp_len, 1))
 }
 
 /// RFC 7915 §5.3: the IPv6 packet inside an ICMPv6 error, as an IPv4 packet (TTL kept, length from
 /// its own header, addresses in swapped roles, truncation tolerated). Returns the bytes written.
-fn inner_packet(t: &Translator<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<usize, Fail> {
+fn inner_packet(cfg: &Config<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<usize, Fail> {
     let first = inner.frag.is_none_or(|f| f.offset == 0);
     let data = inner.payload;
     if inner.proto == proto::ICMPV6
@@ -419,43 +407,26 @@ fn inner_packet(t: &Translator<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<
     {
         return Err(DropReason::NestedIcmpError.into());
     }
-    let src = t.map_6to4(inner.src).ok_or(DropReason::InnerPacket)?;
-    let dst = t.map_6to4(inner.dst).ok_or(DropReason::InnerPacket)?;
+    let src = cfg.map_6to4(inner.src).ok_or(DropReason::InnerPacket)?;
+    let dst = cfg.map_6to4(inner.dst).ok_or(DropReason::InnerPacket)?;
     let claimed = inner.claimed_payload_len();
     let mut patches = Patches::default();
     if first {
         match inner.proto {
             proto::TCP | proto::UDP => {
-                let at = if inner.proto == proto::TCP { 16 } else { 6 };
-                if let Ok(old) = read16(data, at) {
-                    let c = checksum::update(
-                        old,
-                        checksum::addrs6(inner.src, inner.dst),
-                        checksum::addrs4(src, dst),
-                    );
-                    patches.checksum(at, if at == 6 { checksum::udp(c) } else { c });
-                }
+                let (from, to) = (
+                    checksum::addrs6(inner.src, inner.dst),
+                    checksum::addrs4(src, dst),
+                );
+                // A quote may be cut before the checksum: it only has to identify the flow.
+                patches.readdress(inner.proto, data, from, to).ok();
             }
             proto::ICMPV6 => {
                 if let (Some(&ty), Some(&code)) = (data.first(), data.get(1)) {
                     let m = icmp::map_6to4(ty, code).ok_or(DropReason::InnerPacket)?;
-                    patches.ty(m.ty);
-                    if let Ok(old) = read16(data, 2) {
-                        let c = checksum::update(
-                            old,
-                            checksum::add(
-                                u32::from(u16::from_be_bytes([ty, code])),
-                                checksum::pseudo6(
-                                    inner.src,
-                                    inner.dst,
-                                    proto::ICMPV6,
-                                    claimed as u32,
-                                ),
-                            ),
-                            u32::from(u16::from_be_bytes([m.ty, m.code])),
-                        );
-                        patches.checksum(2, c);
-                    }
+                    let pseudo =
+                        checksum::pseudo6(inner.src, inner.dst, proto::ICMPV6, claimed as u32);
+                    patches.retype_icmp(data, [ty, code], [m.ty, m.code], pseudo, 0);
                 }
             }
             _ => {}
@@ -463,7 +434,7 @@ fn inner_packet(t: &Translator<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<
     }
     let total = 20 + claimed;
     let mut h = Hdr4 {
-        tos: t.config().traffic_class.unwrap_or(inner.traffic_class),
+        tos: cfg.traffic_class.unwrap_or(inner.traffic_class),
         id: 0,
         df: false,
         mf: false,
@@ -498,6 +469,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::outcome::Outcome;
+    use crate::translator::Translator;
     use crate::testpkt::{
         V4_HOST, V6, V6_HOST_AS_V4, a6, config, ext8, frag6, v4_host_as_v6, v6_host, verify,
     };

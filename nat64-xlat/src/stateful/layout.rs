@@ -195,9 +195,7 @@ impl Layout {
         for (i, p) in pool4.iter().enumerate() {
             let first = p.addr();
             let last = Ipv4Addr::from_bits(first.to_bits() | (p.size() - 1));
-            if crate::translator::never_translated(first)
-                || crate::translator::never_translated(last)
-            {
+            if crate::mapping::never_translated(first) || crate::mapping::never_translated(last) {
                 return Err(LayoutError::Pool4Reserved(*p));
             }
             if let Some(q) = pool4[..i]

@@ -77,9 +77,11 @@ pub use table::Proto;
 pub use tcp::State as TcpState;
 
 use crate::Eam;
+use crate::fail::{Fail, Ip};
+use crate::mapping::never_translated;
 use crate::outcome::{DropReason, Emitted, InPlace, Outcome};
 use crate::prefix::Ipv4Prefix;
-use crate::translator::{Fail, Translator, never_translated};
+use crate::translator::Translator;
 use blocks::Blocks;
 use flow::Flow;
 use held::Held;
@@ -312,25 +314,25 @@ fn expiring(hops: u8, ty: u8) -> Result<(), Fail> {
 /// address `input` was sent to.
 fn refuse6(xlat: &Translator<'_>, input: &[u8], out: &mut [u8], fail: Fail) -> Outcome {
     if xlat.config().own_v6.is_some() || matches!(fail, Fail::Drop(_)) {
-        return xlat.fail6(input, out, fail);
+        return xlat.fail(Ip::V6, input, out, fail);
     }
     let dst = input
         .get(24..40)
         .and_then(|b| <[u8; 16]>::try_from(b).ok())
         .map(Ipv6Addr::from);
-    xlat.or_own(None, dst).fail6(input, out, fail)
+    xlat.or_own(None, dst).fail(Ip::V6, input, out, fail)
 }
 
 /// The ICMPv4 error (or drop) `fail` says, about `input`; without an `own_v4`, from the pool4
 /// address `input` was sent to.
 fn refuse4(xlat: &Translator<'_>, input: &[u8], out: &mut [u8], fail: Fail) -> Outcome {
     if xlat.config().own_v4.is_some() || matches!(fail, Fail::Drop(_)) {
-        return xlat.fail4(input, out, fail);
+        return xlat.fail(Ip::V4, input, out, fail);
     }
     let dst = input
         .get(16..20)
         .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]));
-    xlat.or_own(dst, None).fail4(input, out, fail)
+    xlat.or_own(dst, None).fail(Ip::V4, input, out, fail)
 }
 
 fn refused(reason: DropReason) -> Fail {
