@@ -2,6 +2,8 @@
 
 use core::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
+use crate::layout::{block_len, family};
+
 /// The source and destination a header carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Addresses<'a> {
@@ -64,33 +66,22 @@ impl Addresses<'_> {
     /// The v2 address family nibble: 0 UNSPEC, 1 INET, 2 INET6, 3 UNIX.
     pub(crate) fn family_nibble(&self) -> u8 {
         match self {
-            Addresses::Unspec => 0,
-            Addresses::Ipv4 { .. } => 1,
-            Addresses::Ipv6 { .. } => 2,
-            Addresses::Unix { .. } => 3,
+            Addresses::Unspec => family::UNSPEC,
+            Addresses::Ipv4 { .. } => family::INET,
+            Addresses::Ipv6 { .. } => family::INET6,
+            Addresses::Unix { .. } => family::UNIX,
         }
     }
 
     /// The v2 address block's length.
     pub(crate) fn v2_len(&self) -> usize {
-        family_block_len(self.family_nibble()).unwrap_or(0)
+        block_len(self.family_nibble()).unwrap_or(0)
     }
 }
 
 impl From<(SocketAddr, SocketAddr)> for Addresses<'_> {
     fn from((src, dst): (SocketAddr, SocketAddr)) -> Self {
         Addresses::from_pair(src, dst)
-    }
-}
-
-/// The v2 address block length of a family nibble; `None` for an undefined family.
-pub(crate) fn family_block_len(family: u8) -> Option<usize> {
-    match family {
-        0 => Some(0),
-        1 => Some(12),
-        2 => Some(36),
-        3 => Some(216),
-        _ => None,
     }
 }
 

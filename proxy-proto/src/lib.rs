@@ -96,6 +96,7 @@ mod emit;
 mod error;
 mod header;
 mod ip_text;
+mod layout;
 mod parse;
 mod status;
 mod tlv;

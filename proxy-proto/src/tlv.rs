@@ -3,6 +3,7 @@
 use core::fmt;
 
 use crate::Error;
+use crate::layout::{CRC32C_LEN, SSL_HEAD, TLV_HEAD, UNIQUE_ID_MAX, read_tlv_head};
 
 /// A TLV type. Open: any byte is a type, unknown ones pass through; the registered ones have names.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,20 +126,18 @@ impl<'a> Iterator for Tlvs<'a> {
     type Item = Tlv<'a>;
 
     fn next(&mut self) -> Option<Tlv<'a>> {
-        let [kind, hi, lo, rest @ ..] = self.rest else {
-            return None;
-        };
-        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        let (head, rest) = self.rest.split_first_chunk::<TLV_HEAD>()?;
+        let (kind, len) = read_tlv_head(*head);
         let (value, rest) = rest.split_at_checked(len)?;
         self.rest = rest;
         Some(Tlv {
-            kind: TlvType(*kind),
+            kind: TlvType(kind),
             value,
         })
     }
 }
 
-/// Walks a TLV region once, checking that every 3-byte head and value lies inside it, and calls
+/// Walks a TLV region once, checking that every head and value lies inside it, and calls
 /// `each(offset of the value, TLV)`. `within` names the enclosing TLV in errors about sub-TLVs.
 fn walk<'a>(
     region: &'a [u8],
@@ -147,15 +146,16 @@ fn walk<'a>(
 ) -> Result<(), Error> {
     let mut at = 0;
     while at < region.len() {
-        let Some(&[kind, hi, lo]) = region.get(at..at + 3) else {
+        let Some(head) = region[at..].first_chunk::<TLV_HEAD>() else {
             return Err(Error::Tlv {
                 tlv: within,
                 reason: "TLV header runs past the end",
             });
         };
+        let (kind, len) = read_tlv_head(*head);
         let kind = TlvType(kind);
-        let value_at = at + 3;
-        let end = value_at + usize::from(u16::from_be_bytes([hi, lo]));
+        let value_at = at + TLV_HEAD;
+        let end = value_at + len;
         let Some(value) = region.get(value_at..end) else {
             return Err(Error::Tlv {
                 tlv: kind,
@@ -195,7 +195,7 @@ pub(crate) fn check_region(region: &[u8]) -> Result<Option<usize>, Error> {
         };
         match tlv.kind {
             TlvType::CRC32C => {
-                if tlv.value.len() != 4 {
+                if tlv.value.len() != CRC32C_LEN {
                     return fail("CRC32C value is not 4 bytes");
                 }
                 // Two checksums would each be computed with only their own field zeroed, so
@@ -213,7 +213,7 @@ pub(crate) fn check_region(region: &[u8]) -> Result<Option<usize>, Error> {
 }
 
 fn check_ssl(value: &[u8]) -> Result<(), Error> {
-    let Some(subs) = value.get(5..) else {
+    let Some(subs) = value.get(SSL_HEAD..) else {
         return Err(Error::Tlv {
             tlv: TlvType::SSL,
             reason: "shorter than its 5-byte head",
@@ -230,7 +230,7 @@ fn check_ssl(value: &[u8]) -> Result<(), Error> {
 /// The content rules of a top-level TLV (SSL and CRC32C apart), shared with the builder.
 pub(crate) fn check_value(kind: TlvType, value: &[u8]) -> Result<(), &'static str> {
     match kind {
-        TlvType::UNIQUE_ID if value.len() > 128 => Err("longer than 128 bytes"),
+        TlvType::UNIQUE_ID if value.len() > UNIQUE_ID_MAX => Err("longer than 128 bytes"),
         TlvType::AUTHORITY if !is_text(value) => Err("not UTF-8"),
         TlvType::NETNS if !value.is_ascii() => Err("not US-ASCII"),
         _ => Ok(()),
@@ -304,12 +304,15 @@ impl<'a> Ssl<'a> {
 
     /// The `verify` field: 0 when the client sent a certificate and it verified.
     pub fn verify(&self) -> u32 {
-        self.value.get(1..5).and_then(be_u32).unwrap_or(u32::MAX)
+        self.value
+            .get(1..SSL_HEAD)
+            .and_then(be_u32)
+            .unwrap_or(u32::MAX)
     }
 
     /// The sub-TLVs, in the order sent.
     pub fn sub_tlvs(&self) -> Tlvs<'a> {
-        Tlvs::new_checked(self.value.get(5..).unwrap_or_default())
+        Tlvs::new_checked(self.value.get(SSL_HEAD..).unwrap_or_default())
     }
 
     fn text(&self, kind: TlvType) -> Option<&'a str> {

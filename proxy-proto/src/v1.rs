@@ -6,6 +6,7 @@ use crate::addresses::ip_to_v6;
 use crate::ip_text::{
     can_complete, decimal_prefix, ipv4_prefix, parse_ipv4, parse_ipv6, parse_port,
 };
+use crate::layout::v1::{PROXY, TCP4, TCP6, UNKNOWN};
 use crate::{Addresses, Command, Error, Header, Needed, Status, Transport, V1_MAX_LEN, Version};
 
 /// The shortest v1 line: `PROXY UNKNOWN\r\n`.
@@ -17,8 +18,8 @@ pub(crate) fn parse(buf: &[u8], lenient: bool) -> Result<Status<Header<'_>>, Err
             return Ok(Status::Complete(header));
         }
     }
-    let sig = buf.len().min(5);
-    if buf[..sig] != b"PROXY"[..sig] {
+    let sig = buf.len().min(PROXY.len());
+    if buf[..sig] != PROXY[..sig] {
         return Err(Error::NotProxy);
     }
     let window = &buf[..buf.len().min(V1_MAX_LEN)];
@@ -151,7 +152,7 @@ fn check_line<'a>(
     lenient: bool,
 ) -> Result<(Transport, Addresses<'a>), Error> {
     const PENDING: (Transport, Addresses<'static>) = (Transport::Unspec, Addresses::Unspec);
-    let after_proxy = &line[line.len().min(5)..];
+    let after_proxy = &line[line.len().min(PROXY.len())..];
     let Some((&sep, body)) = after_proxy.split_first() else {
         return if complete {
             Err(Error::V1("no protocol after PROXY"))
@@ -167,17 +168,16 @@ fn check_line<'a>(
         None => (body, None),
     };
     if fields.is_none() && !complete {
-        let words: [&[u8]; 3] = [b"TCP4", b"TCP6", b"UNKNOWN"];
-        return match words.iter().any(|w| w.starts_with(proto)) {
+        return match [TCP4, TCP6, UNKNOWN].iter().any(|w| w.starts_with(proto)) {
             true => Ok(PENDING),
             false => Err(Error::V1("protocol must be TCP4, TCP6 or UNKNOWN")),
         };
     }
     let v6 = match proto {
         // The specification: whatever follows UNKNOWN up to the CRLF is to be ignored.
-        b"UNKNOWN" => return Ok(PENDING),
-        b"TCP4" => false,
-        b"TCP6" => true,
+        UNKNOWN => return Ok(PENDING),
+        TCP4 => false,
+        TCP6 => true,
         _ => return Err(Error::V1("protocol must be TCP4, TCP6 or UNKNOWN")),
     };
     let Some(fields) = fields else {

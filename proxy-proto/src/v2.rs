@@ -2,19 +2,19 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
-use crate::addresses::family_block_len;
 use crate::crc32c::header_checksum;
+use crate::layout::{
+    CRC32C_LEN, INET_BLOCK, INET6_BLOCK, PREAMBLE, UNIX_BLOCK, UNIX_PATH, block_len, command,
+    family, family_transport, field,
+};
 use crate::tlv::{be_u32, check_region};
 use crate::{Addresses, Command, Error, Header, Needed, Status, Transport, V2_SIGNATURE, Version};
-
-/// Signature, version/command, family/transport and the length: 16 bytes.
-const PREAMBLE: usize = 16;
 
 /// The signature as the top 96 bits of the big-endian preamble, to check it in one compare.
 const SIGNATURE_BITS: u128 = {
     let mut bits = 0u128;
     let mut i = 0;
-    while i < 12 {
+    while i < field::SIGNATURE.end {
         bits = bits << 8 | V2_SIGNATURE[i] as u128;
         i += 1;
     }
@@ -32,7 +32,7 @@ pub(crate) fn parse(buf: &[u8], max_len: usize) -> Result<Status<Header<'_>>, Er
     }
     let [.., ver_cmd, fam, hi, lo] = *preamble;
     let command = command(ver_cmd)?;
-    let family = family(fam);
+    let family = family_transport(fam);
     if command == Command::Proxy && family.is_none() {
         return Err(Error::V2("unknown address family or transport for PROXY"));
     }
@@ -42,17 +42,17 @@ pub(crate) fn parse(buf: &[u8], max_len: usize) -> Result<Status<Header<'_>>, Er
 
 /// Fewer than 16 bytes: refuse what can already be refused, else ask for the rest.
 fn parse_short(buf: &[u8]) -> Result<Status<Header<'_>>, Error> {
-    let sig = buf.len().min(V2_SIGNATURE.len());
+    let sig = buf.len().min(field::SIGNATURE.end);
     if buf[..sig] != V2_SIGNATURE[..sig] {
         return Err(Error::NotProxy);
     }
     // Refuse a bad version, command or family as soon as its byte arrives.
-    let command = match buf.get(12) {
+    let command = match buf.get(field::VER_CMD) {
         Some(&ver_cmd) => Some(command(ver_cmd)?),
         None => None,
     };
-    if let (Some(Command::Proxy), Some(&fam)) = (command, buf.get(13)) {
-        family(fam).ok_or(Error::V2("unknown address family or transport for PROXY"))?;
+    if let (Some(Command::Proxy), Some(&fam)) = (command, buf.get(field::FAM)) {
+        family_transport(fam).ok_or(Error::V2("unknown address family or transport for PROXY"))?;
     }
     Ok(Status::Partial(Needed::AtLeast(PREAMBLE - buf.len())))
 }
@@ -72,7 +72,7 @@ fn parse_body(
             max: max_len,
         });
     }
-    let block = family.map_or(0, |(fam, _)| family_block_len(fam).unwrap_or(0));
+    let block = family.map_or(0, |(fam, _)| block_len(fam).unwrap_or(0));
     if command == Command::Proxy && len < block {
         return Err(Error::V2("length is shorter than the address block"));
     }
@@ -102,7 +102,7 @@ fn parse_body(
     };
     if let Some(at) = crc_at {
         let at = PREAMBLE + block + at;
-        let sent = be_u32(&header[at..at + 4]).unwrap_or_default();
+        let sent = be_u32(&header[at..at + CRC32C_LEN]).unwrap_or_default();
         let computed = header_checksum(header, at);
         if sent != computed {
             return Err(Error::Checksum { sent, computed });
@@ -118,55 +118,31 @@ fn parse_body(
     }))
 }
 
-#[inline]
-fn command(ver_cmd: u8) -> Result<Command, Error> {
-    if ver_cmd >> 4 != 2 {
-        return Err(Error::V2("version is not 2"));
-    }
-    match ver_cmd & 0x0F {
-        0 => Ok(Command::Local),
-        1 => Ok(Command::Proxy),
-        _ => Err(Error::V2("command is neither LOCAL nor PROXY")),
-    }
-}
-
-/// The seven defined family/transport bytes: `00 11 12 21 22 31 32`.
-#[inline]
-fn family(byte: u8) -> Option<(u8, Transport)> {
-    Some(match byte {
-        0x00 => (0, Transport::Unspec),
-        0x11 => (1, Transport::Stream),
-        0x12 => (1, Transport::Dgram),
-        0x21 => (2, Transport::Stream),
-        0x22 => (2, Transport::Dgram),
-        0x31 => (3, Transport::Stream),
-        0x32 => (3, Transport::Dgram),
-        _ => return None,
-    })
-}
-
 /// The address block of a known family; `body` is at least as long as the block.
 #[inline]
 fn addresses(fam: u8, body: &[u8]) -> Addresses<'_> {
-    match (fam, body.first_chunk::<12>(), body.first_chunk::<36>()) {
-        (1, Some(&[a, b, c, d, e, f, g, h, sp0, sp1, dp0, dp1]), _) => Addresses::Ipv4 {
+    let inet = body.first_chunk::<INET_BLOCK>();
+    let inet6 = body.first_chunk::<INET6_BLOCK>();
+    match (fam, inet, inet6) {
+        (family::INET, Some(&[a, b, c, d, e, f, g, h, sp0, sp1, dp0, dp1]), _) => Addresses::Ipv4 {
             src: SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), u16::from_be_bytes([sp0, sp1])),
             dst: SocketAddrV4::new(Ipv4Addr::new(e, f, g, h), u16::from_be_bytes([dp0, dp1])),
         },
-        (2, _, Some(block)) => {
-            let v = u128::from_be_bytes(*block.first_chunk::<16>().unwrap_or(&[0; 16]));
-            let w = u128::from_be_bytes(*block[16..].first_chunk::<16>().unwrap_or(&[0; 16]));
+        (family::INET6, _, Some(block)) => {
+            let (src, dst) = block.split_at(16);
+            let v = u128::from_be_bytes(*src.first_chunk::<16>().unwrap_or(&[0; 16]));
+            let w = u128::from_be_bytes(*dst.first_chunk::<16>().unwrap_or(&[0; 16]));
             let [.., sp0, sp1, dp0, dp1] = *block;
             Addresses::Ipv6 {
                 src: SocketAddrV6::new(Ipv6Addr::from(v), u16::from_be_bytes([sp0, sp1]), 0, 0),
                 dst: SocketAddrV6::new(Ipv6Addr::from(w), u16::from_be_bytes([dp0, dp1]), 0, 0),
             }
         }
-        (3, ..) if body.len() >= 216 => {
+        (family::UNIX, ..) if body.len() >= UNIX_BLOCK => {
             // A path ends at its first NUL; one that fills all 108 bytes has none.
             let path =
                 |raw: &'_ [u8]| -> usize { raw.iter().position(|&b| b == 0).unwrap_or(raw.len()) };
-            let (src, dst) = (&body[..108], &body[108..216]);
+            let (src, dst) = (&body[..UNIX_PATH], &body[UNIX_PATH..UNIX_BLOCK]);
             Addresses::Unix {
                 src: &src[..path(src)],
                 dst: &dst[..path(dst)],

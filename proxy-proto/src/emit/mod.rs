@@ -1,11 +1,28 @@
 //! Writing headers: a builder that knows its exact length before it writes a byte.
+//!
+//! ```text
+//!   Builder (mod.rs) ──► v1_line() (v1.rs) ──┐
+//!        │  SslBuilder (ssl.rs)               ├──► Sink (sink.rs): a slice, a BufMut, a CRC
+//!        └──────────► v2_plan(), v2_write() ──┘
+//!                          (v2.rs, from the layout the parser reads)
+//! ```
 
 use core::fmt;
 use core::net::SocketAddr;
 
 use crate::crc32c;
-use crate::ip_text::{Text, ipv4_text, ipv6_text, port_text};
-use crate::{Addresses, Command, TlvType, Transport, V2_SIGNATURE, Version};
+use crate::layout::CRC32C_LEN;
+use crate::{Addresses, Command, TlvType, Transport, Version};
+
+mod sink;
+mod ssl;
+mod v1;
+mod v2;
+
+use sink::SliceSink;
+#[cfg(feature = "bytes")]
+use sink::{BufSink, CrcSink};
+pub use ssl::SslBuilder;
 
 /// How many TLVs one builder holds (the SSL TLV counts as one, whatever its sub-TLVs).
 pub const MAX_TLVS: usize = 16;
@@ -68,97 +85,6 @@ impl Slot<'_> {
         tail: &[],
         ssl: false,
     };
-}
-
-/// The SSL TLV: client flags, verify result and sub-TLVs such as the TLS version and cipher.
-#[derive(Debug, Clone, Copy)]
-pub struct SslBuilder<'a> {
-    client: u8,
-    verify: u32,
-    subs: [(TlvType, &'a [u8]); MAX_SSL_SUB_TLVS],
-    count: usize,
-    overflow: bool,
-    /// A sub-TLV whose content its type forbids (the parser would refuse it).
-    invalid: Option<&'static str>,
-}
-
-impl<'a> SslBuilder<'a> {
-    /// `client` is a set of [`crate::SslClient`] bits; `verify` is 0 when a client certificate
-    /// was sent and verified.
-    pub fn new(client: u8, verify: u32) -> Self {
-        SslBuilder {
-            client,
-            verify,
-            subs: [(TlvType(0), &[]); MAX_SSL_SUB_TLVS],
-            count: 0,
-            overflow: false,
-            invalid: None,
-        }
-    }
-
-    /// Any sub-TLV.
-    #[must_use]
-    pub fn sub(mut self, kind: TlvType, value: &'a [u8]) -> Self {
-        if let Err(why) = crate::tlv::check_ssl_sub(kind, value) {
-            self.invalid.get_or_insert(why);
-            return self;
-        }
-        match self.subs.get_mut(self.count) {
-            Some(slot) => {
-                *slot = (kind, value);
-                self.count += 1;
-            }
-            None => self.overflow = true,
-        }
-        self
-    }
-    /// `SSL_VERSION`, e.g. `TLSv1.3`.
-    #[must_use]
-    pub fn version(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_VERSION, v.as_bytes())
-    }
-    /// `SSL_CN`.
-    #[must_use]
-    pub fn cn(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_CN, v.as_bytes())
-    }
-    /// `SSL_CIPHER`.
-    #[must_use]
-    pub fn cipher(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_CIPHER, v.as_bytes())
-    }
-    /// `SSL_SIG_ALG`.
-    #[must_use]
-    pub fn sig_alg(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_SIG_ALG, v.as_bytes())
-    }
-    /// `SSL_KEY_ALG`.
-    #[must_use]
-    pub fn key_alg(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_KEY_ALG, v.as_bytes())
-    }
-    /// `SSL_GROUP`.
-    #[must_use]
-    pub fn group(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_GROUP, v.as_bytes())
-    }
-    /// `SSL_SIG_SCHEME`.
-    #[must_use]
-    pub fn sig_scheme(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_SIG_SCHEME, v.as_bytes())
-    }
-    /// `SSL_CLIENT_CERT`, DER.
-    #[must_use]
-    pub fn client_cert(self, der: &'a [u8]) -> Self {
-        self.sub(TlvType::SSL_CLIENT_CERT, der)
-    }
-
-    fn value_len(&self) -> usize {
-        5 + self.subs[..self.count]
-            .iter()
-            .map(|(_, v)| 3 + v.len())
-            .sum::<usize>()
-    }
 }
 
 /// Builds a v1 or v2 header and writes it into a caller's buffer.
@@ -334,11 +260,8 @@ impl<'a> Builder<'a> {
     /// The SSL TLV with its sub-TLVs; at most one per header.
     #[must_use]
     pub fn ssl(mut self, ssl: SslBuilder<'a>) -> Self {
-        if ssl.overflow {
-            return self.fail(EmitError::TooManyTlvs);
-        }
-        if let Some(why) = ssl.invalid {
-            return self.fail(EmitError::NotEncodable(why));
+        if let Err(e) = ssl.check() {
+            return self.fail(e);
         }
         if self.ssl.replace(ssl).is_some() {
             return self.fail(EmitError::NotEncodable("more than one SSL TLV"));
@@ -357,72 +280,37 @@ impl<'a> Builder<'a> {
         self
     }
 
-    fn slots(&self) -> &[Slot<'a>] {
-        &self.slots[..self.count]
-    }
-
-    fn value_len(&self, slot: &Slot<'_>) -> usize {
-        match (slot.ssl, self.ssl) {
-            (true, Some(ssl)) => ssl.value_len(),
-            _ => usize::from(slot.head_len) + slot.tail.len(),
-        }
-    }
-
-    /// The family/transport byte, or why there is none.
-    fn family_byte(&self) -> Result<u8, EmitError> {
-        let fam = self.addresses.family_nibble();
-        let transport = self.transport.unwrap_or(match self.addresses {
-            Addresses::Unspec => Transport::Unspec,
-            _ => Transport::Stream,
-        });
-        let t = match transport {
-            Transport::Unspec => 0,
-            Transport::Stream => 1,
-            Transport::Dgram => 2,
-        };
-        if (fam == 0) != (t == 0) {
-            return Err(EmitError::NotEncodable(
-                "the UNSPEC family goes with the UNSPEC transport, and only it",
-            ));
-        }
-        Ok(fam << 4 | t)
-    }
-
     /// The exact number of bytes [`Builder::write`] will write.
     #[allow(clippy::len_without_is_empty)] // a header is never empty
     pub fn len(&self) -> Result<usize, EmitError> {
         match self.version {
             Version::V1 => Ok(self.v1_line()?.len()),
-            Version::V2 => self.v2_len().map(|body| 16 + body),
+            Version::V2 => Ok(self.v2_plan()?.total()),
         }
     }
 
     /// Writes the header at the start of `out`; returns its length.
     pub fn write(&self, out: &mut [u8]) -> Result<usize, EmitError> {
+        fn room(out: &mut [u8], n: usize) -> Result<&mut [u8], EmitError> {
+            let got = out.len();
+            out.get_mut(..n)
+                .ok_or(EmitError::BufferTooSmall { required: n, got })
+        }
         match self.version {
             Version::V1 => {
                 let line = self.v1_line()?;
                 let n = line.len();
-                let got = out.len();
-                let dst = out
-                    .get_mut(..n)
-                    .ok_or(EmitError::BufferTooSmall { required: n, got })?;
-                line.write_to(&mut SliceSink { out: dst, at: 0 });
+                line.write_to(&mut SliceSink::new(room(out, n)?));
                 Ok(n)
             }
             Version::V2 => {
-                let (len, family) = (self.v2_len()?, self.family_byte()?);
-                let n = 16 + len;
-                let got = out.len();
-                let dst = out
-                    .get_mut(..n)
-                    .ok_or(EmitError::BufferTooSmall { required: n, got })?;
-                self.v2_write(&mut SliceSink { out: dst, at: 0 }, len, family, 0);
-                if self.crc32c {
-                    // The CRC TLV comes right after the address block; its value after 3 bytes.
-                    let at = 16 + self.addresses.v2_len() + 3;
+                let plan = self.v2_plan()?;
+                let n = plan.total();
+                let dst = room(out, n)?;
+                self.v2_write(&mut SliceSink::new(dst), plan, 0);
+                if let Some(at) = self.crc32c_at() {
                     let crc = crc32c::checksum(dst);
-                    dst[at..at + 4].copy_from_slice(&crc.to_be_bytes());
+                    dst[at..at + CRC32C_LEN].copy_from_slice(&crc.to_be_bytes());
                 }
                 Ok(n)
             }
@@ -443,220 +331,19 @@ impl<'a> Builder<'a> {
         match self.version {
             Version::V1 => self.v1_line()?.write_to(&mut BufSink(out)),
             Version::V2 => {
-                let (len, family) = (n - 16, self.family_byte()?);
+                let plan = self.v2_plan()?;
                 let crc = match self.crc32c {
                     true => {
                         let mut sum = CrcSink(0);
-                        self.v2_write(&mut sum, len, family, 0);
+                        self.v2_write(&mut sum, plan, 0);
                         sum.0
                     }
                     false => 0,
                 };
-                self.v2_write(&mut BufSink(out), len, family, crc);
+                self.v2_write(&mut BufSink(out), plan, crc);
             }
         }
         Ok(n)
-    }
-
-    fn v1_line(&self) -> Result<V1Line, EmitError> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        if self.count > 0 || self.crc32c {
-            return Err(EmitError::NotEncodable("v1 carries no TLVs"));
-        }
-        if matches!(self.transport, Some(Transport::Dgram)) {
-            return Err(EmitError::NotEncodable("v1 carries TCP only"));
-        }
-        let (proto, texts) = match self.addresses {
-            Addresses::Unspec => ("UNKNOWN", None),
-            Addresses::Ipv4 { src, dst } => (
-                "TCP4",
-                Some([
-                    ipv4_text(*src.ip()),
-                    ipv4_text(*dst.ip()),
-                    port_text(src.port()),
-                    port_text(dst.port()),
-                ]),
-            ),
-            Addresses::Ipv6 { src, dst } => (
-                "TCP6",
-                Some([
-                    ipv6_text(*src.ip()),
-                    ipv6_text(*dst.ip()),
-                    port_text(src.port()),
-                    port_text(dst.port()),
-                ]),
-            ),
-            Addresses::Unix { .. } => {
-                return Err(EmitError::NotEncodable("v1 carries no UNIX addresses"));
-            }
-        };
-        Ok(V1Line { proto, texts })
-    }
-
-    /// The v2 length field: address block and TLVs.
-    fn v2_len(&self) -> Result<usize, EmitError> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        self.family_byte()?;
-        if let Addresses::Unix { src, dst } = self.addresses {
-            if src.len() > 108 || dst.len() > 108 {
-                return Err(EmitError::NotEncodable(
-                    "a UNIX path is longer than 108 bytes",
-                ));
-            }
-            // A path ends at its first NUL on the wire: one inside would cut it short.
-            if src.contains(&0) || dst.contains(&0) {
-                return Err(EmitError::NotEncodable("a UNIX path contains a NUL byte"));
-            }
-        }
-        let mut len = self.addresses.v2_len() + if self.crc32c { 7 } else { 0 };
-        for slot in self.slots() {
-            let value = self.value_len(slot);
-            if value > usize::from(u16::MAX) {
-                return Err(EmitError::TooLong);
-            }
-            len += 3 + value;
-        }
-        if let Some(ssl) = self.ssl {
-            if ssl.subs[..ssl.count]
-                .iter()
-                .any(|(_, v)| v.len() > usize::from(u16::MAX))
-            {
-                return Err(EmitError::TooLong);
-            }
-        }
-        if len > usize::from(u16::MAX) {
-            return Err(EmitError::TooLong);
-        }
-        Ok(len)
-    }
-
-    /// Writes a v2 header whose length field and family byte were worked out (and checked).
-    fn v2_write(&self, sink: &mut impl Sink, len: usize, family: u8, crc: u32) {
-        let command = match self.command {
-            Command::Local => 0x20,
-            Command::Proxy => 0x21,
-        };
-        sink.put(&V2_SIGNATURE);
-        sink.put(&[command, family]);
-        sink.put(&(len as u16).to_be_bytes());
-        match self.addresses {
-            Addresses::Unspec => {}
-            Addresses::Ipv4 { src, dst } => {
-                sink.put(&src.ip().octets());
-                sink.put(&dst.ip().octets());
-                sink.put(&src.port().to_be_bytes());
-                sink.put(&dst.port().to_be_bytes());
-            }
-            Addresses::Ipv6 { src, dst } => {
-                sink.put(&src.ip().octets());
-                sink.put(&dst.ip().octets());
-                sink.put(&src.port().to_be_bytes());
-                sink.put(&dst.port().to_be_bytes());
-            }
-            Addresses::Unix { src, dst } => {
-                const ZEROS: [u8; 108] = [0; 108];
-                for path in [src, dst] {
-                    sink.put(path);
-                    sink.put(&ZEROS[path.len()..]);
-                }
-            }
-        }
-        if self.crc32c {
-            sink.put(&[TlvType::CRC32C.0, 0, 4]);
-            sink.put(&crc.to_be_bytes());
-        }
-        for slot in self.slots() {
-            sink.put(&[slot.kind.0]);
-            sink.put(&(self.value_len(slot) as u16).to_be_bytes());
-            match (slot.ssl, self.ssl) {
-                (true, Some(ssl)) => {
-                    sink.put(&[ssl.client]);
-                    sink.put(&ssl.verify.to_be_bytes());
-                    for (kind, value) in &ssl.subs[..ssl.count] {
-                        sink.put(&[kind.0]);
-                        sink.put(&(value.len() as u16).to_be_bytes());
-                        sink.put(value);
-                    }
-                }
-                _ => {
-                    sink.put(&slot.head[..usize::from(slot.head_len)]);
-                    sink.put(slot.tail);
-                }
-            }
-        }
-    }
-}
-
-/// A v1 line, its address text already formatted.
-struct V1Line {
-    proto: &'static str,
-    texts: Option<[Text; 4]>,
-}
-
-impl V1Line {
-    fn len(&self) -> usize {
-        let fields: usize = self
-            .texts
-            .iter()
-            .flatten()
-            .map(|t| 1 + t.as_bytes().len())
-            .sum();
-        6 + self.proto.len() + fields + 2
-    }
-
-    fn write_to(&self, sink: &mut impl Sink) {
-        sink.put(b"PROXY ");
-        sink.put(self.proto.as_bytes());
-        for text in self.texts.iter().flatten() {
-            sink.put(b" ");
-            sink.put(text.as_bytes());
-        }
-        sink.put(b"\r\n");
-    }
-}
-
-/// Where emitted bytes go: a slice, a `BufMut`, or a running checksum.
-trait Sink {
-    fn put(&mut self, bytes: &[u8]);
-}
-
-/// A slice already checked to be exactly as long as what is written into it.
-struct SliceSink<'o> {
-    out: &'o mut [u8],
-    at: usize,
-}
-
-impl Sink for SliceSink<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        let end = self.at + bytes.len();
-        if let Some(dst) = self.out.get_mut(self.at..end) {
-            dst.copy_from_slice(bytes);
-        }
-        self.at = end;
-    }
-}
-
-#[cfg(feature = "bytes")]
-struct CrcSink(u32);
-
-#[cfg(feature = "bytes")]
-impl Sink for CrcSink {
-    fn put(&mut self, bytes: &[u8]) {
-        self.0 = crc32c::append(self.0, bytes);
-    }
-}
-
-#[cfg(feature = "bytes")]
-struct BufSink<'b, B>(&'b mut B);
-
-#[cfg(feature = "bytes")]
-impl<B: bytes::BufMut> Sink for BufSink<'_, B> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.0.put_slice(bytes);
     }
 }
 
@@ -666,92 +353,15 @@ mod tests {
     use crate::{Status, parse};
     use std::vec::Vec;
 
-    fn written(b: &Builder<'_>) -> Vec<u8> {
+    pub(super) fn written(b: &Builder<'_>) -> Vec<u8> {
         let mut buf = [0u8; 1024];
         let n = b.write(&mut buf).unwrap();
         assert_eq!(Ok(n), b.len());
         buf[..n].to_vec()
     }
 
-    fn sa(s: &str) -> SocketAddr {
+    pub(super) fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn v1_lines() {
-        let tcp4 = Builder::v1(Addresses::from_pair(
-            sa("192.0.2.1:56324"),
-            sa("198.51.100.7:443"),
-        ));
-        assert_eq!(
-            written(&tcp4),
-            b"PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\n"
-        );
-        let tcp6 = Builder::v1(Addresses::from_pair(
-            sa("[2001:db8:0:0:1::1]:1"),
-            sa("[::1]:65535"),
-        ));
-        assert_eq!(
-            written(&tcp6),
-            b"PROXY TCP6 2001:db8::1:0:0:1 ::1 1 65535\r\n"
-        );
-        let mixed = Builder::v1(Addresses::from_pair(
-            sa("192.0.2.1:56324"),
-            sa("[2001:db8::80]:443"),
-        ));
-        assert_eq!(
-            written(&mixed),
-            b"PROXY TCP6 ::ffff:192.0.2.1 2001:db8::80 56324 443\r\n"
-        );
-        assert_eq!(
-            written(&Builder::v1(Addresses::Unspec)),
-            b"PROXY UNKNOWN\r\n"
-        );
-    }
-
-    #[test]
-    fn v1_refuses_what_it_cannot_carry() {
-        let a = Addresses::from_pair(sa("192.0.2.1:1"), sa("192.0.2.2:2"));
-        let mut buf = [0u8; 128];
-        for b in [
-            Builder::v1(a).alpn(b"h2"),
-            Builder::v1(a).crc32c(),
-            Builder::v1(a).transport(Transport::Dgram),
-            Builder::v1(Addresses::Unix {
-                src: b"/a",
-                dst: b"/b",
-            }),
-        ] {
-            assert!(matches!(b.len(), Err(EmitError::NotEncodable(_))));
-            assert!(matches!(b.write(&mut buf), Err(EmitError::NotEncodable(_))));
-        }
-    }
-
-    #[test]
-    fn v2_bytes_exactly() {
-        let b = Builder::v2_proxy(sa("192.0.2.1:56324"), sa("198.51.100.7:443"));
-        let mut want = V2_SIGNATURE.to_vec();
-        want.extend_from_slice(&[
-            0x21, 0x11, 0, 12, 192, 0, 2, 1, 198, 51, 100, 7, 0xDC, 0x04, 0x01, 0xBB,
-        ]);
-        assert_eq!(written(&b), want);
-        let local = written(&Builder::v2_local());
-        assert_eq!(local.len(), 16);
-        assert_eq!(&local[12..], &[0x20, 0x00, 0, 0]);
-        let udp =
-            written(&Builder::v2_proxy(sa("[::1]:53"), sa("[::2]:53")).transport(Transport::Dgram));
-        assert_eq!(udp[13], 0x22);
-        let unix = written(&Builder::v2(
-            Command::Proxy,
-            Addresses::Unix {
-                src: b"/run/a",
-                dst: &[b'x'; 108],
-            },
-        ));
-        assert_eq!(
-            (unix.len(), unix[13], &unix[16..22], unix[22]),
-            (232, 0x31, &b"/run/a"[..], 0)
-        );
     }
 
     #[test]
