@@ -9,69 +9,63 @@ use crate::layout::{CRC32C_LEN, SSL_HEAD, TLV_HEAD, UNIQUE_ID_MAX, read_tlv_head
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TlvType(pub u8);
 
-impl TlvType {
+/// The registered types, in one list: each becomes a `TlvType` constant and its name.
+macro_rules! tlv_types {
+    ($($(#[$doc:meta])* $name:ident = $value:literal,)*) => {
+        impl TlvType {
+            $($(#[$doc])* pub const $name: Self = Self($value);)*
+
+            /// The registered name, if it has one.
+            pub fn name(self) -> Option<&'static str> {
+                Some(match self {
+                    $(Self::$name => stringify!($name),)*
+                    _ => return None,
+                })
+            }
+        }
+    };
+}
+
+tlv_types! {
     /// `PP2_TYPE_ALPN`: the application protocol (RFC 7301).
-    pub const ALPN: Self = Self(0x01);
+    ALPN = 0x01,
     /// `PP2_TYPE_AUTHORITY`: the host name the client asked for (the SNI), UTF-8.
-    pub const AUTHORITY: Self = Self(0x02);
+    AUTHORITY = 0x02,
     /// `PP2_TYPE_CRC32C`: the header's CRC-32C, big-endian.
-    pub const CRC32C: Self = Self(0x03);
+    CRC32C = 0x03,
     /// `PP2_TYPE_NOOP`: padding, ignored.
-    pub const NOOP: Self = Self(0x04);
+    NOOP = 0x04,
     /// `PP2_TYPE_UNIQUE_ID`: an opaque connection id of at most 128 bytes.
-    pub const UNIQUE_ID: Self = Self(0x05);
+    UNIQUE_ID = 0x05,
     /// `PP2_TYPE_SSL`: client flags, verify result and sub-TLVs.
-    pub const SSL: Self = Self(0x20);
+    SSL = 0x20,
     /// `PP2_SUBTYPE_SSL_VERSION`: e.g. `TLSv1.3`.
-    pub const SSL_VERSION: Self = Self(0x21);
+    SSL_VERSION = 0x21,
     /// `PP2_SUBTYPE_SSL_CN`: the client certificate's Common Name.
-    pub const SSL_CN: Self = Self(0x22);
+    SSL_CN = 0x22,
     /// `PP2_SUBTYPE_SSL_CIPHER`: e.g. `TLS_AES_256_GCM_SHA384`.
-    pub const SSL_CIPHER: Self = Self(0x23);
+    SSL_CIPHER = 0x23,
     /// `PP2_SUBTYPE_SSL_SIG_ALG`: the frontend certificate's signature algorithm.
-    pub const SSL_SIG_ALG: Self = Self(0x24);
+    SSL_SIG_ALG = 0x24,
     /// `PP2_SUBTYPE_SSL_KEY_ALG`: the frontend certificate's key algorithm.
-    pub const SSL_KEY_ALG: Self = Self(0x25);
+    SSL_KEY_ALG = 0x25,
     /// `PP2_SUBTYPE_SSL_GROUP`: the key exchange group, e.g. `X25519`.
-    pub const SSL_GROUP: Self = Self(0x26);
+    SSL_GROUP = 0x26,
     /// `PP2_SUBTYPE_SSL_SIG_SCHEME`: the handshake signature scheme.
-    pub const SSL_SIG_SCHEME: Self = Self(0x27);
+    SSL_SIG_SCHEME = 0x27,
     /// `PP2_SUBTYPE_SSL_CLIENT_CERT`: the client certificate, DER.
-    pub const SSL_CLIENT_CERT: Self = Self(0x28);
+    SSL_CLIENT_CERT = 0x28,
     /// `PP2_TYPE_NETNS`: the network namespace, US-ASCII.
-    pub const NETNS: Self = Self(0x30);
+    NETNS = 0x30,
     /// Google Cloud Private Service Connect (custom range): the connection id, u64 big-endian.
-    pub const GCP: Self = Self(0xE0);
+    GCP = 0xE0,
     /// AWS (custom range): sub-type `0x01` carries the VPC endpoint id.
-    pub const AWS: Self = Self(0xEA);
+    AWS = 0xEA,
     /// Azure (custom range): sub-type `0x01` carries the Private Link id, u32 little-endian.
-    pub const AZURE: Self = Self(0xEE);
+    AZURE = 0xEE,
+}
 
-    /// The registered name, if it has one.
-    pub fn name(self) -> Option<&'static str> {
-        Some(match self {
-            Self::ALPN => "ALPN",
-            Self::AUTHORITY => "AUTHORITY",
-            Self::CRC32C => "CRC32C",
-            Self::NOOP => "NOOP",
-            Self::UNIQUE_ID => "UNIQUE_ID",
-            Self::SSL => "SSL",
-            Self::SSL_VERSION => "SSL_VERSION",
-            Self::SSL_CN => "SSL_CN",
-            Self::SSL_CIPHER => "SSL_CIPHER",
-            Self::SSL_SIG_ALG => "SSL_SIG_ALG",
-            Self::SSL_KEY_ALG => "SSL_KEY_ALG",
-            Self::SSL_GROUP => "SSL_GROUP",
-            Self::SSL_SIG_SCHEME => "SSL_SIG_SCHEME",
-            Self::SSL_CLIENT_CERT => "SSL_CLIENT_CERT",
-            Self::NETNS => "NETNS",
-            Self::GCP => "GCP",
-            Self::AWS => "AWS",
-            Self::AZURE => "AZURE",
-            _ => return None,
-        })
-    }
-
+impl TlvType {
     /// In the range reserved for applications, `0xE0..=0xEF`.
     pub fn is_custom(self) -> bool {
         (0xE0..=0xEF).contains(&self.0)
@@ -354,5 +348,23 @@ impl<'a> Ssl<'a> {
         self.sub_tlvs()
             .find(|t| t.kind == TlvType::SSL_CLIENT_CERT)
             .map(|t| t.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::format;
+
+    #[test]
+    fn names_come_from_the_list() {
+        assert_eq!(TlvType::ALPN.name(), Some("ALPN"));
+        assert_eq!(TlvType::SSL_CLIENT_CERT.name(), Some("SSL_CLIENT_CERT"));
+        assert_eq!(TlvType(0xEE), TlvType::AZURE);
+        assert_eq!(TlvType(0xF1).name(), None);
+        let named = (0..=u8::MAX).filter(|&b| TlvType(b).name().is_some());
+        assert_eq!(named.count(), 18);
+        assert_eq!(format!("{:?}", TlvType::NETNS), "NETNS(0x30)");
+        assert_eq!(format!("{:?}", TlvType(0x99)), "0x99");
     }
 }
