@@ -3,6 +3,7 @@
 use core::net::Ipv4Addr;
 
 use crate::checksum;
+use crate::icmp::Mapped;
 use crate::outcome::DropReason;
 use crate::wire::{field, proto, read16};
 
@@ -75,6 +76,32 @@ impl Patches {
             );
             self.checksum(field::ICMP_CHECKSUM, c);
         }
+    }
+
+    /// The patches of a packet quoted in an ICMP error (first fragment or whole), whose addresses
+    /// sum to `addrs.0` before and `addrs.1` after: a TCP or UDP checksum updated, or an ICMP
+    /// message (protocol `icmp_proto` on the quoted side) retyped by `map` with the pseudo-header
+    /// sums `pseudo` (before, after). A quote cut short is patched as far as it goes.
+    #[inline]
+    pub(crate) fn quoted(
+        proto: u8,
+        icmp_proto: u8,
+        data: &[u8],
+        addrs: (u32, u32),
+        map: fn(u8, u8) -> Option<Mapped>,
+        pseudo: (u32, u32),
+    ) -> Result<Self, DropReason> {
+        let mut patches = Self::default();
+        if proto == proto::TCP || proto == proto::UDP {
+            // A zero UDP checksum stays zero: the quote only has to identify the flow.
+            patches.readdress(proto, data, addrs.0, addrs.1).ok();
+        } else if proto == icmp_proto {
+            if let (Some(&ty), Some(&code)) = (data.first(), data.get(1)) {
+                let m = map(ty, code).ok_or(DropReason::InnerPacket)?;
+                patches.retype_icmp(data, [ty, code], [m.ty, m.code], pseudo.0, pseudo.1);
+            }
+        }
+        Ok(patches)
     }
 
     /// Applies the patches that fall in `dst`, a copy of the payload starting at payload offset `start`.

@@ -86,6 +86,7 @@ mod outcome;
 mod prefix;
 mod rfc4884;
 mod rfc6052;
+mod sink;
 #[cfg(feature = "alloc")]
 pub mod stateful;
 #[cfg(test)]

@@ -11,19 +11,8 @@ use crate::icmp::{self, Rest};
 use crate::mapping::Role;
 use crate::outcome::{DropReason, Emitted};
 use crate::rfc4884;
+use crate::sink::{self, Head, Head6, Pieces, Plan, Sink, ToBuffer};
 use crate::wire::{Ipv4, Parse, field, proto, read16};
-
-/// A plain (not ICMP error) IPv4 packet as IPv6: the header, the transport bytes that change, the
-/// Fragment header of a single output packet, and the fragment size when it must be cut.
-/// Borrowed pieces, so nothing built byte by byte is moved as a block (which stalls the store
-/// buffer on every packet).
-#[derive(Clone, Copy)]
-pub(crate) struct Plan6<'p> {
-    h: &'p Hdr6,
-    patches: &'p Patches,
-    frag: Option<Frag6>,
-    split: Option<usize>,
-}
 
 /// Translates `input`. `hairpin` marks the second pass of a hairpinned packet (RFC 7757 §4.2.2): the
 /// TTL was already decremented and the remote addresses map through RFC 6052 only.
@@ -55,54 +44,30 @@ pub(crate) fn translate_in_place(
         .get(at..at.saturating_add(len))
         .ok_or(DropReason::Truncated)?;
     let ip = Ipv4::parse(input, Parse::Strict)?;
-    let (h, patches, frag) = match plan(cfg, &ip, false, Pieces) {
-        Ok(Some((h, patches, frag, None))) => (h, patches, frag),
+    let (head, patches) = match plan(cfg, &ip, false, Pieces) {
+        Ok(Some((head, patches, None))) => (head, patches),
         Ok(_) | Err(Fail::Reply { .. }) => return Ok(None),
         Err(Fail::Drop(r)) => return Err(r),
     };
     let (ihl, plen) = (ip.header.len(), ip.payload.len());
-    let hl = field::IPV6_LEN + if frag.is_some() { field::FRAG6_LEN } else { 0 };
+    let hl = field::IPV6_LEN
+        + if head.frag.is_some() {
+            field::FRAG6_LEN
+        } else {
+            0
+        };
     let Some(start) = (at + ihl).checked_sub(hl) else {
         return Ok(None);
     };
-    emit::ipv6_header(&mut buf[start..], &h, frag, plen)?;
+    head.write(&mut buf[start..], plen, None)?;
     patches.apply(&mut buf[at + ihl..at + ihl + plen], 0);
     Ok(Some(start..at + ihl + plen))
-}
-
-/// What becomes of a planned plain packet. A continuation rather than a returned plan: moving the
-/// plan out through a `Result` costs more than building it.
-trait Sink {
-    type Out;
-    fn plain(self, ip: &Ipv4<'_>, p: Plan6<'_>) -> Result<Self::Out, Fail>;
-}
-
-/// Written, fragmented if need be, into the output buffer.
-struct ToBuffer<'o>(&'o mut [u8]);
-
-impl Sink for ToBuffer<'_> {
-    type Out = Emitted;
-    #[inline(always)]
-    fn plain(self, ip: &Ipv4<'_>, p: Plan6<'_>) -> Result<Emitted, Fail> {
-        emit_plain(ip, p, self.0)
-    }
-}
-
-/// Handed back, for the in-place path to write once the input is no longer borrowed.
-struct Pieces;
-
-impl Sink for Pieces {
-    type Out = (Hdr6, Patches, Option<Frag6>, Option<usize>);
-    #[inline(always)]
-    fn plain(self, _: &Ipv4<'_>, p: Plan6<'_>) -> Result<Self::Out, Fail> {
-        Ok((*p.h, *p.patches, p.frag, p.split))
-    }
 }
 
 /// The checks of RFC 7915 §4.1 and the translated header of a plain packet, handed to `sink`;
 /// `None` for an ICMP error, which [`icmp_error_msg`] handles.
 #[inline(always)]
-fn plan<S: Sink>(
+fn plan<S: Sink<Head6>>(
     cfg: &Config<'_>,
     ip: &Ipv4<'_>,
     hairpin: bool,
@@ -195,17 +160,7 @@ fn plan<S: Sink>(
         }
     }
 
-    let h = Hdr6 {
-        traffic_class: cfg.traffic_class.unwrap_or(ip.tos),
-        next: if ip.proto == proto::ICMP {
-            proto::ICMPV6
-        } else {
-            ip.proto
-        },
-        hop_limit: if hairpin { ip.ttl } else { ip.ttl - 1 },
-        src: src.to_bits(),
-        dst: dst.to_bits(),
-    };
+    let h = hdr6(cfg, ip, src, dst, if hairpin { ip.ttl } else { ip.ttl - 1 });
     let already = ip.is_fragment();
     let whole = 40 + if already { 8 } else { 0 } + payload.len();
     let mtu6 = usize::from(cfg.mtu6).max(1280);
@@ -222,64 +177,40 @@ fn plan<S: Sink>(
     } else {
         mtu6.min(usize::from(cfg.lowest_ipv6_mtu).max(1280))
     };
-    let frag = already.then_some(Frag6 {
-        offset: ip.offset,
-        more: ip.mf,
-        id: u32::from(ip.id),
-    });
-    let split = (whole > limit).then_some((limit - 48) / 8 * 8);
-    sink.plain(
-        ip,
-        Plan6 {
-            h: &h,
-            patches: &patches,
-            frag,
-            split,
-        },
-    )
-    .map(Some)
-}
-
-/// Writes a plain packet, or its fragments: DF clear and too big for IPv6 (RFC 7915 §4 / §4.1),
-/// every piece but the last a multiple of 8 bytes.
-#[inline(always)]
-fn emit_plain(ip: &Ipv4<'_>, p: Plan6<'_>, out: &mut [u8]) -> Result<Emitted, Fail> {
-    let payload = ip.payload;
-    let Some(chunk) = p.split else {
-        let hl = emit::ipv6_header(out, p.h, p.frag, payload.len())?;
-        write_payload(out, hl, payload, p.patches, 0)?;
-        return Ok(Emitted::new(hl + payload.len(), 1));
-    };
-    let (mut at, mut start, mut count) = (0, 0, 0);
-    while start < payload.len() {
-        let end = (start + chunk).min(payload.len());
-        let last = end == payload.len();
-        let frag = Frag6 {
-            offset: ip.offset + (start / 8) as u16,
-            more: !last || ip.mf,
+    let head = Head6 {
+        h,
+        frag: already.then_some(Frag6 {
+            offset: ip.offset,
+            more: ip.mf,
             id: u32::from(ip.id),
-        };
-        let o = out.get_mut(at..).ok_or(DropReason::BufferTooSmall)?;
-        let hl = emit::ipv6_header(o, p.h, Some(frag), end - start)?;
-        write_payload(o, hl, &payload[start..end], p.patches, start)?;
-        at += hl + end - start;
-        count += 1;
-        start = end;
-    }
-    Ok(Emitted::new(at, count))
+        }),
+        id: u32::from(ip.id),
+    };
+    let split =
+        (whole > limit).then_some(sink::piece_len(limit, field::IPV6_LEN + field::FRAG6_LEN));
+    let plan = Plan {
+        head: &head,
+        patches: &patches,
+        split,
+    };
+    Ok(Some(sink.plain(payload, plan)?))
 }
 
-#[inline]
-fn write_payload(
-    out: &mut [u8],
-    at: usize,
-    data: &[u8],
-    patches: &Patches,
-    start: usize,
-) -> Result<(), DropReason> {
-    emit::copy(out, at, data)?;
-    patches.apply(&mut out[at..at + data.len()], start);
-    Ok(())
+/// The IPv6 header for `ip` (RFC 7915 §4.1), the packet itself or the one quoted in an error:
+/// ICMP becomes ICMPv6, any other protocol keeps its number.
+#[inline(always)]
+fn hdr6(cfg: &Config<'_>, ip: &Ipv4<'_>, src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8) -> Hdr6 {
+    Hdr6 {
+        traffic_class: cfg.traffic_class.unwrap_or(ip.tos),
+        next: if ip.proto == proto::ICMP {
+            proto::ICMPV6
+        } else {
+            ip.proto
+        },
+        hop_limit,
+        src: src.to_bits(),
+        dst: dst.to_bits(),
+    }
 }
 
 /// RFC 7915 §4.2 and §4.3: an ICMPv4 error becomes an ICMPv6 error with its quoted packet translated.
@@ -334,13 +265,7 @@ fn icmp_error_msg(
     }
     let icmp_len = 8 + l.area + if l.ext { ext.len() } else { 0 };
 
-    let h = Hdr6 {
-        traffic_class: cfg.traffic_class.unwrap_or(ip.tos),
-        next: proto::ICMPV6,
-        hop_limit: if hairpin { ip.ttl } else { ip.ttl - 1 },
-        src: src.to_bits(),
-        dst: dst.to_bits(),
-    };
+    let h = hdr6(cfg, ip, src, dst, if hairpin { ip.ttl } else { ip.ttl - 1 });
     emit::ipv6_header(out, &h, None, icmp_len)?;
     // RFC 4884: the quote's length in 64-bit words, in the first byte after the checksum.
     let rest = if l.ext {
@@ -381,46 +306,31 @@ fn inner_packet(
         .ok_or(DropReason::InnerPacket)?;
     let claimed = usize::from(inner.claimed_payload_len());
     let data = inner.payload;
-    let mut patches = Patches::default();
-    if first {
-        match inner.proto {
-            proto::TCP | proto::UDP => {
-                let (from, to) = (
-                    checksum::addrs4(inner.src, inner.dst),
-                    checksum::addrs6(src, dst),
-                );
-                // A quote may be cut before the checksum, and a zero UDP checksum stays zero: the
-                // quote only has to identify the flow.
-                patches.readdress(inner.proto, data, from, to).ok();
-            }
-            proto::ICMP => {
-                if let (Some(&ty), Some(&code)) = (data.first(), data.get(1)) {
-                    let m = icmp::map_4to6(ty, code).ok_or(DropReason::InnerPacket)?;
-                    let pseudo = checksum::pseudo6(src, dst, proto::ICMPV6, claimed as u32);
-                    patches.retype_icmp(data, [ty, code], [m.ty, m.code], 0, pseudo);
-                }
-            }
-            _ => {}
-        }
-    }
-    let h = Hdr6 {
-        traffic_class: cfg.traffic_class.unwrap_or(inner.tos),
-        next: if inner.proto == proto::ICMP {
-            proto::ICMPV6
-        } else {
-            inner.proto
-        },
-        hop_limit: inner.ttl,
-        src: src.to_bits(),
-        dst: dst.to_bits(),
+    let patches = if first {
+        let addrs = (
+            checksum::addrs4(inner.src, inner.dst),
+            checksum::addrs6(src, dst),
+        );
+        let pseudo = checksum::pseudo6(src, dst, proto::ICMPV6, claimed as u32);
+        Patches::quoted(
+            inner.proto,
+            proto::ICMP,
+            data,
+            addrs,
+            icmp::map_4to6,
+            (0, pseudo),
+        )?
+    } else {
+        Patches::default()
     };
+    let h = hdr6(cfg, inner, src, dst, inner.ttl);
     let frag = inner.is_fragment().then_some(Frag6 {
         offset: inner.offset,
         more: inner.mf,
         id: u32::from(inner.id),
     });
     let hl = emit::ipv6_header(out, &h, frag, claimed)?;
-    write_payload(out, hl, data, &patches, 0)?;
+    sink::copy_patched(out, hl, data, &patches, 0)?;
     Ok(hl + data.len())
 }
 
@@ -432,10 +342,10 @@ mod tests {
     use crate::config::Config;
     use crate::eam::EamTable;
     use crate::outcome::Outcome;
-    use crate::translator::Translator;
     use crate::testpkt::{
         self, V4, V4_HOST, V6_HOST_AS_V4, a6, config, v4_host_as_v6, v6_host, verify,
     };
+    use crate::translator::Translator;
     use core::net::Ipv4Addr;
 
     fn run(cfg: Config<'_>, input: &[u8]) -> (Outcome, Vec<u8>) {

@@ -13,6 +13,7 @@ use crate::icmp::{self, Rest};
 use crate::ids::Ids;
 use crate::outcome::{DropReason, Emitted};
 use crate::rfc4884;
+use crate::sink::{self, Head, Pieces, Plan, Sink, ToBuffer};
 use crate::wire::read16;
 use crate::wire::{Ipv6, Parse, field, proto};
 use crate::xlat46;
@@ -141,87 +142,20 @@ pub(crate) fn translate_in_place(
         .ok_or(DropReason::Truncated)?;
     let (h, patches, headers, plen) = match prepare(cfg, input) {
         Ok(p) if !p.icmp_error && !p.hairpin => match plan_ipv4(cfg, ids, &p, Pieces) {
-            Ok((h, patches, None)) => (h, patches, 40 + p.ip.ext_len, p.ip.payload.len()),
+            Ok((h, patches, None)) => {
+                let headers = field::IPV6_LEN + p.ip.ext_len;
+                (h, patches, headers, p.ip.payload.len())
+            }
             Ok(_) | Err(Fail::Reply { .. }) => return Ok(None),
             Err(Fail::Drop(r)) => return Err(r),
         },
         Ok(_) | Err(Fail::Reply { .. }) => return Ok(None),
         Err(Fail::Drop(r)) => return Err(r),
     };
-    let start = at + headers - 20;
-    emit::ipv4_header(&mut buf[start..], &h, plen)?;
+    let start = at + headers - field::IPV4_LEN;
+    h.write(&mut buf[start..], plen, None)?;
     patches.apply(&mut buf[at + headers..at + headers + plen], 0);
     Ok(Some(start..at + headers + plen))
-}
-
-/// What becomes of a planned plain packet (its header, the transport bytes that change, and the
-/// fragment size when it must be cut for the IPv4 link). A continuation rather than a returned
-/// plan: moving the plan out through a `Result` costs more than building it.
-trait Sink {
-    type Out;
-    fn plain(
-        self,
-        payload: &[u8],
-        h: &Hdr4,
-        patches: &Patches,
-        split: Option<usize>,
-    ) -> Result<Self::Out, Fail>;
-}
-
-/// Written, fragmented if need be, into the output buffer.
-struct ToBuffer<'o>(&'o mut [u8]);
-
-impl Sink for ToBuffer<'_> {
-    type Out = Emitted;
-    #[inline(always)]
-    fn plain(
-        self,
-        payload: &[u8],
-        h: &Hdr4,
-        patches: &Patches,
-        split: Option<usize>,
-    ) -> Result<Emitted, Fail> {
-        let out = self.0;
-        let Some(chunk) = split else {
-            emit::ipv4_header(out, h, payload.len())?;
-            emit::copy(out, 20, payload)?;
-            patches.apply(&mut out[20..20 + payload.len()], 0);
-            return Ok(Emitted::new(20 + payload.len(), 1));
-        };
-        // A small DF-clear packet over a narrow IPv4 link: fragment it here.
-        let (mut at, mut start, mut count) = (0, 0, 0);
-        while start < payload.len() {
-            let end = (start + chunk).min(payload.len());
-            let mut fh = *h;
-            fh.offset = (start / 8) as u16;
-            fh.mf = end < payload.len();
-            let o = out.get_mut(at..).ok_or(DropReason::BufferTooSmall)?;
-            emit::ipv4_header(o, &fh, end - start)?;
-            emit::copy(o, 20, &payload[start..end])?;
-            patches.apply(&mut o[20..20 + end - start], start);
-            at += 20 + end - start;
-            count += 1;
-            start = end;
-        }
-        Ok(Emitted::new(at, count))
-    }
-}
-
-/// Handed back, for the in-place path to write once the input is no longer borrowed.
-struct Pieces;
-
-impl Sink for Pieces {
-    type Out = (Hdr4, Patches, Option<usize>);
-    #[inline(always)]
-    fn plain(
-        self,
-        _: &[u8],
-        h: &Hdr4,
-        patches: &Patches,
-        split: Option<usize>,
-    ) -> Result<Self::Out, Fail> {
-        Ok((*h, *patches, split))
-    }
 }
 
 /// Writes the IPv4 packet(s). For a hairpinned packet the IPv4 link MTU does not apply.
@@ -234,7 +168,7 @@ fn to_ipv4(cfg: &Config<'_>, ids: &Ids, p: &Prepared<'_>, out: &mut [u8]) -> Res
 }
 
 #[inline(always)]
-fn plan_ipv4<S: Sink>(
+fn plan_ipv4<S: Sink<Hdr4>>(
     cfg: &Config<'_>,
     ids: &Ids,
     p: &Prepared<'_>,
@@ -264,32 +198,10 @@ fn plan_ipv4<S: Sink>(
     if total > 0xffff {
         return Err(DropReason::TooBig.into());
     }
-    let mut h = Hdr4 {
-        tos: cfg.traffic_class.unwrap_or(ip.traffic_class),
-        id: 0,
-        df: false,
-        mf: false,
-        offset: 0,
-        ttl: ip.hop_limit - 1,
-        proto: if ip.proto == proto::ICMPV6 {
-            proto::ICMP
-        } else {
-            ip.proto
-        },
-        src: src.to_bits(),
-        dst: dst.to_bits(),
-    };
-    match ip.frag {
-        Some(f) => {
-            h.id = f.id as u16;
-            h.mf = f.more;
-            h.offset = f.offset;
-        }
-        None => {
-            // RFC 7915 §5.1 (after RFC 8021): DF only above 1260 bytes; the ID is ours to pick.
-            h.id = ids.next(cfg.id_key, src, dst);
-            h.df = total > 1260;
-        }
+    let mut h = hdr4(cfg, ip, src, dst, ip.hop_limit - 1, total);
+    if ip.frag.is_none() {
+        // The ID is ours to pick.
+        h.id = ids.next(cfg.id_key, src, dst);
     }
     let mtu4 = usize::from(cfg.mtu4).max(68);
     let fits = p.hairpin || total <= mtu4;
@@ -306,8 +218,52 @@ fn plan_ipv4<S: Sink>(
     if ip.frag.is_some_and(|f| f.more) && payload.len() % 8 != 0 {
         return Err(DropReason::UnalignedFragment.into());
     }
-    let split = (!fits).then_some((mtu4 - 20) / 8 * 8);
-    sink.plain(ip.payload, &h, &patches, split)
+    let split = (!fits).then_some(sink::piece_len(mtu4, field::IPV4_LEN));
+    let plan = Plan {
+        head: &h,
+        patches: &patches,
+        split,
+    };
+    Ok(sink.plain(ip.payload, plan)?)
+}
+
+/// The IPv4 header for `ip` (RFC 7915 §5.1), the packet itself or the one quoted in an error,
+/// `total` bytes long: ICMPv6 becomes ICMP, any other protocol keeps its number; a fragment keeps
+/// its ID, offset and M flag, an unfragmented packet gets DF only above 1260 bytes (RFC 8021) and
+/// ID 0, for the caller to pick.
+#[inline(always)]
+fn hdr4(
+    cfg: &Config<'_>,
+    ip: &Ipv6<'_>,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    total: usize,
+) -> Hdr4 {
+    let mut h = Hdr4 {
+        tos: cfg.traffic_class.unwrap_or(ip.traffic_class),
+        id: 0,
+        df: false,
+        mf: false,
+        offset: 0,
+        ttl,
+        proto: if ip.proto == proto::ICMPV6 {
+            proto::ICMP
+        } else {
+            ip.proto
+        },
+        src: src.to_bits(),
+        dst: dst.to_bits(),
+    };
+    match ip.frag {
+        Some(f) => {
+            h.id = f.id as u16;
+            h.mf = f.more;
+            h.offset = f.offset;
+        }
+        None => h.df = total > 1260,
+    }
+    h
 }
 
 /// RFC 7915 §5.2 and §5.3: an ICMPv6 error becomes an ICMPv4 error with its quoted packet translated.
@@ -370,20 +326,18 @@ fn icmp_error_msg(
         emit::copy(body, l.area, ext)?;
     }
     let icmp_len = 8 + l.area + if l.ext { ext.len() } else { 0 };
-    let h = Hdr4 {
-        tos: cfg.traffic_class.unwrap_or(ip.traffic_class),
+    let mut h = hdr4(
+        cfg,
+        ip,
+        src,
+        dst,
+        ip.hop_limit - 1,
+        field::IPV4_LEN + icmp_len,
+    );
+    if ip.frag.is_none() {
         // An atomic fragment's ID is kept, as for any other packet (RFC 7915 §5.1).
-        id: ip
-            .frag
-            .map_or_else(|| ids.next(cfg.id_key, src, dst), |f| f.id as u16),
-        df: ip.frag.is_none() && 20 + icmp_len > 1260,
-        mf: false,
-        offset: 0,
-        ttl: ip.hop_limit - 1,
-        proto: proto::ICMP,
-        src: src.to_bits(),
-        dst: dst.to_bits(),
-    };
+        h.id = ids.next(cfg.id_key, src, dst);
+    }
     emit::ipv4_header(out, &h, icmp_len)?;
     // RFC 4884: the quote's length in 32-bit words, in the second byte after the checksum.
     let rest = if l.ext {
@@ -410,56 +364,28 @@ fn inner_packet(cfg: &Config<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<us
     let src = cfg.map_6to4(inner.src).ok_or(DropReason::InnerPacket)?;
     let dst = cfg.map_6to4(inner.dst).ok_or(DropReason::InnerPacket)?;
     let claimed = inner.claimed_payload_len();
-    let mut patches = Patches::default();
-    if first {
-        match inner.proto {
-            proto::TCP | proto::UDP => {
-                let (from, to) = (
-                    checksum::addrs6(inner.src, inner.dst),
-                    checksum::addrs4(src, dst),
-                );
-                // A quote may be cut before the checksum: it only has to identify the flow.
-                patches.readdress(inner.proto, data, from, to).ok();
-            }
-            proto::ICMPV6 => {
-                if let (Some(&ty), Some(&code)) = (data.first(), data.get(1)) {
-                    let m = icmp::map_6to4(ty, code).ok_or(DropReason::InnerPacket)?;
-                    let pseudo =
-                        checksum::pseudo6(inner.src, inner.dst, proto::ICMPV6, claimed as u32);
-                    patches.retype_icmp(data, [ty, code], [m.ty, m.code], pseudo, 0);
-                }
-            }
-            _ => {}
-        }
-    }
-    let total = 20 + claimed;
-    let mut h = Hdr4 {
-        tos: cfg.traffic_class.unwrap_or(inner.traffic_class),
-        id: 0,
-        df: false,
-        mf: false,
-        offset: 0,
-        ttl: inner.hop_limit,
-        proto: if inner.proto == proto::ICMPV6 {
-            proto::ICMP
-        } else {
-            inner.proto
-        },
-        src: src.to_bits(),
-        dst: dst.to_bits(),
+    let patches = if first {
+        let addrs = (
+            checksum::addrs6(inner.src, inner.dst),
+            checksum::addrs4(src, dst),
+        );
+        let pseudo = checksum::pseudo6(inner.src, inner.dst, proto::ICMPV6, claimed as u32);
+        Patches::quoted(
+            inner.proto,
+            proto::ICMPV6,
+            data,
+            addrs,
+            icmp::map_6to4,
+            (pseudo, 0),
+        )?
+    } else {
+        Patches::default()
     };
-    match inner.frag {
-        Some(f) => {
-            h.id = f.id as u16;
-            h.mf = f.more;
-            h.offset = f.offset;
-        }
-        None => h.df = total > 1260,
-    }
-    emit::ipv4_header(out, &h, claimed)?;
-    emit::copy(out, 20, data)?;
-    patches.apply(&mut out[20..20 + data.len()], 0);
-    Ok(20 + data.len())
+    let total = 20 + claimed;
+    let h = hdr4(cfg, inner, src, dst, inner.hop_limit, total);
+    let hl = emit::ipv4_header(out, &h, claimed)?;
+    sink::copy_patched(out, hl, data, &patches, 0)?;
+    Ok(hl + data.len())
 }
 
 #[cfg(test)]
@@ -469,10 +395,10 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::outcome::Outcome;
-    use crate::translator::Translator;
     use crate::testpkt::{
         V4_HOST, V6, V6_HOST_AS_V4, a6, config, ext8, frag6, v4_host_as_v6, v6_host, verify,
     };
+    use crate::translator::Translator;
 
     fn run(cfg: Config<'_>, input: &[u8]) -> (Outcome, Vec<u8>) {
         let t = Translator::new(cfg);
