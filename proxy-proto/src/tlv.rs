@@ -233,16 +233,7 @@ pub(crate) fn check_value(kind: TlvType, value: &[u8]) -> Result<(), &'static st
 
 /// The content rules of an SSL sub-TLV: the named strings are UTF-8.
 pub(crate) fn check_ssl_sub(kind: TlvType, value: &[u8]) -> Result<(), &'static str> {
-    let text = matches!(
-        kind,
-        TlvType::SSL_VERSION
-            | TlvType::SSL_CN
-            | TlvType::SSL_CIPHER
-            | TlvType::SSL_SIG_ALG
-            | TlvType::SSL_KEY_ALG
-            | TlvType::SSL_GROUP
-            | TlvType::SSL_SIG_SCHEME
-    );
+    let text = is_text_sub(kind);
     match text && !is_text(value) {
         true => Err("not UTF-8"),
         false => Ok(()),
@@ -315,34 +306,6 @@ impl<'a> Ssl<'a> {
             .and_then(|t| core::str::from_utf8(t.value).ok())
     }
 
-    /// `SSL_VERSION`, e.g. `TLSv1.3`.
-    pub fn version(&self) -> Option<&'a str> {
-        self.text(TlvType::SSL_VERSION)
-    }
-    /// `SSL_CN`: the client certificate's Common Name.
-    pub fn cn(&self) -> Option<&'a str> {
-        self.text(TlvType::SSL_CN)
-    }
-    /// `SSL_CIPHER`.
-    pub fn cipher(&self) -> Option<&'a str> {
-        self.text(TlvType::SSL_CIPHER)
-    }
-    /// `SSL_SIG_ALG`.
-    pub fn sig_alg(&self) -> Option<&'a str> {
-        self.text(TlvType::SSL_SIG_ALG)
-    }
-    /// `SSL_KEY_ALG`.
-    pub fn key_alg(&self) -> Option<&'a str> {
-        self.text(TlvType::SSL_KEY_ALG)
-    }
-    /// `SSL_GROUP`.
-    pub fn group(&self) -> Option<&'a str> {
-        self.text(TlvType::SSL_GROUP)
-    }
-    /// `SSL_SIG_SCHEME`.
-    pub fn sig_scheme(&self) -> Option<&'a str> {
-        self.text(TlvType::SSL_SIG_SCHEME)
-    }
     /// `SSL_CLIENT_CERT`: the client certificate, DER.
     pub fn client_cert(&self) -> Option<&'a [u8]> {
         self.sub_tlvs()
@@ -350,6 +313,46 @@ impl<'a> Ssl<'a> {
             .map(|t| t.value)
     }
 }
+
+/// The SSL sub-TLVs that carry text, in one list: [`Ssl`]'s accessors, `SslBuilder`'s setters
+/// and the UTF-8 check at parse all come from it. `$then` is a macro that takes the list.
+macro_rules! ssl_text_subs {
+    ($then:ident) => {
+        $then! {
+            /// `SSL_VERSION`, e.g. `TLSv1.3`.
+            version = SSL_VERSION,
+            /// `SSL_CN`: the client certificate's Common Name.
+            cn = SSL_CN,
+            /// `SSL_CIPHER`, e.g. `TLS_AES_256_GCM_SHA384`.
+            cipher = SSL_CIPHER,
+            /// `SSL_SIG_ALG`: the frontend certificate's signature algorithm.
+            sig_alg = SSL_SIG_ALG,
+            /// `SSL_KEY_ALG`: the frontend certificate's key algorithm.
+            key_alg = SSL_KEY_ALG,
+            /// `SSL_GROUP`: the key exchange group, e.g. `X25519`.
+            group = SSL_GROUP,
+            /// `SSL_SIG_SCHEME`: the handshake signature scheme.
+            sig_scheme = SSL_SIG_SCHEME,
+        }
+    };
+}
+pub(crate) use ssl_text_subs;
+
+macro_rules! ssl_text_accessors {
+    ($($(#[$doc:meta])* $method:ident = $kind:ident,)*) => {
+        impl<'a> Ssl<'a> {
+            $($(#[$doc])* pub fn $method(&self) -> Option<&'a str> {
+                self.text(TlvType::$kind)
+            })*
+        }
+
+        /// A sub-TLV whose value must be UTF-8.
+        fn is_text_sub(kind: TlvType) -> bool {
+            matches!(kind, $(TlvType::$kind)|*)
+        }
+    };
+}
+ssl_text_subs!(ssl_text_accessors);
 
 #[cfg(test)]
 mod tests {

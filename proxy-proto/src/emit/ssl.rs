@@ -47,41 +47,6 @@ impl<'a> SslBuilder<'a> {
         }
         self
     }
-    /// `SSL_VERSION`, e.g. `TLSv1.3`.
-    #[must_use]
-    pub fn version(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_VERSION, v.as_bytes())
-    }
-    /// `SSL_CN`.
-    #[must_use]
-    pub fn cn(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_CN, v.as_bytes())
-    }
-    /// `SSL_CIPHER`.
-    #[must_use]
-    pub fn cipher(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_CIPHER, v.as_bytes())
-    }
-    /// `SSL_SIG_ALG`.
-    #[must_use]
-    pub fn sig_alg(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_SIG_ALG, v.as_bytes())
-    }
-    /// `SSL_KEY_ALG`.
-    #[must_use]
-    pub fn key_alg(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_KEY_ALG, v.as_bytes())
-    }
-    /// `SSL_GROUP`.
-    #[must_use]
-    pub fn group(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_GROUP, v.as_bytes())
-    }
-    /// `SSL_SIG_SCHEME`.
-    #[must_use]
-    pub fn sig_scheme(self, v: &'a str) -> Self {
-        self.sub(TlvType::SSL_SIG_SCHEME, v.as_bytes())
-    }
     /// `SSL_CLIENT_CERT`, DER.
     #[must_use]
     pub fn client_cert(self, der: &'a [u8]) -> Self {
@@ -123,3 +88,14 @@ impl<'a> SslBuilder<'a> {
         }
     }
 }
+
+macro_rules! ssl_text_setters {
+    ($($(#[$doc:meta])* $method:ident = $kind:ident,)*) => {
+        impl<'a> SslBuilder<'a> {
+            $($(#[$doc])* #[must_use] pub fn $method(self, v: &'a str) -> Self {
+                self.sub(TlvType::$kind, v.as_bytes())
+            })*
+        }
+    };
+}
+crate::tlv::ssl_text_subs!(ssl_text_setters);
