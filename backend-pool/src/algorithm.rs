@@ -4,9 +4,7 @@
 
 use core::fmt;
 
-use crate::health::BackendState;
-use crate::pool::Entry;
-use crate::tried::Tried;
+use crate::entry::Filter;
 use crate::{PoolError, Rng};
 
 /// A backend as an algorithm sees it when building: its position in the snapshot, its weight
@@ -82,7 +80,7 @@ impl Proposal<'_> {
 
     /// True once the request has been given a candidate: this proposal is for a retry.
     pub fn is_retry(&self) -> bool {
-        self.filter.tried.len() > 0
+        self.filter.is_retry()
     }
 
     /// Scratch state kept across the proposals of one request (a position, a hash).
@@ -97,44 +95,12 @@ impl Proposal<'_> {
 
     /// Connections in flight to this index (0 when out of range).
     pub fn in_flight(&self, index: u32) -> u64 {
-        self.filter.state(index).map_or(0, |s| {
-            s.in_flight.load(core::sync::atomic::Ordering::Relaxed)
-        })
+        self.filter.in_flight(index)
     }
 
     /// The configured weight of this index (0 when out of range).
     pub fn weight(&self, index: u32) -> u32 {
-        self.filter
-            .entries
-            .get(index as usize)
-            .map_or(0, |e| e.backend.weight)
-    }
-}
-
-/// The pool's usability rule for one request.
-#[derive(Debug)]
-pub(crate) struct Filter<'a> {
-    pub(crate) entries: &'a [Entry],
-    pub(crate) now: u64,
-    pub(crate) ignore_health: bool,
-    pub(crate) tried: &'a Tried,
-}
-
-impl Filter<'_> {
-    fn state(&self, index: u32) -> Option<&BackendState> {
-        self.entries.get(index as usize).map(|e| &*e.state)
-    }
-
-    #[inline]
-    pub(crate) fn usable(&self, index: u32) -> bool {
-        match self.entries.get(index as usize) {
-            Some(e) => {
-                e.backend.weight > 0
-                    && !self.tried.contains(index)
-                    && (self.ignore_health || e.state.in_service(self.now))
-            }
-            None => false,
-        }
+        self.filter.weight(index)
     }
 }
 

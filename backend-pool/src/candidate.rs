@@ -4,17 +4,19 @@
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 
-use crate::algorithm::{Algorithm, Filter, Proposal};
+use crate::PoolError;
+use crate::algorithm::{Algorithm, Proposal};
 use crate::backend::{Backend, BackendId, Tier};
 use crate::config::nanos;
+use crate::entry::{ADMIT_SEED, Entry, Filter};
 use crate::health::StateRef;
-use crate::pool::{Entry, Route, Snapshot};
+use crate::pool::Snapshot;
 use crate::rng::{Rng, mix64, scale, stable_hash};
+use crate::route::Route;
 use crate::tried::Tried;
 
 /// Proposals asked of the algorithm per candidate before the weighted scan takes over.
 const PROBES: u32 = 16;
-const ADMIT_SEED: u64 = 0x736c_6f77;
 
 /// The candidates for one request, best first: the algorithm's pick, then its retries. Bounded by
 /// `PoolConfig::max_attempts`, never the same backend twice, never a drained or (outside panic
@@ -25,10 +27,7 @@ const ADMIT_SEED: u64 = 0x736c_6f77;
 pub struct Candidates<'s, 'r, A: Algorithm> {
     snapshot: &'s Snapshot<A>,
     algorithm: &'s A,
-    tier: usize,
-    ignore_health: bool,
-    /// Every member in service at full weight: no slow-start admission to consult.
-    clear: bool,
+    route: Route,
     key: &'r [u8],
     rng: &'r mut Rng,
     now: u64,
@@ -39,29 +38,26 @@ pub struct Candidates<'s, 'r, A: Algorithm> {
 }
 
 impl<'s, 'r, A: Algorithm> Candidates<'s, 'r, A> {
+    /// The candidates on `route`, which must be one the snapshot decided (`Snapshot::route`).
     pub(crate) fn new(
         snapshot: &'s Snapshot<A>,
-        algorithm: &'s A,
         route: Route,
         key: &'r [u8],
         rng: &'r mut Rng,
         now: u64,
-        max: usize,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, PoolError> {
+        Ok(Self {
             snapshot,
-            algorithm,
-            tier: route.tier,
-            ignore_health: route.ignore_health(),
-            clear: route.clear,
+            algorithm: snapshot.algorithm(route.tier).ok_or(PoolError::NoHealthy)?,
+            route,
             key,
             rng,
             now,
             tried: Tried::new(),
             attempt: 0,
             cursor: 0,
-            max,
-        }
+            max: snapshot.max_attempts(),
+        })
     }
 
     /// After the probes: a weighted draw over every usable backend of the tier, O(n), so even a
@@ -72,33 +68,25 @@ impl<'s, 'r, A: Algorithm> Candidates<'s, 'r, A> {
         } else {
             self.rng.next_u64()
         };
-        let entries = self.snapshot.entries();
         let filter = Filter {
-            entries,
+            entries: self.snapshot.entries(),
+            route: self.route,
             now: self.now,
-            ignore_health: self.ignore_health,
             tried: &self.tried,
         };
-        let in_tier =
-            |i: usize, e: &Entry| e.backend.tier.index() == self.tier && filter.usable(i as u32);
-        let total: u64 = entries
-            .iter()
-            .enumerate()
-            .filter(|(i, e)| in_tier(*i, e))
-            .map(|(_, e)| u64::from(e.backend.weight))
-            .sum();
+        let usable =
+            || (0..filter.entries.len() as u32).filter_map(|i| Some((i, filter.in_tier(i)?)));
+        let total: u64 = usable().map(|(_, e)| u64::from(e.backend.weight)).sum();
         if total == 0 {
             return None;
         }
         let mut draw = scale(bits, total);
-        for (i, e) in entries.iter().enumerate() {
-            if in_tier(i, e) {
-                let w = u64::from(e.backend.weight);
-                if draw < w {
-                    return Some(i as u32);
-                }
-                draw -= w;
+        for (i, e) in usable() {
+            let w = u64::from(e.backend.weight);
+            if draw < w {
+                return Some(i);
             }
+            draw -= w;
         }
         None
     }
@@ -133,15 +121,18 @@ impl<A: Algorithm> Candidates<'_, '_, A> {
     /// Moves from the primaries to the backups, judged by their health; false when already
     /// there or there are none.
     fn fall_back_to_backups(&mut self) -> bool {
-        let Some(backups) = (self.tier == 0)
+        let Some(backups) = (self.route.tier == Tier::Primary)
             .then(|| self.snapshot.algorithm(Tier::Backup))
             .flatten()
         else {
             return false;
         };
         self.algorithm = backups;
-        self.tier = 1;
-        (self.ignore_health, self.clear) = (false, false);
+        self.route = Route {
+            tier: Tier::Backup,
+            panic: false,
+            clear: false,
+        };
         (self.attempt, self.cursor) = (0, 0);
         true
     }
@@ -151,8 +142,8 @@ impl<A: Algorithm> Candidates<'_, '_, A> {
         for _ in 0..PROBES {
             let filter = Filter {
                 entries: self.snapshot.entries(),
+                route: self.route,
                 now: self.now,
-                ignore_health: self.ignore_health,
                 tried: &self.tried,
             };
             let mut proposal = Proposal {
@@ -163,44 +154,14 @@ impl<A: Algorithm> Candidates<'_, '_, A> {
                 filter: &filter,
             };
             let picked = self.algorithm.propose(&mut proposal);
-            let usable = picked.is_some_and(|i| {
-                filter.usable(i)
-                    && self.snapshot.entries()[i as usize].backend.tier.index() == self.tier
-            });
             self.attempt = self.attempt.wrapping_add(1);
             match picked {
                 None => break,
-                Some(i)
-                    if usable
-                        && (self.clear
-                            || admitted::<A>(
-                                &self.snapshot.entries()[i as usize],
-                                self.now,
-                                self.key,
-                            )) =>
-                {
-                    return Some(i);
-                }
+                Some(i) if filter.accepts::<A>(i, self.key).is_some() => return Some(i),
                 Some(_) => {}
             }
         }
         self.fallback()
-    }
-}
-
-/// Slow start: a ramping backend is accepted at its current share of proposals, the first one
-/// after it comes back included. Keyed algorithms decide by the key instead, so a key admitted at
-/// share s stays admitted above s.
-#[inline]
-pub(crate) fn admitted<A: Algorithm>(entry: &Entry, now: u64, key: &[u8]) -> bool {
-    let Some(share) = entry.state.ramp(now) else {
-        return true;
-    };
-    if A::KEYED {
-        let draw = mix64(stable_hash(key, ADMIT_SEED) ^ entry.backend.id.stable_hash());
-        (draw >> 32) < share
-    } else {
-        entry.state.admit(share)
     }
 }
 

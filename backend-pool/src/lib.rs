@@ -68,6 +68,7 @@ mod alias;
 mod backend;
 mod candidate;
 mod config;
+mod entry;
 mod error;
 mod health;
 mod least_conn;
@@ -79,6 +80,7 @@ mod pool;
 mod probe;
 mod random;
 mod rng;
+mod route;
 mod swrr;
 #[cfg(feature = "tls-check")]
 mod tls_probe;

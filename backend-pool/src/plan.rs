@@ -5,6 +5,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
+use crate::route::Decision;
+
 /// Health generations are compared on their low 60 bits; the route takes the other 4.
 const GENERATION_MASK: u64 = (1 << 60) - 1;
 
@@ -12,7 +14,7 @@ const GENERATION_MASK: u64 = (1 << 60) - 1;
 pub(crate) struct Plan {
     /// Odd while a writer is storing.
     seq: AtomicU64,
-    /// generation << 4 | route.
+    /// generation << 4 | the decision's bits.
     decision: AtomicU64,
     /// Caller-clock nanoseconds from which the decision is stale.
     until: AtomicU64,
@@ -29,20 +31,20 @@ impl Plan {
 
     /// The route decided for `generation`, if still valid at `now`.
     #[inline]
-    pub(crate) fn cached(&self, generation: u64, now: u64) -> Option<u64> {
+    pub(crate) fn cached(&self, generation: u64, now: u64) -> Option<Decision> {
         let before = self.seq.load(Ordering::Acquire);
         let decision = self.decision.load(Ordering::Relaxed);
         let until = self.until.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
         let consistent = before & 1 == 0 && self.seq.load(Ordering::Relaxed) == before;
         (consistent && decision >> 4 == generation & GENERATION_MASK && now < until)
-            .then_some(decision & 15)
+            .then(|| Decision::from_bits(decision & 15))
     }
 
-    /// Caches `route` for `generation` until `until`; skipped when another writer is storing (the
+    /// Caches `decision` for `generation` until `until`; skipped when another writer is storing (the
     /// next pick decides again).
     #[cold]
-    pub(crate) fn store(&self, generation: u64, route: u64, until: u64) {
+    pub(crate) fn store(&self, generation: u64, decision: Decision, until: u64) {
         let seq = self.seq.load(Ordering::Relaxed);
         if seq & 1 == 1
             || self
@@ -54,7 +56,7 @@ impl Plan {
         }
         fence(Ordering::Release);
         self.decision.store(
-            (generation & GENERATION_MASK) << 4 | route,
+            (generation & GENERATION_MASK) << 4 | decision.to_bits(),
             Ordering::Relaxed,
         );
         self.until.store(until, Ordering::Relaxed);
@@ -65,16 +67,28 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Tier;
+    use crate::route::Route;
 
     #[test]
     fn valid_for_its_generation_until_its_end() {
         let plan = Plan::new();
         assert_eq!(plan.cached(0, 0), None, "nothing decided yet");
-        plan.store(7, 3, 100);
-        assert_eq!(plan.cached(7, 99), Some(3));
+        let primary = Decision::Serve(Route {
+            tier: Tier::Primary,
+            panic: false,
+            clear: false,
+        });
+        plan.store(7, primary, 100);
+        assert_eq!(plan.cached(7, 99), Some(primary));
         assert_eq!(plan.cached(7, 100), None, "an ejection ran out");
         assert_eq!(plan.cached(8, 0), None, "health changed");
-        plan.store(8, 5 | 8, u64::MAX);
-        assert_eq!(plan.cached(8, u64::MAX - 1), Some(13));
+        let backup = Decision::Serve(Route {
+            tier: Tier::Backup,
+            panic: false,
+            clear: true,
+        });
+        plan.store(8, backup, u64::MAX);
+        assert_eq!(plan.cached(8, u64::MAX - 1), Some(backup));
     }
 }

@@ -16,22 +16,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::algorithm::{Algorithm, Filter, Member, Proposal};
+use crate::algorithm::{Algorithm, Member, Proposal};
 use crate::backend::{Backend, BackendId, Tier};
-use crate::candidate::{Candidate, Candidates, InFlight, admitted};
+use crate::candidate::{Candidate, Candidates, InFlight};
 use crate::config::{PoolConfig, nanos};
+use crate::entry::{Entry, Filter};
 use crate::health::{BackendState, HealthStatus, NO_RAMP, Shared, StateRef};
 use crate::plan::Plan;
 use crate::rng::mix64;
+use crate::route::{Decision, Route};
 use crate::tried::Tried;
 use crate::{PoolError, Rng};
-
-/// One backend in a snapshot with its shared live state.
-#[derive(Debug)]
-pub(crate) struct Entry {
-    pub(crate) backend: Backend,
-    pub(crate) state: StateRef,
-}
 
 /// A set of weighted backends with health, read lock-free by any number of threads.
 ///
@@ -336,34 +331,6 @@ pub struct Snapshot<A: Algorithm> {
     shared: Arc<Shared>,
 }
 
-const EMPTY: u64 = 0;
-const DRAINED: u64 = 1;
-const NO_HEALTHY: u64 = 2;
-const PRIMARY: u64 = 3;
-const PRIMARY_PANIC: u64 = 4;
-const BACKUP: u64 = 5;
-const BACKUP_PANIC: u64 = 6;
-/// Beside a route: every member of the serving tier is in service and none is ramping up, so a
-/// pick need not read any backend's health (it then touches a backend's state only to count it).
-const CLEAR: u64 = 8;
-
-/// Which tier a pick draws from, and how it judges health there.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Route {
-    pub(crate) tier: usize,
-    /// Panic mode: health ignored.
-    panic: bool,
-    /// Every member of the tier in service at full weight (see `CLEAR`).
-    pub(crate) clear: bool,
-}
-
-impl Route {
-    /// Whether a proposal's health need not be read: panic mode, or nobody out of service.
-    pub(crate) fn ignore_health(self) -> bool {
-        self.panic || self.clear
-    }
-}
-
 impl<A: Algorithm> Snapshot<A> {
     /// The backends, in the order given.
     pub fn backends(&self) -> impl ExactSizeIterator<Item = &Backend> {
@@ -403,6 +370,11 @@ impl<A: Algorithm> Snapshot<A> {
             .binary_search_by(|&i| self.entries[i as usize].backend.id.cmp(id))
             .ok()?;
         self.entries.get(by_id[at] as usize)
+    }
+
+    /// Candidates offered per request at most.
+    pub(crate) fn max_attempts(&self) -> usize {
+        self.shared.config.max_attempts as usize
     }
 
     pub(crate) fn entries(&self) -> &[Entry] {
@@ -447,10 +419,7 @@ impl<A: Algorithm> Snapshot<A> {
         rng: &'r mut Rng,
     ) -> Result<Candidates<'s, 'r, A>, PoolError> {
         let now = nanos(now);
-        let route = self.route(now)?;
-        let algorithm = self.tier(route.tier).ok_or(PoolError::NoHealthy)?;
-        let max = self.shared.config.max_attempts as usize;
-        Ok(Candidates::new(self, algorithm, route, key, rng, now, max))
+        Candidates::new(self, self.route(now)?, key, rng, now)
     }
 
     /// The first candidate only, counted in flight until dropped.
@@ -503,12 +472,11 @@ impl<A: Algorithm> Snapshot<A> {
     ) -> Result<Option<&Entry>, PoolError> {
         static NOTHING_TRIED: Tried = Tried::new();
         let route = self.route(now)?;
-        let tier = route.tier;
-        let algorithm = self.tier(tier).ok_or(PoolError::NoHealthy)?;
+        let algorithm = self.tier(route.tier.index()).ok_or(PoolError::NoHealthy)?;
         let filter = Filter {
             entries: &self.entries,
+            route,
             now,
-            ignore_health: route.ignore_health(),
             tried: &NOTHING_TRIED,
         };
         let mut cursor = 0;
@@ -519,14 +487,9 @@ impl<A: Algorithm> Snapshot<A> {
             cursor: &mut cursor,
             filter: &filter,
         };
-        let Some(index) = algorithm.propose(&mut proposal) else {
-            return Ok(None);
-        };
-        Ok(self.entries.get(index as usize).filter(|entry| {
-            filter.usable(index)
-                && entry.backend.tier.index() == tier
-                && (route.clear || admitted::<A>(entry, now, key))
-        }))
+        Ok(algorithm
+            .propose(&mut proposal)
+            .and_then(|index| filter.accepts::<A>(index, key)))
     }
 
     #[cold]
@@ -548,32 +511,22 @@ impl<A: Algorithm> Snapshot<A> {
     #[inline]
     pub(crate) fn route(&self, now: u64) -> Result<Route, PoolError> {
         let generation = self.shared.generation.load(Ordering::SeqCst);
-        let route = match self.plan.cached(generation, now) {
-            Some(route) => route,
+        let decision = match self.plan.cached(generation, now) {
+            Some(decision) => decision,
             None => {
-                let (route, until) = self.decide(now);
-                self.plan.store(generation, route, until);
-                route
+                let (decision, until) = self.decide(now);
+                self.plan.store(generation, decision, until);
+                decision
             }
         };
-        let clear = route & CLEAR != 0;
-        let (tier, panic) = match route & !CLEAR {
-            PRIMARY => (0, false),
-            PRIMARY_PANIC => (0, true),
-            BACKUP => (1, false),
-            BACKUP_PANIC => (1, true),
-            EMPTY => return Err(PoolError::Empty),
-            DRAINED => return Err(PoolError::AllDrained),
-            _ => return Err(PoolError::NoHealthy),
-        };
-        Ok(Route { tier, panic, clear })
+        decision.route()
     }
 
     #[cold]
-    /// The route at `now` (with `CLEAR` when every member of the serving tier is in service and
-    /// none ramps), and when it may change without a health transition: the earliest end of an
+    /// The decision at `now` (a route is `clear` when every member of the serving tier is in
+    /// service and none ramps), and when it may change without a health transition: the earliest end of an
     /// ejection or a slow-start ramp among this snapshot's members.
-    fn decide(&self, now: u64) -> (u64, u64) {
+    fn decide(&self, now: u64) -> (Decision, u64) {
         let (mut total, mut healthy, mut clear) = ([0u64; 2], [0u64; 2], [true; 2]);
         let mut until = u64::MAX;
         for e in self.entries.iter().filter(|e| e.backend.weight > 0) {
@@ -591,35 +544,53 @@ impl<A: Algorithm> Snapshot<A> {
             }
             clear[t] &= in_service && ramp.is_none();
         }
-        let route = self.route_for(total, healthy);
-        let serving = match route {
-            PRIMARY | PRIMARY_PANIC => clear[0],
-            BACKUP | BACKUP_PANIC => clear[1],
-            _ => false,
+        let decision = match self.route_for(total, healthy) {
+            Decision::Serve(route) => Decision::Serve(Route {
+                clear: clear[route.tier.index()],
+                ..route
+            }),
+            other => other,
         };
-        (if serving { route | CLEAR } else { route }, until)
+        (decision, until)
     }
 
-    fn route_for(&self, total: [u64; 2], healthy: [u64; 2]) -> u64 {
+    /// The decision from the weighted members (`total`) and those in service (`healthy`) per
+    /// tier, before `clear` is known.
+    fn route_for(&self, total: [u64; 2], healthy: [u64; 2]) -> Decision {
         if total == [0, 0] {
             return if self.entries.is_empty() {
-                EMPTY
+                Decision::Empty
             } else {
-                DRAINED
+                Decision::AllDrained
             };
         }
         let panic = u64::from(self.shared.config.panic_threshold_percent);
-        let below = |t: usize| healthy[t] * 100 < panic * total[t];
+        let serve = |tier: Tier| {
+            let t = tier.index();
+            Decision::Serve(Route {
+                tier,
+                panic: healthy[t] * 100 < panic * total[t],
+                clear: false,
+            })
+        };
         if healthy[0] > 0 {
-            if below(0) { PRIMARY_PANIC } else { PRIMARY }
+            serve(Tier::Primary)
         } else if healthy[1] > 0 {
-            if below(1) { BACKUP_PANIC } else { BACKUP }
+            serve(Tier::Backup)
         } else if panic == 0 {
-            NO_HEALTHY
-        } else if total[0] > 0 {
-            PRIMARY_PANIC
+            Decision::NoHealthy
         } else {
-            BACKUP_PANIC
+            // Nobody healthy: panic mode on the primaries, or on the backups when there are none.
+            let tier = if total[0] > 0 {
+                Tier::Primary
+            } else {
+                Tier::Backup
+            };
+            Decision::Serve(Route {
+                tier,
+                panic: true,
+                clear: false,
+            })
         }
     }
 }

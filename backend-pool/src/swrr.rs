@@ -474,10 +474,14 @@ mod tests {
 
     /// The first `picks` of a built algorithm, through `propose` as the pool calls it.
     fn walk(s: &SmoothWeighted, picks: usize) -> Vec<u32> {
-        let filter = crate::algorithm::Filter {
+        let filter = crate::entry::Filter {
             entries: &[],
+            route: crate::route::Route {
+                tier: crate::Tier::Primary,
+                panic: false,
+                clear: false,
+            },
             now: 0,
-            ignore_health: false,
             tried: &crate::tried::Tried::new(),
         };
         let mut rng = Rng::new(0);
