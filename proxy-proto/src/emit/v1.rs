@@ -47,31 +47,30 @@ impl Builder<'_> {
         if matches!(self.transport, Some(Transport::Dgram)) {
             return Err(EmitError::NotEncodable("v1 carries TCP only"));
         }
-        let (proto, texts) = match self.addresses {
-            Addresses::Unspec => (UNKNOWN, None),
-            Addresses::Ipv4 { src, dst } => (
-                TCP4,
-                Some([
-                    ipv4_text(*src.ip()),
-                    ipv4_text(*dst.ip()),
-                    port_text(src.port()),
-                    port_text(dst.port()),
-                ]),
-            ),
-            Addresses::Ipv6 { src, dst } => (
-                TCP6,
-                Some([
-                    ipv6_text(*src.ip()),
-                    ipv6_text(*dst.ip()),
-                    port_text(src.port()),
-                    port_text(dst.port()),
-                ]),
-            ),
+        let (proto, [src, dst], ports) = match self.addresses {
+            Addresses::Unspec => {
+                return Ok(V1Line {
+                    proto: UNKNOWN,
+                    texts: None,
+                });
+            }
+            Addresses::Ipv4 { src, dst } => {
+                let ips = [ipv4_text(*src.ip()), ipv4_text(*dst.ip())];
+                (TCP4, ips, [src.port(), dst.port()])
+            }
+            Addresses::Ipv6 { src, dst } => {
+                let ips = [ipv6_text(*src.ip()), ipv6_text(*dst.ip())];
+                (TCP6, ips, [src.port(), dst.port()])
+            }
             Addresses::Unix { .. } => {
                 return Err(EmitError::NotEncodable("v1 carries no UNIX addresses"));
             }
         };
-        Ok(V1Line { proto, texts })
+        let [src_port, dst_port] = ports.map(port_text);
+        Ok(V1Line {
+            proto,
+            texts: Some([src, dst, src_port, dst_port]),
+        })
     }
 }
 
