@@ -80,18 +80,22 @@ impl Exchange {
         }
     }
 
-    /// The refused request's turn: every answer before it has been relayed.
+    /// The refused request's turn: every answer before it has been relayed. A request cut in
+    /// its body went to the backend: its own answer, or ours at the backend's close.
     fn refusal_due(&self) -> bool {
-        self.refusal.is_some() && self.sent.is_empty() && self.responses.between_responses()
+        self.refusal.is_some_and(|r| !r.in_body)
+            && self.sent.is_empty()
+            && self.responses.between_responses()
     }
 
     /// The backend closed: our answer is due if its answers before the refused request all
-    /// came whole (a request cut short in its body was passed on: it may go unanswered).
+    /// came whole, and it did not answer a request cut in its body itself (ours then stands in
+    /// for that one answer, never for a second).
     fn refusal_due_at_close(&self) -> bool {
         let Some(refusal) = self.refusal else {
             return false;
         };
-        self.responses.between_responses() && self.sent.len() <= usize::from(refusal.in_body)
+        self.responses.between_responses() && self.sent.len() == usize::from(refusal.in_body)
     }
 }
 
@@ -206,7 +210,7 @@ impl<F: Fn()> Sides<'_, F> {
                 Some(Flow::Hold) => {
                     if !self.until(|e| !e.requests.is_held()).await {
                         // The backend closed without answering: nothing more to pass on.
-                        return Ok(());
+                        return self.close_client().await;
                     }
                     flow = self.feed(&[], forwarding, &mut out);
                     continue;
@@ -220,8 +224,14 @@ impl<F: Fn()> Sides<'_, F> {
                         .await;
                 }
             }
-            if !self.until(|e| e.sent.len() < MAX_OUTSTANDING).await {
-                return Ok(());
+            let room = |e: &Exchange| e.sent.len() < MAX_OUTSTANDING || e.requests.is_ended();
+            if !self.until(room).await {
+                return self.close_client().await;
+            }
+            if self.lock().requests.is_ended() {
+                // The answers could no longer be followed: no more requests.
+                flow = Some(Flow::End);
+                continue;
             }
             readable(self.client).await?;
             let mut buf = buffers::lend();
@@ -337,6 +347,10 @@ impl<F: Fn()> Sides<'_, F> {
                 if self.lock().refusal_due_at_close() {
                     return self.answer_refusal(carried).await;
                 }
+                if self.lock().refusal.is_some() {
+                    // Unanswered: the client's direction stopped reading, so this one closes.
+                    return self.close_client().await;
+                }
                 return pass_fin(self.client, self.ended);
             }
             let switched = {
@@ -376,6 +390,12 @@ impl<F: Fn()> Sides<'_, F> {
         write_all(self.client, response.as_bytes()).await?;
         carried.fetch_add(response.len() as u64, Ordering::Relaxed);
         self.lock().refusal_answered = true;
+        self.close_client().await
+    }
+
+    /// Ends the connection towards a client nobody reads any more: a FIN, then what it still
+    /// sends is read for a moment, so that the close is no reset that drops answers on their way.
+    async fn close_client(&self) -> io::Result<()> {
         self.ended.store(true, Ordering::Relaxed);
         let _ = socket2::SockRef::from(self.client).shutdown(std::net::Shutdown::Write);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.drain_client()).await;

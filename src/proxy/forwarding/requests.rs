@@ -331,6 +331,11 @@ impl Requests {
         }
     }
 
+    /// The connection's requests have ended: nothing more from the client is passed on.
+    pub fn is_ended(&self) -> bool {
+        matches!(self.state, State::Ended)
+    }
+
     /// Waiting for the answer to a request that may switch protocols.
     pub fn is_held(&self) -> bool {
         matches!(self.state, State::Held { .. })
