@@ -19,10 +19,13 @@
 //! - **Lock-free reads**: membership changes publish a new immutable [`Snapshot`] through
 //!   `arc-swap`; a pick takes no lock and allocates nothing.
 //! - **Time and randomness are inputs** (`now`, a monotonic clock that must not go backwards, and
-//!   [`Rng`]), so tests need no sleeps and runs reproduce from a seed.
+//!   [`Rng`]), so tests need no sleeps and runs reproduce from a seed; a proxy that wants no
+//!   reproducible run takes [`Rng::from_entropy`].
 //! - [`Pool::pick`] is the common case in one call: it loads the snapshot, picks, and returns an
 //!   owned in-flight guard ([`InFlight`]) that can move into the connection's task. Load the
 //!   snapshot yourself ([`Pool::load`]) for retries or many picks in a row.
+//! - **Chosen at run time** ([`AnyPool`]): one type over every algorithm, named by an
+//!   [`AlgorithmChoice`] (from a configuration file, say), with the pool's methods.
 //! - [`Snapshot::select`] gives the first choice without the in-flight count (one atomic
 //!   operation per pick for smooth round-robin, none for Maglev and random) when no count is needed;
 //!   it refuses to compile for [`LeastConn`], which balances on those counts.
@@ -65,6 +68,7 @@
 mod active;
 mod algorithm;
 mod alias;
+mod any;
 mod backend;
 mod candidate;
 mod config;
@@ -89,6 +93,7 @@ mod tried;
 #[cfg(feature = "tokio")]
 pub use active::{ActiveChecks, ActiveConfig, Probe, ProbeFuture};
 pub use algorithm::{Algorithm, Member, Proposal};
+pub use any::{AlgorithmChoice, AnyCandidates, AnyPool, AnySnapshot};
 pub use backend::{Backend, BackendId, Tier};
 pub use candidate::{Candidate, Candidates, InFlight};
 pub use config::PoolConfig;

@@ -14,6 +14,24 @@ impl Rng {
         Self { state: seed }
     }
 
+    /// A generator seeded afresh, different in every call, thread and process: for a proxy that
+    /// needs no reproducible run. Draws from a per-thread generator keyed once per thread by the
+    /// standard library's random hasher keys, so it takes no lock and shares no counter.
+    pub fn from_entropy() -> Self {
+        use core::cell::Cell;
+        use core::hash::BuildHasher;
+        std::thread_local! {
+            static SOURCE: Cell<u64> =
+                Cell::new(std::hash::RandomState::new().hash_one(0x736978_u64));
+        }
+        SOURCE.with(|source| {
+            let mut rng = Rng::new(source.get());
+            let seed = rng.next_u64();
+            source.set(rng.state);
+            Rng::new(mix64(seed))
+        })
+    }
+
     /// The next 64 random bits.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
@@ -82,6 +100,19 @@ mod tests {
         let zs: Vec<u64> = (0..8).map(|_| c.next_u64()).collect();
         assert_eq!(xs, ys);
         assert_ne!(xs, zs);
+    }
+
+    #[test]
+    fn from_entropy_differs_between_calls_and_threads() {
+        let here = [
+            Rng::from_entropy().next_u64(),
+            Rng::from_entropy().next_u64(),
+        ];
+        let there = std::thread::spawn(|| Rng::from_entropy().next_u64())
+            .join()
+            .unwrap();
+        assert_ne!(here[0], here[1]);
+        assert!(!here.contains(&there));
     }
 
     #[test]

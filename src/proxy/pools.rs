@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use backend_pool::{
-    ActiveChecks, ActiveConfig, Algorithm, Backend, BackendId, InFlight, LeastConn, Maglev, Pool,
-    PoolConfig, PoolError, Probe, Rng, SmoothWeighted, TcpConnect, TcpExchange, TlsHandshake,
+    ActiveChecks, ActiveConfig, AlgorithmChoice, AnyPool, Backend, BackendId, InFlight, PoolConfig,
+    PoolError, Probe, Rng, TcpConnect, TcpExchange, TlsHandshake,
 };
 use tokio::net::TcpStream;
 
@@ -28,14 +28,8 @@ use super::{Balance, Check, Health, Route};
 
 /// One pool with its algorithm, and its active checks while it lives.
 pub(crate) struct Balancer {
-    pool: Pools,
+    pool: AnyPool,
     _checks: Option<ActiveChecks>,
-}
-
-enum Pools {
-    RoundRobin(Arc<Pool<SmoothWeighted>>),
-    LeastConn(Arc<Pool<LeastConn>>),
-    Consistent(Arc<Pool<Maglev>>),
 }
 
 /// What routes must have in common to share a pool, and a reload to keep one.
@@ -133,6 +127,15 @@ impl PendingUpdates {
     }
 }
 
+/// The pool's algorithm for a route's `balance`.
+fn algorithm(balance: Balance) -> AlgorithmChoice {
+    match balance {
+        Balance::RoundRobin => AlgorithmChoice::SmoothWeighted(Default::default()),
+        Balance::LeastConn => AlgorithmChoice::LeastConn,
+        Balance::Consistent => AlgorithmChoice::Maglev(Default::default()),
+    }
+}
+
 fn pool_config(settings: &PoolSettings) -> PoolConfig {
     let mut config = PoolConfig {
         max_attempts: settings.attempts,
@@ -158,25 +161,9 @@ fn probe_of(check: &Check) -> Result<Arc<dyn Probe>, PoolError> {
 
 impl Balancer {
     pub(crate) fn new(key: &PoolKey, epoch: Instant) -> Result<Self, PoolError> {
-        let seed = seed();
+        let seed = Rng::from_entropy().next_u64();
         let (backends, config) = (key.backends(), pool_config(&key.settings));
-        let pool = match key.settings.balance {
-            Balance::RoundRobin => Pools::RoundRobin(Arc::new(Pool::new(
-                backends,
-                config,
-                Default::default(),
-                seed,
-            )?)),
-            Balance::LeastConn => {
-                Pools::LeastConn(Arc::new(Pool::new(backends, config, (), seed)?))
-            }
-            Balance::Consistent => Pools::Consistent(Arc::new(Pool::new(
-                backends,
-                config,
-                Default::default(),
-                seed,
-            )?)),
-        };
+        let pool = AnyPool::new(backends, config, algorithm(key.settings.balance), seed)?;
         let checks = match &key.settings.health {
             None => None,
             Some(h) => {
@@ -186,17 +173,7 @@ impl Balancer {
                     timeout: h.timeout,
                 };
                 let probe = probe_of(&h.check)?;
-                Some(match &pool {
-                    Pools::RoundRobin(p) => {
-                        p.start_active_checks(active, probe, epoch.into(), seed)?
-                    }
-                    Pools::LeastConn(p) => {
-                        p.start_active_checks(active, probe, epoch.into(), seed)?
-                    }
-                    Pools::Consistent(p) => {
-                        p.start_active_checks(active, probe, epoch.into(), seed)?
-                    }
-                })
+                Some(pool.start_active_checks(active, probe, epoch.into(), seed)?)
             }
         };
         Ok(Balancer {
@@ -209,21 +186,11 @@ impl Balancer {
     /// check, which agrees with `Pool::new` and `update`.
     fn check(backends: &[Backend], key: &PoolKey) -> Result<(), PoolError> {
         let config = pool_config(&key.settings);
-        match key.settings.balance {
-            Balance::RoundRobin => {
-                Pool::<SmoothWeighted>::check(backends, &config, &Default::default())
-            }
-            Balance::LeastConn => Pool::<LeastConn>::check(backends, &config, &()),
-            Balance::Consistent => Pool::<Maglev>::check(backends, &config, &Default::default()),
-        }
+        AnyPool::check(backends, &config, &algorithm(key.settings.balance))
     }
 
     fn update(&self, backends: Vec<Backend>, now: Duration) -> Result<(), PoolError> {
-        match &self.pool {
-            Pools::RoundRobin(p) => p.update(backends, now),
-            Pools::LeastConn(p) => p.update(backends, now),
-            Pools::Consistent(p) => p.update(backends, now),
-        }
+        self.pool.update(backends, now)
     }
 }
 
@@ -271,21 +238,8 @@ pub(crate) async fn connect(
     };
     let key = &octets[..];
     let timeout = route.spec.connect_timeout;
-    match &balancer.pool {
-        Pools::RoundRobin(p) => connect_with(p, key, timeout, epoch).await,
-        Pools::LeastConn(p) => connect_with(p, key, timeout, epoch).await,
-        Pools::Consistent(p) => connect_with(p, key, timeout, epoch).await,
-    }
-}
-
-async fn connect_with<A: Algorithm>(
-    pool: &Pool<A>,
-    key: &[u8],
-    timeout: Duration,
-    epoch: Instant,
-) -> Result<Connected, ConnectError> {
-    let snapshot = pool.snapshot();
-    let mut rng = Rng::new(seed());
+    let snapshot = balancer.pool.snapshot();
+    let mut rng = Rng::from_entropy();
     let candidates = snapshot
         .candidates(key, epoch.elapsed(), &mut rng)
         .map_err(ConnectError::NoBackend)?;
@@ -312,22 +266,4 @@ async fn connect_with<A: Algorithm>(
         candidate.record_failure(epoch.elapsed());
     }
     Err(ConnectError::AllFailed { tried, last })
-}
-
-/// A seed that differs between processes and calls, for start offsets and two-choice draws.
-fn seed() -> u64 {
-    use core::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    // One random start per process (std's hasher keys), then a counter through SplitMix64:
-    // cheap per connection, different in every process.
-    static START: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let start = *START.get_or_init(|| {
-        use core::hash::BuildHasher;
-        std::hash::RandomState::new().hash_one(Instant::now())
-    });
-    let mut z = start.wrapping_add(COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
