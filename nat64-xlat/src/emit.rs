@@ -81,15 +81,15 @@ impl Patches {
     /// The patches of a packet quoted in an ICMP error (first fragment or whole), whose addresses
     /// sum to `addrs.0` before and `addrs.1` after: a TCP or UDP checksum updated, or an ICMP
     /// message (protocol `icmp_proto` on the quoted side) retyped by `map` with the pseudo-header
-    /// sums `pseudo` (before, after). A quote cut short is patched as far as it goes.
-    #[inline]
+    /// sums `pseudo()` (before, after). A quote cut short is patched as far as it goes.
+    #[inline(always)]
     pub(crate) fn quoted(
         proto: u8,
         icmp_proto: u8,
         data: &[u8],
         addrs: (u32, u32),
-        map: fn(u8, u8) -> Option<Mapped>,
-        pseudo: (u32, u32),
+        map: impl FnOnce(u8, u8) -> Option<Mapped>,
+        pseudo: impl FnOnce() -> (u32, u32),
     ) -> Result<Self, DropReason> {
         let mut patches = Self::default();
         if proto == proto::TCP || proto == proto::UDP {
@@ -98,7 +98,8 @@ impl Patches {
         } else if proto == icmp_proto {
             if let (Some(&ty), Some(&code)) = (data.first(), data.get(1)) {
                 let m = map(ty, code).ok_or(DropReason::InnerPacket)?;
-                patches.retype_icmp(data, [ty, code], [m.ty, m.code], pseudo.0, pseudo.1);
+                let (from, to) = pseudo();
+                patches.retype_icmp(data, [ty, code], [m.ty, m.code], from, to);
             }
         }
         Ok(patches)
@@ -145,14 +146,14 @@ pub(crate) struct Frag6 {
 /// Writes the header of the ICMP message `msg` (type, code, the four bytes `rest`, and the checksum
 /// over `msg` plus the pseudo-header sum `pseudo`, zero for ICMPv4); the body must already be in
 /// place.
-#[inline]
+#[inline(always)]
 pub(crate) fn icmp_header(msg: &mut [u8], ty: u8, code: u8, rest: u32, pseudo: u32) {
     msg[field::ICMP_TYPE] = ty;
     msg[field::ICMP_CODE] = code;
-    msg[field::ICMP_CHECKSUM..field::ICMP_CHECKSUM + 2].fill(0);
+    msg[field::ICMP_CHECKSUM..field::ICMP_REST].fill(0);
     msg[field::ICMP_REST..field::ICMP_LEN].copy_from_slice(&rest.to_be_bytes());
     let c = checksum::finish(checksum::add(pseudo, checksum::sum(msg)));
-    msg[field::ICMP_CHECKSUM..field::ICMP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+    msg[field::ICMP_CHECKSUM..field::ICMP_REST].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Writes an IPv6 header (and Fragment header) announcing `upper_len` bytes after them; returns the
@@ -168,25 +169,25 @@ pub(crate) fn ipv6_header(
     let hlen = field::IPV6_LEN + if frag.is_some() { field::FRAG6_LEN } else { 0 };
     let plen = u16::try_from(upper_len + hlen - field::IPV6_LEN).map_err(|_| DropReason::TooBig)?;
     let b = out.get_mut(..hlen).ok_or(DropReason::BufferTooSmall)?;
-    b[0] = 0x60 | (h.traffic_class >> 4);
-    b[1] = h.traffic_class << 4;
-    b[2] = 0;
-    b[3] = 0;
-    b[4..6].copy_from_slice(&plen.to_be_bytes());
-    b[6] = if frag.is_some() {
-        crate::wire::proto::FRAGMENT
+    // Version 6, the traffic class, flow label 0.
+    let vtf = 0x6000_0000 | u32::from(h.traffic_class) << 20;
+    b[field::V6_VER_TC_FLOW].copy_from_slice(&vtf.to_be_bytes());
+    b[field::V6_LENGTH].copy_from_slice(&plen.to_be_bytes());
+    b[field::V6_NXT_HDR] = if frag.is_some() {
+        proto::FRAGMENT
     } else {
         h.next
     };
-    b[7] = h.hop_limit;
-    b[8..24].copy_from_slice(&h.src.to_be_bytes());
-    b[24..40].copy_from_slice(&h.dst.to_be_bytes());
+    b[field::V6_HOP_LIMIT] = h.hop_limit;
+    b[field::V6_SRC].copy_from_slice(&h.src.to_be_bytes());
+    b[field::V6_DST].copy_from_slice(&h.dst.to_be_bytes());
     if let Some(f) = frag {
-        b[40] = h.next;
-        b[41] = 0;
+        let fh = &mut b[field::IPV6_LEN..];
+        fh[field::FRAG_NXT_HDR] = h.next;
+        fh[field::FRAG_RESERVED] = 0;
         let off = (f.offset << 3) | u16::from(f.more);
-        b[42..44].copy_from_slice(&off.to_be_bytes());
-        b[44..48].copy_from_slice(&f.id.to_be_bytes());
+        fh[field::FRAG_OFFSET_M].copy_from_slice(&off.to_be_bytes());
+        fh[field::FRAG_IDENT].copy_from_slice(&f.id.to_be_bytes());
     }
     Ok(hlen)
 }
@@ -209,16 +210,18 @@ pub(crate) struct Hdr4 {
 // Always: the header fields (16-byte addresses among them) then stay in registers.
 #[inline(always)]
 pub(crate) fn ipv4_header(out: &mut [u8], h: &Hdr4, upper_len: usize) -> Result<usize, DropReason> {
-    let total = u16::try_from(upper_len + 20).map_err(|_| DropReason::TooBig)?;
-    let b = out.get_mut(..20).ok_or(DropReason::BufferTooSmall)?;
-    b[0] = 0x45;
-    b[1] = h.tos;
-    b[2..4].copy_from_slice(&total.to_be_bytes());
-    b[4..6].copy_from_slice(&h.id.to_be_bytes());
+    let total = u16::try_from(upper_len + field::IPV4_LEN).map_err(|_| DropReason::TooBig)?;
+    let b = out
+        .get_mut(..field::IPV4_LEN)
+        .ok_or(DropReason::BufferTooSmall)?;
+    b[field::V4_VER_IHL] = 0x45;
+    b[field::V4_TOS] = h.tos;
+    b[field::V4_LENGTH].copy_from_slice(&total.to_be_bytes());
+    b[field::V4_IDENT].copy_from_slice(&h.id.to_be_bytes());
     let flags = (u16::from(h.df) << 14) | (u16::from(h.mf) << 13) | (h.offset & 0x1fff);
-    b[6..8].copy_from_slice(&flags.to_be_bytes());
-    b[8] = h.ttl;
-    b[9] = h.proto;
+    b[field::V4_FLG_OFF].copy_from_slice(&flags.to_be_bytes());
+    b[field::V4_TTL] = h.ttl;
+    b[field::V4_PROTOCOL] = h.proto;
     // Summed from the values rather than read back from `out`: reading bytes just stored as wider
     // words stalls the store buffer.
     let words = [
@@ -232,10 +235,10 @@ pub(crate) fn ipv4_header(out: &mut [u8], h: &Hdr4, upper_len: usize) -> Result<
         words.iter().sum::<u32>(),
         checksum::addrs4(Ipv4Addr::from_bits(h.src), Ipv4Addr::from_bits(h.dst)),
     );
-    b[10..12].copy_from_slice(&checksum::finish(acc).to_be_bytes());
-    b[12..16].copy_from_slice(&h.src.to_be_bytes());
-    b[16..20].copy_from_slice(&h.dst.to_be_bytes());
-    Ok(20)
+    b[field::V4_CHECKSUM].copy_from_slice(&checksum::finish(acc).to_be_bytes());
+    b[field::V4_SRC].copy_from_slice(&h.src.to_be_bytes());
+    b[field::V4_DST].copy_from_slice(&h.dst.to_be_bytes());
+    Ok(field::IPV4_LEN)
 }
 
 /// Copies `data` to `out[at..]`, failing cleanly when it does not fit.

@@ -37,6 +37,41 @@ pub(crate) mod field {
     pub(crate) const ICMP_CHECKSUM: usize = 2;
     pub(crate) const ICMP_REST: usize = 4;
     pub(crate) const ICMP_LEN: usize = 8;
+
+    /// A field of more than one byte.
+    pub(crate) type Field = core::ops::Range<usize>;
+
+    // IPv4 header (RFC 791 §3.1).
+    pub(crate) const V4_VER_IHL: usize = 0;
+    pub(crate) const V4_TOS: usize = 1;
+    pub(crate) const V4_LENGTH: Field = 2..4;
+    pub(crate) const V4_IDENT: Field = 4..6;
+    pub(crate) const V4_FLG_OFF: Field = 6..8;
+    pub(crate) const V4_TTL: usize = 8;
+    pub(crate) const V4_PROTOCOL: usize = 9;
+    pub(crate) const V4_CHECKSUM: Field = 10..12;
+    pub(crate) const V4_SRC: Field = 12..16;
+    pub(crate) const V4_DST: Field = 16..20;
+
+    // IPv6 header (RFC 8200 §3).
+    pub(crate) const V6_VER_TC_FLOW: Field = 0..4;
+    pub(crate) const V6_LENGTH: Field = 4..6;
+    pub(crate) const V6_NXT_HDR: usize = 6;
+    pub(crate) const V6_HOP_LIMIT: usize = 7;
+    pub(crate) const V6_SRC: Field = 8..24;
+    pub(crate) const V6_DST: Field = 24..40;
+
+    // IPv6 Fragment header (RFC 8200 §4.5), from its first byte.
+    pub(crate) const FRAG_NXT_HDR: usize = 0;
+    pub(crate) const FRAG_RESERVED: usize = 1;
+    pub(crate) const FRAG_OFFSET_M: Field = 2..4;
+    pub(crate) const FRAG_IDENT: Field = 4..8;
+}
+
+/// The big-endian 16-bit field `f` of `b`, whose length was checked.
+#[inline(always)]
+fn be16(b: &[u8], f: field::Field) -> u16 {
+    u16::from_be_bytes([b[f.start], b[f.start + 1]])
 }
 
 /// The big-endian 16-bit word at `b[at..at + 2]`; `Truncated` when `b` ends before it.
@@ -79,16 +114,16 @@ impl<'a> Ipv4<'a> {
     // store forwarding.
     #[inline(always)]
     pub(crate) fn parse(data: &'a [u8], mode: Parse) -> Result<Self, DropReason> {
-        let fixed = data.get(..20).ok_or(DropReason::Truncated)?;
-        if fixed[0] >> 4 != 4 {
+        let fixed = data.get(..field::IPV4_LEN).ok_or(DropReason::Truncated)?;
+        if fixed[field::V4_VER_IHL] >> 4 != 4 {
             return Err(DropReason::Malformed);
         }
-        let ihl = usize::from(fixed[0] & 0x0f) * 4;
-        if ihl < 20 {
+        let ihl = usize::from(fixed[field::V4_VER_IHL] & 0x0f) * 4;
+        if ihl < field::IPV4_LEN {
             return Err(DropReason::Malformed);
         }
         let header = data.get(..ihl).ok_or(DropReason::Truncated)?;
-        let total_len = u16::from_be_bytes([fixed[2], fixed[3]]);
+        let total_len = be16(fixed, field::V4_LENGTH);
         let total = usize::from(total_len);
         if total < ihl {
             return Err(DropReason::Malformed);
@@ -105,20 +140,20 @@ impl<'a> Ipv4<'a> {
             }
             Parse::Lax => total.min(data.len()),
         };
-        let flags = u16::from_be_bytes([fixed[6], fixed[7]]);
+        let flags = be16(fixed, field::V4_FLG_OFF);
         Ok(Self {
             header,
             payload: &data[ihl..end],
-            tos: fixed[1],
+            tos: fixed[field::V4_TOS],
             total_len,
-            id: u16::from_be_bytes([fixed[4], fixed[5]]),
+            id: be16(fixed, field::V4_IDENT),
             df: flags & 0x4000 != 0,
             mf: flags & 0x2000 != 0,
             offset: flags & 0x1fff,
-            ttl: fixed[8],
-            proto: fixed[9],
-            src: Ipv4Addr::new(fixed[12], fixed[13], fixed[14], fixed[15]),
-            dst: Ipv4Addr::new(fixed[16], fixed[17], fixed[18], fixed[19]),
+            ttl: fixed[field::V4_TTL],
+            proto: fixed[field::V4_PROTOCOL],
+            src: Ipv4Addr::from(<[u8; 4]>::try_from(&fixed[field::V4_SRC]).unwrap_or_default()),
+            dst: Ipv4Addr::from(<[u8; 4]>::try_from(&fixed[field::V4_DST]).unwrap_or_default()),
         })
     }
 
@@ -136,7 +171,7 @@ impl<'a> Ipv4<'a> {
     /// An unexpired loose or strict source route option (RFC 791): its pointer still lies inside it.
     #[inline]
     pub(crate) fn has_unexpired_source_route(&self) -> bool {
-        let mut opts = &self.header[20..];
+        let mut opts = &self.header[field::IPV4_LEN..];
         while let [kind, rest @ ..] = opts {
             match *kind {
                 0 => return false,
@@ -196,20 +231,20 @@ impl<'a> Ipv6<'a> {
     // store forwarding.
     #[inline(always)]
     pub(crate) fn parse(data: &'a [u8], mode: Parse) -> Result<Self, DropReason> {
-        let fixed = data.get(..40).ok_or(DropReason::Truncated)?;
-        if fixed[0] >> 4 != 6 {
+        let fixed = data.get(..field::IPV6_LEN).ok_or(DropReason::Truncated)?;
+        if fixed[field::V6_VER_TC_FLOW.start] >> 4 != 6 {
             return Err(DropReason::Malformed);
         }
-        let payload_len = u16::from_be_bytes([fixed[4], fixed[5]]);
-        let claimed_end = 40 + usize::from(payload_len);
+        let payload_len = be16(fixed, field::V6_LENGTH);
+        let claimed_end = field::IPV6_LEN + usize::from(payload_len);
         let end = match mode {
             Parse::Strict if claimed_end > data.len() => return Err(DropReason::Truncated),
             Parse::Strict => claimed_end,
             Parse::Lax => claimed_end.min(data.len()),
         };
         let data = &data[..end];
-        let mut next = fixed[6];
-        let mut pos = 40;
+        let mut next = fixed[field::V6_NXT_HDR];
+        let mut pos = field::IPV6_LEN;
         let mut frag = None;
         let mut segments_left_at = None;
         let mut ext_after_frag = false;
@@ -231,16 +266,20 @@ impl<'a> Ipv6<'a> {
                     pos += len;
                 }
                 proto::FRAGMENT if frag.is_none() => {
-                    let h = data.get(pos..pos + 8).ok_or(DropReason::Truncated)?;
-                    let off = u16::from_be_bytes([h[2], h[3]]);
+                    let h = data
+                        .get(pos..pos + field::FRAG6_LEN)
+                        .ok_or(DropReason::Truncated)?;
+                    let off = be16(h, field::FRAG_OFFSET_M);
                     let f = Frag {
                         offset: off >> 3,
                         more: off & 1 != 0,
-                        id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                        id: u32::from_be_bytes(
+                            <[u8; 4]>::try_from(&h[field::FRAG_IDENT]).unwrap_or_default(),
+                        ),
                     };
                     frag = Some(f);
-                    next = h[0];
-                    pos += 8;
+                    next = h[field::FRAG_NXT_HDR];
+                    pos += field::FRAG6_LEN;
                     // The data of a non-first fragment is not a header chain.
                     if f.offset != 0 {
                         break;
@@ -257,11 +296,11 @@ impl<'a> Ipv6<'a> {
             payload: &data[pos..],
             traffic_class: (fixed[0] << 4) | (fixed[1] >> 4),
             payload_len,
-            hop_limit: fixed[7],
-            src: Ipv6Addr::from(<[u8; 16]>::try_from(&fixed[8..24]).unwrap_or_default()),
-            dst: Ipv6Addr::from(<[u8; 16]>::try_from(&fixed[24..40]).unwrap_or_default()),
+            hop_limit: fixed[field::V6_HOP_LIMIT],
+            src: Ipv6Addr::from(<[u8; 16]>::try_from(&fixed[field::V6_SRC]).unwrap_or_default()),
+            dst: Ipv6Addr::from(<[u8; 16]>::try_from(&fixed[field::V6_DST]).unwrap_or_default()),
             proto: next,
-            ext_len: pos - 40,
+            ext_len: pos - field::IPV6_LEN,
             frag,
             segments_left_at,
             ext_after_frag,

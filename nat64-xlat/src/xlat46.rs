@@ -162,11 +162,12 @@ fn plan<S: Sink<Head6>>(
 
     let h = hdr6(cfg, ip, src, dst, if hairpin { ip.ttl } else { ip.ttl - 1 });
     let already = ip.is_fragment();
-    let whole = 40 + if already { 8 } else { 0 } + payload.len();
+    let whole = field::IPV6_LEN + if already { field::FRAG6_LEN } else { 0 } + payload.len();
     let mtu6 = usize::from(cfg.mtu6).max(1280);
     if ip.df && whole > mtu6 {
         // The MTU the sender should use: the IPv6 link less the header growth.
-        return Err(refuse(DropReason::TooBig, 3, 4, (mtu6 - 20) as u32));
+        let growth = field::IPV6_LEN - field::IPV4_LEN;
+        return Err(refuse(DropReason::TooBig, 3, 4, (mtu6 - growth) as u32));
     }
     // Checked after the refusals above, which answer the sender even for such a fragment.
     if ip.mf && payload.len() % 8 != 0 {
@@ -221,7 +222,7 @@ fn icmp_error_msg(
     hairpin: bool,
 ) -> Result<Emitted, Fail> {
     let msg = ip.payload;
-    if msg.len() < 8 {
+    if msg.len() < field::ICMP_LEN {
         return Err(DropReason::Truncated.into());
     }
     // The checksum is recomputed below: check the incoming one first, so a corrupt error does not
@@ -236,34 +237,35 @@ fn icmp_error_msg(
     let dst = cfg
         .map_4to6(ip.dst, Role::Local, hairpin)
         .ok_or(DropReason::UntranslatableDestination)?;
-    let (quote, ext) = rfc4884::split(&msg[8..], msg[5], 4);
+    let (quote, ext) = rfc4884::split(&msg[field::ICMP_LEN..], msg[field::ICMP_REST + 1], 4);
     let inner = Ipv4::parse(quote, Parse::Lax).map_err(|_| DropReason::InnerPacket)?;
     let rest = match m.rest {
         Rest::Mtu => icmp::mtu_4to6(
-            u16::from_be_bytes([msg[6], msg[7]]),
+            u16::from_be_bytes([msg[field::ICMP_REST + 2], msg[field::ICMP_REST + 3]]),
             inner.total_len,
             cfg.mtu6,
             cfg.mtu4,
         ),
-        Rest::Pointer => {
-            u32::from(icmp::pointer_4to6(msg[4]).ok_or(DropReason::UntranslatablePointer)?)
-        }
+        Rest::Pointer => u32::from(
+            icmp::pointer_4to6(msg[field::ICMP_REST]).ok_or(DropReason::UntranslatablePointer)?,
+        ),
         Rest::FixedPointer(p) => u32::from(p),
         Rest::Unused | Rest::Copy => 0,
     };
 
-    let body = out.get_mut(48..).ok_or(DropReason::BufferTooSmall)?;
+    let head = field::IPV6_LEN + field::ICMP_LEN;
+    let body = out.get_mut(head..).ok_or(DropReason::BufferTooSmall)?;
     let ilen = inner_packet(cfg, &inner, body, hairpin)?;
     let carries_len = matches!(m.ty, icmp::v6::DEST_UNREACH | icmp::v6::TIME_EXCEEDED);
     let ext = if carries_len { ext } else { &[] };
-    let l = rfc4884::layout(ilen, ext.len(), MAX_ICMP6_ERROR - 48, 8);
+    let l = rfc4884::layout(ilen, ext.len(), MAX_ICMP6_ERROR - head, 8);
     body.get_mut(l.keep..l.area)
         .ok_or(DropReason::BufferTooSmall)?
         .fill(0);
     if l.ext {
         emit::copy(body, l.area, ext)?;
     }
-    let icmp_len = 8 + l.area + if l.ext { ext.len() } else { 0 };
+    let icmp_len = field::ICMP_LEN + l.area + if l.ext { ext.len() } else { 0 };
 
     let h = hdr6(cfg, ip, src, dst, if hairpin { ip.ttl } else { ip.ttl - 1 });
     emit::ipv6_header(out, &h, None, icmp_len)?;
@@ -311,14 +313,19 @@ fn inner_packet(
             checksum::addrs4(inner.src, inner.dst),
             checksum::addrs6(src, dst),
         );
-        let pseudo = checksum::pseudo6(src, dst, proto::ICMPV6, claimed as u32);
+        let pseudo = || {
+            (
+                0,
+                checksum::pseudo6(src, dst, proto::ICMPV6, claimed as u32),
+            )
+        };
         Patches::quoted(
             inner.proto,
             proto::ICMP,
             data,
             addrs,
             icmp::map_4to6,
-            (0, pseudo),
+            pseudo,
         )?
     } else {
         Patches::default()

@@ -194,7 +194,7 @@ fn plan_ipv4<S: Sink<Hdr4>>(
             _ => {}
         }
     }
-    let total = 20 + payload.len();
+    let total = field::IPV4_LEN + payload.len();
     if total > 0xffff {
         return Err(DropReason::TooBig.into());
     }
@@ -206,7 +206,8 @@ fn plan_ipv4<S: Sink<Hdr4>>(
     let mtu4 = usize::from(cfg.mtu4).max(68);
     let fits = p.hairpin || total <= mtu4;
     if !fits && (h.df || ip.frag.is_some()) {
-        let mtu = (mtu4 + 20).max(1280) as u32;
+        let growth = field::IPV6_LEN - field::IPV4_LEN;
+        let mtu = (mtu4 + growth).max(1280) as u32;
         return Err(Fail::Reply {
             reason: DropReason::TooBig,
             ty: icmp::v6::PACKET_TOO_BIG,
@@ -276,7 +277,7 @@ fn icmp_error_msg(
     out: &mut [u8],
 ) -> Result<Emitted, Fail> {
     let msg = ip.payload;
-    if msg.len() < 8 {
+    if msg.len() < field::ICMP_LEN {
         return Err(DropReason::Truncated.into());
     }
     // The checksum is recomputed below: check the incoming one first, so a corrupt error does not
@@ -289,13 +290,14 @@ fn icmp_error_msg(
         return Err(DropReason::IcmpErrorChecksum.into());
     }
     let m = icmp::map_6to4(msg[0], msg[1]).ok_or(DropReason::UntranslatableIcmp)?;
-    let word = u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]);
+    let r = field::ICMP_REST;
+    let word = u32::from_be_bytes([msg[r], msg[r + 1], msg[r + 2], msg[r + 3]]);
     let words = if matches!(msg[0], icmp::v6::DEST_UNREACH | icmp::v6::TIME_EXCEEDED) {
-        msg[4]
+        msg[field::ICMP_REST]
     } else {
         0
     };
-    let (quote, ext) = rfc4884::split(&msg[8..], words, 8);
+    let (quote, ext) = rfc4884::split(&msg[field::ICMP_LEN..], words, 8);
     let inner = Ipv6::parse(quote, Parse::Lax).map_err(|_| DropReason::InnerPacket)?;
     let rest = match m.rest {
         Rest::Mtu => u32::from(icmp::mtu_6to4(
@@ -311,21 +313,22 @@ fn icmp_error_msg(
         Rest::Unused | Rest::Copy => 0,
     };
 
-    let body = out.get_mut(28..).ok_or(DropReason::BufferTooSmall)?;
+    let head = field::IPV4_LEN + field::ICMP_LEN;
+    let body = out.get_mut(head..).ok_or(DropReason::BufferTooSmall)?;
     let ilen = inner_packet(cfg, &inner, body)?;
     let carries_len = matches!(
         m.ty,
         icmp::v4::DEST_UNREACH | icmp::v4::TIME_EXCEEDED | icmp::v4::PARAM_PROBLEM
     );
     let ext = if carries_len { ext } else { &[] };
-    let l = rfc4884::layout(ilen, ext.len(), MAX_ICMP4_ERROR - 28, 4);
+    let l = rfc4884::layout(ilen, ext.len(), MAX_ICMP4_ERROR - head, 4);
     body.get_mut(l.keep..l.area)
         .ok_or(DropReason::BufferTooSmall)?
         .fill(0);
     if l.ext {
         emit::copy(body, l.area, ext)?;
     }
-    let icmp_len = 8 + l.area + if l.ext { ext.len() } else { 0 };
+    let icmp_len = field::ICMP_LEN + l.area + if l.ext { ext.len() } else { 0 };
     let mut h = hdr4(
         cfg,
         ip,
@@ -369,19 +372,22 @@ fn inner_packet(cfg: &Config<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<us
             checksum::addrs6(inner.src, inner.dst),
             checksum::addrs4(src, dst),
         );
-        let pseudo = checksum::pseudo6(inner.src, inner.dst, proto::ICMPV6, claimed as u32);
+        let pseudo = || {
+            let sum = checksum::pseudo6(inner.src, inner.dst, proto::ICMPV6, claimed as u32);
+            (sum, 0)
+        };
         Patches::quoted(
             inner.proto,
             proto::ICMPV6,
             data,
             addrs,
             icmp::map_6to4,
-            (pseudo, 0),
+            pseudo,
         )?
     } else {
         Patches::default()
     };
-    let total = 20 + claimed;
+    let total = field::IPV4_LEN + claimed;
     let h = hdr4(cfg, inner, src, dst, inner.hop_limit, total);
     let hl = emit::ipv4_header(out, &h, claimed)?;
     sink::copy_patched(out, hl, data, &patches, 0)?;
