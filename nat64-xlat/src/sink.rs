@@ -120,7 +120,7 @@ fn write<H: Head>(out: &mut [u8], payload: &[u8], p: Plan<'_, H>) -> Result<Emit
 
 /// Copies `data`, payload bytes from `start` on, to `out[at..]`, and applies the patches that fall
 /// in it.
-#[inline]
+#[inline(always)]
 pub(crate) fn copy_patched(
     out: &mut [u8],
     at: usize,
