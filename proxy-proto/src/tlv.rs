@@ -120,8 +120,10 @@ impl<'a> Iterator for Tlvs<'a> {
     type Item = Tlv<'a>;
 
     fn next(&mut self) -> Option<Tlv<'a>> {
-        let (head, rest) = self.rest.split_first_chunk::<TLV_HEAD>()?;
-        let (kind, len) = read_tlv_head(*head);
+        let [kind, hi, lo, rest @ ..] = self.rest else {
+            return None;
+        };
+        let (kind, len) = read_tlv_head([*kind, *hi, *lo]);
         let (value, rest) = rest.split_at_checked(len)?;
         self.rest = rest;
         Some(Tlv {
@@ -140,13 +142,13 @@ fn walk<'a>(
 ) -> Result<(), Error> {
     let mut at = 0;
     while at < region.len() {
-        let Some(head) = region[at..].first_chunk::<TLV_HEAD>() else {
+        let Some(&[kind, hi, lo]) = region.get(at..at + TLV_HEAD) else {
             return Err(Error::Tlv {
                 tlv: within,
                 reason: "TLV header runs past the end",
             });
         };
-        let (kind, len) = read_tlv_head(*head);
+        let (kind, len) = read_tlv_head([kind, hi, lo]);
         let kind = TlvType(kind);
         let value_at = at + TLV_HEAD;
         let end = value_at + len;
