@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(h.alpn().all(|p| !p.is_empty()));
                 }
             }
-            Ok(Status::Partial(Needed::Size(n))) => assert!(n.get() <= 1 << 25),
+            Ok(Status::Partial(Needed::Exactly(n) | Needed::AtLeast(n))) => assert!(n.get() <= 1 << 25),
             Ok(Status::Partial(Needed::Unknown)) | Err(_) => {}
         }
     }

@@ -44,7 +44,7 @@ impl Parser {
     #[inline]
     pub fn parse<'a>(&self, buf: &'a [u8]) -> Result<Status<Header<'a>>, Error> {
         match buf.first() {
-            None => Ok(Status::Partial(Needed::AtLeast(15))),
+            None => Ok(Status::Partial(Needed::at_least(15))),
             Some(b'P') => self.parse_v1(buf),
             Some(b'\r') => self.parse_v2(buf),
             Some(_) => Err(Error::NotProxy),

@@ -28,11 +28,10 @@ pub(crate) fn parse(buf: &[u8], lenient: bool) -> Result<Status<Header<'_>>, Err
             return Err(Error::V1("no CRLF within the first 107 bytes"));
         }
         check_line(buf, false, lenient)?;
-        let needed = match MIN_LEN.checked_sub(buf.len()) {
-            Some(n) if n > 0 => Needed::AtLeast(n),
-            _ => Needed::Unknown,
-        };
-        return Ok(Status::Partial(needed));
+        // Unknown once the shortest line could fit: only the CRLF ends it.
+        return Ok(Status::Partial(Needed::at_least(
+            MIN_LEN.saturating_sub(buf.len()),
+        )));
     };
     if window[eol] == b'\n' {
         return Err(Error::V1("line feed without a carriage return before it"));
@@ -56,7 +55,7 @@ pub(crate) fn parse(buf: &[u8], lenient: bool) -> Result<Status<Header<'_>>, Err
         Some(_) => Err(Error::V1("carriage return without a line feed after it")),
         None => {
             check_line(line, false, lenient)?;
-            Ok(Status::Partial(Needed::Exactly(1)))
+            Ok(Status::Partial(Needed::exactly(1)))
         }
     }
 }
@@ -463,9 +462,9 @@ mod tests {
         ));
         assert_eq!(
             parse_v1(b"PROXY UNKNOWN\r"),
-            Ok(Status::Partial(Needed::Exactly(1)))
+            Ok(Status::Partial(Needed::exactly(1)))
         );
-        assert_eq!(parse_v1(b"PROX"), Ok(Status::Partial(Needed::AtLeast(11))));
+        assert_eq!(parse_v1(b"PROX"), Ok(Status::Partial(Needed::at_least(11))));
         assert_eq!(
             parse_v1(b"PROXY TCP4 192.0.2.1"),
             Ok(Status::Partial(Needed::Unknown))

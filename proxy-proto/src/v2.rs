@@ -54,7 +54,7 @@ fn parse_short(buf: &[u8]) -> Result<Status<Header<'_>>, Error> {
     if let (Some(Command::Proxy), Some(&fam)) = (command, buf.get(field::FAM)) {
         family_transport(fam).ok_or(Error::V2("unknown address family or transport for PROXY"))?;
     }
-    Ok(Status::Partial(Needed::AtLeast(PREAMBLE - buf.len())))
+    Ok(Status::Partial(Needed::at_least(PREAMBLE - buf.len())))
 }
 
 #[inline]
@@ -77,7 +77,7 @@ fn parse_body(
         return Err(Error::V2("length is shorter than the address block"));
     }
     let Some(header) = buf.get(..total) else {
-        return Ok(Status::Partial(Needed::Exactly(total - buf.len())));
+        return Ok(Status::Partial(Needed::exactly(total - buf.len())));
     };
     let body = &header[PREAMBLE..];
 
@@ -308,15 +308,15 @@ mod tests {
         let good = v2(0x21, 0x11, &INET);
         assert_eq!(
             parse_v2(&good[..10]),
-            Ok(Status::Partial(Needed::AtLeast(6)))
+            Ok(Status::Partial(Needed::at_least(6)))
         );
         assert_eq!(
             parse_v2(&good[..16]),
-            Ok(Status::Partial(Needed::Exactly(12)))
+            Ok(Status::Partial(Needed::exactly(12)))
         );
         assert_eq!(
             parse_v2(&good[..27]),
-            Ok(Status::Partial(Needed::Exactly(1)))
+            Ok(Status::Partial(Needed::exactly(1)))
         );
     }
 

@@ -23,7 +23,7 @@ fn every_prefix_is_partial_and_the_whole_is_complete() {
                         "{name} at {cut}: asks for too much: {needed:?}"
                     );
                     if let Needed::Exactly(n) = needed {
-                        assert_eq!(cut + n, bytes.len(), "{name} at {cut}");
+                        assert_eq!(cut + n.get(), bytes.len(), "{name} at {cut}");
                     }
                 }
                 other => panic!("{name} cut at {cut}: {other:?}"),

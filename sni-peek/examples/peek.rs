@@ -65,7 +65,8 @@ fn main() -> ExitCode {
             (format!("h2 host={}", name_or_dash(r.host().as_ref())), 0)
         }
         Ok(Status::Complete(Detected::Unknown)) => ("unknown".into(), 3),
-        Ok(Status::Partial(Needed::Size(n))) => (format!("partial needed={n}"), 2),
+        Ok(Status::Partial(Needed::Exactly(n))) => (format!("partial needed={n}"), 2),
+        Ok(Status::Partial(Needed::AtLeast(n))) => (format!("partial needed>={n}"), 2),
         Ok(Status::Partial(Needed::Unknown)) => ("partial needed=unknown".into(), 2),
         Err(e) => (format!("error={}: {e}", e.kind()), 1),
     };

@@ -68,7 +68,9 @@ pub fn parse<'a>(
 ) -> Result<Status<H2Request<'a>>, Error> {
     if input.len() < PREFACE.len() {
         return if PREFACE.starts_with(input) {
-            Ok(Status::Partial(Needed::bytes(PREFACE.len() - input.len())))
+            Ok(Status::Partial(Needed::at_least(
+                PREFACE.len() - input.len(),
+            )))
         } else {
             Err(Error::NotHttp)
         };
@@ -84,7 +86,9 @@ pub fn parse<'a>(
         let Some(&[l0, l1, l2, kind, flags, s0, s1, s2, s3]) =
             rest.first_chunk::<FRAME_HEADER_LEN>()
         else {
-            return needed(pos + FRAME_HEADER_LEN, input.len(), limits);
+            // A frame header, then at least its payload and the frames after it.
+            let missing = pos + FRAME_HEADER_LEN - input.len();
+            return needed(pos + FRAME_HEADER_LEN, Needed::at_least(missing), limits);
         };
         let len = usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2);
         let stream = u32::from_be_bytes([s0, s1, s2, s3]) & 0x7fff_ffff;
@@ -105,7 +109,8 @@ pub fn parse<'a>(
             });
         }
         if end > input.len() {
-            return needed(end, input.len(), limits);
+            // The rest of the frame its header announced.
+            return needed(end, Needed::exactly(end - input.len()), limits);
         }
         let payload = &input[pos + FRAME_HEADER_LEN..end];
         let end_headers = flags & flag::END_HEADERS != 0;
@@ -147,14 +152,14 @@ pub fn parse<'a>(
     }
 }
 
-/// Partial up to `end`, unless `end` is past the cap already.
-fn needed(end: usize, have: usize, limits: &Limits) -> Result<Status<H2Request<'static>>, Error> {
+/// Partial with `n`, unless `end`, where those bytes end, is past the cap already.
+fn needed(end: usize, n: Needed, limits: &Limits) -> Result<Status<H2Request<'static>>, Error> {
     if end > limits.max_header_len {
         return Err(Error::HeadersTooLarge {
             limit: limits.max_header_len,
         });
     }
-    Ok(Status::Partial(Needed::bytes(end - have)))
+    Ok(Status::Partial(n))
 }
 
 fn done(block: &[u8], stream_id: u32, consumed: usize) -> Result<Status<H2Request<'_>>, Error> {
@@ -270,7 +275,7 @@ pub(crate) mod tests {
         let input = request(b"example.com");
         for cut in 0..input.len() {
             match parse_all(&input[..cut]) {
-                Ok(Status::Partial(Needed::Size(n))) => assert!(cut + n.get() <= input.len()),
+                Ok(Status::Partial(n)) => assert!(cut + n.min() <= input.len()),
                 other => panic!("cut {cut}: {other:?}"),
             }
         }

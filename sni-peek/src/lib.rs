@@ -71,12 +71,12 @@ pub use hello::{AlpnProtocols, CipherSuite, CipherSuites, ClientHello, ProtocolV
 pub use http1::HttpRequest;
 pub use name::{HostName, MAX_NAME_LEN};
 
-/// The outcome of a parse that did not fail: done, or waiting for more bytes.
+/// The outcome of parsing the bytes received so far: done, or waiting for more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status<T> {
     /// Enough bytes were there.
     Complete(T),
-    /// More bytes are needed; call again with the longer buffer.
+    /// Every byte so far is a valid beginning; read more and parse the grown buffer again.
     Partial(Needed),
 }
 
@@ -88,21 +88,62 @@ impl<T> Status<T> {
             Status::Partial(_) => None,
         }
     }
+
+    /// True for [`Status::Complete`].
+    pub fn is_complete(&self) -> bool {
+        matches!(self, Status::Complete(_))
+    }
+
+    /// True for [`Status::Partial`].
+    pub fn is_partial(&self) -> bool {
+        matches!(self, Status::Partial(_))
+    }
+
+    /// How many more bytes are needed; `None` when complete.
+    pub fn needed(&self) -> Option<Needed> {
+        match self {
+            Status::Complete(_) => None,
+            Status::Partial(n) => Some(*n),
+        }
+    }
+
+    /// Applies `f` to the complete value; a partial one passes through.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Status<U> {
+        match self {
+            Status::Complete(t) => Status::Complete(f(t)),
+            Status::Partial(n) => Status::Partial(n),
+        }
+    }
 }
 
-/// How many more bytes a [`Status::Partial`] parse needs.
+/// How many more bytes a [`Status::Partial`] needs, as far as the format tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needed {
-    /// At least this many more. Exact when the missing bytes are all announced by a length field
-    /// already received (the rest of a TLS record, an h2 frame); a lower bound otherwise.
-    Size(NonZeroUsize),
-    /// The format gives no length (an HTTP/1 header block ends at an empty line).
+    /// Exactly this many more: a length field announced them.
+    Exactly(NonZeroUsize),
+    /// At least this many more: the shortest valid continuation is longer than what is here.
+    AtLeast(NonZeroUsize),
+    /// At least one more; nothing announces how many (a line ending, an HTTP/1 head).
     Unknown,
 }
 
 impl Needed {
-    pub(crate) fn bytes(n: usize) -> Needed {
-        NonZeroUsize::new(n).map_or(Needed::Unknown, Needed::Size)
+    /// The fewest bytes worth waiting for before parsing again (1 when unknown).
+    pub fn min(self) -> usize {
+        match self {
+            Needed::Exactly(n) | Needed::AtLeast(n) => n.get(),
+            Needed::Unknown => 1,
+        }
+    }
+
+    /// `Exactly(n)`, or `Unknown` for 0.
+    pub(crate) fn exactly(n: usize) -> Needed {
+        NonZeroUsize::new(n).map_or(Needed::Unknown, Needed::Exactly)
+    }
+
+    /// `AtLeast(n)`, or `Unknown` for 0.
+    pub(crate) fn at_least(n: usize) -> Needed {
+        NonZeroUsize::new(n).map_or(Needed::Unknown, Needed::AtLeast)
     }
 }
 
@@ -214,27 +255,20 @@ pub fn peek<'a>(
     limits: &Limits,
 ) -> Result<Status<Detected<'a>>, Error> {
     if input.is_empty() {
-        return Ok(Status::Partial(Needed::bytes(1)));
+        return Ok(Status::Partial(Needed::at_least(1)));
     }
     let head = input.get(..h2::PREFACE.len()).unwrap_or(input);
     let outcome = if tls::may_be_tls(input) {
-        tls::parse(input, scratch, limits).map(|s| map(s, Detected::Tls))
+        tls::parse(input, scratch, limits).map(|s| s.map(Detected::Tls))
     } else if head.len() >= 4 && h2::PREFACE.starts_with(head) {
         // From "PRI " on, only the h2 preface fits; "PRI" alone could still be an HTTP/1 method.
-        h2::parse(input, scratch, limits).map(|s| map(s, Detected::H2))
+        h2::parse(input, scratch, limits).map(|s| s.map(Detected::H2))
     } else {
-        http1::parse(input, limits).map(|s| map(s, Detected::Http))
+        http1::parse(input, limits).map(|s| s.map(Detected::Http))
     };
     match outcome {
         Err(Error::NotTls | Error::NotHttp) => Ok(Status::Complete(Detected::Unknown)),
         other => other,
-    }
-}
-
-fn map<T, U>(s: Status<T>, f: impl FnOnce(T) -> U) -> Status<U> {
-    match s {
-        Status::Complete(t) => Status::Complete(f(t)),
-        Status::Partial(n) => Status::Partial(n),
     }
 }
 
@@ -372,7 +406,33 @@ mod tests {
             );
         }
         assert!(
-            matches!(peek(b"PRI * HTTP/2.0\r\n", &mut scratch, &limits), Ok(Status::Partial(Needed::Size(n))) if n.get() == 8)
+            matches!(peek(b"PRI * HTTP/2.0\r\n", &mut scratch, &limits), Ok(Status::Partial(Needed::AtLeast(n))) if n.get() == 8)
         );
+    }
+
+    #[test]
+    fn status_helpers() {
+        let done: Status<u8> = Status::Complete(7);
+        assert!(done.is_complete() && !done.is_partial());
+        assert_eq!(done.needed(), None);
+        assert_eq!(done.complete(), Some(7));
+        assert_eq!(done.map(u16::from), Status::Complete(7u16));
+
+        let more: Status<u8> = Status::Partial(Needed::exactly(3));
+        assert!(more.is_partial() && !more.is_complete());
+        assert_eq!(more.needed(), Some(Needed::exactly(3)));
+        assert_eq!(more.complete(), None);
+        assert_eq!(more.map(u16::from), Status::Partial(Needed::exactly(3)));
+    }
+
+    #[test]
+    fn needed_min_and_zero() {
+        assert_eq!(Needed::exactly(3).min(), 3);
+        assert_eq!(Needed::at_least(2).min(), 2);
+        assert_eq!(Needed::Unknown.min(), 1);
+        assert_eq!(Needed::exactly(0), Needed::Unknown);
+        assert_eq!(Needed::at_least(0), Needed::Unknown);
+        assert!(matches!(Needed::exactly(5), Needed::Exactly(n) if n.get() == 5));
+        assert!(matches!(Needed::at_least(5), Needed::AtLeast(n) if n.get() == 5));
     }
 }

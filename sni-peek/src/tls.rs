@@ -45,7 +45,7 @@ pub fn parse<'a>(
     limits: &Limits,
 ) -> Result<Status<ClientHello<'a>>, Error> {
     match classify(input) {
-        Class::Partial(n) => Ok(Status::Partial(Needed::bytes(n))),
+        Class::Partial(n) => Ok(Status::Partial(Needed::at_least(n))),
         Class::NotTls => Err(Error::NotTls),
         Class::Sslv2 => parse_sslv2(input),
         Class::Records => parse_records(input, scratch, limits),
@@ -91,7 +91,7 @@ pub(crate) fn may_be_tls(input: &[u8]) -> bool {
 /// An SSLv2-compatible ClientHello (RFC 5246 Appendix E.2): TLS, but it never carries a name.
 fn parse_sslv2(input: &[u8]) -> Result<Status<ClientHello<'_>>, Error> {
     let [b0, b1, _, v0, v1, ..] = *input else {
-        return Ok(Status::Partial(Needed::bytes(5 - input.len())));
+        return Ok(Status::Partial(Needed::at_least(5 - input.len())));
     };
     let len = usize::from(u16::from_be_bytes([b0 & 0x7f, b1]));
     let total = 2 + len;
@@ -104,7 +104,7 @@ fn parse_sslv2(input: &[u8]) -> Result<Status<ClientHello<'_>>, Error> {
         });
     }
     if input.len() < total {
-        return Ok(Status::Partial(Needed::bytes(total - input.len())));
+        return Ok(Status::Partial(Needed::exactly(total - input.len())));
     }
     // The three lengths (cipher specs, session id, challenge) must fill the record exactly.
     let mut r = Reader::new(&input[5..total], "SSLv2 ClientHello");
@@ -208,7 +208,7 @@ fn walk(input: &[u8], limits: &Limits) -> Result<Status<Walk>, Error> {
         }
         let [_, v0, v1, l0, l1, ..] = *rest else {
             // The header first: its length says what comes next.
-            return Ok(Status::Partial(Needed::bytes(
+            return Ok(Status::Partial(Needed::at_least(
                 RECORD_HEADER_LEN - rest.len(),
             )));
         };
@@ -270,7 +270,7 @@ fn walk(input: &[u8], limits: &Limits) -> Result<Status<Walk>, Error> {
                     return Err(Error::DataAfterHello { count: after });
                 }
                 if record_missing > 0 {
-                    return Ok(Status::Partial(Needed::bytes(record_missing)));
+                    return Ok(Status::Partial(Needed::exactly(record_missing)));
                 }
                 return Ok(Status::Complete(Walk {
                     total: t,
@@ -289,12 +289,12 @@ fn walk(input: &[u8], limits: &Limits) -> Result<Status<Walk>, Error> {
                         None if seen < HANDSHAKE_HEADER_LEN => HANDSHAKE_HEADER_LEN - seen,
                         None => 0,
                     };
-                    let next = if hello_left > 0 {
-                        RECORD_HEADER_LEN + hello_left
+                    let needed = if hello_left > 0 {
+                        Needed::at_least(record_missing + RECORD_HEADER_LEN + hello_left)
                     } else {
-                        0
+                        Needed::exactly(record_missing)
                     };
-                    return Ok(Status::Partial(Needed::bytes(record_missing + next)));
+                    return Ok(Status::Partial(needed));
                 }
                 pos = payload_end;
             }
@@ -451,10 +451,10 @@ mod tests {
     fn assert_prefixes_partial(input: &[u8], end: usize, limits: &Limits, what: &str) {
         for cut in 0..end {
             match parse_with(&input[..cut], limits) {
-                Ok(Status::Partial(Needed::Size(n))) => {
+                Ok(Status::Partial(n)) => {
                     assert!(
-                        cut + n.get() <= end,
-                        "{what}: cut {cut} needs {n} past {end}"
+                        cut + n.min() <= end,
+                        "{what}: cut {cut} needs {n:?} past {end}"
                     )
                 }
                 other => panic!("{what}: cut {cut}: {other:?}"),
@@ -486,7 +486,7 @@ mod tests {
         for cut in RECORD_HEADER_LEN..h.len() {
             assert_eq!(
                 parse_with(&h[..cut], &Limits::default()),
-                Ok(Status::Partial(Needed::bytes(h.len() - cut)))
+                Ok(Status::Partial(Needed::exactly(h.len() - cut)))
             );
         }
     }
@@ -539,7 +539,7 @@ mod tests {
         for n in 0..RECORD_HEADER_LEN {
             assert_eq!(
                 parse_with(&TLS13_ALPN[..n], &Limits::default()),
-                Ok(Status::Partial(Needed::bytes(RECORD_HEADER_LEN - n)))
+                Ok(Status::Partial(Needed::at_least(RECORD_HEADER_LEN - n)))
             );
         }
     }
@@ -664,11 +664,11 @@ mod tests {
         v2.extend([0xab; 16]);
         assert_eq!(
             parse_with(&v2[..4], &Limits::default()),
-            Ok(Status::Partial(Needed::bytes(1)))
+            Ok(Status::Partial(Needed::at_least(1)))
         );
         assert_eq!(
             parse_with(&v2[..10], &Limits::default()),
-            Ok(Status::Partial(Needed::bytes(20)))
+            Ok(Status::Partial(Needed::exactly(20)))
         );
         let h = hello(&v2);
         assert!(h.is_sslv2());

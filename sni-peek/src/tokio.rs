@@ -112,11 +112,7 @@ where
 fn decide(bytes: &[u8], scratch: &mut Vec<u8>, limits: &Limits) -> Result<Status<Summary>, Error> {
     loop {
         let no_scratch = scratch.is_empty();
-        let outcome = match crate::peek(bytes, scratch, limits) {
-            Ok(Status::Complete(detected)) => Ok(Status::Complete(detected.summary())),
-            Ok(Status::Partial(needed)) => Ok(Status::Partial(needed)),
-            Err(error) => Err(error),
-        };
+        let outcome = crate::peek(bytes, scratch, limits).map(|s| s.map(|d| d.summary()));
         match outcome {
             Err(Error::ScratchTooSmall { .. }) if no_scratch => {
                 *scratch = vec![0; limits.scratch_len()];
@@ -148,7 +144,7 @@ impl Gate {
     fn wait(&mut self, needed: Needed, len: usize) {
         self.parsed_len = len;
         (self.ready_at, self.by_lines) = match needed {
-            Needed::Size(n) => (len + n.get(), false),
+            Needed::Exactly(n) | Needed::AtLeast(n) => (len + n.get(), false),
             Needed::Unknown => (len + 1, true),
         };
     }
