@@ -113,6 +113,15 @@ impl After {
     }
 }
 
+/// `bytes` up to and including its last LF.
+fn whole_lines(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |at| at + 1);
+    &bytes[..end]
+}
+
 /// Whether the request offers to switch to HTTP/2 (`Upgrade: h2c`, RFC 7540 §3.2, removed in RFC
 /// 9113): that offer is taken out, because after a 101 every request would be an HTTP/2 frame
 /// this proxy does not read, and a client could send its own X-Forwarded-For in them. An offer
@@ -178,10 +187,11 @@ impl Requests {
         sent: &mut VecDeque<Sent>,
         out: &mut Vec<u8>,
     ) -> Result<Flow, Refusal> {
-        // A head can only end at a LF: a piece of one without any is kept, not parsed again.
+        // Heads are read up to their last whole line (see `State::Head` below): a piece without
+        // a LF changes nothing to parse, and is kept without parsing the rest again.
         let waiting_head = matches!(self.state, State::Head) && !self.pending.is_empty();
         if waiting_head && !input.is_empty() && !input.contains(&b'\n') {
-            if self.pending.len() + input.len() > self.limits.max_header_len {
+            if self.pending.len() + input.len() >= self.limits.max_header_len {
                 let limit = self.limits.max_header_len;
                 return Err(self.refuse(Error::HeadersTooLarge { limit }));
             }
@@ -195,7 +205,10 @@ impl Requests {
         let flow = loop {
             let rest = &data[at..];
             match &mut self.state {
-                State::Head => match http1::parse(rest, &self.limits) {
+                // Only whole lines are parsed, so a line's fault is found when its LF comes,
+                // however the bytes were cut: the same answer for every split, and a head that
+                // comes a byte at a time is not parsed again for each.
+                State::Head => match http1::parse(whole_lines(rest), &self.limits) {
                     Ok(Status::Complete(request)) => {
                         let h2c = match offers_h2c(&request) {
                             Ok(h2c) => h2c,
@@ -219,6 +232,10 @@ impl Requests {
                         let body = BodyReader::new(request.body(), self.limits.max_header_len);
                         at += request.consumed();
                         self.state = State::Body(body, after);
+                    }
+                    Ok(Status::Partial(_)) if rest.len() >= self.limits.max_header_len => {
+                        let limit = self.limits.max_header_len;
+                        return Err(self.refuse(Error::HeadersTooLarge { limit }));
                     }
                     Ok(Status::Partial(_)) => break Flow::More,
                     Err(e) => return Err(self.refuse(e)),
