@@ -241,16 +241,7 @@ fn scan(input: &[u8]) -> Result<HttpRequest<'_>, Stop> {
     let fields_at = pos;
     let mut host_header: Option<Option<Authority<'_>>> = None;
     let mut framing = Framing::default();
-    loop {
-        if end_of_fields(input, pos)? {
-            pos += 2;
-            break;
-        }
-        let colon = header_name_end(input, pos)?;
-        let name = &input[pos..colon];
-        let value_start = colon + 1;
-        let line_end = value_end(input, value_start)?;
-        let value = &input[value_start..line_end - 1];
+    let pos = field_lines(input, pos, |name, value| {
         if name.eq_ignore_ascii_case(b"host") {
             if host_header.is_some() {
                 return Err(Error::DuplicateHost.into());
@@ -259,8 +250,8 @@ fn scan(input: &[u8]) -> Result<HttpRequest<'_>, Stop> {
         } else {
             framing.field(name, value)?;
         }
-        pos = line_end + 1;
-    }
+        Ok(())
+    })?;
     framing.check_request(minor_version, connect)?;
 
     let Some(host_header) = host_header.or(if minor_version == 0 { Some(None) } else { None })
@@ -283,6 +274,24 @@ fn scan(input: &[u8]) -> Result<HttpRequest<'_>, Stop> {
         fields_at,
         framing,
     })
+}
+
+/// Reads the field lines from `pos` to the empty line that ends them, handing each name and
+/// value (without its line end) to `field`; returns where the block ends, past the empty line.
+fn field_lines<'a>(
+    input: &'a [u8],
+    mut pos: usize,
+    mut field: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), Stop>,
+) -> Result<usize, Stop> {
+    loop {
+        if end_of_fields(input, pos)? {
+            return Ok(pos + 2);
+        }
+        let colon = header_name_end(input, pos)?;
+        let line_end = value_end(input, colon + 1)?;
+        field(&input[pos..colon], &input[colon + 1..line_end - 1])?;
+        pos = line_end + 1;
+    }
 }
 
 /// Whether the line at `pos` is the empty line that ends a field block (CRLF only: a bare LF

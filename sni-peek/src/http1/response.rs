@@ -4,7 +4,7 @@
 
 use super::body::Body;
 use super::fields::Framing;
-use super::{Stop, end_of_fields, header_name_end, value_end};
+use super::{Stop, field_lines, value_end};
 use crate::{Error, Limits, Needed, Status};
 
 /// The framing facts of an HTTP/1.x response head.
@@ -98,16 +98,7 @@ fn scan(input: &[u8]) -> Result<HttpResponse, Stop> {
         _ => return Err(BAD.into()),
     }
     let mut framing = Framing::default();
-    loop {
-        if end_of_fields(input, pos)? {
-            pos += 2;
-            break;
-        }
-        let colon = header_name_end(input, pos)?;
-        let line_end = value_end(input, colon + 1)?;
-        framing.field(&input[pos..colon], &input[colon + 1..line_end - 1])?;
-        pos = line_end + 1;
-    }
+    let pos = field_lines(input, pos, |name, value| Ok(framing.field(name, value)?))?;
     Ok(HttpResponse {
         status,
         minor_version: minor - b'0',
