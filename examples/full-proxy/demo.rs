@@ -8,7 +8,7 @@ use core::task::{Context, Poll};
 use core::time::Duration;
 use std::sync::Arc;
 
-use proxy_proto::tokio::{ReadConfig, read_header};
+use proxy_proto::tokio::read_header;
 use proxy_proto::{Policy, TrustPolicy};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -183,11 +183,10 @@ async fn serve_backend(
         };
         let (trust, tls) = (Arc::clone(&trust), tls.clone());
         tokio::spawn(async move {
-            let config = ReadConfig {
-                timeout: Duration::from_secs(5),
-                ..ReadConfig::default()
-            };
-            let Ok(accepted) = read_header(&mut stream, peer, &trust, &config).await else {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let parser = proxy_proto::Parser::new();
+            let Ok(accepted) = read_header(&mut stream, peer, &trust, deadline, &parser).await
+            else {
                 return;
             };
             let header = accepted.header().map(|h| h.header());

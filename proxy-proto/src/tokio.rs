@@ -6,8 +6,10 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use proxy_proto::TrustPolicy;
-//! use proxy_proto::tokio::{read_header, ReadConfig};
+//! use std::time::Duration;
+//! use proxy_proto::{Parser, TrustPolicy};
+//! use proxy_proto::tokio::read_header;
+//! use tokio::time::Instant;
 //!
 //! # async fn serve() -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("[::]:8443").await?;
@@ -17,7 +19,9 @@
 //!     let (mut stream, peer) = listener.accept().await?;
 //!     let policy = Arc::clone(&policy);
 //!     tokio::spawn(async move {
-//!         match read_header(&mut stream, peer, &policy, &ReadConfig::default()).await {
+//!         // One deadline for everything before the first byte is served.
+//!         let deadline = Instant::now() + Duration::from_secs(5);
+//!         match read_header(&mut stream, peer, &policy, deadline, &Parser::new()).await {
 //!             Ok(accepted) => {
 //!                 let client = accepted.client_address().unwrap_or(peer);
 //!                 // ... serve `client`, starting with the bytes in `accepted.rest()`
@@ -32,10 +36,10 @@
 
 use core::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use core::ops::Range;
-use core::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
 
 use crate::{Addresses, Command, Error, Header, Parser, Status, Transport, Version};
 
@@ -43,25 +47,6 @@ use crate::{Addresses, Command, Error, Header, Parser, Status, Transport, Versio
 /// `CidrError` and `Policy` no allocator). Kept here so code written against this module compiles.
 #[doc(no_inline)]
 pub use crate::{Cidr, CidrError, Policy, TrustPolicy};
-
-/// How [`read_header`] reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadConfig {
-    /// The deadline for the whole header, from the call. The specification suggests at least
-    /// 3 s, enough for a lost segment to be sent again. Default: 5 s.
-    pub timeout: Duration,
-    /// The parser, with its v2 size cap and v1 leniency.
-    pub parser: Parser,
-}
-
-impl Default for ReadConfig {
-    fn default() -> Self {
-        ReadConfig {
-            timeout: Duration::from_secs(5),
-            parser: Parser::new(),
-        }
-    }
-}
 
 /// Why [`read_header`] gave up on a connection.
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +68,11 @@ pub enum ReadError {
         received: usize,
     },
     /// The deadline passed first.
-    #[error("no complete PROXY header within {0:?}")]
-    Timeout(Duration),
+    #[error("no complete PROXY header before the deadline ({received} bytes received)")]
+    Timeout {
+        /// Bytes received before the deadline.
+        received: usize,
+    },
     /// Reading failed.
     #[error("reading the PROXY header: {0}")]
     Io(#[from] std::io::Error),
@@ -189,13 +177,19 @@ impl OwnedHeader {
     }
 }
 
-/// Reads a PROXY header off `stream` from `peer`, as `policy` says for that peer, within
-/// `config.timeout`. See the [module docs](self) for where to call it.
+/// Reads a PROXY header off `stream` from `peer`, as `policy` says for that peer, before
+/// `deadline`, with `parser`'s size cap and v1 leniency. See the [module docs](self) for where to
+/// call it.
+///
+/// The deadline is an instant, as in `sni_peek::tokio::peek`, so that one budget covers the header
+/// and whatever is read after it; the specification suggests at least 3 s, enough for a lost
+/// segment to be sent again.
 pub async fn read_header<S>(
     stream: &mut S,
     peer: SocketAddr,
     policy: &TrustPolicy,
-    config: &ReadConfig,
+    deadline: Instant,
+    parser: &Parser,
 ) -> Result<Accepted, ReadError>
 where
     S: AsyncRead + Unpin + ?Sized,
@@ -207,12 +201,15 @@ where
             rest: Bytes::new(),
         });
     }
-    tokio::time::timeout(config.timeout, read(stream, policy, &config.parser))
-        .await
-        .map_err(|_| ReadError::Timeout(config.timeout))?
+    read(stream, policy, deadline, parser).await
 }
 
-async fn read<S>(stream: &mut S, policy: Policy, parser: &Parser) -> Result<Accepted, ReadError>
+async fn read<S>(
+    stream: &mut S,
+    policy: Policy,
+    deadline: Instant,
+    parser: &Parser,
+) -> Result<Accepted, ReadError>
 where
     S: AsyncRead + Unpin + ?Sized,
 {
@@ -245,10 +242,12 @@ where
             Err(e) => return Err(ReadError::Invalid(e)),
         };
         buf.reserve(needed.max(512));
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Err(ReadError::Closed {
-                received: buf.len(),
-            });
+        let received = buf.len();
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Err(_elapsed) => return Err(ReadError::Timeout { received }),
+            Ok(Err(e)) => return Err(ReadError::Io(e)),
+            Ok(Ok(0)) => return Err(ReadError::Closed { received }),
+            Ok(Ok(_)) => {}
         }
     }
 }

@@ -6,6 +6,7 @@
 use std::vec;
 use std::vec::Vec;
 
+use ::bytes::{Bytes, BytesMut};
 use ::tokio::io::{AsyncRead, AsyncReadExt};
 use ::tokio::time::{Instant, timeout_at};
 
@@ -19,8 +20,9 @@ const READ_CHUNK: usize = 4096;
 pub struct Peeked {
     /// What was peeked: protocol, name, port; where the connection goes is chosen from it.
     pub summary: Summary,
-    /// Every byte read from the stream, in order: forward all of them.
-    pub bytes: Vec<u8>,
+    /// Every byte read from the stream, in order: forward all of them. `Bytes`, as the rest
+    /// after a PROXY header is in `proxy_proto::tokio`.
+    pub bytes: Bytes,
 }
 
 /// Why no decision was made. Each case hands back the bytes read so far.
@@ -31,13 +33,13 @@ pub enum PeekError {
     #[error("no routing decision before the deadline ({} bytes read)", bytes.len())]
     Timeout {
         /// The bytes read.
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     /// The peer closed the stream first.
     #[error("stream closed before a routing decision ({} bytes read)", bytes.len())]
     Closed {
         /// The bytes read.
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     /// The bytes are not a valid hello or request, or exceed the caps.
     #[error("{error}")]
@@ -45,7 +47,7 @@ pub enum PeekError {
         /// What is wrong.
         error: Error,
         /// The bytes read.
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     /// Reading failed.
     #[error("reading the stream: {error}")]
@@ -54,7 +56,7 @@ pub enum PeekError {
         #[source]
         error: std::io::Error,
         /// The bytes read.
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
 }
 
@@ -81,16 +83,22 @@ pub async fn peek<S>(
 where
     S: AsyncRead + Unpin + ?Sized,
 {
-    let mut bytes = Vec::new();
+    let mut bytes = BytesMut::new();
     let mut scratch = Vec::new();
     let mut gate = Gate::default();
     let mut new_from = 0;
     loop {
         if gate.due(&bytes, new_from, limits) {
             match decide(&bytes, &mut scratch, limits) {
-                Ok(Status::Complete(summary)) => return Ok(Peeked { summary, bytes }),
+                Ok(Status::Complete(summary)) => {
+                    let bytes = bytes.freeze();
+                    return Ok(Peeked { summary, bytes });
+                }
                 Ok(Status::Partial(needed)) => gate.wait(needed, bytes.len()),
-                Err(error) => return Err(PeekError::Invalid { error, bytes }),
+                Err(error) => {
+                    let bytes = bytes.freeze();
+                    return Err(PeekError::Invalid { error, bytes });
+                }
             }
         }
         let start = bytes.len();
@@ -99,9 +107,20 @@ where
         bytes.reserve(want);
         let read = timeout_at(deadline, stream.read_buf(&mut bytes)).await;
         match read {
-            Err(_elapsed) => return Err(PeekError::Timeout { bytes }),
-            Ok(Err(error)) => return Err(PeekError::Io { error, bytes }),
-            Ok(Ok(0)) => return Err(PeekError::Closed { bytes }),
+            Err(_elapsed) => {
+                return Err(PeekError::Timeout {
+                    bytes: bytes.freeze(),
+                });
+            }
+            Ok(Err(error)) => {
+                let bytes = bytes.freeze();
+                return Err(PeekError::Io { error, bytes });
+            }
+            Ok(Ok(0)) => {
+                return Err(PeekError::Closed {
+                    bytes: bytes.freeze(),
+                });
+            }
             Ok(Ok(_)) => {}
         }
         new_from = start;
@@ -269,7 +288,7 @@ mod tests {
         client.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         match peek(&mut server, deadline, &Limits::default()).await {
-            Err(PeekError::Timeout { bytes }) => assert_eq!(bytes, b"GET / HTTP/1.1\r\nHo"),
+            Err(PeekError::Timeout { bytes }) => assert_eq!(bytes, &b"GET / HTTP/1.1\r\nHo"[..]),
             other => panic!("{other:?}"),
         }
         drop(client);
@@ -281,7 +300,7 @@ mod tests {
         let mut closed: &[u8] = b"\x16\x03\x01\x02";
         assert!(matches!(
             peek(&mut closed, deadline, &Limits::default()).await,
-            Err(PeekError::Closed { bytes }) if bytes == b"\x16\x03\x01\x02"
+            Err(PeekError::Closed { bytes }) if bytes[..] == b"\x16\x03\x01\x02"[..]
         ));
         let mut dup: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
         let err = peek(&mut dup, deadline, &Limits::default())
@@ -298,6 +317,6 @@ mod tests {
         let mut ssh: &[u8] = b"SSH-2.0-OpenSSH_9.2\r\n";
         let peeked = peek(&mut ssh, deadline, &Limits::default()).await.unwrap();
         assert_eq!(peeked.summary.protocol, Protocol::Unknown);
-        assert_eq!(peeked.bytes, b"SSH-2.0-OpenSSH_9.2\r\n");
+        assert_eq!(peeked.bytes, &b"SSH-2.0-OpenSSH_9.2\r\n"[..]);
     }
 }

@@ -11,7 +11,6 @@ use core::time::Duration;
 use std::sync::Arc;
 use std::time::Instant;
 
-use proxy_proto::tokio::ReadConfig;
 use proxy_proto::{Addresses, Builder, Command};
 use sni_peek::tokio::PeekError;
 use sni_peek::{Limits as PeekLimits, Protocol};
@@ -204,14 +203,11 @@ async fn prepare(
     // 1. A PROXY header, from trusted sources only (and required from them).
     let mut target = story.listener;
     let early = match &settings.trust {
-        None => Vec::new(),
+        None => Default::default(),
         Some(trust) => {
-            let config = ReadConfig {
-                timeout: settings.peek_timeout,
-                parser: proxy_proto::Parser::new().lenient_v1(settings.lenient_proxy_v1),
-            };
+            let parser = proxy_proto::Parser::new().lenient_v1(settings.lenient_proxy_v1);
             let peer = story.client;
-            let accepted = proxy_proto::tokio::read_header(client, peer, trust, &config)
+            let accepted = proxy_proto::tokio::read_header(client, peer, trust, deadline, &parser)
                 .await
                 .map_err(|e| ended(Outcome::ProxyHeaderRefused, e))?;
             if let Some(h) = accepted.header() {
@@ -219,14 +215,14 @@ async fn prepare(
                 story.client = h.source().map_or(story.client, canonical);
                 target = h.destination().map_or(target, canonical);
             }
-            accepted.rest().to_vec()
+            accepted.into_parts().1
         }
     };
 
     // 2. Peek: read until the name is known, keeping every byte.
     let mut reader = (&early[..]).chain(&mut *client);
     let peek = sni_peek::tokio::peek(&mut reader, deadline, &PeekLimits::default()).await;
-    let mut peeked = match peek {
+    let peeked = match peek {
         Ok(peeked) => peeked,
         Err(e) => {
             // A request that is HTTP but broken is told so, whatever its route would do.
@@ -247,7 +243,8 @@ async fn prepare(
     // The peek may decide before it has read all that followed a long PROXY header: what it
     // left unread goes after what it read.
     let (unread, _) = reader.into_inner();
-    peeked.bytes.extend_from_slice(unread);
+    let mut peeked_bytes = Vec::from(peeked.bytes);
+    peeked_bytes.extend_from_slice(unread);
     let protocol = peeked.summary.protocol;
     let name = peeked.summary.host.as_ref().map(|h| h.as_str());
     story.name = name.map(Box::from);
@@ -288,13 +285,13 @@ async fn prepare(
     // relay frames the bytes first.
     let addresses = Addresses::from_pair(story.client, target);
     let http = route.spec.forwarded.is_some() && protocol == Protocol::Http1;
-    let peeked_bytes = if http { &[][..] } else { &peeked.bytes[..] };
-    let first = first_write(route.spec.proxy_protocol, addresses, name, peeked_bytes)
+    let sent_now = if http { &[][..] } else { &peeked_bytes[..] };
+    let first = first_write(route.spec.proxy_protocol, addresses, name, sent_now)
         .map_err(|e| ended(Outcome::RelayError, format_args!("PROXY header: {e}")))?;
     if http {
         let start = HttpStart {
             prefix: first,
-            first: core::mem::take(&mut peeked.bytes),
+            first: peeked_bytes,
         };
         return Ok((connected, Some(start)));
     }
@@ -311,7 +308,7 @@ async fn prepare(
             format_args!("writing to the backend: {e}"),
         ));
     }
-    story.up = AtomicU64::new(peeked.bytes.len() as u64);
+    story.up = AtomicU64::new(peeked_bytes.len() as u64);
     Ok((backend, None))
 }
 
