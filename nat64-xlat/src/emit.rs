@@ -78,31 +78,33 @@ impl Patches {
         }
     }
 
-    /// The patches of a packet quoted in an ICMP error (first fragment or whole), whose addresses
-    /// sum to `addrs.0` before and `addrs.1` after: a TCP or UDP checksum updated, or an ICMP
-    /// message (protocol `icmp_proto` on the quoted side) retyped by `map` with the pseudo-header
-    /// sums `pseudo()` (before, after). A quote cut short is patched as far as it goes.
+    /// Adds the patches of a packet quoted in an ICMP error (first fragment or whole), whose
+    /// addresses sum to `addrs.0` before and `addrs.1` after: a TCP or UDP checksum updated, or an
+    /// ICMP message (protocol `icmp_proto` on the quoted side) retyped by `map` with the
+    /// pseudo-header sums `pseudo()` (before, after). A quote cut short is patched as far as it
+    /// goes. Filled in place, not returned: moving the patches out through a `Result` costs the
+    /// ICMP error path a tenth of its time (a store-forwarding stall).
     #[inline(always)]
-    pub(crate) fn quoted(
+    pub(crate) fn quote(
+        &mut self,
         proto: u8,
         icmp_proto: u8,
         data: &[u8],
         addrs: (u32, u32),
         map: impl FnOnce(u8, u8) -> Option<Mapped>,
         pseudo: impl FnOnce() -> (u32, u32),
-    ) -> Result<Self, DropReason> {
-        let mut patches = Self::default();
+    ) -> Result<(), DropReason> {
         if proto == proto::TCP || proto == proto::UDP {
             // A zero UDP checksum stays zero: the quote only has to identify the flow.
-            patches.readdress(proto, data, addrs.0, addrs.1).ok();
+            self.readdress(proto, data, addrs.0, addrs.1).ok();
         } else if proto == icmp_proto {
             if let (Some(&ty), Some(&code)) = (data.first(), data.get(1)) {
                 let m = map(ty, code).ok_or(DropReason::InnerPacket)?;
                 let (from, to) = pseudo();
-                patches.retype_icmp(data, [ty, code], [m.ty, m.code], from, to);
+                self.retype_icmp(data, [ty, code], [m.ty, m.code], from, to);
             }
         }
-        Ok(patches)
+        Ok(())
     }
 
     /// Applies the patches that fall in `dst`, a copy of the payload starting at payload offset `start`.

@@ -308,7 +308,8 @@ fn inner_packet(
         .ok_or(DropReason::InnerPacket)?;
     let claimed = usize::from(inner.claimed_payload_len());
     let data = inner.payload;
-    let patches = if first {
+    let mut patches = Patches::default();
+    if first {
         let addrs = (
             checksum::addrs4(inner.src, inner.dst),
             checksum::addrs6(src, dst),
@@ -319,17 +320,15 @@ fn inner_packet(
                 checksum::pseudo6(src, dst, proto::ICMPV6, claimed as u32),
             )
         };
-        Patches::quoted(
+        patches.quote(
             inner.proto,
             proto::ICMP,
             data,
             addrs,
             icmp::map_4to6,
             pseudo,
-        )?
-    } else {
-        Patches::default()
-    };
+        )?;
+    }
     let h = hdr6(cfg, inner, src, dst, inner.ttl);
     let frag = inner.is_fragment().then_some(Frag6 {
         offset: inner.offset,

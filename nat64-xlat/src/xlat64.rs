@@ -367,7 +367,8 @@ fn inner_packet(cfg: &Config<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<us
     let src = cfg.map_6to4(inner.src).ok_or(DropReason::InnerPacket)?;
     let dst = cfg.map_6to4(inner.dst).ok_or(DropReason::InnerPacket)?;
     let claimed = inner.claimed_payload_len();
-    let patches = if first {
+    let mut patches = Patches::default();
+    if first {
         let addrs = (
             checksum::addrs6(inner.src, inner.dst),
             checksum::addrs4(src, dst),
@@ -376,17 +377,15 @@ fn inner_packet(cfg: &Config<'_>, inner: &Ipv6<'_>, out: &mut [u8]) -> Result<us
             let sum = checksum::pseudo6(inner.src, inner.dst, proto::ICMPV6, claimed as u32);
             (sum, 0)
         };
-        Patches::quoted(
+        patches.quote(
             inner.proto,
             proto::ICMPV6,
             data,
             addrs,
             icmp::map_6to4,
             pseudo,
-        )?
-    } else {
-        Patches::default()
-    };
+        )?;
+    }
     let total = field::IPV4_LEN + claimed;
     let h = hdr4(cfg, inner, src, dst, inner.hop_limit, total);
     let hl = emit::ipv4_header(out, &h, claimed)?;
