@@ -1,6 +1,9 @@
 //! ICMP type/code mapping (RFC 7915 §4.2 and §5.2), the two Parameter Problem pointer tables
 //! (figures 3 and 6), and MTU translation with RFC 1191 plateaus.
 
+use crate::wire::MIN_MTU6;
+use crate::wire::field::{FRAG6_LEN, IPV4_LEN, IPV6_LEN};
+
 /// ICMPv4 types and codes the translator knows.
 pub mod v4 {
     /// Echo Reply.
@@ -146,6 +149,9 @@ pub fn plateau_below(total_len: u16) -> u16 {
         .unwrap_or(68)
 }
 
+/// How much longer the IPv6 header is than the IPv4 one without options.
+const HEADER_GROWTH: u32 = (IPV6_LEN - IPV4_LEN) as u32;
+
 /// RFC 7915 §4.2: Fragmentation Needed → Packet Too Big MTU:
 /// `min(MTU + 20, IPv6 next hop MTU, IPv4 next hop MTU + 20)`, never below 1280; an MTU of zero
 /// (a pre-RFC 1191 router) is replaced by the plateau below the quoted packet's length.
@@ -155,10 +161,10 @@ pub fn mtu_4to6(reported: u16, quoted_total_len: u16, mtu6: u16, mtu4: u16) -> u
     } else {
         reported
     };
-    let m = (u32::from(reported) + 20)
+    let m = (u32::from(reported) + HEADER_GROWTH)
         .min(u32::from(mtu6))
-        .min(u32::from(mtu4) + 20);
-    m.max(1280)
+        .min(u32::from(mtu4) + HEADER_GROWTH);
+    m.max(MIN_MTU6 as u32)
 }
 
 /// RFC 7915 §5.2: Packet Too Big → Fragmentation Needed MTU:
@@ -168,9 +174,9 @@ pub fn mtu_4to6(reported: u16, quoted_total_len: u16, mtu6: u16, mtu4: u16) -> u
 /// so such a report is bogus and must not shrink the IPv4 path below 1260 (an MTU of 0 would
 /// stall it).
 pub fn mtu_6to4(reported: u32, mtu4: u16, mtu6: u16, fragment_header: bool) -> u16 {
-    let growth = if fragment_header { 28 } else { 20 };
+    let growth = HEADER_GROWTH + if fragment_header { FRAG6_LEN as u32 } else { 0 };
     let m = reported
-        .max(1280)
+        .max(MIN_MTU6 as u32)
         .saturating_sub(growth)
         .min(u32::from(mtu4))
         .min(u32::from(mtu6).saturating_sub(growth));

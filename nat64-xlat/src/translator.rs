@@ -8,10 +8,15 @@ use crate::config::Config;
 use crate::fail::{Fail, Ip, MAX_ICMP6_ERROR};
 use crate::ids::Ids;
 use crate::outcome::{InPlace, Outcome};
+use crate::wire::{MIN_MTU6, field};
 use crate::{xlat46, xlat64};
 
 /// Largest IP packet: an IPv6 header and a 65535-byte payload (an IPv4 datagram is smaller).
-const MAX_IP_PACKET: usize = 40 + 65535;
+const MAX_IP_PACKET: usize = field::IPV6_LEN + u16::MAX as usize;
+/// Headers of each IPv6 fragment: the fixed header and the Fragment header.
+const FRAGMENT_HEADERS: usize = field::IPV6_LEN + field::FRAG6_LEN;
+/// Room for the headers an ICMP error puts before what it quotes.
+const ERROR_HEADERS: usize = 64;
 /// A stateless IPv4/IPv6 translator (SIIT, RFC 7915).
 ///
 /// `&self` is enough to translate, so one translator can serve several threads; the only mutable
@@ -106,8 +111,8 @@ impl<'a> Translator<'a> {
         } else {
             MAX_IP_PACKET
         };
-        let frags = input_len / 1232 + 1;
-        let need = input_len + 48 * frags + 64;
+        let frags = input_len / (MIN_MTU6 - FRAGMENT_HEADERS) + 1;
+        let need = input_len + FRAGMENT_HEADERS * frags + ERROR_HEADERS;
         2 * if need > MAX_ICMP6_ERROR {
             need
         } else {

@@ -18,6 +18,9 @@ pub(crate) mod proto {
     pub(crate) const DEST_OPTS: u8 = 60;
 }
 
+/// The smallest IPv6 link MTU (RFC 8200 §5): no IPv6 link is narrower, and fragments are cut to it.
+pub(crate) const MIN_MTU6: usize = 1280;
+
 /// Offsets and lengths of the header fields the translator reads and writes by hand (smoltcp's
 /// `mod field`): one place, not literals at every use.
 pub(crate) mod field {
@@ -66,6 +69,20 @@ pub(crate) mod field {
     pub(crate) const FRAG_RESERVED: usize = 1;
     pub(crate) const FRAG_OFFSET_M: Field = 2..4;
     pub(crate) const FRAG_IDENT: Field = 4..8;
+
+    // IPv6 Hop-by-Hop, Routing and Destination Options headers (RFC 8200 §4.3-4.6): the next
+    // header, the length in 8-byte units not counting the first 8, and a Routing header's
+    // Segments Left.
+    pub(crate) const EXT_NXT_HDR: usize = 0;
+    pub(crate) const EXT_LEN: usize = 1;
+    pub(crate) const EXT_UNIT: usize = 8;
+    pub(crate) const ROUTING_SEGMENTS_LEFT: usize = 3;
+
+    // IPv4 options (RFC 791 §3.1): end of list, no-operation, and the two source routes.
+    pub(crate) const OPT_END: u8 = 0;
+    pub(crate) const OPT_NOP: u8 = 1;
+    pub(crate) const OPT_LSRR: u8 = 0x83;
+    pub(crate) const OPT_SSRR: u8 = 0x89;
 }
 
 /// The big-endian 16-bit field `f` of `b`, whose length was checked.
@@ -174,15 +191,16 @@ impl<'a> Ipv4<'a> {
         let mut opts = &self.header[field::IPV4_LEN..];
         while let [kind, rest @ ..] = opts {
             match *kind {
-                0 => return false,
-                1 => opts = rest,
+                field::OPT_END => return false,
+                field::OPT_NOP => opts = rest,
                 _ => {
                     let [len, ptr, ..] = rest else { return false };
                     let len = usize::from(*len);
                     if len < 2 || len > opts.len() {
                         return false;
                     }
-                    if (*kind == 0x83 || *kind == 0x89) && usize::from(*ptr) <= len {
+                    let source_route = matches!(*kind, field::OPT_LSRR | field::OPT_SSRR);
+                    if source_route && usize::from(*ptr) <= len {
                         return true;
                     }
                     opts = &opts[len..];
@@ -251,18 +269,24 @@ impl<'a> Ipv6<'a> {
         loop {
             match next {
                 proto::HOP_BY_HOP | proto::ROUTING | proto::DEST_OPTS => {
-                    let h = data.get(pos..pos + 2).ok_or(DropReason::Truncated)?;
-                    let len = (usize::from(h[1]) + 1) * 8;
+                    let h = data
+                        .get(pos..pos + field::EXT_LEN + 1)
+                        .ok_or(DropReason::Truncated)?;
+                    let len = (usize::from(h[field::EXT_LEN]) + 1) * field::EXT_UNIT;
                     if pos + len > data.len() {
                         return Err(DropReason::Truncated);
                     }
                     if frag.is_some() {
                         ext_after_frag = true;
                     }
-                    if next == proto::ROUTING && data[pos + 3] != 0 && segments_left_at.is_none() {
-                        segments_left_at = Some((pos + 3) as u32);
+                    let segments_left = pos + field::ROUTING_SEGMENTS_LEFT;
+                    if next == proto::ROUTING
+                        && data[segments_left] != 0
+                        && segments_left_at.is_none()
+                    {
+                        segments_left_at = Some(segments_left as u32);
                     }
-                    next = h[0];
+                    next = h[field::EXT_NXT_HDR];
                     pos += len;
                 }
                 proto::FRAGMENT if frag.is_none() => {

@@ -12,7 +12,7 @@ use crate::mapping::Role;
 use crate::outcome::{DropReason, Emitted};
 use crate::rfc4884;
 use crate::sink::{self, Head, Head6, Pieces, Plan, Sink, ToBuffer};
-use crate::wire::{Ipv4, Parse, field, proto, read16};
+use crate::wire::{Ipv4, MIN_MTU6, Parse, field, proto, read16};
 
 /// Translates `input`. `hairpin` marks the second pass of a hairpinned packet (RFC 7757 §4.2.2): the
 /// TTL was already decremented and the remote addresses map through RFC 6052 only.
@@ -163,7 +163,7 @@ fn plan<S: Sink<Head6>>(
     let h = hdr6(cfg, ip, src, dst, if hairpin { ip.ttl } else { ip.ttl - 1 });
     let already = ip.is_fragment();
     let whole = field::IPV6_LEN + if already { field::FRAG6_LEN } else { 0 } + payload.len();
-    let mtu6 = usize::from(cfg.mtu6).max(1280);
+    let mtu6 = usize::from(cfg.mtu6).max(MIN_MTU6);
     if ip.df && whole > mtu6 {
         // The MTU the sender should use: the IPv6 link less the header growth.
         let growth = field::IPV6_LEN - field::IPV4_LEN;
@@ -176,7 +176,7 @@ fn plan<S: Sink<Head6>>(
     let limit = if ip.df {
         mtu6
     } else {
-        mtu6.min(usize::from(cfg.lowest_ipv6_mtu).max(1280))
+        mtu6.min(usize::from(cfg.lowest_ipv6_mtu).max(MIN_MTU6))
     };
     let head = Head6 {
         h,

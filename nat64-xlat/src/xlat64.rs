@@ -14,8 +14,7 @@ use crate::ids::Ids;
 use crate::outcome::{DropReason, Emitted};
 use crate::rfc4884;
 use crate::sink::{self, Head, Pieces, Plan, Sink, ToBuffer};
-use crate::wire::read16;
-use crate::wire::{Ipv6, Parse, field, proto};
+use crate::wire::{Ipv6, MIN_MTU6, Parse, field, proto, read16};
 use crate::xlat46;
 
 /// Where the result goes.
@@ -207,7 +206,7 @@ fn plan_ipv4<S: Sink<Hdr4>>(
     let fits = p.hairpin || total <= mtu4;
     if !fits && (h.df || ip.frag.is_some()) {
         let growth = field::IPV6_LEN - field::IPV4_LEN;
-        let mtu = (mtu4 + growth).max(1280) as u32;
+        let mtu = (mtu4 + growth).max(MIN_MTU6) as u32;
         return Err(Fail::Reply {
             reason: DropReason::TooBig,
             ty: icmp::v6::PACKET_TOO_BIG,
