@@ -11,6 +11,8 @@
 //! them instead).
 
 mod peers;
+#[path = "support/tls_hello.rs"]
+mod tls_hello;
 
 use core::net::{IpAddr, SocketAddr};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +31,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use sixgate::proxy::{Config, ForwardedField, Forwarding, Listener, Mode, ProxyOut, Route, Server};
+use tls_hello::client_hello;
 
 // ---------------------------------------------------------------------------------------------
 // The engine
@@ -1573,22 +1576,6 @@ fn h2c_with_prior_knowledge_is_relayed_untouched() {
     send_in_pieces(engine.addr(), &[H2C_PRIOR_KNOWLEDGE]);
     let received = backend.next_received();
     assert_eq!(show(&received), show(H2C_PRIOR_KNOWLEDGE));
-}
-
-/// A real ClientHello naming `sni`, from rustls.
-fn client_hello(sni: &str) -> Vec<u8> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
-    let name = sni.to_owned().try_into().unwrap();
-    let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut hello = Vec::new();
-    tls.write_tls(&mut hello).unwrap();
-    hello
 }
 
 #[test]

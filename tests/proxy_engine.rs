@@ -11,6 +11,10 @@ use sixgate::proxy::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "support/tls_hello.rs"]
+mod tls_hello;
+use tls_hello::client_hello;
+
 /// What the observer keeps of a record.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
@@ -125,22 +129,6 @@ async fn exchange(stream: &mut TcpStream, bytes: &[u8], want: usize) -> Vec<u8> 
         .await
         .expect("an answer within 5 s");
     got
-}
-
-/// A real ClientHello naming `sni`, from rustls.
-fn client_hello(sni: &str) -> Vec<u8> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
-    let name = sni.to_owned().try_into().unwrap();
-    let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut hello = Vec::new();
-    tls.write_tls(&mut hello).unwrap();
-    hello
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
