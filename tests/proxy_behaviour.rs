@@ -330,9 +330,22 @@ fn a_slow_client_is_closed_at_peek_timeout() {
     assert_eq!(engine.stop(), 0);
 }
 
+/// The relays to test on this kernel: all three, unless it refuses io_uring, which is a skip
+/// (a failure under `SIXGATE_REQUIRE_PEERS=1`).
+fn relays() -> Vec<RelayMethod> {
+    let mut relays = vec![RelayMethod::Splice, RelayMethod::Copy];
+    match RelayMethod::Uring.available() {
+        Ok(()) => relays.push(RelayMethod::Uring),
+        Err(e) => peers::skip(&format!(
+            "relay \"uring\": the kernel refused io_uring ({e})"
+        )),
+    }
+    relays
+}
+
 #[test]
 fn a_megabyte_each_way_with_half_close_arrives_intact() {
-    for relay in [RelayMethod::Splice, RelayMethod::Copy] {
+    for relay in relays() {
         let backend = digest_backend();
         let route = Route::new(["echo.test"], [backend]).unwrap();
         let mut config = config(listener(Mode::Http), route);
@@ -609,9 +622,10 @@ fn echo_backend(answers: usize) -> SocketAddr {
 /// A request through a proxy with a 300 ms idle timeout to `backend`, then `pings` more bytes
 /// 150 ms apart: how long after the last byte sent the proxy closed, what came back, and the
 /// connection's record.
-fn idle_close(backend: SocketAddr, pings: usize) -> (Duration, Vec<u8>, Seen) {
+fn idle_close(backend: SocketAddr, pings: usize, relay: RelayMethod) -> (Duration, Vec<u8>, Seen) {
     let mut config = config(listener(Mode::Http), Route::new(["*"], [backend]).unwrap());
     config.limits.idle_timeout = Duration::from_millis(300);
+    config.limits.relay = relay;
     let engine = Engine::start(config);
     let mut s = TcpStream::connect(engine.addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -634,27 +648,283 @@ fn idle_close(backend: SocketAddr, pings: usize) -> (Duration, Vec<u8>, Seen) {
 
 #[test]
 fn idle_connections_are_closed_and_a_silent_backend_is_told_apart() {
-    let in_time = |closed: Duration| {
-        assert!(
-            closed >= Duration::from_millis(250) && closed < Duration::from_secs(2),
-            "idle close after {closed:?}"
+    for relay in relays() {
+        let in_time = |closed: Duration| {
+            assert!(
+                closed >= Duration::from_millis(250) && closed < Duration::from_secs(2),
+                "{relay:?}: idle close after {closed:?}"
+            );
+        };
+        // The backend never answers: closed at the idle timeout, and the record says whose
+        // silence.
+        let (closed, got, seen) = idle_close(echo_backend(0), 0, relay);
+        in_time(closed);
+        assert!(got.is_empty(), "{relay:?}: {got:?}");
+        assert_eq!(seen.outcome, Outcome::BackendSilent, "{relay:?}: {seen:?}");
+        assert_eq!(seen.detail, "idle timeout: the backend sent nothing");
+        // Bytes moving every 150 ms keep a connection open past the 300 ms; once they stop, it
+        // is closed, and a backend that answered is no silent one.
+        let (closed, got, seen) = idle_close(echo_backend(usize::MAX), 4, relay);
+        in_time(closed);
+        assert_eq!(seen.outcome, Outcome::IdleTimeout, "{relay:?}: {seen:?}");
+        assert_eq!(seen.detail, "idle timeout");
+        assert_eq!(
+            (seen.up, seen.down),
+            (got.len() as u64, got.len() as u64),
+            "{relay:?}: {seen:?}"
         );
+    }
+}
+
+/// What a backend got from one connection: its bytes' count and digest.
+type Got = (usize, u64);
+
+/// A backend for one connection that reads nothing until `go` says so, then reads to the
+/// client's FIN, answers "done" and closes; it tells what it got.
+fn reluctant_backend() -> (
+    SocketAddr,
+    std::sync::mpsc::Sender<()>,
+    std::sync::mpsc::Receiver<Got>,
+) {
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (go, wait) = std::sync::mpsc::channel();
+    let (tell, told) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        // A small window of its own: what waits for it is the relay's to hold, or the client's.
+        let _ = socket2::SockRef::from(&s).set_recv_buffer_size(64 * 1024);
+        let _ = wait.recv();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(b"done").unwrap();
+        let _ = tell.send((got.len(), fnv(&got)));
+    });
+    (addr, go, told)
+}
+
+/// Bytes in the send and receive queues of the established TCP sockets with a port of `ports`
+/// on either end, from `/proc/net/tcp{,6}`.
+fn queued_between(ports: &[u16]) -> usize {
+    let port = |address: &str| {
+        let hex = address.rsplit(':').next().unwrap_or_default();
+        u16::from_str_radix(hex, 16).unwrap_or_default()
     };
-    // The backend never answers: closed at the idle timeout, and the record says whose silence.
-    let (closed, got, seen) = idle_close(echo_backend(0), 0);
-    in_time(closed);
-    assert!(got.is_empty(), "{got:?}");
-    assert_eq!(seen.outcome, Outcome::BackendSilent, "{seen:?}");
-    assert_eq!(seen.detail, "idle timeout: the backend sent nothing");
-    // Bytes moving every 150 ms keep a connection open past the 300 ms; once they stop, it is
-    // closed, and a backend that answered is no silent one.
-    let (closed, got, seen) = idle_close(echo_backend(usize::MAX), 4);
-    in_time(closed);
-    assert_eq!(seen.outcome, Outcome::IdleTimeout, "{seen:?}");
-    assert_eq!(seen.detail, "idle timeout");
-    assert_eq!(
-        (seen.up, seen.down),
-        (got.len() as u64, got.len() as u64),
-        "{seen:?}"
-    );
+    let mut queued = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [_, local, remote, state, queues, ..] = fields[..] else {
+                continue;
+            };
+            if state != "01" || !(ports.contains(&port(local)) || ports.contains(&port(remote))) {
+                continue;
+            }
+            let (tx, rx) = queues.split_once(':').unwrap();
+            queued +=
+                usize::from_str_radix(tx, 16).unwrap() + usize::from_str_radix(rx, 16).unwrap();
+        }
+    }
+    queued
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+#[test]
+fn a_backend_that_stops_reading_holds_the_client_back_and_nothing_is_lost() {
+    // A relay that read on regardless would take all the client offers, up to the cap.
+    const CAP: usize = 256 << 20;
+    // Its buffers: two of 16 KiB per direction, or a pipe of 64 KiB and one.
+    const HELD: usize = 128 << 10;
+    for relay in relays() {
+        let (backend, go, told) = reluctant_backend();
+        let mut config = config(listener(Mode::Http), Route::new(["*"], [backend]).unwrap());
+        config.limits.relay = relay;
+        let engine = Engine::on_workers(config, 1);
+        let mut s = TcpStream::connect(engine.addr()).unwrap();
+        let _ = socket2::SockRef::from(&s).set_send_buffer_size(64 * 1024);
+        let mut sent = b"POST / HTTP/1.1\r\nHost: slow.test\r\n\r\n".to_vec();
+        s.write_all(&sent).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let chunk = peers::pattern(64 * 1024, 5);
+        let mut stalled = Instant::now();
+        while stalled.elapsed() < Duration::from_millis(500) && sent.len() < CAP {
+            match s.write(&chunk) {
+                Ok(n) => {
+                    sent.extend_from_slice(&chunk[..n]);
+                    stalled = Instant::now();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("{relay:?}: {e}"),
+            }
+        }
+        assert!(
+            sent.len() < CAP,
+            "{relay:?}: the client was never held back"
+        );
+        // Every byte the client got rid of waits in a socket queue of the two connections (the
+        // kernel sizes those), but for what the relay itself holds.
+        let queued = queued_between(&[engine.addr().port(), backend.port()]);
+        let held = sent.len().saturating_sub(queued);
+        assert!(
+            held <= HELD,
+            "{relay:?}: the relay holds {held} bytes ({} sent, {queued} in sockets)",
+            sent.len()
+        );
+        // Then it reads: every byte arrives, once, in order.
+        go.send(()).unwrap();
+        s.set_nonblocking(false).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).unwrap();
+        assert_eq!(answer, b"done", "{relay:?}");
+        let got = told.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(got, (sent.len(), fnv(&sent)), "{relay:?}");
+        let seen = engine.records.first(1).remove(0);
+        assert_eq!(
+            (seen.outcome, seen.up, seen.down),
+            (Outcome::Ok, sent.len() as u64, 4),
+            "{relay:?}: {seen:?}"
+        );
+        assert_eq!(engine.stop(), 0);
+    }
+}
+
+/// A client through `proxy` and the backend behind it, each with the other's first bytes read:
+/// the request went up and "partial" came down.
+fn connected_pair(proxy: SocketAddr, listener: &TcpListener) -> (TcpStream, TcpStream) {
+    let mut client = TcpStream::connect(proxy).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: rst.test\r\n\r\n";
+    client.write_all(request).unwrap();
+    let (mut backend, _) = listener.accept().unwrap();
+    backend
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = vec![0u8; request.len()];
+    backend.read_exact(&mut got).unwrap();
+    backend.write_all(b"partial").unwrap();
+    let mut got = [0u8; 7];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"partial");
+    (client, backend)
+}
+
+/// Resets `s`: a close with a zero linger sends RST.
+fn reset(s: TcpStream) {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+}
+
+/// How the other side saw its connection end: within `within`, by a FIN or a reset (and no
+/// byte more).
+fn ends_soon(mut s: TcpStream, within: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("not closed: {other:?}"),
+    }
+    let took = started.elapsed();
+    assert!(took < within, "closed after {took:?}");
+    took
+}
+
+#[test]
+fn a_reset_on_either_side_closes_the_other_and_is_recorded() {
+    for relay in relays() {
+        for client_resets in [true, false] {
+            let backends = TcpListener::bind("[::1]:0").unwrap();
+            let route = Route::new(["*"], [backends.local_addr().unwrap()]).unwrap();
+            let mut config = config(listener(Mode::Http), route);
+            config.limits.relay = relay;
+            let engine = Engine::on_workers(config, 1);
+            let (client, backend) = connected_pair(engine.addr(), &backends);
+            let other = if client_resets {
+                reset(client);
+                backend
+            } else {
+                reset(backend);
+                client
+            };
+            ends_soon(other, Duration::from_secs(2));
+            let seen = engine.records.first(1).remove(0);
+            let case = (relay, client_resets);
+            assert_eq!(seen.outcome, Outcome::RelayError, "{case:?}: {seen:?}");
+            assert!(seen.detail.contains("reset"), "{case:?}: {seen:?}");
+            assert_eq!((seen.up, seen.down), (34, 7), "{case:?}: {seen:?}");
+            assert_eq!(engine.stop(), 0);
+        }
+    }
+}
+
+#[test]
+fn a_shutdown_drains_open_connections_then_cuts_the_rest() {
+    for relay in relays() {
+        let backends = [echo_backend(usize::MAX), echo_backend(usize::MAX)];
+        let mut config = config(listener(Mode::Http), Route::new(["*"], backends).unwrap());
+        config.limits.relay = relay;
+        config.limits.drain_timeout = Duration::from_secs(1);
+        let engine = Engine::on_workers(config, 1);
+        let ping = move |s: &mut TcpStream, bytes: &[u8]| {
+            s.write_all(bytes).unwrap();
+            let mut back = vec![0u8; bytes.len()];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(back, bytes, "{relay:?}");
+        };
+        let open = |host: &str| {
+            let mut s = TcpStream::connect(engine.addr()).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            ping(
+                &mut s,
+                format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+            );
+            s
+        };
+        let (mut finishing, mut lingering) = (open("a.test"), open("b.test"));
+        // While the engine drains, one connection goes on and then closes; the other stays.
+        let finisher = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            ping(&mut finishing, b"one more while draining");
+            finishing.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            finishing.read_to_end(&mut rest).unwrap();
+            rest
+        });
+        let started = Instant::now();
+        let records = Arc::clone(&engine.records);
+        assert_eq!(
+            engine.stop(),
+            1,
+            "{relay:?}: one still open at the deadline"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900),
+            "{relay:?}: drained for {took:?}"
+        );
+        assert_eq!(finisher.join().unwrap(), b"", "{relay:?}");
+        // The lingering one was closed when the engine stopped.
+        let mut buf = [0u8; 8];
+        assert!(
+            matches!(lingering.read(&mut buf), Ok(0) | Err(_)),
+            "{relay:?}"
+        );
+        let mut outcomes: Vec<_> = records.first(2).iter().map(|r| r.outcome).collect();
+        outcomes.sort_by_key(|o| format!("{o:?}"));
+        assert_eq!(outcomes, [Outcome::Ok, Outcome::Shutdown], "{relay:?}");
+    }
 }

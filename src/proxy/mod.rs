@@ -70,6 +70,8 @@ mod sockets;
 #[cfg(target_os = "linux")]
 mod splice;
 mod table;
+#[cfg(target_os = "linux")]
+mod uring;
 mod workers;
 
 pub use error::Error;

@@ -5,7 +5,8 @@
 //! the read and the write ([`super::buffers`]): an idle connection costs no buffer. On Linux,
 //! with [`RelayMethod::Splice`], a direction whose read fills the buffer — a bulk transfer —
 //! moves to `splice(2)` through a pipe of its own, so short exchanges never pay for pipes and
-//! long ones never copy.
+//! long ones never copy. With [`RelayMethod::Uring`], the reads and writes go through a ring per
+//! thread instead ([`super::uring`]); bulk transfers splice the same way.
 
 use core::future::{Future, poll_fn};
 use core::pin::{Pin, pin};
@@ -48,6 +49,18 @@ pub(crate) async fn relay(
     let last_activity = AtomicU64::new(0);
     let touch = || last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     let ended = AtomicBool::new(false);
+    // Where the kernel refused a ring, `direction` splices instead.
+    #[cfg(target_os = "linux")]
+    if let Some(ring) = (method == RelayMethod::Uring)
+        .then(super::uring::ring)
+        .flatten()
+    {
+        use super::uring::direction;
+        let mut upward = pin!(direction(&ring, client, backend, up, &touch, &ended));
+        let mut downward = pin!(direction(&ring, backend, client, down, &touch, &ended));
+        let (up_going, down_going) = (upward.as_mut(), downward.as_mut());
+        return both(up_going, down_going, idle, started, &last_activity).await;
+    }
     let mut upward = pin!(direction(client, backend, method, up, &touch, &ended));
     let mut downward = pin!(direction(backend, client, method, down, &touch, &ended));
     both(
@@ -126,19 +139,32 @@ pub(crate) async fn direction(
         carried.fetch_add(n as u64, Ordering::Relaxed);
         touched();
         #[cfg(target_os = "linux")]
-        if method == RelayMethod::Splice && n == buffers::SIZE {
-            // A bulk transfer: the kernel moves it while it lasts (boxed: a connection that
-            // never splices carries none of its state). No pipe to be had: copy on.
-            let spliced = super::splice::copy(from, to, n, carried, touched, ended);
-            match Box::pin(spliced).await {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {}
-                Err(e) => return Err(e),
-            }
+        if method != RelayMethod::Copy
+            && n == buffers::SIZE
+            && splice_while_bulk(from, to, carried, touched, ended).await?
+        {
+            return Ok(());
         }
         #[cfg(not(target_os = "linux"))]
         let _ = method;
+    }
+}
+
+/// A read filled the buffer: a bulk transfer, which the kernel moves while it lasts (boxed: a
+/// connection that never splices carries none of its state). `true` when `from` ended and its
+/// FIN was passed on; `false` when reads came short again, or no pipe was to be had (copy on).
+#[cfg(target_os = "linux")]
+pub(crate) async fn splice_while_bulk(
+    from: &TcpStream,
+    to: &TcpStream,
+    carried: &AtomicU64,
+    touched: &impl Fn(),
+    ended: &AtomicBool,
+) -> io::Result<bool> {
+    let spliced = super::splice::copy(from, to, buffers::SIZE, carried, touched, ended);
+    match Box::pin(spliced).await {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => Ok(false),
+        other => other,
     }
 }
 

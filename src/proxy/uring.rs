@@ -1,0 +1,899 @@
+//! [`RelayMethod::Uring`](super::RelayMethod::Uring): the relay's reads and writes go through an
+//! io_uring per thread, so that one `io_uring_enter` carries the operations of every connection
+//! that moved in a loop turn, instead of a `read` and a `write` system call per message each.
+//!
+//! ```text
+//!   connection tasks                    driver task (one per ring)             kernel
+//!   recv/send futures ── queue ──▶  flush the queue: one io_uring_enter ──▶  SQ
+//!        ▲                          reap completions, wake their owners  ◀──  CQ
+//!        └────────── wake ──────────  woken by the ring fd (AsyncFd, epoll)
+//! ```
+//!
+//! - **One ring per runtime thread**, made on the first uring relay there and shared by its
+//!   connections. A connection keeps the ring it started on: on a multi-threaded runtime its
+//!   task may move, so the ring's state is behind a mutex (uncontended on the engine's per-core
+//!   workers, where every connection of a ring runs on the ring's thread).
+//! - **Submission at the end of a turn, without a runtime hook.** An operation is only queued
+//!   here; the first one queued in a turn wakes the ring's driver task, which the scheduler runs
+//!   after the tasks already woken (a current-thread runtime's queue is FIFO), so the driver's
+//!   one `io_uring_enter` carries what they all queued. This works on the caller's runtime as on
+//!   the engine's workers, where an `on_thread_park` hook would need a runtime we build.
+//! - **Reaping on readiness.** The driver registers the ring's descriptor with tokio (AsyncFd):
+//!   a completion makes it readable, the driver reaps every completion and wakes their owners.
+//! - **Buffers belong to the ring.** Reads select a provided buffer (`IOSQE_BUFFER_SELECT`) when
+//!   bytes arrive, so a waiting read holds none and an idle connection holds no buffer, as with
+//!   splice and copy. A buffer goes back to the kernel (`PROVIDE_BUFFERS`) only after the write
+//!   that used it completed. An operation whose future is dropped (idle timeout, drain, abort)
+//!   is cancelled (`ASYNC_CANCEL`) and its slot and buffer are kept until its completion comes.
+//!   An entry not yet handed to the kernel is never handed over once its owner is gone: the
+//!   descriptor number it names may already belong to another connection.
+//! - **Single-shot reads, not multishot.** A multishot receive keeps taking buffers as bytes
+//!   arrive, whether or not the other side reads: memory would grow with a slow reader. Here a
+//!   direction has at most one read and one write in flight (at most two buffers: the next read
+//!   is armed while the write of the last one runs), and reads nothing more until the write is
+//!   done, so a slow reader closes the sender's TCP window as with the other relays. The re-arm
+//!   costs a submission entry, not a system call.
+//! - **Bulk goes to splice(2).** A read that fills its buffer hands the direction to
+//!   [`super::splice::copy`] (tokio readiness, a pipe of its own) until reads come short again,
+//!   as the splice relay does: `IORING_OP_SPLICE` runs on io_uring's blocking worker threads
+//!   (the kernel cannot poll a splice), and copying through the ring moves every byte twice.
+//! - **Refusal.** Where the kernel refuses a ring (no io_uring, seccomp, `io_uring_disabled`,
+//!   or a kernel without fast poll, buffer selection or timed waits), the relay says so once and
+//!   splices; a connection never fails because of it.
+// io_uring entries point into memory the kernel writes later: each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
+use core::cell::RefCell;
+use core::cell::UnsafeCell;
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Instant;
+
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpStream;
+
+use super::buffers::SIZE;
+use super::relay::{pass_fin, splice_while_bulk};
+
+/// Submission entries; the queue is flushed whenever it fills, so this bounds nothing.
+const ENTRIES: u32 = 256;
+/// Completions the ring holds before the kernel keeps the rest aside (FEAT_NODROP).
+const COMPLETIONS: u32 = 4096;
+/// Buffers a ring gets at a time: when it starts, and when reads found none.
+const GROW: u16 = 16;
+/// Most buffers a ring has (16 MiB): past it, a read waits for a buffer to come back.
+const MOST: u16 = 1024;
+/// The ring's one buffer group.
+const GROUP: u16 = 0;
+/// `user_data` of entries nobody waits for: cancels, and buffers given back.
+const UNOWNED: u64 = u64::MAX;
+
+/// A thread's ring, its operations and its buffers.
+pub(crate) struct Ring {
+    state: Mutex<State>,
+    /// Cleared when the driver task is dropped (its runtime shut down): a new relay on this
+    /// thread then makes a new ring.
+    driven: AtomicBool,
+}
+
+struct State {
+    ring: IoUring,
+    /// Operations by index (their `user_data`); `free` lists the unused indices.
+    ops: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    /// What goes to the kernel at the next flush, in order.
+    queue: Vec<Queued>,
+    /// Operations handed to the kernel whose completion has not come.
+    in_kernel: usize,
+    /// Buffers out of the group: read into, and not given back yet.
+    out: usize,
+    /// Buffer memory, `GROW` buffers of `SIZE` bytes per chunk; never moved, freed only when no
+    /// operation is left in the kernel. `UnsafeCell`: the kernel writes it behind our back.
+    chunks: Vec<Box<[UnsafeCell<u8>]>>,
+    /// Directions waiting for a buffer to come back (the ring has `MOST`).
+    short: Vec<Waker>,
+    /// The driver's waker, and whether it was woken since it last flushed.
+    driver: Option<Waker>,
+    woken: bool,
+}
+
+enum Queued {
+    Op(usize),
+    /// A cancel or a buffer given back.
+    Unowned(squeue::Entry),
+}
+
+struct Slot {
+    entry: squeue::Entry,
+    /// The buffer a send writes from: given back only after its completion.
+    holds: Option<u16>,
+    phase: Phase,
+    /// The task that polled it last.
+    waker: Option<Waker>,
+}
+
+enum Phase {
+    Queued,
+    InKernel,
+    Done(i32, u32),
+    /// Its future is gone: the slot waits for the completion, then frees itself.
+    Abandoned,
+}
+
+thread_local! {
+    /// This thread's ring; `Err` once the kernel refused one here.
+    static THREAD_RING: RefCell<Option<Result<Weak<Ring>, ()>>> = const { RefCell::new(None) };
+}
+
+/// Said once per process when the kernel refuses io_uring.
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+/// This thread's ring, made (with its driver task on the current runtime) on first use. `None`
+/// when the kernel refused io_uring here: the caller splices instead.
+pub(crate) fn ring() -> Option<Arc<Ring>> {
+    THREAD_RING.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        match &*cell {
+            Some(Err(())) => return None,
+            Some(Ok(weak)) => {
+                if let Some(ring) = weak.upgrade().filter(|r| r.driven.load(Ordering::Relaxed)) {
+                    return Some(ring);
+                }
+            }
+            None => {}
+        }
+        match Ring::new().and_then(|ring| ring.drive().map(|()| ring)) {
+            Ok(ring) => {
+                *cell = Some(Ok(Arc::downgrade(&ring)));
+                Some(ring)
+            }
+            Err(error) => {
+                *cell = Some(Err(()));
+                if !WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("io_uring refused ({error}): relaying with splice instead");
+                }
+                None
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// An error the kernel is made to give this thread instead of a ring, and the rings asked
+    /// for here.
+    static REFUSE: core::cell::Cell<Option<i32>> = const { core::cell::Cell::new(None) };
+    static OPENED: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
+/// A ring with the features the relay needs, or the kernel's refusal.
+pub(crate) fn open() -> io::Result<IoUring> {
+    #[cfg(test)]
+    {
+        OPENED.set(OPENED.get() + 1);
+        if let Some(errno) = REFUSE.get() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+    }
+    let ring = IoUring::builder()
+        .setup_cqsize(COMPLETIONS)
+        .setup_submit_all()
+        .build(ENTRIES)
+        .or_else(|_| IoUring::builder().setup_cqsize(COMPLETIONS).build(ENTRIES))?;
+    let params = ring.params();
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe)?;
+    let needed = [
+        opcode::Recv::CODE,
+        opcode::Send::CODE,
+        opcode::AsyncCancel::CODE,
+        opcode::ProvideBuffers::CODE,
+    ];
+    // Without fast poll, a read that waits would hold one of io_uring's threads (Linux 5.7);
+    // the drop waits with a timeout (5.11).
+    if !params.is_feature_fast_poll()
+        || !params.is_feature_nodrop()
+        || !params.is_feature_ext_arg()
+        || !needed.iter().all(|&code| probe.is_supported(code))
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this kernel's io_uring lacks fast poll, buffer selection or timed waits (Linux 5.11)",
+        ));
+    }
+    Ok(ring)
+}
+
+impl Ring {
+    fn new() -> io::Result<Arc<Ring>> {
+        let mut state = State {
+            ring: open()?,
+            ops: Vec::new(),
+            free: Vec::new(),
+            queue: Vec::new(),
+            in_kernel: 0,
+            out: 0,
+            chunks: Vec::new(),
+            short: Vec::new(),
+            driver: None,
+            woken: false,
+        };
+        state.grow();
+        Ok(Arc::new(Ring {
+            state: Mutex::new(state),
+            driven: AtomicBool::new(true),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Spawns the driver on the current runtime.
+    fn drive(self: &Arc<Self>) -> io::Result<()> {
+        let fd = RingFd {
+            fd: self.lock().ring.as_raw_fd(),
+            ring: Arc::clone(self),
+        };
+        // SAFETY: the descriptor is the ring's, closed only when `State` drops, which the `Arc`
+        // beside it in `RingFd` prevents while the registration lives.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
+        tokio::spawn(async move {
+            /// Marks the ring undriven when the task goes (its runtime shut down).
+            struct Driven(AsyncFd<RingFd>);
+            impl Drop for Driven {
+                fn drop(&mut self) {
+                    self.0.get_ref().ring.driven.store(false, Ordering::Relaxed);
+                }
+            }
+            let fd = Driven(fd);
+            poll_fn(|cx| fd.0.get_ref().ring.turn(&fd.0, cx)).await
+        });
+        Ok(())
+    }
+
+    /// One poll of the driver: hand the queue to the kernel, reap what completed, and wait for
+    /// the ring's descriptor or the next queued entry.
+    fn turn(&self, fd: &AsyncFd<RingFd>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            {
+                let mut state = self.lock();
+                if !state
+                    .driver
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    state.driver = Some(cx.waker().clone());
+                }
+                state.woken = false;
+                state.flush();
+                state.reap();
+            }
+            match fd.poll_read_ready(cx) {
+                Poll::Ready(Ok(mut ready)) => ready.clear_ready(),
+                // The reactor is gone: the runtime is shutting down.
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Queues `entry`; `holds` is the buffer it reads from, kept until it completes.
+    fn submit(self: &Arc<Self>, entry: squeue::Entry, holds: Option<u16>) -> Op {
+        let mut state = self.lock();
+        let slot = Slot {
+            entry,
+            holds,
+            phase: Phase::Queued,
+            waker: None,
+        };
+        let index = match state.free.pop() {
+            Some(i) => {
+                state.ops[i] = Some(slot);
+                i
+            }
+            None => {
+                state.ops.push(Some(slot));
+                state.ops.len() - 1
+            }
+        };
+        state.queue.push(Queued::Op(index));
+        state.wake_driver();
+        Op {
+            ring: Arc::clone(self),
+            index: Some(index),
+        }
+    }
+
+    /// A read of `fd` into a buffer the kernel picks when bytes arrive.
+    fn recv(self: &Arc<Self>, fd: RawFd) -> Op {
+        let entry = opcode::Recv::new(types::Fd(fd), core::ptr::null_mut(), SIZE as u32)
+            .buf_group(GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT);
+        self.submit(entry, None)
+    }
+
+    /// A write to `fd` of `len` bytes of buffer `buf` from `at`.
+    fn send(self: &Arc<Self>, fd: RawFd, buf: Buf, at: usize, len: usize) -> Op {
+        let id = buf.take();
+        let start = self.lock().address(id).wrapping_add(at);
+        let entry = opcode::Send::new(types::Fd(fd), start, len as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        self.submit(entry, Some(id))
+    }
+
+    /// Waits until a buffer came back, when the ring has all it may have.
+    async fn buffer_back(&self) {
+        let mut registered = false;
+        poll_fn(|cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            let mut state = self.lock();
+            if state.buffers() < usize::from(MOST) {
+                return Poll::Ready(());
+            }
+            state.short.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// The ring's descriptor, for tokio's reactor, with the ring that keeps it open.
+struct RingFd {
+    fd: RawFd,
+    ring: Arc<Ring>,
+}
+
+impl AsRawFd for RingFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
+impl State {
+    fn wake_driver(&mut self) {
+        if !self.woken {
+            self.woken = true;
+            if let Some(driver) = &self.driver {
+                driver.wake_by_ref();
+            }
+        }
+    }
+
+    fn buffers(&self) -> usize {
+        self.chunks.len() * usize::from(GROW)
+    }
+
+    fn address(&self, id: u16) -> *mut u8 {
+        let (chunk, at) = (id / GROW, usize::from(id % GROW) * SIZE);
+        UnsafeCell::raw_get(self.chunks[usize::from(chunk)].as_ptr().wrapping_add(at))
+    }
+
+    /// `GROW` more buffers for the group, unless the ring has `MOST`.
+    fn grow(&mut self) -> bool {
+        if self.buffers() >= usize::from(MOST) {
+            return false;
+        }
+        let first = self.buffers() as u16;
+        let chunk = (0..usize::from(GROW) * SIZE)
+            .map(|_| UnsafeCell::new(0))
+            .collect();
+        self.chunks.push(chunk);
+        let entry =
+            opcode::ProvideBuffers::new(self.address(first), SIZE as i32, GROW, GROUP, first)
+                .build()
+                .user_data(UNOWNED);
+        self.queue.push(Queued::Unowned(entry));
+        self.wake_driver();
+        true
+    }
+
+    /// Gives buffer `id` back to the kernel's group (before any read queued after this).
+    fn give_back(&mut self, id: u16) {
+        self.out -= 1;
+        let entry = opcode::ProvideBuffers::new(self.address(id), SIZE as i32, 1, GROUP, id)
+            .build()
+            .user_data(UNOWNED);
+        self.queue.push(Queued::Unowned(entry));
+        self.wake_driver();
+        for waiting in self.short.drain(..) {
+            waiting.wake();
+        }
+    }
+
+    fn release(&mut self, index: usize) {
+        if let Some(slot) = self.ops[index].take() {
+            if let Some(id) = slot.holds {
+                self.give_back(id);
+            }
+            self.free.push(index);
+        }
+    }
+
+    fn push(&mut self, entry: &squeue::Entry) {
+        loop {
+            // SAFETY: a queued entry points only into `chunks` (a send's bytes or buffers given
+            // to the group), which live until no operation is left in the kernel (`Drop`), and
+            // each buffer is in one place at a time: the group, a read's result or one send.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return;
+            }
+            // Full: hand over what is there first.
+            if self.ring.submit().is_err() {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Hands the queue to the kernel: one `io_uring_enter`.
+    fn flush(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        for queued in core::mem::take(&mut self.queue) {
+            match queued {
+                Queued::Unowned(entry) => self.push(&entry),
+                Queued::Op(index) => {
+                    let Some(slot) = self.ops[index].as_mut() else {
+                        continue;
+                    };
+                    if matches!(slot.phase, Phase::Abandoned) {
+                        // Never handed over: its descriptor may have been closed and reused.
+                        self.release(index);
+                        continue;
+                    }
+                    slot.phase = Phase::InKernel;
+                    let entry = slot.entry.clone().user_data(index as u64);
+                    self.push(&entry);
+                    self.in_kernel += 1;
+                }
+            }
+        }
+        // Errors (EBUSY while completions overflow, EINTR) leave entries in the queue; the
+        // next turn submits them.
+        let _ = self.ring.submit();
+    }
+
+    /// Every completion there is: owners woken, abandoned slots freed with their buffers.
+    fn reap(&mut self) {
+        loop {
+            let done: Vec<_> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags()))
+                .collect();
+            for (data, result, flags) in done {
+                if data == UNOWNED {
+                    continue;
+                }
+                let index = data as usize;
+                self.in_kernel -= 1;
+                self.out += usize::from(cqueue::buffer_select(flags).is_some());
+                let Some(slot) = self.ops[index].as_mut() else {
+                    continue;
+                };
+                match core::mem::replace(&mut slot.phase, Phase::Done(result, flags)) {
+                    Phase::InKernel => {
+                        if let Some(waker) = slot.waker.take() {
+                            waker.wake();
+                        }
+                    }
+                    _ => {
+                        if let Some(id) = cqueue::buffer_select(flags) {
+                            self.give_back(id);
+                        }
+                        self.release(index);
+                    }
+                }
+            }
+            // Completions kept aside while the ring was full come in with the next enter.
+            if !self.ring.submission().cq_overflow() {
+                return;
+            }
+            let _ = self.ring.submit();
+        }
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        self.flush();
+        for index in 0..self.ops.len() {
+            if let Some(Slot {
+                phase: Phase::InKernel | Phase::Abandoned,
+                ..
+            }) = self.ops[index]
+            {
+                let cancel = opcode::AsyncCancel::new(index as u64)
+                    .build()
+                    .user_data(UNOWNED);
+                self.push(&cancel);
+                self.ops[index] = None;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let wait = types::Timespec::from(Duration::from_millis(100));
+        while self.in_kernel > 0 && Instant::now() < deadline {
+            let args = types::SubmitArgs::new().timespec(&wait);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            for c in self.ring.completion() {
+                if c.user_data() != UNOWNED {
+                    self.in_kernel -= 1;
+                }
+            }
+        }
+        if self.in_kernel > 0 {
+            // Still in the kernel's hands: leak the buffers rather than free memory it may write.
+            core::mem::forget(core::mem::take(&mut self.chunks));
+        }
+    }
+}
+
+/// An operation in flight; dropping it before its completion cancels it.
+struct Op {
+    ring: Arc<Ring>,
+    index: Option<usize>,
+}
+
+/// What an operation ended with: its result, its flags, and the buffer it held.
+struct Completion {
+    result: i32,
+    flags: u32,
+    held: Option<Buf>,
+}
+
+impl Future for Op {
+    type Output = Completion;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
+        let Some(index) = self.index else {
+            return Poll::Pending;
+        };
+        let mut state = self.ring.lock();
+        let Some(slot) = state.ops[index].as_mut() else {
+            return Poll::Pending;
+        };
+        match &mut slot.phase {
+            Phase::Done(result, flags) => {
+                let (result, flags) = (*result, *flags);
+                let held = slot.holds.take();
+                state.release(index);
+                drop(state);
+                self.index = None;
+                let ring = &self.ring;
+                Poll::Ready(Completion {
+                    result,
+                    flags,
+                    held: held.map(|id| Buf::new(ring, id)),
+                })
+            }
+            Phase::Queued | Phase::InKernel => {
+                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Phase::Abandoned => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        let Some(index) = self.index else { return };
+        let mut state = self.ring.lock();
+        let Some(slot) = state.ops[index].as_mut() else {
+            return;
+        };
+        match core::mem::replace(&mut slot.phase, Phase::Abandoned) {
+            // `flush` frees it without handing it over.
+            Phase::Queued | Phase::Abandoned => {}
+            Phase::InKernel => {
+                let cancel = opcode::AsyncCancel::new(index as u64)
+                    .build()
+                    .user_data(UNOWNED);
+                state.queue.push(Queued::Unowned(cancel));
+                state.wake_driver();
+            }
+            Phase::Done(_, flags) => {
+                if let Some(id) = cqueue::buffer_select(flags) {
+                    state.give_back(id);
+                }
+                state.release(index);
+            }
+        }
+    }
+}
+
+/// A buffer of the ring lent to a direction; given back to the kernel when dropped.
+struct Buf {
+    ring: Arc<Ring>,
+    id: Option<u16>,
+}
+
+impl Buf {
+    fn new(ring: &Arc<Ring>, id: u16) -> Buf {
+        Buf {
+            ring: Arc::clone(ring),
+            id: Some(id),
+        }
+    }
+
+    /// The buffer's id, now owned by whoever takes it (a send's slot).
+    fn take(mut self) -> u16 {
+        self.id.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.ring.lock().give_back(id);
+        }
+    }
+}
+
+/// What a read brought.
+enum Read {
+    Bytes(Buf, usize),
+    End,
+    /// The group was empty when the read was handed over.
+    NoBuffer,
+}
+
+async fn read(ring: &Arc<Ring>, op: &mut Op) -> io::Result<Read> {
+    let done = op.await;
+    let buf = cqueue::buffer_select(done.flags).map(|id| Buf::new(ring, id));
+    match (done.result, buf) {
+        (n @ 1.., Some(buf)) => Ok(Read::Bytes(buf, n as usize)),
+        (0, _) => Ok(Read::End),
+        (e, _) if -e == libc::ENOBUFS => Ok(Read::NoBuffer),
+        (e @ ..0, _) => Err(io::Error::from_raw_os_error(-e)),
+        (1.., None) => Err(io::Error::other("io_uring read without a buffer")),
+    }
+}
+
+/// Writes `len` bytes of `buf` to `to`, however many sends it takes.
+async fn write_all(ring: &Arc<Ring>, to: RawFd, buf: Buf, len: usize) -> io::Result<()> {
+    let (mut buf, mut at) = (buf, 0);
+    while at < len {
+        let done = ring.send(to, buf, at, len - at).await;
+        buf = done
+            .held
+            .ok_or_else(|| io::Error::other("io_uring send lost its buffer"))?;
+        match done.result {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "peer stopped reading",
+                ));
+            }
+            n @ 1.. => at += n as usize,
+            e if matches!(-e, libc::EINTR | libc::EAGAIN) => {}
+            e => return Err(io::Error::from_raw_os_error(-e)),
+        }
+    }
+    Ok(())
+}
+
+/// One direction through `ring`, until `from` ends (then the FIN is passed on) or fails: as
+/// [`super::relay::direction`], with reads and writes queued on the ring.
+pub(crate) async fn direction(
+    ring: &Arc<Ring>,
+    from: &TcpStream,
+    to: &TcpStream,
+    carried: &AtomicU64,
+    touched: &impl Fn(),
+    ended: &AtomicBool,
+) -> io::Result<()> {
+    let (source, sink) = (from.as_raw_fd(), to.as_raw_fd());
+    let mut next = ring.recv(source);
+    loop {
+        let (buf, n) = match read(ring, &mut next).await? {
+            Read::Bytes(buf, n) => (buf, n),
+            Read::End => return pass_fin(to, ended),
+            Read::NoBuffer => {
+                let grown = ring.lock().grow();
+                if !grown {
+                    ring.buffer_back().await;
+                }
+                next = ring.recv(source);
+                continue;
+            }
+        };
+        let bulk = n == SIZE;
+        if !bulk {
+            // The next read waits while this write runs: two buffers at most.
+            next = ring.recv(source);
+        }
+        write_all(ring, sink, buf, n).await?;
+        carried.fetch_add(n as u64, Ordering::Relaxed);
+        touched();
+        if bulk {
+            if splice_while_bulk(from, to, carried, touched, ended).await? {
+                return Ok(());
+            }
+            next = ring.recv(source);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::relay::{End, relay};
+    use crate::proxy::{Limits, RelayMethod};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Both ends of a loopback connection.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (near, listener.accept().await.unwrap().0)
+    }
+
+    const LIMITS: Limits = Limits {
+        max_connections: 1,
+        relay: RelayMethod::Uring,
+        idle_timeout: Duration::from_secs(10),
+        drain_timeout: Duration::from_secs(1),
+    };
+
+    /// Client and backend through a relay: `rounds` small requests, each answered, then a 1 MiB
+    /// upload after which the backend answers once more, then both close. Answers the relay's
+    /// end and its counts.
+    async fn exchange(rounds: usize) -> (End, u64, u64) {
+        let (mut client, near) = pair().await;
+        let (far, mut backend) = pair().await;
+        let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+        let counts = (&up, &down);
+        // The connection closes both sockets after the relay: the last FIN goes with the close.
+        let relaying = async move {
+            let end = relay(&near, &far, LIMITS, counts.0, counts.1).await;
+            drop((near, far));
+            end
+        };
+        let talk = async {
+            let mut buf = vec![0u8; 1 << 20];
+            for i in 0..rounds {
+                let ask = format!("request {i:05}");
+                client.write_all(ask.as_bytes()).await.unwrap();
+                backend.read_exact(&mut buf[..ask.len()]).await.unwrap();
+                assert_eq!(&buf[..ask.len()], ask.as_bytes());
+                backend.write_all(b"answer").await.unwrap();
+                client.read_exact(&mut buf[..6]).await.unwrap();
+                assert_eq!(&buf[..6], b"answer");
+            }
+            let bulk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+            let (sent, got) = tokio::join!(client.write_all(&bulk), async {
+                backend.read_exact(&mut buf).await.unwrap();
+                buf == bulk
+            });
+            sent.unwrap();
+            assert!(got, "the upload changed on the way");
+            client.shutdown().await.unwrap();
+            assert_eq!(
+                backend.read(&mut buf).await.unwrap(),
+                0,
+                "the FIN passed on"
+            );
+            backend.write_all(b"after the half-close").await.unwrap();
+            backend.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(rest, b"after the half-close");
+        };
+        let (end, ()) = tokio::join!(relaying, talk);
+        (end, up.into_inner(), down.into_inner())
+    }
+
+    /// Slots in use, operations in the kernel and buffers out of the group, once the ring's
+    /// driver had its turn.
+    async fn left(ring: &Ring) -> (usize, usize, usize) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let state = ring.lock();
+        let used = state.ops.iter().filter(|s| s.is_some()).count();
+        (used, state.in_kernel, state.out)
+    }
+
+    /// Whether the kernel refuses a ring here, said where the test output shows it.
+    fn refused() -> bool {
+        let refusal = open().err();
+        if let Some(e) = &refusal {
+            eprintln!("SKIPPED: io_uring refused by the kernel: {e}");
+        }
+        refusal.is_some()
+    }
+
+    #[test]
+    fn messages_go_through_the_ring_and_every_slot_and_buffer_comes_back() {
+        if refused() {
+            return;
+        }
+        runtime().block_on(async {
+            let (end, up, down) = exchange(300).await;
+            assert!(matches!(end, End::Closed), "{end:?}");
+            assert_eq!(up, 300 * 13 + (1 << 20));
+            assert_eq!(down, 300 * 6 + 20);
+            let ring = ring().expect("a ring on this thread");
+            assert_eq!(left(&ring).await, (0, 0, 0));
+            assert!(ring.lock().buffers() <= 4 * usize::from(GROW));
+        });
+    }
+
+    #[test]
+    fn a_dropped_relay_cancels_its_reads_and_frees_their_slots() {
+        if refused() {
+            return;
+        }
+        runtime().block_on(async {
+            let (mut client, near) = pair().await;
+            let (far, mut backend) = pair().await;
+            let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+            let relaying = relay(&near, &far, LIMITS, &up, &down);
+            // One message through, then the relay is dropped with both reads waiting, as an
+            // aborted task drops it.
+            let cut = tokio::time::timeout(Duration::from_millis(100), async {
+                let talk = async {
+                    client.write_all(b"hello").await.unwrap();
+                    let mut buf = [0u8; 5];
+                    backend.read_exact(&mut buf).await.unwrap();
+                };
+                tokio::join!(relaying, talk)
+            })
+            .await;
+            assert!(cut.is_err(), "the relay ended by itself");
+            let ring = ring().expect("a ring on this thread");
+            assert_eq!(left(&ring).await, (0, 0, 0));
+            // The sockets are the connection's again: closing them closes the connection.
+            drop((near, far));
+            let mut buf = [0u8; 1];
+            assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+            assert_eq!(backend.read(&mut buf).await.unwrap(), 0);
+            assert_eq!(up.into_inner(), 5);
+        });
+    }
+
+    #[test]
+    fn a_refused_ring_is_said_once_and_the_relay_splices() {
+        // A thread of its own: the refusal is remembered per thread.
+        std::thread::spawn(|| {
+            REFUSE.set(Some(libc::EPERM));
+            runtime().block_on(async {
+                assert!(ring().is_none());
+                let (end, up, down) = exchange(20).await;
+                assert!(matches!(end, End::Closed), "{end:?}");
+                assert_eq!((up, down), (20 * 13 + (1 << 20), 20 * 6 + 20));
+                assert!(ring().is_none());
+            });
+            // Asked once; the connections after it splice without asking again.
+            assert_eq!(OPENED.get(), 1);
+            assert!(WARNED.load(Ordering::Relaxed));
+        })
+        .join()
+        .unwrap();
+    }
+}
