@@ -1550,6 +1550,25 @@ idle_timeout = "5m"
     }
 
     #[test]
+    fn every_relay_is_named_and_splice_stays_the_default() {
+        assert_eq!(
+            parse(GOOD).unwrap().limits.engine.relay,
+            RelayMethod::Splice
+        );
+        let with = |relay: &str| parse(&format!("{GOOD}relay = \"{relay}\"\n"));
+        for (name, relay) in [
+            ("splice", RelayMethod::Splice),
+            ("copy", RelayMethod::Copy),
+            ("uring", RelayMethod::Uring),
+        ] {
+            assert_eq!(with(name).unwrap().limits.engine.relay, relay);
+        }
+        let errors = with("io_uring").unwrap_err();
+        let expected = r#""io_uring" is not one of "copy", "splice", "uring""#;
+        assert!(errors[0].message.contains(expected), "{errors:?}");
+    }
+
+    #[test]
     fn threads_default_to_one_per_cpu_and_a_typo_sized_count_is_refused() {
         assert_eq!(parse(GOOD).unwrap().limits.threads, 0);
         let with = |threads: &str| format!("{GOOD}threads = {threads}\n");
