@@ -23,7 +23,11 @@
 //! - **Buffers belong to the ring.** Reads select a provided buffer (`IOSQE_BUFFER_SELECT`) when
 //!   bytes arrive, so a waiting read holds none and an idle connection holds no buffer, as with
 //!   splice and copy. A buffer goes back to the kernel (`PROVIDE_BUFFERS`) only after the write
-//!   that used it completed. An operation whose future is dropped (idle timeout, drain, abort)
+//!   that used it completed. The group starts with 16 buffers and grows by 16 when a read found
+//!   it empty and none are on their way; a buffer done with while the group holds 64 is freed,
+//!   so a busy moment leaves no memory behind (as the copy relay's 64 kept buffers per thread).
+//!   There is no cap on the whole but the 16-bit buffer ids: a cap would let a few hundred
+//!   stalled connections starve every other connection of the thread. An operation whose future is dropped (idle timeout, drain, abort)
 //!   is cancelled (`ASYNC_CANCEL`) and its slot and buffer are kept until its completion comes.
 //!   An entry not yet handed to the kernel is never handed over once its owner is gone: the
 //!   descriptor number it names may already belong to another connection.
@@ -68,13 +72,19 @@ const ENTRIES: u32 = 256;
 /// Completions the ring holds before the kernel keeps the rest aside (FEAT_NODROP).
 const COMPLETIONS: u32 = 4096;
 /// Buffers a ring gets at a time: when it starts, and when reads found none.
-const GROW: u16 = 16;
-/// Most buffers a ring has (16 MiB): past it, a read waits for a buffer to come back.
-const MOST: u16 = 1024;
+const GROW: usize = 16;
+/// Idle buffers the group keeps (1 MiB); one given back past that is freed, so a busy moment
+/// leaves no memory behind. The copy relay's threads keep as many.
+const KEPT: usize = 64;
+/// Buffer ids are 16 bits: past that many buffers in use, a read waits for one to come back.
+const MOST: usize = 1 << 16;
 /// The ring's one buffer group.
 const GROUP: u16 = 0;
-/// `user_data` of entries nobody waits for: cancels, and buffers given back.
+/// `user_data` of cancels, which nobody waits for.
 const UNOWNED: u64 = u64::MAX;
+/// `user_data` of a buffer given to the group: this bit and its id. Operations have their
+/// index, far below it.
+const PROVIDED: u64 = 1 << 62;
 
 /// A thread's ring, its operations and its buffers.
 pub(crate) struct Ring {
@@ -95,10 +105,14 @@ struct State {
     in_kernel: usize,
     /// Buffers out of the group: read into, and not given back yet.
     out: usize,
-    /// Buffer memory, `GROW` buffers of `SIZE` bytes per chunk; never moved, freed only when no
-    /// operation is left in the kernel. `UnsafeCell`: the kernel writes it behind our back.
-    chunks: Vec<Box<[UnsafeCell<u8>]>>,
-    /// Directions waiting for a buffer to come back (the ring has `MOST`).
+    /// Buffer memory by id, `SIZE` bytes each (`None`: the id is spare), never moved, and freed
+    /// only while neither the group nor an operation has it. `UnsafeCell`: the kernel writes it
+    /// behind our back.
+    buffers: Vec<Option<Box<[UnsafeCell<u8>]>>>,
+    spare: Vec<u16>,
+    /// Buffers given to the group and not picked by a read yet.
+    in_group: usize,
+    /// Directions waiting for a buffer to come back (every id is in use).
     short: Vec<Waker>,
     /// The driver's waker, and whether it was woken since it last flushed.
     driver: Option<Waker>,
@@ -221,7 +235,9 @@ impl Ring {
             queue: Vec::new(),
             in_kernel: 0,
             out: 0,
-            chunks: Vec::new(),
+            buffers: Vec::new(),
+            spare: Vec::new(),
+            in_group: 0,
             short: Vec::new(),
             driver: None,
             woken: false,
@@ -341,7 +357,7 @@ impl Ring {
             }
             registered = true;
             let mut state = self.lock();
-            if state.buffers() < usize::from(MOST) {
+            if state.can_grow() {
                 return Poll::Ready(());
             }
             state.short.push(cx.waker().clone());
@@ -373,42 +389,52 @@ impl State {
         }
     }
 
-    fn buffers(&self) -> usize {
-        self.chunks.len() * usize::from(GROW)
+    fn can_grow(&self) -> bool {
+        !self.spare.is_empty() || self.buffers.len() < MOST
     }
 
     fn address(&self, id: u16) -> *mut u8 {
-        let (chunk, at) = (id / GROW, usize::from(id % GROW) * SIZE);
-        UnsafeCell::raw_get(self.chunks[usize::from(chunk)].as_ptr().wrapping_add(at))
+        let buffer = self.buffers.get(usize::from(id)).and_then(Option::as_ref);
+        debug_assert!(buffer.is_some(), "buffer {id} is not allocated");
+        // A missing buffer would be a bug here; the kernel answers its null address EFAULT.
+        buffer.map_or(core::ptr::null_mut(), |b| UnsafeCell::raw_get(b.as_ptr()))
     }
 
-    /// `GROW` more buffers for the group, unless the ring has `MOST`.
+    /// Up to `GROW` more buffers for the group; `false` when every id is in use.
     fn grow(&mut self) -> bool {
-        if self.buffers() >= usize::from(MOST) {
-            return false;
+        let mut added = 0;
+        while added < GROW && self.can_grow() {
+            let id = self.spare.pop().unwrap_or_else(|| {
+                self.buffers.push(None);
+                (self.buffers.len() - 1) as u16
+            });
+            let buffer = (0..SIZE).map(|_| UnsafeCell::new(0)).collect();
+            self.buffers[usize::from(id)] = Some(buffer);
+            self.provide(id);
+            added += 1;
         }
-        let first = self.buffers() as u16;
-        let chunk = (0..usize::from(GROW) * SIZE)
-            .map(|_| UnsafeCell::new(0))
-            .collect();
-        self.chunks.push(chunk);
-        let entry =
-            opcode::ProvideBuffers::new(self.address(first), SIZE as i32, GROW, GROUP, first)
-                .build()
-                .user_data(UNOWNED);
-        self.queue.push(Queued::Unowned(entry));
-        self.wake_driver();
-        true
+        added > 0
     }
 
-    /// Gives buffer `id` back to the kernel's group (before any read queued after this).
-    fn give_back(&mut self, id: u16) {
-        self.out -= 1;
+    /// Gives buffer `id` to the kernel's group (before any read queued after this).
+    fn provide(&mut self, id: u16) {
         let entry = opcode::ProvideBuffers::new(self.address(id), SIZE as i32, 1, GROUP, id)
             .build()
-            .user_data(UNOWNED);
+            .user_data(PROVIDED | u64::from(id));
         self.queue.push(Queued::Unowned(entry));
+        self.in_group += 1;
         self.wake_driver();
+    }
+
+    /// Buffer `id` is done with: back to the group, or freed when the group has `KEPT`.
+    fn give_back(&mut self, id: u16) {
+        self.out -= 1;
+        if self.in_group < KEPT {
+            self.provide(id);
+        } else {
+            self.buffers[usize::from(id)] = None;
+            self.spare.push(id);
+        }
         for waiting in self.short.drain(..) {
             waiting.wake();
         }
@@ -425,7 +451,7 @@ impl State {
 
     fn push(&mut self, entry: &squeue::Entry) {
         loop {
-            // SAFETY: a queued entry points only into `chunks` (a send's bytes or buffers given
+            // SAFETY: a queued entry points only into `buffers` (a send's bytes or buffers given
             // to the group), which live until no operation is left in the kernel (`Drop`), and
             // each buffer is in one place at a time: the group, a read's result or one send.
             if unsafe { self.ring.submission().push(entry) }.is_ok() {
@@ -479,9 +505,22 @@ impl State {
                 if data == UNOWNED {
                     continue;
                 }
+                if data & PROVIDED != 0 {
+                    if result < 0 {
+                        // Not in the group after all: freed, so that the count of what the
+                        // group holds stays true.
+                        let id = data as u16;
+                        self.in_group -= 1;
+                        self.buffers[usize::from(id)] = None;
+                        self.spare.push(id);
+                    }
+                    continue;
+                }
                 let index = data as usize;
                 self.in_kernel -= 1;
-                self.out += usize::from(cqueue::buffer_select(flags).is_some());
+                if cqueue::buffer_select(flags).is_some() {
+                    (self.out, self.in_group) = (self.out + 1, self.in_group.saturating_sub(1));
+                }
                 let Some(slot) = self.ops[index].as_mut() else {
                     continue;
                 };
@@ -530,14 +569,14 @@ impl Drop for State {
             let args = types::SubmitArgs::new().timespec(&wait);
             let _ = self.ring.submitter().submit_with_args(1, &args);
             for c in self.ring.completion() {
-                if c.user_data() != UNOWNED {
+                if c.user_data() & PROVIDED == 0 {
                     self.in_kernel -= 1;
                 }
             }
         }
         if self.in_kernel > 0 {
             // Still in the kernel's hands: leak the buffers rather than free memory it may write.
-            core::mem::forget(core::mem::take(&mut self.chunks));
+            core::mem::forget(core::mem::take(&mut self.buffers));
         }
     }
 }
@@ -706,7 +745,12 @@ pub(crate) async fn direction(
             Read::Bytes(buf, n) => (buf, n),
             Read::End => return pass_fin(to, ended),
             Read::NoBuffer => {
-                let grown = ring.lock().grow();
+                // Buffers are on their way to the group (another read grew it, or one came
+                // back), or it grows now.
+                let grown = {
+                    let mut state = ring.lock();
+                    state.in_group > 0 || state.grow()
+                };
                 if !grown {
                     ring.buffer_back().await;
                 }
@@ -810,6 +854,15 @@ mod tests {
         (end, up.into_inner(), down.into_inner())
     }
 
+    impl State {
+        /// Buffers allocated, each in the group or out of it.
+        fn allocated(&self) -> usize {
+            let allocated = self.buffers.iter().flatten().count();
+            assert_eq!(allocated, self.in_group + self.out);
+            allocated
+        }
+    }
+
     /// Slots in use, operations in the kernel and buffers out of the group, once the ring's
     /// driver had its turn.
     async fn left(ring: &Ring) -> (usize, usize, usize) {
@@ -840,7 +893,59 @@ mod tests {
             assert_eq!(down, 300 * 6 + 20);
             let ring = ring().expect("a ring on this thread");
             assert_eq!(left(&ring).await, (0, 0, 0));
-            assert!(ring.lock().buffers() <= 4 * usize::from(GROW));
+            assert_eq!(
+                ring.lock().allocated(),
+                GROW,
+                "one read at a time needs no more"
+            );
+        });
+    }
+
+    #[test]
+    fn reads_past_the_group_grow_it_and_a_quiet_ring_keeps_only_a_few() {
+        if refused() {
+            return;
+        }
+        const PAIRS: usize = 100;
+        runtime().block_on(async {
+            let mut ends = Vec::new();
+            let mut relays = Vec::new();
+            for _ in 0..PAIRS {
+                let (client, near) = pair().await;
+                let (far, backend) = pair().await;
+                relays.push(tokio::spawn(async move {
+                    let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+                    let end = relay(&near, &far, LIMITS, &up, &down).await;
+                    (end, up.into_inner(), down.into_inner())
+                }));
+                ends.push((client, backend));
+            }
+            // Every client writes before any relay runs: their first reads all find bytes, and
+            // the group has far fewer buffers than that.
+            for (i, (client, _)) in ends.iter_mut().enumerate() {
+                client.write_all(&[i as u8; 4096]).await.unwrap();
+            }
+            for (i, (client, backend)) in ends.iter_mut().enumerate() {
+                let mut got = [0u8; 4096];
+                backend.read_exact(&mut got).await.unwrap();
+                assert!(got.iter().all(|&b| b == i as u8), "pair {i}");
+                client.shutdown().await.unwrap();
+                backend.shutdown().await.unwrap();
+            }
+            for relay in relays {
+                let (end, up, down) = relay.await.unwrap();
+                assert!(matches!(end, End::Closed), "{end:?}");
+                assert_eq!((up, down), (4096, 0));
+            }
+            let ring = ring().expect("a ring on this thread");
+            assert_eq!(left(&ring).await, (0, 0, 0));
+            let state = ring.lock();
+            assert!(state.buffers.len() > GROW, "the group never grew");
+            assert!(
+                state.allocated() <= KEPT + GROW,
+                "{} buffers kept",
+                state.allocated()
+            );
         });
     }
 
