@@ -140,6 +140,17 @@ impl AnyPool {
         }
     }
 
+    /// Whether both are the same pool (clones of one another), as [`Arc::ptr_eq`] says.
+    pub fn ptr_eq(&self, other: &AnyPool) -> bool {
+        match (self, other) {
+            (Self::SmoothWeighted(a), Self::SmoothWeighted(b)) => Arc::ptr_eq(a, b),
+            (Self::LeastConn(a), Self::LeastConn(b)) => Arc::ptr_eq(a, b),
+            (Self::Maglev(a), Self::Maglev(b)) => Arc::ptr_eq(a, b),
+            (Self::WeightedRandom(a), Self::WeightedRandom(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     /// See [`Pool::update`].
     pub fn update(
         &self,

@@ -12,6 +12,7 @@
 //! route of the new table still has that pool's key, and the pool's membership is updated in
 //! place (the backends it keeps keep their health).
 
+use core::hash::{Hash, Hasher};
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 use std::sync::Arc;
@@ -24,101 +25,122 @@ use backend_pool::{
 use tokio::net::TcpStream;
 
 use super::table::RouteState;
-use super::{Balance, Check, Health, Route};
+use super::{Balance, Check, Route};
 
-/// One pool with its algorithm, and its active checks while it lives.
-pub(crate) struct Balancer {
-    pool: AnyPool,
-    _checks: Option<ActiveChecks>,
+/// One pool with its algorithm, and its active checks while it lives; cloning shares it. A pool
+/// without checks is held as the pool alone, with no allocation of its own beside it.
+#[derive(Clone)]
+pub(crate) enum Balancer {
+    Plain(AnyPool),
+    /// The checks stop when the last route holding the pool goes.
+    Checked(Arc<(AnyPool, ActiveChecks)>),
 }
 
-/// What routes must have in common to share a pool, and a reload to keep one.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub(crate) struct PoolKey {
-    settings: PoolSettings,
-    /// Address (port resolved), weight, backup: in the file's order.
-    backends: Box<[(SocketAddr, u32, bool)]>,
-}
-
-/// A pool's key without its backends: what a route taking over its old pool must keep.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-struct PoolSettings {
-    balance: Balance,
+/// What routes must have in common to share a pool, and a reload to keep one: read from a route
+/// and a listening port where it is needed, never copied, so a pool costs no key of its own.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolKey<'a> {
+    route: &'a Route,
     /// The listening port, or 0 when every backend names its own.
     port: u16,
-    attempts: u32,
-    /// A connect that times out counts as a failure of the pool's backend: routes with another
-    /// timeout must not eject backends for each other.
-    connect_timeout: core::time::Duration,
-    health: Option<Health>,
 }
 
-impl PoolSettings {
-    fn of(route: &Route, port: u16) -> Self {
-        PoolSettings {
-            balance: route.balance,
-            port,
-            attempts: route.connect_attempts.min(32),
-            connect_timeout: route.connect_timeout,
-            health: route.health.as_deref().cloned(),
-        }
+impl<'a> PoolKey<'a> {
+    pub(crate) fn of(route: &'a Route, port: u16) -> Self {
+        PoolKey { route, port }
+    }
+
+    fn attempts(&self) -> u32 {
+        self.route.connect_attempts.min(32)
+    }
+
+    /// Whether a pool of this key could serve a route of `other`'s after a membership update:
+    /// the same balancing, port, attempts, connect timeout (a connect that times out counts as a
+    /// failure of the pool's backend: routes with another timeout must not eject backends for
+    /// each other) and health settings.
+    pub(crate) fn same_settings(&self, other: &PoolKey<'_>) -> bool {
+        let (a, b) = (self.route, other.route);
+        a.balance == b.balance
+            && self.port == other.port
+            && self.attempts() == other.attempts()
+            && a.connect_timeout == b.connect_timeout
+            && a.health == b.health
+    }
+
+    /// Address (port resolved), weight, backup: in the file's order.
+    fn members(&self) -> impl Iterator<Item = (SocketAddr, u32, bool)> + 'a {
+        let port = self.port;
+        self.route.backends.iter().map(move |b| {
+            let address = SocketAddr::new(b.ip, b.port.unwrap_or(port));
+            (address, b.weight, b.backup)
+        })
+    }
+
+    fn backends(&self) -> impl Iterator<Item = Backend> + 'a {
+        self.members().map(|(address, weight, backup)| {
+            let backend = Backend::new(address, weight);
+            if backup { backend.backup() } else { backend }
+        })
     }
 }
 
-impl PoolKey {
-    pub(crate) fn of(route: &Route, port: u16) -> Self {
-        let backends = route
-            .backends
-            .iter()
-            .map(|b| {
-                let address = SocketAddr::new(b.ip, b.port.unwrap_or(port));
-                (address, b.weight, b.backup)
-            })
-            .collect();
-        PoolKey {
-            settings: PoolSettings::of(route, port),
-            backends,
-        }
+impl PartialEq for PoolKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_settings(other) && self.members().eq(other.members())
     }
+}
 
-    /// Whether a pool of this key could serve a route of `other`'s after a membership update.
-    pub(crate) fn same_settings(&self, other: &PoolKey) -> bool {
-        self.settings == other.settings
-    }
-
-    fn backends(&self) -> Vec<Backend> {
-        self.backends
-            .iter()
-            .map(|&(address, weight, backup)| {
-                let backend = Backend::new(address, weight);
-                if backup { backend.backup() } else { backend }
-            })
-            .collect()
+impl Hash for PoolKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let route = self.route;
+        (
+            route.balance,
+            self.port,
+            self.attempts(),
+            route.connect_timeout,
+        )
+            .hash(state);
+        route.health.hash(state);
+        state.write_usize(route.backends.len());
+        self.members().for_each(|member| member.hash(state));
     }
 }
 
 /// Membership changes for pools a new table keeps, checked but not yet applied: the running
-/// table stays untouched until the whole change has succeeded.
+/// table stays untouched until the whole change has succeeded. Each is held as the route and
+/// port whose backends the pool takes, not as a list of its own.
 #[must_use = "a change is only applied by PendingUpdates::apply"]
 #[derive(Default)]
-pub(crate) struct PendingUpdates(Vec<(Arc<Balancer>, Vec<Backend>)>);
+pub(crate) struct PendingUpdates {
+    updates: Vec<(Balancer, Arc<Route>, u16)>,
+    /// Reused by each check.
+    scratch: Vec<Backend>,
+}
 
 impl PendingUpdates {
-    /// Checks that `pool` can take `key`'s backends, to apply later.
-    pub(crate) fn update(&mut self, pool: &Arc<Balancer>, key: &PoolKey) -> Result<(), PoolError> {
-        let backends = key.backends();
-        Balancer::check(&backends, key)?;
-        self.0.push((Arc::clone(pool), backends));
+    /// Checks that `pool` can take the backends of `route` on `port`, to apply later.
+    pub(crate) fn update(
+        &mut self,
+        pool: &Balancer,
+        route: &Arc<Route>,
+        port: u16,
+    ) -> Result<(), PoolError> {
+        let key = PoolKey::of(route, port);
+        self.scratch.clear();
+        self.scratch.extend(key.backends());
+        Balancer::check(&self.scratch, &key)?;
+        self.updates.push((pool.clone(), Arc::clone(route), port));
         Ok(())
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.updates.len()
     }
 
     pub(crate) fn apply(self, now: Duration) {
-        for (balancer, backends) in self.0 {
+        for (balancer, route, port) in self.updates {
+            let backends = PoolKey::of(&route, port).backends();
             if let Err(e) = balancer.update(backends, now) {
                 // Checked by `Balancer::check` when the reload was built; cannot happen.
                 tracing::error!("applying a checked pool update failed: {e}");
@@ -136,12 +158,12 @@ fn algorithm(balance: Balance) -> AlgorithmChoice {
     }
 }
 
-fn pool_config(settings: &PoolSettings) -> PoolConfig {
+fn pool_config(key: &PoolKey<'_>) -> PoolConfig {
     let mut config = PoolConfig {
-        max_attempts: settings.attempts,
+        max_attempts: key.attempts(),
         ..PoolConfig::default()
     };
-    if let Some(h) = &settings.health {
+    if let Some(h) = &key.route.health {
         (config.rise, config.fall) = (h.rise, h.fall);
         // A backend that comes back through its checks ramps up instead of taking a full share.
         config.slow_start = Duration::from_secs(10);
@@ -160,37 +182,49 @@ fn probe_of(check: &Check) -> Result<Arc<dyn Probe>, PoolError> {
 }
 
 impl Balancer {
-    pub(crate) fn new(key: &PoolKey, epoch: Instant) -> Result<Self, PoolError> {
+    pub(crate) fn new(key: &PoolKey<'_>, epoch: Instant) -> Result<Self, PoolError> {
         let seed = Rng::from_entropy().next_u64();
-        let (backends, config) = (key.backends(), pool_config(&key.settings));
-        let pool = AnyPool::new(backends, config, algorithm(key.settings.balance), seed)?;
-        let checks = match &key.settings.health {
-            None => None,
-            Some(h) => {
-                let active = ActiveConfig {
-                    interval: h.interval,
-                    jitter_percent: 10,
-                    timeout: h.timeout,
-                };
-                let probe = probe_of(&h.check)?;
-                Some(pool.start_active_checks(active, probe, epoch.into(), seed)?)
-            }
+        let (backends, config) = (key.backends(), pool_config(key));
+        let pool = AnyPool::new(backends, config, algorithm(key.route.balance), seed)?;
+        let Some(h) = &key.route.health else {
+            return Ok(Balancer::Plain(pool));
         };
-        Ok(Balancer {
-            pool,
-            _checks: checks,
-        })
+        let active = ActiveConfig {
+            interval: h.interval,
+            jitter_percent: 10,
+            timeout: h.timeout,
+        };
+        let probe = probe_of(&h.check)?;
+        let checks = pool.start_active_checks(active, probe, epoch.into(), seed)?;
+        Ok(Balancer::Checked(Arc::new((pool, checks))))
+    }
+
+    fn pool(&self) -> &AnyPool {
+        match self {
+            Balancer::Plain(pool) => pool,
+            Balancer::Checked(checked) => &checked.0,
+        }
+    }
+
+    /// Whether both are the same pool.
+    #[cfg(test)]
+    pub(crate) fn same(&self, other: &Balancer) -> bool {
+        self.pool().ptr_eq(other.pool())
     }
 
     /// Whether a pool of these backends can be built, without building anything: the pool's own
     /// check, which agrees with `Pool::new` and `update`.
-    fn check(backends: &[Backend], key: &PoolKey) -> Result<(), PoolError> {
-        let config = pool_config(&key.settings);
-        AnyPool::check(backends, &config, &algorithm(key.settings.balance))
+    fn check(backends: &[Backend], key: &PoolKey<'_>) -> Result<(), PoolError> {
+        let config = pool_config(key);
+        AnyPool::check(backends, &config, &algorithm(key.route.balance))
     }
 
-    fn update(&self, backends: Vec<Backend>, now: Duration) -> Result<(), PoolError> {
-        self.pool.update(backends, now)
+    fn update(
+        &self,
+        backends: impl IntoIterator<Item = Backend>,
+        now: Duration,
+    ) -> Result<(), PoolError> {
+        self.pool().update(backends, now)
     }
 }
 
@@ -238,7 +272,7 @@ pub(crate) async fn connect(
     };
     let key = &octets[..];
     let timeout = route.spec.connect_timeout;
-    let snapshot = balancer.pool.snapshot();
+    let snapshot = balancer.pool().snapshot();
     let mut rng = Rng::from_entropy();
     let candidates = snapshot
         .candidates(key, epoch.elapsed(), &mut rng)

@@ -11,10 +11,11 @@
 
 use core::hash::BuildHasher;
 use core::net::SocketAddr;
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::hash::RandomState;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
+
+use hashbrown::HashTable;
 
 use super::pools::{Balancer, PendingUpdates, PoolKey};
 use super::{Error, HostPattern, Listener, Route};
@@ -30,16 +31,16 @@ pub(crate) struct RouteState {
 /// A route's pools, by listening port (0 when every backend names its own port): nearly always
 /// one, held without an allocation of its own.
 enum RoutePools {
-    One(u16, Arc<Balancer>),
-    PerPort(Box<[(u16, Arc<Balancer>)]>),
+    One(u16, Balancer),
+    PerPort(Box<[(u16, Balancer)]>),
 }
 
 impl RouteState {
-    pub(crate) fn pool(&self, port: u16) -> Option<&Arc<Balancer>> {
+    pub(crate) fn pool(&self, port: u16) -> Option<&Balancer> {
         self.pool_exactly(port).or_else(|| self.pool_exactly(0))
     }
 
-    fn pool_exactly(&self, port: u16) -> Option<&Arc<Balancer>> {
+    fn pool_exactly(&self, port: u16) -> Option<&Balancer> {
         match &self.pools {
             RoutePools::One(p, b) => (*p == port).then_some(b),
             RoutePools::PerPort(pools) => pools.iter().find(|(p, _)| *p == port).map(|(_, b)| b),
@@ -57,8 +58,8 @@ pub(crate) struct RouteTable {
     names: Names,
     /// Routes with `*`, in order: the first that serves a listener is its default.
     defaults: Vec<u32>,
-    /// Every pool by its key: routes share them, and the next table reuses them.
-    pools: HashMap<PoolKey, Arc<Balancer>>,
+    /// Every pool once: routes share them, and the next table reuses them.
+    pools: Pools,
 }
 
 impl RouteTable {
@@ -84,57 +85,74 @@ impl RouteTable {
                 &[0]
             }
         };
-        // The keys the new routes want, as hashes: an old pool whose key is among them stays as
-        // it is (a collision only means a new pool where one could have been taken over).
-        let hasher = RandomState::new();
-        let wanted: HashSet<u64> = match old {
-            None => HashSet::new(),
-            Some(_) => routes
-                .iter()
-                .flat_map(|spec| pool_ports(spec).iter().map(|&p| PoolKey::of(spec, p)))
-                .map(|key| hasher.hash_one(&key))
-                .collect(),
+        // The old table's hasher: a key hashed once is looked up in both tables.
+        let mut pools = Pools {
+            hasher: old.map(|o| o.pools.hasher.clone()).unwrap_or_default(),
+            table: HashTable::new(),
         };
-        let mut taken: HashSet<*const Balancer> = HashSet::new();
-        let mut states = Vec::with_capacity(routes.len());
-        let mut pools: HashMap<PoolKey, Arc<Balancer>> = HashMap::new();
+        // The keys the new routes want, as sorted hashes: an old pool whose key is among them
+        // stays as it is (a collision only means a new pool where one could have been taken
+        // over).
+        let wanted: Vec<u64> = match old {
+            None => Vec::new(),
+            Some(_) => {
+                let mut hashes: Vec<u64> = routes
+                    .iter()
+                    .flat_map(|spec| pool_ports(spec).iter().map(|&p| PoolKey::of(spec, p)))
+                    .map(|key| pools.hasher.hash_one(key))
+                    .collect();
+                hashes.sort_unstable();
+                hashes
+            }
+        };
+        // The old pools taken over, by their entry in the old table.
+        let mut taken: hashbrown::HashSet<(u32, u16), foldhash::fast::RandomState> =
+            hashbrown::HashSet::default();
+        let mut states: Vec<RouteState> = Vec::with_capacity(routes.len());
         let mut pending = PendingUpdates::default();
-        let mut route_names = HashSet::with_capacity(routes.len());
+        let mut route_names: HashTable<u32> = HashTable::with_capacity(routes.len());
         let (mut names, mut defaults) = (Names::default(), Vec::new());
+        let mut made = Vec::new();
         for (index, spec) in routes.iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| Error::TooManyRoutes)?;
-            if !route_names.insert(hasher.hash_one(&spec.name))
-                && routes[..index as usize].iter().any(|r| r.name == spec.name)
-            {
+            let name_hash = pools.hasher.hash_one(&spec.name);
+            let same_name = |&r: &u32| routes[r as usize].name == spec.name;
+            if route_names.find(name_hash, same_name).is_some() {
                 return Err(Error::DuplicateName {
                     what: "routes",
                     name: spec.name.clone(),
                 });
             }
+            route_names.insert_unique(name_hash, index, |&r| {
+                pools.hasher.hash_one(&routes[r as usize].name)
+            });
             let fail = |source| Error::Pool {
                 route: spec.name.clone(),
                 source,
             };
             let mut route_pools = Vec::new();
+            made.clear();
             for &port in pool_ports(spec) {
                 let key = PoolKey::of(spec, port);
-                if let Some(shared) = pools.get(&key) {
-                    route_pools.push((port, Arc::clone(shared)));
+                let hash = pools.hasher.hash_one(key);
+                if let Some(shared) = pools.get(&states, hash, &key) {
+                    route_pools.push((port, shared.clone()));
                     continue;
                 }
-                let balancer = if let Some(kept) = old.and_then(|o| o.pools.get(&key)) {
-                    Arc::clone(kept)
-                } else if let Some(former) = old
-                    .and_then(|o| o.taken_over(spec, port, &wanted, &hasher))
-                    .filter(|b| taken.insert(Arc::as_ptr(b)))
+                let kept = old.and_then(|o| o.pools.get(&o.routes, hash, &key));
+                let balancer = if let Some(kept) = kept {
+                    kept.clone()
+                } else if let Some((former, _)) = old
+                    .and_then(|o| o.taken_over(spec, port, &wanted))
+                    .filter(|&(_, entry)| taken.insert(entry))
                 {
-                    pending.update(&former, &key).map_err(fail)?;
-                    former
+                    pending.update(former, spec, port).map_err(fail)?;
+                    former.clone()
                 } else {
-                    Arc::new(Balancer::new(&key, epoch).map_err(fail)?)
+                    Balancer::new(&key, epoch).map_err(fail)?
                 };
-                route_pools.push((port, Arc::clone(&balancer)));
-                pools.insert(key, balancer);
+                route_pools.push((port, balancer));
+                made.push((hash, port));
             }
             let serves = match spec.listeners.as_slice() {
                 [] => None,
@@ -160,6 +178,9 @@ impl RouteTable {
                     Err(many) => RoutePools::PerPort(many.into_boxed_slice()),
                 },
             });
+            for &(hash, port) in &made {
+                pools.insert(&states, hash, index, port);
+            }
             for (host, pattern) in spec.hosts.iter().enumerate() {
                 match pattern {
                     HostPattern::Any => {
@@ -180,7 +201,7 @@ impl RouteTable {
             }
         }
         names.shrink_to_fit(&states);
-        pools.shrink_to_fit();
+        pools.shrink_to_fit(&states);
         let table = RouteTable {
             routes: states,
             names,
@@ -197,26 +218,28 @@ impl RouteTable {
 
     /// The pool a changed route may take over: the one that served its first host on `port`,
     /// with the same settings, when no new route wants that pool as it is.
+    /// Answers it with its entry in this table.
     fn taken_over(
         &self,
         spec: &Route,
         port: u16,
-        wanted: &HashSet<u64>,
-        hasher: &RandomState,
-    ) -> Option<Arc<Balancer>> {
+        wanted: &[u64],
+    ) -> Option<(&Balancer, (u32, u16))> {
         let first = spec.hosts.first()?;
         let index = match first {
             HostPattern::Exact(h) => self.names.exact(&self.routes, h, None),
             HostPattern::Suffix(s) => self.names.suffix(&self.routes, s, None),
             HostPattern::Any => self.defaults.first().copied(),
         }?;
-        let former = self.routes.get(index as usize)?;
-        let key = PoolKey::of(&former.spec, port);
+        let key = PoolKey::of(&self.routes.get(index as usize)?.spec, port);
         if !key.same_settings(&PoolKey::of(spec, port)) {
             return None;
         }
-        let balancer = former.pool_exactly(port)?;
-        (!wanted.contains(&hasher.hash_one(&key))).then(|| Arc::clone(balancer))
+        let hash = self.pools.hasher.hash_one(key);
+        if wanted.binary_search(&hash).is_ok() {
+            return None;
+        }
+        self.pools.entry(&self.routes, hash, &key)
     }
 
     /// The route for a name on listener `listener` (its index): exact, then the longest
@@ -271,6 +294,60 @@ fn routed_twice(states: &[RouteState], first: u32, second: u32, pattern: &HostPa
         pattern: pattern.to_string(),
         first: states[first as usize].spec.name.clone(),
         second: states[second as usize].spec.name.clone(),
+    }
+}
+
+/// Every pool once, as the first route that uses it and the listening port it is for: the key is
+/// read from that route, the pool is that route's.
+struct Pools {
+    hasher: foldhash::fast::RandomState,
+    table: HashTable<(u32, u16)>,
+}
+
+impl Pools {
+    fn key<'r>(routes: &'r [RouteState], (route, port): (u32, u16)) -> PoolKey<'r> {
+        PoolKey::of(&routes[route as usize].spec, port)
+    }
+
+    /// The pool of `key` (whose hash is `hash`), among those of `routes`.
+    fn get<'r>(
+        &self,
+        routes: &'r [RouteState],
+        hash: u64,
+        key: &PoolKey<'_>,
+    ) -> Option<&'r Balancer> {
+        self.entry(routes, hash, key).map(|(pool, _)| pool)
+    }
+
+    /// The pool of `key` with its entry.
+    fn entry<'r>(
+        &self,
+        routes: &'r [RouteState],
+        hash: u64,
+        key: &PoolKey<'_>,
+    ) -> Option<(&'r Balancer, (u32, u16))> {
+        let &(route, port) = self
+            .table
+            .find(hash, |&entry| Self::key(routes, entry) == *key)?;
+        Some((routes[route as usize].pool_exactly(port)?, (route, port)))
+    }
+
+    fn insert(&mut self, routes: &[RouteState], hash: u64, route: u32, port: u16) {
+        let hasher = &self.hasher;
+        self.table.insert_unique(hash, (route, port), |&entry| {
+            hasher.hash_one(Self::key(routes, entry))
+        });
+    }
+
+    fn shrink_to_fit(&mut self, routes: &[RouteState]) {
+        let hasher = &self.hasher;
+        self.table
+            .shrink_to_fit(|&entry| hasher.hash_one(Self::key(routes, entry)));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.table.len()
     }
 }
 
@@ -486,10 +563,10 @@ mod tests {
             (&["c.example"], &["::2", "::1"]),
         ]);
         let (table, _) = build(&list, None);
-        let pool = |i: usize| Arc::clone(table.routes[i].pool(8443).unwrap());
-        assert!(Arc::ptr_eq(&pool(0), &pool(1)));
+        let pool = |i: usize| table.routes[i].pool(8443).unwrap().clone();
+        assert!(Balancer::same(&pool(0), &pool(1)));
         assert!(
-            !Arc::ptr_eq(&pool(0), &pool(2)),
+            !Balancer::same(&pool(0), &pool(2)),
             "the order is part of the key"
         );
         assert_eq!(table.pools.len(), 2);
@@ -511,7 +588,7 @@ mod tests {
             (&["c.example"], &["::3", "::4"]),
         ]);
         let (old, _) = build(&before, None);
-        let old_pool = |i: usize| Arc::clone(old.routes[i].pool(8443).unwrap());
+        let old_pool = |i: usize| old.routes[i].pool(8443).unwrap().clone();
         // a keeps its backends, b changes but a still uses the shared pool, c changes alone.
         let after = routes(&[
             (&["a.example"], &["::1", "::2"]),
@@ -519,18 +596,21 @@ mod tests {
             (&["c.example"], &["::3", "::6"]),
         ]);
         let (new, pending) = build(&after, Some(&old));
-        let new_pool = |i: usize| Arc::clone(new.routes[i].pool(8443).unwrap());
-        assert!(Arc::ptr_eq(&new_pool(0), &old_pool(0)));
+        let new_pool = |i: usize| new.routes[i].pool(8443).unwrap().clone();
+        assert!(Balancer::same(&new_pool(0), &old_pool(0)));
         assert!(
-            !Arc::ptr_eq(&new_pool(1), &old_pool(1)),
+            !Balancer::same(&new_pool(1), &old_pool(1)),
             "a still wants it as it is"
         );
-        assert!(Arc::ptr_eq(&new_pool(2), &old_pool(2)), "taken over by c");
+        assert!(
+            Balancer::same(&new_pool(2), &old_pool(2)),
+            "taken over by c"
+        );
         assert_eq!(pending.len(), 1);
         pending.apply(core::time::Duration::ZERO);
         // The next rebuild finds the updated pool under its new key.
         let (again, pending) = build(&after, Some(&new));
-        assert!(Arc::ptr_eq(
+        assert!(Balancer::same(
             &again.routes[2].pool(8443).unwrap().clone(),
             &old_pool(2)
         ));
