@@ -1,8 +1,9 @@
 //! The TOML configuration: read, checked as a whole, every mistake reported with its line.
 
+use core::fmt::Write;
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -297,52 +298,72 @@ fn parse_from(input: impl std::io::BufRead, min: usize, two_threads: bool) -> Re
     // Read whole, the file is one piece: TOML has seen every route and listener.
     let whole = min == usize::MAX;
     // Every other piece is checked on a second thread: the TOML parser is most of the time, and
-    // pieces are independent. Each piece's tree is dropped where it was built.
-    let (checked, theirs) = std::thread::scope(|scope| {
+    // pieces are independent. Each piece's tree is dropped where it was built, and each piece is
+    // added to the file's sections as soon as those before it are: no piece's lists are held
+    // beside the file's.
+    let mut merged = Merged {
+        check: Checker {
+            lines: LineIndex::default(),
+            first_line: 1,
+            errors: Vec::new(),
+            name: String::new(),
+        },
+        sections: Sections::sharing(&hasher),
+        waiting: BTreeMap::new(),
+        next: 1,
+        failed: None,
+    };
+    std::thread::scope(|scope| {
         let (to_second, pieces) = std::sync::mpsc::sync_channel::<(usize, Piece)>(2);
-        let second = scope.spawn(|| {
-            pieces
-                .into_iter()
-                .map(|(i, piece)| (i, check_piece(piece, whole, &hasher)))
-                .collect::<Vec<_>>()
+        let (from_second, done) = std::sync::mpsc::channel();
+        let shared = &hasher;
+        let second = scope.spawn(move || {
+            for (i, piece) in pieces {
+                if from_second
+                    .send((i, check_piece(piece, whole, shared)))
+                    .is_err()
+                {
+                    return;
+                }
+            }
         });
-        let mut checked = Vec::new();
         let mut index = 0;
         read_pieces(input, min, |piece| {
             index += 1;
-            match piece {
+            let go_on = match piece {
                 Ok(piece) if two_threads && index % 2 == 0 => {
                     to_second.send((index, piece)).is_ok()
                 }
                 Ok(piece) => {
                     let result = check_piece(piece, whole, &hasher);
                     let go_on = result.is_ok();
-                    checked.push((index, result));
+                    merged.add(index, result);
                     go_on
                 }
                 Err(stop) => {
-                    checked.push((index, Err(stop)));
+                    merged.add(index, Err(stop));
                     false
                 }
-            }
+            };
+            done.try_iter()
+                .for_each(|(i, result)| merged.add(i, result));
+            go_on
         });
         drop(to_second);
-        (checked, second.join())
+        done.iter().for_each(|(i, result)| merged.add(i, result));
+        if let Err(panic) = second.join() {
+            std::panic::resume_unwind(panic);
+        }
     });
-    let mut checked = checked;
-    checked.extend(theirs.unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-    checked.sort_unstable_by_key(|&(i, _)| i);
-    let mut check = Checker {
-        lines: LineIndex::default(),
-        first_line: 1,
-        errors: Vec::new(),
-    };
-    let mut sections = Sections::sharing(&hasher);
-    // In the file's order, up to the first piece that failed (later ones do not count).
-    for (_, result) in checked {
-        let (piece, errors) = result?;
-        check.errors.extend(errors);
-        check.absorb(&mut sections, piece);
+    let Merged {
+        mut check,
+        sections,
+        failed,
+        ..
+    } = merged;
+    // Up to the first piece that failed (later ones do not count).
+    if let Some(stop) = failed {
+        return Err(stop);
     }
     let config = check.finish(sections);
     let mut errors = check.errors;
@@ -354,6 +375,39 @@ fn parse_from(input: impl std::io::BufRead, min: usize, two_threads: bool) -> Re
             errors,
             toml: false,
         })
+    }
+}
+
+/// The pieces checked so far, added to the file's sections in the file's order.
+struct Merged {
+    check: Checker,
+    sections: Sections,
+    /// Pieces checked before one that comes earlier in the file, by their number.
+    waiting: BTreeMap<usize, Result<(Sections, Vec<ConfigError>), Stop>>,
+    /// The number of the next piece to add.
+    next: usize,
+    /// The first piece that failed: no later piece counts.
+    failed: Option<Stop>,
+}
+
+impl Merged {
+    /// Piece number `index`, checked: added with every waiting piece that follows it.
+    fn add(&mut self, index: usize, result: Result<(Sections, Vec<ConfigError>), Stop>) {
+        self.waiting.insert(index, result);
+        while self.failed.is_none() {
+            let Some(result) = self.waiting.remove(&self.next) else {
+                return;
+            };
+            self.next += 1;
+            match result {
+                Ok((piece, errors)) => {
+                    self.check.errors.extend(errors);
+                    self.check.absorb(&mut self.sections, piece);
+                }
+                Err(stop) => self.failed = Some(stop),
+            }
+        }
+        self.waiting.clear();
     }
 }
 
@@ -389,6 +443,7 @@ fn check_piece(
         lines,
         first_line,
         errors: Vec::new(),
+        name: String::new(),
     };
     let mut sections = Sections::sharing(hasher);
     check.sections(raw, &mut sections);
@@ -563,9 +618,10 @@ fn close_multi(line: &[u8], mut at: usize, quote: u8) -> Option<usize> {
     None
 }
 
-/// A host pattern as found: its hash, where it is kept, and the line it is on.
+/// A host pattern as found: its hash, where it is kept, and the line it is on. 16 bytes, one per
+/// name of the file: patterns with equal hashes are compared, so 32 bits of hash are enough.
 struct SeenHost {
-    hash: u64,
+    hash: u32,
     route: u32,
     /// Its index in the route's hosts.
     host: u32,
@@ -645,6 +701,8 @@ struct Checker {
     /// The file's line number of the piece's first line.
     first_line: usize,
     errors: Vec<ConfigError>,
+    /// Where a route's name is written.
+    name: String,
 }
 
 impl Checker {
@@ -1050,7 +1108,9 @@ impl Checker {
                 "a route needs at least one host (\"*\" for the default route)",
             );
         }
-        let mut hosts = Vec::new();
+        // Held per customer: sized as given, with no spare capacity (a pushed-to Vec of two
+        // has room for four).
+        let mut hosts = Vec::with_capacity(raw.hosts.len());
         for h in &raw.hosts {
             let pattern = match HostPattern::parse(h.get_ref()) {
                 Ok(pattern) => pattern,
@@ -1066,14 +1126,14 @@ impl Checker {
                 }
             };
             sections.hosts.push(SeenHost {
-                hash: core::hash::BuildHasher::hash_one(&sections.hasher, &pattern),
+                hash: core::hash::BuildHasher::hash_one(&sections.hasher, &pattern) as u32,
                 route: sections.routes.len() as u32,
                 host: hosts.len() as u32,
                 line: self.line(h.span().start) as u32,
             });
             hosts.push(pattern);
         }
-        let mut backends = Vec::new();
+        let mut backends = Vec::with_capacity(raw.backends.len());
         for b in raw.backends.iter() {
             let spec = b.get_ref();
             match backend_address(spec.address.get_ref()) {
@@ -1199,10 +1259,13 @@ impl Checker {
                 .forwarded
                 .push((sections.routes.len() as u32, *line));
         }
-        let first = hosts.first().map(ToString::to_string).unwrap_or_default();
-        // Held per customer: no spare capacity (a pushed-to Vec of two has room for four).
-        let mut name = format!("{first}@{line}");
-        name.shrink_to_fit();
+        // Written where it is made, then copied at its length.
+        self.name.clear();
+        if let Some(first) = hosts.first() {
+            let _ = write!(self.name, "{first}");
+        }
+        let _ = write!(self.name, "@{line}");
+        let name = self.name.as_str().to_owned();
         hosts.shrink_to_fit();
         backends.shrink_to_fit();
         Route {
