@@ -144,7 +144,8 @@ struct RawRoute {
     connect_timeout: Option<Spanned<String>>,
     #[serde(default)]
     connect_attempts: Option<Spanned<u32>>,
-    backends: Vec<Spanned<RawBackend>>,
+    /// Without a span of its own: errors point at the address.
+    backends: Vec<RawBackend>,
     #[serde(default)]
     health: Option<Spanned<RawHealth>>,
     #[serde(default)]
@@ -515,8 +516,8 @@ fn read_pieces(
         }
         if read > 0 && open.is_none() {
             let line = &piece[piece.len() - read..];
-            headers.0 += usize::from(is_header(line, b"route"));
-            headers.1 += usize::from(is_header(line, b"listen"));
+            headers.0 += usize::from(header);
+            headers.1 += usize::from(!header && is_header(line, b"listen"));
         }
         scan_line(&piece[piece.len() - read..], &mut open);
         lines += 1;
@@ -1134,8 +1135,7 @@ impl Checker {
             hosts.push(pattern);
         }
         let mut backends = Vec::with_capacity(raw.backends.len());
-        for b in raw.backends.iter() {
-            let spec = b.get_ref();
+        for spec in &raw.backends {
             match backend_address(spec.address.get_ref()) {
                 Some((ip, port))
                     if backends
