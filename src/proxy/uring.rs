@@ -717,31 +717,62 @@ async fn read(ring: &Arc<Ring>, op: &mut Op) -> io::Result<Read> {
     }
 }
 
-/// Writes `len` bytes of `buf` to `to`, however many sends it takes.
-async fn write_all(ring: &Arc<Ring>, to: RawFd, buf: Buf, len: usize) -> io::Result<()> {
-    let (mut buf, mut at) = (buf, 0);
-    while at < len {
-        let done = ring.send(to, buf, at, len - at).await;
-        buf = done
-            .held
-            .ok_or_else(|| io::Error::other("io_uring send lost its buffer"))?;
-        match done.result {
-            0 => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "peer stopped reading",
-                ));
-            }
-            n @ 1.. => at += n as usize,
-            e if matches!(-e, libc::EINTR | libc::EAGAIN) => {}
-            e => return Err(io::Error::from_raw_os_error(-e)),
+/// A write on its way: a send of bytes `at..len` of its buffer.
+struct Writing {
+    send: Op,
+    at: usize,
+    len: usize,
+}
+
+impl Writing {
+    fn start(ring: &Arc<Ring>, to: RawFd, buf: Buf, at: usize, len: usize) -> Writing {
+        Writing {
+            send: ring.send(to, buf, at, len - at),
+            at,
+            len,
         }
     }
-    Ok(())
+
+    /// Waits until every byte is written, however many sends it takes.
+    async fn done(mut self, ring: &Arc<Ring>, to: RawFd) -> io::Result<()> {
+        loop {
+            let done = (&mut self.send).await;
+            let buf = done
+                .held
+                .ok_or_else(|| io::Error::other("io_uring send lost its buffer"))?;
+            match done.result {
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "peer stopped reading",
+                    ));
+                }
+                n @ 1.. => self.at += n as usize,
+                e if matches!(-e, libc::EINTR | libc::EAGAIN) => {}
+                e => return Err(io::Error::from_raw_os_error(-e)),
+            }
+            if self.at >= self.len {
+                return Ok(());
+            }
+            self = Writing::start(ring, to, buf, self.at, self.len);
+        }
+    }
+}
+
+/// Waits for the last write, if there is one.
+async fn written(ring: &Arc<Ring>, to: RawFd, writing: Option<Writing>) -> io::Result<()> {
+    match writing {
+        Some(writing) => writing.done(ring, to).await,
+        None => Ok(()),
+    }
 }
 
 /// One direction through `ring`, until `from` ends (then the FIN is passed on) or fails: as
 /// [`super::relay::direction`], with reads and writes queued on the ring.
+///
+/// A write is waited for only when the next bytes must follow it (or the FIN, or a splice): a
+/// write that completes before then, as most do inside the `io_uring_enter` that submitted it,
+/// wakes nobody, and the direction wakes once per message, for its read.
 pub(crate) async fn direction(
     ring: &Arc<Ring>,
     from: &TcpStream,
@@ -752,10 +783,14 @@ pub(crate) async fn direction(
 ) -> io::Result<()> {
     let (source, sink) = (from.as_raw_fd(), to.as_raw_fd());
     let mut next = ring.recv(source);
+    let mut writing = None;
     loop {
         let (buf, n) = match read(ring, &mut next).await? {
             Read::Bytes(buf, n) => (buf, n),
-            Read::End => return pass_fin(to, ended),
+            Read::End => {
+                written(ring, sink, writing.take()).await?;
+                return pass_fin(to, ended);
+            }
             Read::NoBuffer => {
                 // Buffers are on their way to the group (another read grew it, or one came
                 // back), or it grows now.
@@ -770,20 +805,22 @@ pub(crate) async fn direction(
                 continue;
             }
         };
-        let bulk = n == SIZE;
-        if !bulk {
-            // The next read waits while this write runs: two buffers at most.
-            next = ring.recv(source);
-        }
-        write_all(ring, sink, buf, n).await?;
-        carried.fetch_add(n as u64, Ordering::Relaxed);
+        // These bytes go after the last ones: two buffers at most, one written and one read.
+        written(ring, sink, writing.take()).await?;
         touched();
-        if bulk {
-            if splice_while_bulk(from, to, carried, touched, ended).await? {
-                return Ok(());
-            }
+        // Counted as they are handed over; a failed write ends the relay with its error.
+        carried.fetch_add(n as u64, Ordering::Relaxed);
+        let write = Writing::start(ring, sink, buf, 0, n);
+        if n < SIZE {
             next = ring.recv(source);
+            writing = Some(write);
+            continue;
         }
+        write.done(ring, sink).await?;
+        if splice_while_bulk(from, to, carried, touched, ended).await? {
+            return Ok(());
+        }
+        next = ring.recv(source);
     }
 }
 
