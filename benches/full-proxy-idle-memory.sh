@@ -11,9 +11,11 @@
 # Needs haproxy, nginx with the stream module, openssl (apt-get install -y haproxy nginx
 # libnginx-mod-stream openssl), and 2 N + 1,000 open files a process (ulimit -n, raised here).
 # Prints a Markdown table. Goal (issue 11): at most 2.5 KB per connection with 8,000 held.
+# RELAYS ("splice" by default; e.g. "splice uring") runs full-proxy once with each relay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-8000}
+RELAYS=${RELAYS:-splice}
 [[ $N =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [connections]" >&2; exit 2; }
 for p in haproxy nginx openssl; do command -v "$p" >/dev/null || { echo "needs $p" >&2; exit 1; }; done
 # A proxy holds two sockets per connection (the backend and the clients one each).
@@ -61,7 +63,7 @@ nginx -e "$work/backend.log" -p "$work" -c "$work/backend.conf" & pids+=($!)
 wait_port ::1 "$backend"
 
 # The three proxies' configurations; each listens on 127.0.0.1:PORT and is started by start_*.
-start_full_proxy() {
+start_full_proxy() { # port relay
   cat > "$work/sixgate.toml" <<CONF
 [[listen]]
 addresses = ["127.0.0.1:$1"]
@@ -74,6 +76,7 @@ max_connections = $((N + 1000))
 threads = 2
 idle_timeout = "10m"
 drain_timeout = "1s"
+relay = "$2"
 CONF
   RUST_LOG=warn "$proxy" --config "$work/sixgate.toml" 2>> "$work/full-proxy.log" &
 }
@@ -137,11 +140,14 @@ release() { exec {ctl}>&-; wait "$holder" || true; }
 printf 'Idle TLS connections: %s, each after one HTTP request; VmRSS of the proxy, all its processes.\n\n' "$N"
 printf '| proxy | before | %s held | per connection | 2 s after close | growth returned | held again |\n' "$N"
 printf '|---|---|---|---|---|---|---|\n'
-for peer in "full-proxy|start_full_proxy" "HAProxy $(haproxy -v | awk 'NR == 1 { sub(/-.*/, "", $3); print $3 }')|start_haproxy" \
-  "nginx $(nginx -v 2>&1 | sed 's|.*/||') stream|start_nginx_stream"; do
-  IFS='|' read -r label start <<<"$peer"
+peers=()
+for relay in $RELAYS; do peers+=("full-proxy, relay = \"$relay\"|start_full_proxy|$relay"); done
+peers+=("HAProxy $(haproxy -v | awk 'NR == 1 { sub(/-.*/, "", $3); print $3 }')|start_haproxy|")
+peers+=("nginx $(nginx -v 2>&1 | sed 's|.*/||') stream|start_nginx_stream|")
+for peer in "${peers[@]}"; do
+  IFS='|' read -r label start arg <<<"$peer"
   port=$(free_port)
-  "$start" "$port"; pid=$!; pids+=("$pid")
+  "$start" "$port" "$arg"; pid=$!; pids+=("$pid")
   wait_port 127.0.0.1 "$port"
   "$clients" "127.0.0.1:$port" "$name" 100 --request < /dev/null > /dev/null 2>> "$work/clients.log" || true
   sleep 1
