@@ -7,7 +7,8 @@
 # client opens connections one after another and sends a request the TLS listener refuses: the
 # longest wait for the refusal shows how long accepting paused. Run by hand, not in CI:
 #     bash benches/full-proxy-routes-scale.sh
-# Needs cargo, awk and GNU time (apt-get install -y time). Prints a Markdown table.
+# Needs cargo, awk and GNU time (apt-get install -y time). Prints the load average, then a
+# Markdown table.
 # Environment: ROUTES ("1000 5000 20000 100000"), SERVERS (empty: 2 per route, every route its own
 # pool; 1000: 500 server pairs shared by the customers).
 set -euo pipefail
@@ -50,6 +51,8 @@ PY
 }
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f MB", k / 1024 }'; }
 
+# Timings on a loaded machine are worse: say how loaded it was.
+printf 'Load average at the start: %s\n\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '| routes (each: one name, one `*.domain`, 2 backends) | `--check` | peak memory | start | peak memory, started | reload, same file | reload, every backend moved | longest wait for a connection then | peak memory, reloaded |\n'
 printf '|---|---|---|---|---|---|---|---|---|\n'
 for n in $ROUTES; do
