@@ -46,14 +46,18 @@
 //!   or a kernel without fast poll, buffer selection or timed waits), the relay says so once and
 //!   splices; a connection never fails because of it.
 //!
-//! Measured on loopback (Linux 6.18, 2 shared vCPUs, full-proxy with one worker, wrk keep-alive
-//! 1 KiB through to nginx, `perf stat -e raw_syscalls:sys_enter`): 0.25 system calls per request
-//! against 6.0 for splice and copy, but 7.8–8.4 µs of proxy CPU per request against 6.8–7.0 with
-//! 50 connections, and worse with 400: on this machine the kernel's per-operation work (arming a
-//! poll per read, completions as task work) costs more than the system calls it saves. Kernel
-//! time shows as IRQ-disabled sections (`_raw_spin_unlock_irqrestore`). Bulk (1 MiB responses)
-//! splices either way. `DEFER_TASKRUN` with an eventfd was tried and stalled (its completions are
-//! not signalled to an epoll loop promptly): it is not used.
+//! Measured on loopback (Linux 6.18, 2 vCPUs shared with other work, full-proxy with one
+//! worker, wrk keep-alive 1 KiB through to nginx; system calls by `perf stat -e
+//! raw_syscalls:sys_enter`, CPU from `/proc/PID/stat` in runs without it): 0.23–0.25 system
+//! calls per request with 50 connections and 0.11 with 400, against 6.0–6.5 for splice and copy.
+//! User time per request is the same as splice's (1.2–2.2 µs), but kernel time is higher:
+//! 7.7–8.2 µs against 5.6–6.2 with 50 connections, 11.9–12.9 against 8.4–9.9 with 400. The
+//! kernel's work per operation (a poll armed and disarmed per read, each completion run as task
+//! work) costs more here than the system calls it saves. 1 MiB responses splice either way.
+//! `DEFER_TASKRUN` with a registered eventfd was tried and stalled (2.5k requests/s: deferred
+//! completions are not signalled to an epoll loop promptly), so it is not used. Multishot reads
+//! would keep the poll armed, but one keeps reading while the write waits: up to 32 buffers per
+//! wakeup before a cancel lands, so a slow reader could hold about 1 MiB per direction here.
 // io_uring entries point into memory the kernel writes later: each unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
