@@ -347,11 +347,10 @@ pub enum RelayMethod {
     /// Reads and writes through an io_uring per thread: one system call submits the operations
     /// of every connection that moved in a loop turn, where the others make a `read` and a
     /// `write` per message. Measured on Linux 6.18 (loopback, keep-alive 1 KiB): 0.25 system
-    /// calls per request against 6, but 14–20 % more CPU per request than splicing with 50
-    /// connections and about 50 % more with 400, as the kernel's work per operation outweighs
-    /// the calls saved. Bulk transfers splice, as with [`RelayMethod::Splice`]. Linux only;
-    /// where the kernel refuses io_uring (too old, seccomp, `io_uring_disabled`), the engine
-    /// logs it once and splices; elsewhere it copies.
+    /// calls per request against 6, but 25–35 % more CPU per request than splicing, as the
+    /// kernel's work per operation outweighs the calls saved. Bulk transfers splice, as with
+    /// [`RelayMethod::Splice`]. Linux only; where the kernel refuses io_uring (too old,
+    /// seccomp, `io_uring_disabled`), the engine logs it once and splices; elsewhere it copies.
     Uring,
 }
 
