@@ -483,6 +483,10 @@ impl State {
     /// Hands the queue to the kernel: one `io_uring_enter`.
     fn flush(&mut self) {
         if self.queue.is_empty() {
+            // Entries a refused submit (EBUSY, EINTR) left in the ring go now.
+            if !self.ring.submission().is_empty() {
+                let _ = self.ring.submit();
+            }
             return;
         }
         for queued in core::mem::take(&mut self.queue) {
