@@ -111,7 +111,7 @@ impl RouteTable {
         let mut states: Vec<RouteState> = Vec::with_capacity(routes.len());
         let mut pending = PendingUpdates::default();
         let mut route_names: HashTable<u32> = HashTable::with_capacity(routes.len());
-        let (mut names, mut defaults) = (Names::default(), Vec::new());
+        let (mut names, mut defaults) = (Names::sized_for(routes), Vec::new());
         let mut made = Vec::new();
         for (index, spec) in routes.iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| Error::TooManyRoutes)?;
@@ -362,6 +362,25 @@ struct Names {
 }
 
 impl Names {
+    /// Empty, with room for every name and suffix of `routes`: the tables never grow (and hash
+    /// every name again) while the table is built.
+    fn sized_for(routes: &[Arc<Route>]) -> Self {
+        let patterns = routes.iter().flat_map(|r| r.hosts.iter());
+        let (mut exact, mut suffixes) = (0, 0);
+        for pattern in patterns {
+            match pattern {
+                HostPattern::Exact(_) => exact += 1,
+                HostPattern::Suffix(_) => suffixes += 1,
+                HostPattern::Any => {}
+            }
+        }
+        Names {
+            hasher: Default::default(),
+            exact: HashTable::with_capacity(exact),
+            suffixes: HashTable::with_capacity(suffixes),
+        }
+    }
+
     fn text(routes: &[RouteState], (route, host): (u32, u32)) -> &str {
         routes[route as usize].spec.hosts[host as usize].key()
     }
