@@ -23,10 +23,11 @@
 //! - **Buffers belong to the ring.** Reads select a provided buffer (`IOSQE_BUFFER_SELECT`) when
 //!   bytes arrive, so a waiting read holds none and an idle connection holds no buffer, as with
 //!   splice and copy. A buffer goes back to the kernel (`PROVIDE_BUFFERS`) only after the write
-//!   that used it completed. The group starts with 16 buffers and grows by 16 when a read found
-//!   it empty and none are on their way; a buffer done with while the group holds 64, or as
-//!   many as are in use if that is more, is freed, so a busy moment leaves no memory behind
-//!   (the copy relay's threads keep 64 free buffers each).
+//!   that used it completed: at once when it sent every byte, even if its direction is not
+//!   polled again until its next read, so an idle connection holds no buffer either way. The
+//!   group starts with 16 buffers and grows by 16 when a read found it empty and none are on
+//!   their way; a buffer done with while the group holds 64 is freed, so a busy moment leaves
+//!   no memory behind (the copy relay's threads keep 64 free buffers each).
 //!   There is no cap on the whole but the 16-bit buffer ids: a cap would let a few hundred
 //!   stalled connections starve every other connection of the thread. An operation whose future is dropped (idle timeout, drain, abort)
 //!   is cancelled (`ASYNC_CANCEL`) and its slot and buffer are kept until its completion comes.
@@ -38,6 +39,11 @@
 //!   is armed while the write of the last one runs), and reads nothing more until the write is
 //!   done, so a slow reader closes the sender's TCP window as with the other relays. The re-arm
 //!   costs a submission entry, not a system call.
+//! - **A write that went whole wakes nobody; a short one wakes its direction.** While the next
+//!   read waits, the direction watches its last write: a completion that reports every byte
+//!   (most come inside the `io_uring_enter` that submitted them) gives the buffer back and wakes
+//!   no task, while a short or failed one wakes the direction, which sends the rest at once
+//!   instead of when the source sends again. Bytes are counted as sends complete.
 //! - **Bulk goes to splice(2).** A read that fills its buffer hands the direction to
 //!   [`super::splice::copy`] (tokio readiness, a pipe of its own) until reads come short again,
 //!   as the splice relay does: `IORING_OP_SPLICE` runs on io_uring's blocking worker threads
@@ -143,9 +149,14 @@ struct Slot {
     entry: squeue::Entry,
     /// The buffer a send writes from: given back only after its completion.
     holds: Option<u16>,
+    /// A send's length: a completion that says all of it went wakes only a task that waits for
+    /// it, and gives its buffer back at once. A short or failed one always wakes the owner.
+    length: Option<i32>,
     phase: Phase,
     /// The task that polled it last.
     waker: Option<Waker>,
+    /// Whether that task waits for the completion, or only watches for a short or failed one.
+    waits: bool,
 }
 
 enum Phase {
@@ -317,13 +328,20 @@ impl Ring {
     }
 
     /// Queues `entry`; `holds` is the buffer it reads from, kept until it completes.
-    fn submit(self: &Arc<Self>, entry: squeue::Entry, holds: Option<u16>) -> Op {
+    fn submit(
+        self: &Arc<Self>,
+        entry: squeue::Entry,
+        holds: Option<u16>,
+        length: Option<i32>,
+    ) -> Op {
         let mut state = self.lock();
         let slot = Slot {
             entry,
             holds,
+            length,
             phase: Phase::Queued,
             waker: None,
+            waits: true,
         };
         let index = match state.free.pop() {
             Some(i) => {
@@ -349,7 +367,7 @@ impl Ring {
             .buf_group(GROUP)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT);
-        self.submit(entry, None)
+        self.submit(entry, None, None)
     }
 
     /// A write to `fd` of `len` bytes of buffer `buf` from `at`.
@@ -359,7 +377,7 @@ impl Ring {
         let entry = opcode::Send::new(types::Fd(fd), start, len as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build();
-        self.submit(entry, Some(id))
+        self.submit(entry, Some(id), Some(len as i32))
     }
 
     /// Waits until a buffer came back, when the ring has all it may have.
@@ -440,12 +458,11 @@ impl State {
         self.wake_driver();
     }
 
-    /// Buffer `id` is done with: back to the group, or freed when the group has `KEPT` or as
-    /// many as are in use, whichever is more (a steady load keeps what it uses, instead of
-    /// freeing and allocating again at every swing).
+    /// Buffer `id` is done with: back to the group, or freed when the group has `KEPT` (a
+    /// steady load that needs more grows the group again when a read finds it empty).
     fn give_back(&mut self, id: u16) {
         self.out -= 1;
-        if self.in_group < KEPT.max(self.out) {
+        if self.in_group < KEPT {
             self.provide(id);
         } else {
             self.buffers[usize::from(id)] = None;
@@ -546,8 +563,18 @@ impl State {
                 };
                 match core::mem::replace(&mut slot.phase, Phase::Done(result, flags)) {
                     Phase::InKernel => {
-                        if let Some(waker) = slot.waker.take() {
+                        // A send that went whole needs its buffer no more, and wakes only a
+                        // task that waits for it; a short or failed one wakes its owner, who
+                        // sends the rest or ends.
+                        let whole = slot.length == Some(result);
+                        let buffer = if whole { slot.holds.take() } else { None };
+                        if (slot.waits || !whole)
+                            && let Some(waker) = slot.waker.take()
+                        {
                             waker.wake();
+                        }
+                        if let Some(id) = buffer {
+                            self.give_back(id);
                         }
                     }
                     _ => {
@@ -617,7 +644,15 @@ struct Completion {
 impl Future for Op {
     type Output = Completion;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
+        self.get_mut().poll_completion(cx, true)
+    }
+}
+
+impl Op {
+    /// The completion, once it came. `waits`: woken by any completion; otherwise (a send
+    /// watched while something else is awaited) only by a short or failed one.
+    fn poll_completion(&mut self, cx: &mut Context<'_>, waits: bool) -> Poll<Completion> {
         let Some(index) = self.index else {
             return Poll::Pending;
         };
@@ -643,9 +678,19 @@ impl Future for Op {
                 if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     slot.waker = Some(cx.waker().clone());
                 }
+                slot.waits = waits;
                 Poll::Pending
             }
             Phase::Abandoned => Poll::Pending,
+        }
+    }
+
+    /// The result of a completion that came and was not taken yet.
+    fn result(&self) -> Option<i32> {
+        let state = self.ring.lock();
+        match state.ops[self.index?].as_ref()?.phase {
+            Phase::Done(result, _) => Some(result),
+            _ => None,
         }
     }
 }
@@ -713,8 +758,7 @@ enum Read {
     NoBuffer,
 }
 
-async fn read(ring: &Arc<Ring>, op: &mut Op) -> io::Result<Read> {
-    let done = op.await;
+fn read(ring: &Arc<Ring>, done: Completion) -> io::Result<Read> {
     let buf = cqueue::buffer_select(done.flags).map(|id| Buf::new(ring, id));
     match (done.result, buf) {
         (n @ 1.., Some(buf)) => Ok(Read::Bytes(buf, n as usize)),
@@ -725,62 +769,91 @@ async fn read(ring: &Arc<Ring>, op: &mut Op) -> io::Result<Read> {
     }
 }
 
-/// A write on its way: a send of bytes `at..len` of its buffer.
-struct Writing {
+/// A write on its way: a send of bytes `at..len` of its buffer. Bytes are counted in
+/// `carried` as sends complete, by what they sent.
+struct Writing<'a> {
     send: Op,
     at: usize,
     len: usize,
+    carried: &'a AtomicU64,
 }
 
-impl Writing {
-    fn start(ring: &Arc<Ring>, to: RawFd, buf: Buf, at: usize, len: usize) -> Writing {
+impl<'a> Writing<'a> {
+    fn start(ring: &Arc<Ring>, to: RawFd, buf: Buf, len: usize, carried: &'a AtomicU64) -> Self {
         Writing {
-            send: ring.send(to, buf, at, len - at),
-            at,
+            send: ring.send(to, buf, 0, len),
+            at: 0,
             len,
+            carried,
         }
     }
 
-    /// Waits until every byte is written, however many sends it takes.
-    async fn done(mut self, ring: &Arc<Ring>, to: RawFd) -> io::Result<()> {
+    /// Ready when every byte is written, however many sends it takes: a short send is followed
+    /// by the rest as soon as it completes. `waits`: woken when the last send completes;
+    /// otherwise only by a short or failed one (a whole send completes unseen, and its bytes
+    /// are counted at the next poll or when this is dropped).
+    fn poll_written(
+        &mut self,
+        cx: &mut Context<'_>,
+        ring: &Arc<Ring>,
+        to: RawFd,
+        waits: bool,
+    ) -> Poll<io::Result<()>> {
         loop {
-            let done = (&mut self.send).await;
-            let buf = done
-                .held
-                .ok_or_else(|| io::Error::other("io_uring send lost its buffer"))?;
+            let Poll::Ready(done) = self.send.poll_completion(cx, waits) else {
+                return Poll::Pending;
+            };
             match done.result {
                 0 => {
-                    return Err(io::Error::new(
+                    return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::WriteZero,
                         "peer stopped reading",
-                    ));
+                    )));
                 }
-                n @ 1.. => self.at += n as usize,
+                n @ 1.. => {
+                    self.at += n as usize;
+                    self.carried.fetch_add(n as u64, Ordering::Relaxed);
+                }
                 e if matches!(-e, libc::EINTR | libc::EAGAIN) => {}
-                e => return Err(io::Error::from_raw_os_error(-e)),
+                e => return Poll::Ready(Err(io::Error::from_raw_os_error(-e))),
             }
             if self.at >= self.len {
-                return Ok(());
+                return Poll::Ready(Ok(()));
             }
-            self = Writing::start(ring, to, buf, self.at, self.len);
+            let Some(buf) = done.held else {
+                return Poll::Ready(Err(io::Error::other("io_uring send lost its buffer")));
+            };
+            self.send = ring.send(to, buf, self.at, self.len - self.at);
+        }
+    }
+}
+
+impl Drop for Writing<'_> {
+    /// A send that completed unseen still counts what it sent.
+    fn drop(&mut self) {
+        if let Some(n @ 1..) = self.send.result() {
+            self.carried.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 }
 
 /// Waits for the last write, if there is one.
-async fn written(ring: &Arc<Ring>, to: RawFd, writing: Option<Writing>) -> io::Result<()> {
-    match writing {
-        Some(writing) => writing.done(ring, to).await,
-        None => Ok(()),
+async fn written(ring: &Arc<Ring>, to: RawFd, writing: &mut Option<Writing<'_>>) -> io::Result<()> {
+    if let Some(write) = writing.as_mut() {
+        poll_fn(|cx| write.poll_written(cx, ring, to, true)).await?;
     }
+    *writing = None;
+    Ok(())
 }
 
 /// One direction through `ring`, until `from` ends (then the FIN is passed on) or fails: as
 /// [`super::relay::direction`], with reads and writes queued on the ring.
 ///
-/// A write is waited for only when the next bytes must follow it (or the FIN, or a splice): a
-/// write that completes before then, as most do inside the `io_uring_enter` that submitted it,
-/// wakes nobody, and the direction wakes once per message, for its read.
+/// While the next read waits, the last write is watched, not waited for: a write that goes
+/// whole, as most do inside the `io_uring_enter` that submitted it, wakes nobody, and the
+/// direction wakes once per message, for its read. A short or failed write wakes it, and the
+/// rest is sent at once (the source may have nothing more to send). A write is waited for when
+/// the next bytes must follow it (or the FIN, or a splice).
 pub(crate) async fn direction(
     ring: &Arc<Ring>,
     from: &TcpStream,
@@ -791,12 +864,21 @@ pub(crate) async fn direction(
 ) -> io::Result<()> {
     let (source, sink) = (from.as_raw_fd(), to.as_raw_fd());
     let mut next = ring.recv(source);
-    let mut writing = None;
+    let mut writing: Option<Writing<'_>> = None;
     loop {
-        let (buf, n) = match read(ring, &mut next).await? {
+        let done = poll_fn(|cx| {
+            if let Some(write) = writing.as_mut()
+                && write.poll_written(cx, ring, sink, false)?.is_ready()
+            {
+                writing = None;
+            }
+            next.poll_completion(cx, true).map(Ok::<_, io::Error>)
+        })
+        .await?;
+        let (buf, n) = match read(ring, done)? {
             Read::Bytes(buf, n) => (buf, n),
             Read::End => {
-                written(ring, sink, writing.take()).await?;
+                written(ring, sink, &mut writing).await?;
                 return pass_fin(to, ended);
             }
             Read::NoBuffer => {
@@ -814,17 +896,16 @@ pub(crate) async fn direction(
             }
         };
         // These bytes go after the last ones: two buffers at most, one written and one read.
-        written(ring, sink, writing.take()).await?;
+        written(ring, sink, &mut writing).await?;
         touched();
-        // Counted as they are handed over; a failed write ends the relay with its error.
-        carried.fetch_add(n as u64, Ordering::Relaxed);
-        let write = Writing::start(ring, sink, buf, 0, n);
+        let mut write = Writing::start(ring, sink, buf, n, carried);
         if n < SIZE {
             next = ring.recv(source);
             writing = Some(write);
             continue;
         }
-        write.done(ring, sink).await?;
+        poll_fn(|cx| write.poll_written(cx, ring, sink, true)).await?;
+        drop(write);
         if splice_while_bulk(from, to, carried, touched, ended).await? {
             return Ok(());
         }
@@ -958,6 +1039,26 @@ mod tests {
         });
     }
 
+    /// `pairs` clients and backends, each pair through a relay task of its own that answers
+    /// its end and its counts.
+    async fn relayed(pairs: usize) -> (Vec<(TcpStream, TcpStream)>, Vec<Relayed>) {
+        let mut ends = Vec::new();
+        let mut relays = Vec::new();
+        for _ in 0..pairs {
+            let (client, near) = pair().await;
+            let (far, backend) = pair().await;
+            relays.push(tokio::spawn(async move {
+                let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+                let end = relay(&near, &far, LIMITS, &up, &down).await;
+                (end, up.into_inner(), down.into_inner())
+            }));
+            ends.push((client, backend));
+        }
+        (ends, relays)
+    }
+
+    type Relayed = tokio::task::JoinHandle<(End, u64, u64)>;
+
     #[test]
     fn reads_past_the_group_grow_it_and_a_quiet_ring_keeps_only_a_few() {
         if refused() {
@@ -965,18 +1066,7 @@ mod tests {
         }
         const PAIRS: usize = 100;
         runtime().block_on(async {
-            let mut ends = Vec::new();
-            let mut relays = Vec::new();
-            for _ in 0..PAIRS {
-                let (client, near) = pair().await;
-                let (far, backend) = pair().await;
-                relays.push(tokio::spawn(async move {
-                    let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
-                    let end = relay(&near, &far, LIMITS, &up, &down).await;
-                    (end, up.into_inner(), down.into_inner())
-                }));
-                ends.push((client, backend));
-            }
+            let (mut ends, relays) = relayed(PAIRS).await;
             // Every client writes before any relay runs: their first reads all find bytes, and
             // the group has far fewer buffers than that.
             for (i, (client, _)) in ends.iter_mut().enumerate() {
@@ -1036,6 +1126,122 @@ mod tests {
             assert_eq!(client.read(&mut buf).await.unwrap(), 0);
             assert_eq!(backend.read(&mut buf).await.unwrap(), 0);
             assert_eq!(up.into_inner(), 5);
+        });
+    }
+
+    /// A connection towards a backend that reads nothing yet, with small queues on the way (set
+    /// before the handshake, so the advertised window is small too): a send into it completes
+    /// short.
+    async fn narrow() -> (TcpStream, TcpStream) {
+        let listener =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        listener.set_recv_buffer_size(4096).unwrap();
+        let any: core::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        listener.bind(&any.into()).unwrap();
+        listener.listen(8).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let listener = TcpListener::from_std(listener.into()).unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(4096).unwrap();
+        let far = socket
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (far, listener.accept().await.unwrap().0)
+    }
+
+    #[test]
+    fn the_rest_of_a_short_send_goes_on_without_more_input() {
+        if refused() {
+            return;
+        }
+        runtime().block_on(async {
+            let (mut client, near) = pair().await;
+            let (far, mut backend) = narrow().await;
+            let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+            let relaying = relay(&near, &far, LIMITS, &up, &down);
+            let message: Vec<u8> = (0..12_000).map(|i| (i % 251) as u8).collect();
+            let talk = async {
+                client.write_all(&message).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                // The client now waits for an answer, and sends nothing more: the backend reads.
+                let mut bytes = vec![0u8; message.len()];
+                let read = backend.read_exact(&mut bytes);
+                let read = tokio::time::timeout(Duration::from_secs(3), read).await;
+                // The last send's completion reaped, unseen: counted when the relay ends.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                read.map(|_| bytes)
+            };
+            tokio::select! {
+                _ = relaying => panic!("the relay ended"),
+                got = talk => {
+                    let got = got.expect("the rest of the message never reached the backend");
+                    assert!(got == message, "the message changed on the way");
+                }
+            }
+            assert_eq!(up.load(Ordering::Relaxed), 12_000);
+        });
+    }
+
+    #[test]
+    fn bytes_are_counted_as_sends_complete_not_as_they_are_handed_over() {
+        if refused() {
+            return;
+        }
+        runtime().block_on(async {
+            let (mut client, near) = pair().await;
+            let (far, mut backend) = narrow().await;
+            let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+            let limits = Limits {
+                idle_timeout: Duration::from_millis(300),
+                ..LIMITS
+            };
+            // More than the narrow way holds: the backend reads nothing until the relay ended.
+            client.write_all(&[5u8; 16_000]).await.unwrap();
+            let end = relay(&near, &far, limits, &up, &down).await;
+            assert!(matches!(end, End::Idle), "{end:?}");
+            // The waiting send is cancelled before the backend reads.
+            assert_eq!(left(&ring().unwrap()).await, (0, 0, 0));
+            drop((near, far));
+            let mut got = Vec::new();
+            backend.read_to_end(&mut got).await.unwrap();
+            assert!(got.len() < 16_000, "the narrow way took it all");
+            assert_eq!(up.into_inner(), got.len() as u64, "counted, not delivered");
+        });
+    }
+
+    #[test]
+    fn idle_connections_hold_no_buffer_and_a_quiet_ring_keeps_only_a_few() {
+        if refused() {
+            return;
+        }
+        const PAIRS: usize = 200;
+        runtime().block_on(async {
+            let (mut ends, relays) = relayed(PAIRS).await;
+            // One exchange each way, then every connection waits.
+            for (client, backend) in &mut ends {
+                client.write_all(b"request").await.unwrap();
+                let mut got = [0u8; 7];
+                backend.read_exact(&mut got).await.unwrap();
+                backend.write_all(b"answer!").await.unwrap();
+                client.read_exact(&mut got).await.unwrap();
+            }
+            let ring = ring().expect("a ring on this thread");
+            let (_, in_kernel, out) = left(&ring).await;
+            assert_eq!(out, 0, "idle connections hold buffers");
+            assert_eq!(in_kernel, 2 * PAIRS, "a read waiting per direction");
+            for (client, backend) in &mut ends {
+                client.shutdown().await.unwrap();
+                backend.shutdown().await.unwrap();
+            }
+            for relay in relays {
+                let (end, up, down) = relay.await.unwrap();
+                assert!(matches!(end, End::Closed), "{end:?}");
+                assert_eq!((up, down), (7, 7));
+            }
+            assert_eq!(left(&ring).await, (0, 0, 0));
+            let kept = ring.lock().allocated();
+            assert!(kept <= KEPT, "{kept} buffers kept");
         });
     }
 
