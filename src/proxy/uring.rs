@@ -18,6 +18,9 @@
 //!   after the tasks already woken (a current-thread runtime's queue is FIFO), so the driver's
 //!   one `io_uring_enter` carries what they all queued. This works on the caller's runtime as on
 //!   the engine's workers, where an `on_thread_park` hook would need a runtime we build.
+//!   A submit the kernel refuses (EBUSY while completions overflow, EINTR) never spins with the
+//!   ring locked: completions are reaped, and what is left goes at the driver's next turn,
+//!   which it gives itself.
 //! - **Reaping on readiness.** The driver registers the ring's descriptor with tokio (AsyncFd):
 //!   a completion makes it readable, the driver reaps every completion and wakes their owners.
 //! - **Buffers belong to the ring.** Reads select a provided buffer (`IOSQE_BUFFER_SELECT`) when
@@ -211,6 +214,8 @@ thread_local! {
     /// for here.
     static REFUSE: core::cell::Cell<Option<i32>> = const { core::cell::Cell::new(None) };
     static OPENED: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    /// How many of this thread's next submits the kernel is made to refuse (EBUSY).
+    static REFUSE_SUBMITS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
 }
 
 /// A ring with the features the relay needs, or the kernel's refusal.
@@ -317,6 +322,11 @@ impl Ring {
                 state.woken = false;
                 state.flush();
                 state.reap();
+                if state.unfinished() {
+                    // No completion or new entry may come to wake the driver: it tries again
+                    // after the tasks woken meanwhile.
+                    state.wake_driver();
+                }
             }
             match fd.poll_read_ready(cx) {
                 Poll::Ready(Ok(mut ready)) => ready.clear_ready(),
@@ -482,19 +492,43 @@ impl State {
         }
     }
 
-    fn push(&mut self, entry: &squeue::Entry) {
-        loop {
+    /// `io_uring_enter` for what the submission queue holds.
+    fn enter(&mut self) -> io::Result<usize> {
+        #[cfg(test)]
+        if let refused @ 1.. = REFUSE_SUBMITS.get() {
+            REFUSE_SUBMITS.set(refused - 1);
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        self.ring.submit()
+    }
+
+    /// Puts `entry` in the submission queue, handing what it holds to the kernel first when it
+    /// is full. `false` when the kernel refused that twice (EBUSY while completions overflow,
+    /// EINTR), with completions reaped in between: the caller keeps the entry for a later turn
+    /// instead of spinning with the ring locked.
+    fn push(&mut self, entry: &squeue::Entry) -> bool {
+        for attempt in 0..3 {
             // SAFETY: a queued entry points only into `buffers` (a send's bytes or buffers given
             // to the group), which live until no operation is left in the kernel (`Drop`), and
             // each buffer is in one place at a time: the group, a read's result or one send.
             if unsafe { self.ring.submission().push(entry) }.is_ok() {
-                return;
+                return true;
             }
-            // Full: hand over what is there first.
-            if self.ring.submit().is_err() {
-                std::thread::yield_now();
+            // Full: hand over what is there first; a refusal may be for completions that
+            // overflowed, which reaping makes room for.
+            if attempt < 2 && self.enter().is_err() {
+                self.reap();
             }
         }
+        false
+    }
+
+    /// Whether the next turn has work however quiet the ring is: entries the kernel refused,
+    /// or completions it kept aside.
+    fn unfinished(&mut self) -> bool {
+        !self.queue.is_empty()
+            || !self.ring.submission().is_empty()
+            || self.ring.submission().cq_overflow()
     }
 
     /// Hands the queue to the kernel: one `io_uring_enter`.
@@ -502,14 +536,15 @@ impl State {
         if self.queue.is_empty() {
             // Entries a refused submit (EBUSY, EINTR) left in the ring go now.
             if !self.ring.submission().is_empty() {
-                let _ = self.ring.submit();
+                let _ = self.enter();
             }
             return;
         }
-        for queued in core::mem::take(&mut self.queue) {
-            match queued {
-                Queued::Unowned(entry) => self.push(&entry),
-                Queued::Op(index) => {
+        let mut queue = core::mem::take(&mut self.queue).into_iter();
+        while let Some(queued) = queue.next() {
+            let pushed = match &queued {
+                Queued::Unowned(entry) => self.push(entry),
+                &Queued::Op(index) => {
                     let Some(slot) = self.ops[index].as_mut() else {
                         continue;
                     };
@@ -518,16 +553,26 @@ impl State {
                         self.release(index);
                         continue;
                     }
-                    slot.phase = Phase::InKernel;
                     let entry = slot.entry.clone().user_data(index as u64);
-                    self.push(&entry);
-                    self.in_kernel += 1;
+                    let pushed = self.push(&entry);
+                    if pushed && let Some(slot) = self.ops[index].as_mut() {
+                        slot.phase = Phase::InKernel;
+                        self.in_kernel += 1;
+                    }
+                    pushed
                 }
+            };
+            if !pushed {
+                // Refused: this entry and the rest go first at the next turn, before what was
+                // queued meanwhile (buffers given back while reaping).
+                let later = core::mem::take(&mut self.queue);
+                self.queue = core::iter::once(queued).chain(queue).chain(later).collect();
+                return;
             }
         }
-        // Errors (EBUSY while completions overflow, EINTR) leave entries in the queue; the
-        // next turn submits them.
-        let _ = self.ring.submit();
+        // Errors (EBUSY while completions overflow, EINTR) leave entries in the submission
+        // queue; the next turn submits them.
+        let _ = self.enter();
     }
 
     /// Every completion there is: owners woken, abandoned slots freed with their buffers.
@@ -586,10 +631,10 @@ impl State {
                 }
             }
             // Completions kept aside while the ring was full come in with the next enter.
-            if !self.ring.submission().cq_overflow() {
+            // A refused one leaves them for the next turn.
+            if !self.ring.submission().cq_overflow() || self.enter().is_err() {
                 return;
             }
-            let _ = self.ring.submit();
         }
     }
 }
@@ -606,7 +651,8 @@ impl Drop for State {
                 let cancel = opcode::AsyncCancel::new(index as u64)
                     .build()
                     .user_data(UNOWNED);
-                self.push(&cancel);
+                // A refused cancel leaves the operation to the timed wait below.
+                let _ = self.push(&cancel);
                 self.ops[index] = None;
             }
         }
@@ -1242,6 +1288,82 @@ mod tests {
             assert_eq!(left(&ring).await, (0, 0, 0));
             let kept = ring.lock().allocated();
             assert!(kept <= KEPT, "{kept} buffers kept");
+        });
+    }
+
+    /// Runs `test` on a thread of its own (the refused submits are per thread), failing if it
+    /// does not end within 10 s.
+    fn within_10_s(test: impl FnOnce() + Send + 'static) {
+        let (done, ended) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            test();
+            let _ = done.send(());
+        });
+        match ended.recv_timeout(Duration::from_secs(10)) {
+            Ok(()) => thread.join().unwrap(),
+            // The test panicked: its message is the thread's.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => thread.join().unwrap(),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("stuck"),
+        }
+    }
+
+    #[test]
+    fn entries_a_refused_submit_left_go_at_the_next_turn() {
+        if refused() {
+            return;
+        }
+        within_10_s(|| {
+            runtime().block_on(async {
+                let (mut client, near) = pair().await;
+                let (far, mut backend) = pair().await;
+                let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+                let relaying = relay(&near, &far, LIMITS, &up, &down);
+                // The submit of the relay's first reads is refused; nothing else is queued.
+                REFUSE_SUBMITS.set(1);
+                let talk = async {
+                    client.write_all(b"hello").await.unwrap();
+                    let mut got = [0u8; 5];
+                    let read = backend.read_exact(&mut got);
+                    tokio::time::timeout(Duration::from_secs(3), read).await
+                };
+                tokio::select! {
+                    _ = relaying => panic!("the relay ended"),
+                    got = talk => assert!(got.is_ok(), "the first bytes never went through"),
+                }
+                assert_eq!(REFUSE_SUBMITS.get(), 0);
+            });
+        });
+    }
+
+    #[test]
+    fn a_full_queue_the_kernel_refuses_waits_for_the_next_turn_without_spinning() {
+        if refused() {
+            return;
+        }
+        // More reads than the submission queue holds.
+        const PAIRS: usize = ENTRIES as usize;
+        within_10_s(|| {
+            runtime().block_on(async {
+                // Every submit is refused for a while: the relays' reads wait, and nothing
+                // spins holding the ring.
+                REFUSE_SUBMITS.set(usize::MAX);
+                let (mut ends, relays) = relayed(PAIRS).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                REFUSE_SUBMITS.set(0);
+                for (client, backend) in &mut ends {
+                    client.write_all(b"request").await.unwrap();
+                    let mut got = [0u8; 7];
+                    backend.read_exact(&mut got).await.unwrap();
+                    client.shutdown().await.unwrap();
+                    backend.shutdown().await.unwrap();
+                }
+                for relay in relays {
+                    let (end, up, down) = relay.await.unwrap();
+                    assert!(matches!(end, End::Closed), "{end:?}");
+                    assert_eq!((up, down), (7, 0));
+                }
+                assert_eq!(left(&ring().unwrap()).await, (0, 0, 0));
+            });
         });
     }
 
