@@ -12,7 +12,7 @@ use core::time::Duration;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use peers::free_port;
@@ -343,9 +343,54 @@ fn relays() -> Vec<RelayMethod> {
     relays
 }
 
+/// The uring cases run one at a time, so that what the ring sent while one ran is its own.
+static RING: Mutex<()> = Mutex::new(());
+
+/// One relay's case; for uring, what the ring sent while it ran.
+struct Through {
+    relay: RelayMethod,
+    before: u64,
+    _alone: Option<MutexGuard<'static, ()>>,
+}
+
+fn through(relay: RelayMethod) -> Through {
+    let alone =
+        (relay == RelayMethod::Uring).then(|| RING.lock().unwrap_or_else(PoisonError::into_inner));
+    Through {
+        relay,
+        before: ring_sent(),
+        _alone: alone,
+    }
+}
+
+impl Through {
+    /// For uring: the ring itself sent at least `bytes`, so a silent fallback to splice fails
+    /// the case instead of passing it.
+    fn ring_sent_at_least(&self, bytes: u64) {
+        if self.relay == RelayMethod::Uring {
+            let sent = ring_sent() - self.before;
+            assert!(
+                sent >= bytes,
+                "uring: the ring sent {sent} bytes, not {bytes} or more"
+            );
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn ring_sent() -> u64 {
+    sixgate::proxy::ring_sent()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn ring_sent() -> u64 {
+    0
+}
+
 #[test]
 fn a_megabyte_each_way_with_half_close_arrives_intact() {
     for relay in relays() {
+        let through = through(relay);
         let backend = digest_backend();
         let route = Route::new(["echo.test"], [backend]).unwrap();
         let mut config = config(listener(Mode::Http), route);
@@ -359,6 +404,8 @@ fn a_megabyte_each_way_with_half_close_arrives_intact() {
             "{relay:?}: {seen:?}"
         );
         assert_eq!(engine.stop(), 0);
+        // The first bytes each way, before reads fill the buffer.
+        through.ring_sent_at_least(2);
     }
 }
 
@@ -649,6 +696,7 @@ fn idle_close(backend: SocketAddr, pings: usize, relay: RelayMethod) -> (Duratio
 #[test]
 fn idle_connections_are_closed_and_a_silent_backend_is_told_apart() {
     for relay in relays() {
+        let through = through(relay);
         let in_time = |closed: Duration| {
             assert!(
                 closed >= Duration::from_millis(250) && closed < Duration::from_secs(2),
@@ -673,6 +721,8 @@ fn idle_connections_are_closed_and_a_silent_backend_is_told_apart() {
             (got.len() as u64, got.len() as u64),
             "{relay:?}: {seen:?}"
         );
+        // The echoes at least (the request went with the peeked bytes).
+        through.ring_sent_at_least(got.len() as u64);
     }
 }
 
@@ -735,6 +785,31 @@ fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The client half-closes after `sent`: the backend got every byte, once, in order, answered
+/// "done", and the record says so.
+fn all_arrived(
+    mut s: TcpStream,
+    sent: &[u8],
+    told: &std::sync::mpsc::Receiver<Got>,
+    engine: Engine,
+    relay: RelayMethod,
+) {
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"done", "{relay:?}");
+    let got = told.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(got, (sent.len(), fnv(sent)), "{relay:?}");
+    let seen = engine.records.first(1).remove(0);
+    assert_eq!(
+        (seen.outcome, seen.up, seen.down),
+        (Outcome::Ok, sent.len() as u64, 4),
+        "{relay:?}: {seen:?}"
+    );
+    assert_eq!(engine.stop(), 0);
+}
+
 #[test]
 fn a_backend_that_stops_reading_holds_the_client_back_and_nothing_is_lost() {
     // A relay that read on regardless would take all the client offers, up to the cap.
@@ -742,6 +817,7 @@ fn a_backend_that_stops_reading_holds_the_client_back_and_nothing_is_lost() {
     // Its buffers: two of 16 KiB per direction, or a pipe of 64 KiB and one.
     const HELD: usize = 128 << 10;
     for relay in relays() {
+        let through = through(relay);
         let (backend, go, told) = reluctant_backend();
         let mut config = config(listener(Mode::Http), Route::new(["*"], [backend]).unwrap());
         config.limits.relay = relay;
@@ -781,20 +857,62 @@ fn a_backend_that_stops_reading_holds_the_client_back_and_nothing_is_lost() {
         // Then it reads: every byte arrives, once, in order.
         go.send(()).unwrap();
         s.set_nonblocking(false).unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut answer = Vec::new();
-        s.read_to_end(&mut answer).unwrap();
-        assert_eq!(answer, b"done", "{relay:?}");
-        let got = told.recv_timeout(Duration::from_secs(20)).unwrap();
-        assert_eq!(got, (sent.len(), fnv(&sent)), "{relay:?}");
-        let seen = engine.records.first(1).remove(0);
-        assert_eq!(
-            (seen.outcome, seen.up, seen.down),
-            (Outcome::Ok, sent.len() as u64, 4),
-            "{relay:?}: {seen:?}"
-        );
-        assert_eq!(engine.stop(), 0);
+        all_arrived(s, &sent, &told, engine, relay);
+        through.ring_sent_at_least(4);
+    }
+}
+
+/// A backend for one connection with a small window that reads 4 KiB at a time, a little
+/// slowly, to the client's FIN, then answers "done" and closes; it tells what it got.
+fn slow_backend() -> (SocketAddr, std::sync::mpsc::Receiver<Got>) {
+    use socket2::{Domain, Socket, Type};
+    // Set before the handshake, so the window it advertises is small too.
+    let listener = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
+    listener.set_recv_buffer_size(4096).unwrap();
+    let any: SocketAddr = "[::1]:0".parse().unwrap();
+    listener.bind(&any.into()).unwrap();
+    listener.listen(1).unwrap();
+    let listener = TcpListener::from(listener);
+    let addr = listener.local_addr().unwrap();
+    let (tell, told) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        s.write_all(b"done").unwrap();
+        let _ = tell.send((got.len(), fnv(&got)));
+    });
+    (addr, told)
+}
+
+#[test]
+fn small_writes_to_a_slow_backend_arrive_intact_and_go_through_the_ring() {
+    // Writes far smaller than the relay's 16 KiB buffer: its reads come short, so the uring
+    // relay moves them through its ring (short sends included), not through splice.
+    const CHUNK: usize = 1000;
+    const CHUNKS: usize = 500;
+    for relay in relays() {
+        let through = through(relay);
+        let (backend, told) = slow_backend();
+        let mut config = config(listener(Mode::Http), Route::new(["*"], [backend]).unwrap());
+        config.limits.relay = relay;
+        let engine = Engine::on_workers(config, 1);
+        let mut s = TcpStream::connect(engine.addr()).unwrap();
+        let _ = socket2::SockRef::from(&s).set_send_buffer_size(4096);
+        let mut sent = b"POST / HTTP/1.1\r\nHost: slow.test\r\n\r\n".to_vec();
+        s.write_all(&sent).unwrap();
+        let body = peers::pattern(CHUNK * CHUNKS, 9);
+        for chunk in body.chunks(CHUNK) {
+            s.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        sent.extend_from_slice(&body);
+        all_arrived(s, &sent, &told, engine, relay);
+        // Most of the body, and the answer.
+        through.ring_sent_at_least(body.len() as u64 / 2 + 4);
     }
 }
 
@@ -846,6 +964,7 @@ fn ends_soon(mut s: TcpStream, within: Duration) -> Duration {
 #[test]
 fn a_reset_on_either_side_closes_the_other_and_is_recorded() {
     for relay in relays() {
+        let through = through(relay);
         for client_resets in [true, false] {
             let backends = TcpListener::bind("[::1]:0").unwrap();
             let route = Route::new(["*"], [backends.local_addr().unwrap()]).unwrap();
@@ -868,12 +987,14 @@ fn a_reset_on_either_side_closes_the_other_and_is_recorded() {
             assert_eq!((seen.up, seen.down), (34, 7), "{case:?}: {seen:?}");
             assert_eq!(engine.stop(), 0);
         }
+        through.ring_sent_at_least(2 * 7);
     }
 }
 
 #[test]
 fn a_shutdown_drains_open_connections_then_cuts_the_rest() {
     for relay in relays() {
+        let through = through(relay);
         let backends = [echo_backend(usize::MAX), echo_backend(usize::MAX)];
         let mut config = config(listener(Mode::Http), Route::new(["*"], backends).unwrap());
         config.limits.relay = relay;
@@ -926,5 +1047,6 @@ fn a_shutdown_drains_open_connections_then_cuts_the_rest() {
         let mut outcomes: Vec<_> = records.first(2).iter().map(|r| r.outcome).collect();
         outcomes.sort_by_key(|o| format!("{o:?}"));
         assert_eq!(outcomes, [Outcome::Ok, Outcome::Shutdown], "{relay:?}");
+        through.ring_sent_at_least(2 * 23);
     }
 }

@@ -72,6 +72,9 @@ mod splice;
 mod table;
 #[cfg(target_os = "linux")]
 mod uring;
+#[cfg(target_os = "linux")]
+#[doc(hidden)]
+pub use uring::ring_sent;
 mod workers;
 
 pub use error::Error;

@@ -178,6 +178,16 @@ thread_local! {
 /// Said once per process when the kernel refuses io_uring.
 static WARNED: AtomicBool = AtomicBool::new(false);
 
+/// Bytes the rings' sends delivered, in this process.
+static SENT: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes relayed through an io_uring (not spliced) in this process so far: tests tell by it
+/// that the ring relayed, not a silent fallback to splice.
+#[doc(hidden)]
+pub fn ring_sent() -> u64 {
+    SENT.load(Ordering::Relaxed)
+}
+
 /// This thread's ring, made (with its driver task on the current runtime) on first use. `None`
 /// when the kernel refused io_uring here: the caller splices instead.
 pub(crate) fn ring() -> Option<Arc<Ring>> {
@@ -858,7 +868,7 @@ impl<'a> Writing<'a> {
                 }
                 n @ 1.. => {
                     self.at += n as usize;
-                    self.carried.fetch_add(n as u64, Ordering::Relaxed);
+                    self.count(n as u64);
                 }
                 e if matches!(-e, libc::EINTR | libc::EAGAIN) => {}
                 e => return Poll::Ready(Err(io::Error::from_raw_os_error(-e))),
@@ -874,11 +884,18 @@ impl<'a> Writing<'a> {
     }
 }
 
+impl Writing<'_> {
+    fn count(&self, sent: u64) {
+        self.carried.fetch_add(sent, Ordering::Relaxed);
+        SENT.fetch_add(sent, Ordering::Relaxed);
+    }
+}
+
 impl Drop for Writing<'_> {
     /// A send that completed unseen still counts what it sent.
     fn drop(&mut self) {
         if let Some(n @ 1..) = self.send.result() {
-            self.carried.fetch_add(n as u64, Ordering::Relaxed);
+            self.count(n as u64);
         }
     }
 }
