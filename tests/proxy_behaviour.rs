@@ -785,10 +785,11 @@ fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The client half-closes after `sent`: the backend got every byte, once, in order, answered
-/// "done", and the record says so.
+/// The client half-closes after `sent`: the backend got every byte, once, in order, its
+/// answer ("done") ends with `answered`, and the record says so.
 fn all_arrived(
     mut s: TcpStream,
+    answered: &[u8],
     sent: &[u8],
     told: &std::sync::mpsc::Receiver<Got>,
     engine: Engine,
@@ -798,7 +799,7 @@ fn all_arrived(
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut answer = Vec::new();
     s.read_to_end(&mut answer).unwrap();
-    assert_eq!(answer, b"done", "{relay:?}");
+    assert_eq!(answer, answered, "{relay:?}");
     let got = told.recv_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!(got, (sent.len(), fnv(sent)), "{relay:?}");
     let seen = engine.records.first(1).remove(0);
@@ -857,14 +858,16 @@ fn a_backend_that_stops_reading_holds_the_client_back_and_nothing_is_lost() {
         // Then it reads: every byte arrives, once, in order.
         go.send(()).unwrap();
         s.set_nonblocking(false).unwrap();
-        all_arrived(s, &sent, &told, engine, relay);
+        all_arrived(s, b"done", &sent, &told, engine, relay);
         through.ring_sent_at_least(4);
     }
 }
 
-/// A backend for one connection with a small window that reads 4 KiB at a time, a little
-/// slowly, to the client's FIN, then answers "done" and closes; it tells what it got.
-fn slow_backend() -> (SocketAddr, std::sync::mpsc::Receiver<Got>) {
+/// A backend for one connection with a small window that reads nothing for 200 ms (the
+/// relay's writes meet a full queue), then 4 KiB at a time, a little slowly: it answers "done"
+/// once it has `expected` bytes, as a server answers a request, then reads to the client's FIN
+/// and closes; it tells what it got.
+fn slow_backend(expected: usize) -> (SocketAddr, std::sync::mpsc::Receiver<Got>) {
     use socket2::{Domain, Socket, Type};
     // Set before the handshake, so the window it advertises is small too.
     let listener = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
@@ -878,11 +881,15 @@ fn slow_backend() -> (SocketAddr, std::sync::mpsc::Receiver<Got>) {
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+        std::thread::sleep(Duration::from_millis(200));
         while let Ok(n @ 1..) = s.read(&mut buf) {
+            let answers = got.len() < expected && got.len() + n >= expected;
             got.extend_from_slice(&buf[..n]);
+            if answers {
+                s.write_all(b"done").unwrap();
+            }
             std::thread::sleep(Duration::from_micros(500));
         }
-        s.write_all(b"done").unwrap();
         let _ = tell.send((got.len(), fnv(&got)));
     });
     (addr, told)
@@ -896,21 +903,28 @@ fn small_writes_to_a_slow_backend_arrive_intact_and_go_through_the_ring() {
     const CHUNKS: usize = 500;
     for relay in relays() {
         let through = through(relay);
-        let (backend, told) = slow_backend();
+        let mut sent = b"POST / HTTP/1.1\r\nHost: slow.test\r\n\r\n".to_vec();
+        let body = peers::pattern(CHUNK * CHUNKS, 9);
+        let (backend, told) = slow_backend(sent.len() + body.len());
         let mut config = config(listener(Mode::Http), Route::new(["*"], [backend]).unwrap());
         config.limits.relay = relay;
         let engine = Engine::on_workers(config, 1);
         let mut s = TcpStream::connect(engine.addr()).unwrap();
         let _ = socket2::SockRef::from(&s).set_send_buffer_size(4096);
-        let mut sent = b"POST / HTTP/1.1\r\nHost: slow.test\r\n\r\n".to_vec();
         s.write_all(&sent).unwrap();
-        let body = peers::pattern(CHUNK * CHUNKS, 9);
         for chunk in body.chunks(CHUNK) {
             s.write_all(chunk).unwrap();
             std::thread::sleep(Duration::from_micros(100));
         }
         sent.extend_from_slice(&body);
-        all_arrived(s, &sent, &told, engine, relay);
+        // The client waits for the answer before it sends anything more: the last of its bytes
+        // must reach the backend without more to come (a relay that held back the rest of a
+        // short write until the next bytes came would stall here until the idle timeout).
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = [0u8; 4];
+        s.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"done", "{relay:?}");
+        all_arrived(s, b"", &sent, &told, engine, relay);
         // Most of the body, and the answer.
         through.ring_sent_at_least(body.len() as u64 / 2 + 4);
     }
