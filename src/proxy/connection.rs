@@ -131,9 +131,10 @@ pub(crate) async fn serve(
             let forwarding = forwarding.expect("an http start is made for a forwarding route");
             let (client_ip, counters) = (story.client.ip(), (up, down));
             let (prefix, first) = (http.prefix, http.first);
-            forwarding::relay(
+            // Boxed: a plain relay's task carries none of the forwarding relay's state.
+            Box::pin(forwarding::relay(
                 &client, &backend, limits, counters, forwarding, client_ip, prefix, first,
-            )
+            ))
             .await
         }
         _ => (relay(&client, &backend, limits, up, down).await, None),
