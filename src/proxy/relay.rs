@@ -45,22 +45,18 @@ pub(crate) async fn relay(
     down: &AtomicU64,
 ) -> End {
     let (idle, method) = (limits.idle_timeout, limits.relay);
+    // Where the kernel refused a ring, `direction` splices instead. Boxed: a connection on
+    // splice or copy carries none of the ring relay's state (it doubled an idle connection).
+    #[cfg(target_os = "linux")]
+    if method == RelayMethod::Uring
+        && let Some(ring) = super::uring::ring()
+    {
+        return Box::pin(relay_on_ring(ring, client, backend, idle, up, down)).await;
+    }
     let started = Instant::now();
     let last_activity = AtomicU64::new(0);
     let touch = || last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     let ended = AtomicBool::new(false);
-    // Where the kernel refused a ring, `direction` splices instead.
-    #[cfg(target_os = "linux")]
-    if let Some(ring) = (method == RelayMethod::Uring)
-        .then(super::uring::ring)
-        .flatten()
-    {
-        use super::uring::direction;
-        let mut upward = pin!(direction(&ring, client, backend, up, &touch, &ended));
-        let mut downward = pin!(direction(&ring, backend, client, down, &touch, &ended));
-        let (up_going, down_going) = (upward.as_mut(), downward.as_mut());
-        return both(up_going, down_going, idle, started, &last_activity).await;
-    }
     let mut upward = pin!(direction(client, backend, method, up, &touch, &ended));
     let mut downward = pin!(direction(backend, client, method, down, &touch, &ended));
     both(
@@ -71,6 +67,27 @@ pub(crate) async fn relay(
         &last_activity,
     )
     .await
+}
+
+/// [`relay`] with both directions through `ring`.
+#[cfg(target_os = "linux")]
+async fn relay_on_ring(
+    ring: std::sync::Arc<super::uring::Ring>,
+    client: &TcpStream,
+    backend: &TcpStream,
+    idle: Duration,
+    up: &AtomicU64,
+    down: &AtomicU64,
+) -> End {
+    use super::uring::direction;
+    let started = Instant::now();
+    let last_activity = AtomicU64::new(0);
+    let touch = || last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    let ended = AtomicBool::new(false);
+    let mut upward = pin!(direction(&ring, client, backend, up, &touch, &ended));
+    let mut downward = pin!(direction(&ring, backend, client, down, &touch, &ended));
+    let (up_going, down_going) = (upward.as_mut(), downward.as_mut());
+    both(up_going, down_going, idle, started, &last_activity).await
 }
 
 /// Polls two directions side by side until both end, one fails, or nothing moved (as
