@@ -67,6 +67,10 @@
 //! completions are not signalled to an epoll loop promptly), so it is not used. Multishot reads
 //! would keep the poll armed, but one keeps reading while the write waits: up to 32 buffers per
 //! wakeup before a cancel lands, so a slow reader could hold about 1 MiB per direction here.
+//! End to end, with the fixes for short sends and idle buffers (`benches/full-proxy-vs-haproxy.sh`
+//! relays scenario, 2 workers): 1.5–1.65× HAProxy's CPU per request where splice is 0.99–1.1×,
+//! for keep-alive 1 KiB over HTTP and TLS and for a new connection per request; 1 MiB the same
+//! as splice (it splices); 4.1 KiB per idle TLS connection against splice's 2.5 KiB.
 // io_uring entries point into memory the kernel writes later: each unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
