@@ -563,7 +563,7 @@ impl State {
             let pushed = match &queued {
                 Queued::Unowned(entry) => self.push(entry),
                 &Queued::Op(index) => {
-                    let Some(slot) = self.ops[index].as_mut() else {
+                    let Some(slot) = self.ops.get_mut(index).and_then(Option::as_mut) else {
                         continue;
                     };
                     if matches!(slot.phase, Phase::Abandoned) {
@@ -618,10 +618,15 @@ impl State {
                 }
                 let index = data as usize;
                 self.in_kernel -= 1;
-                if cqueue::buffer_select(flags).is_some() {
+                let selected = cqueue::buffer_select(flags);
+                if selected.is_some() {
                     (self.out, self.in_group) = (self.out + 1, self.in_group.saturating_sub(1));
                 }
                 let Some(slot) = self.ops.get_mut(index).and_then(Option::as_mut) else {
+                    // Nobody to hand its buffer to (not expected): back to the group.
+                    if let Some(id) = selected {
+                        self.give_back(id);
+                    }
                     continue;
                 };
                 match core::mem::replace(&mut slot.phase, Phase::Done(result, flags)) {
