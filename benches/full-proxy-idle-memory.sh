@@ -163,3 +163,7 @@ for peer in "${peers[@]}"; do
     printf "| %s | %.1f MB | %.1f MB%s | %d B (%.1f KiB) | %.1f MB | %.0f %% | %.1f MB |\n",
       l, b / 1024, d / 1024, note, per, per / 1024, a / 1024, back, g / 1024 }'
 done
+# A kernel that refused io_uring makes the "uring" row a splice one: full-proxy says so in its log.
+if grep -q "io_uring" "$work/full-proxy.log" 2>/dev/null; then
+  printf '\nfull-proxy said: %s\n' "$(grep -m1 "io_uring" "$work/full-proxy.log")"
+fi
