@@ -53,20 +53,12 @@ pub(crate) async fn relay(
     {
         return Box::pin(relay_on_ring(ring, client, backend, idle, up, down)).await;
     }
-    let started = Instant::now();
-    let last_activity = AtomicU64::new(0);
-    let touch = || last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    let activity = Activity::new();
+    let touch = || activity.touch();
     let ended = AtomicBool::new(false);
     let mut upward = pin!(direction(client, backend, method, up, &touch, &ended));
     let mut downward = pin!(direction(backend, client, method, down, &touch, &ended));
-    both(
-        upward.as_mut(),
-        downward.as_mut(),
-        idle,
-        started,
-        &last_activity,
-    )
-    .await
+    both(upward.as_mut(), downward.as_mut(), idle, &activity).await
 }
 
 /// [`relay`] with both directions through `ring`.
@@ -80,29 +72,54 @@ async fn relay_on_ring(
     down: &AtomicU64,
 ) -> End {
     use super::uring::direction;
-    let started = Instant::now();
-    let last_activity = AtomicU64::new(0);
-    let touch = || last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    let activity = Activity::new();
+    let touch = || activity.touch();
     let ended = AtomicBool::new(false);
     let mut upward = pin!(direction(&ring, client, backend, up, &touch, &ended));
     let mut downward = pin!(direction(&ring, backend, client, down, &touch, &ended));
-    let (up_going, down_going) = (upward.as_mut(), downward.as_mut());
-    both(up_going, down_going, idle, started, &last_activity).await
+    both(upward.as_mut(), downward.as_mut(), idle, &activity).await
+}
+
+/// When bytes last moved on a connection, for its idle timeout: one clock read and one relaxed
+/// store per message, and no timer reset (the idle watch sleeps until the timeout could be due).
+pub(crate) struct Activity {
+    started: Instant,
+    /// Milliseconds after `started`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Activity {
+        Activity {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes moved just now.
+    pub(crate) fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// How long nothing has moved.
+    fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
 }
 
 /// Polls two directions side by side until both end, one fails, or nothing moved (as
-/// `last_activity`, milliseconds after `started`, says) for `idle`.
+/// `activity` says) for `idle`.
 pub(crate) async fn both(
     mut upward: Pin<&mut impl Future<Output = io::Result<()>>>,
     mut downward: Pin<&mut impl Future<Output = io::Result<()>>>,
     idle: Duration,
-    started: Instant,
-    last_activity: &AtomicU64,
+    activity: &Activity,
 ) -> End {
     let mut idle_watch = pin!(async {
         loop {
-            let since = Duration::from_millis(last_activity.load(Ordering::Relaxed));
-            let quiet_for = started.elapsed().saturating_sub(since);
+            let quiet_for = activity.quiet_for();
             if quiet_for >= idle {
                 return;
             }

@@ -27,12 +27,11 @@ use core::time::Duration;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
 
 use tokio::net::TcpStream;
 
 use super::buffers;
-use super::relay::{End, both, direction, pass_fin, readable, write_all};
+use super::relay::{Activity, End, both, direction, pass_fin, readable, write_all};
 use super::{Forwarding, Limits};
 pub(crate) use requests::Refusal;
 use requests::{Flow, Requests, Sent};
@@ -124,9 +123,8 @@ pub(crate) async fn relay(
         down_waiting: None,
     });
     let idle = limits.idle_timeout;
-    let started = Instant::now();
-    let last_activity = AtomicU64::new(0);
-    let touch = || last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    let activity = Activity::new();
+    let touch = || activity.touch();
     let ended = AtomicBool::new(false);
     let sides = Sides {
         exchange: &exchange,
@@ -138,14 +136,7 @@ pub(crate) async fn relay(
     };
     let mut upward = pin!(sides.upward(forwarding, prefix, first, up));
     let mut downward = pin!(sides.downward(down));
-    let end = both(
-        upward.as_mut(),
-        downward.as_mut(),
-        idle,
-        started,
-        &last_activity,
-    )
-    .await;
+    let end = both(upward.as_mut(), downward.as_mut(), idle, &activity).await;
     let e = exchange.lock().unwrap_or_else(PoisonError::into_inner);
     (end, e.refusal.map(|r| (r, e.refusal_answered)))
 }
