@@ -896,9 +896,10 @@ fn slow_backend(expected: usize) -> (SocketAddr, std::sync::mpsc::Receiver<Got>)
 }
 
 #[test]
-fn small_writes_to_a_slow_backend_arrive_intact_and_go_through_the_ring() {
-    // Writes far smaller than the relay's 16 KiB buffer: its reads come short, so the uring
-    // relay moves them through its ring (short sends included), not through splice.
+fn small_writes_to_a_slow_backend_arrive_intact() {
+    // Writes far smaller than the relay's 16 KiB buffer, to a backend whose window is small: the
+    // relay's sends come short. How many of them the uring relay reads short (through its ring)
+    // and how many pile up into full reads (spliced) depends on how busy the machine is.
     const CHUNK: usize = 1000;
     const CHUNKS: usize = 500;
     for relay in relays() {
@@ -925,8 +926,8 @@ fn small_writes_to_a_slow_backend_arrive_intact_and_go_through_the_ring() {
         s.read_exact(&mut answer).unwrap();
         assert_eq!(&answer, b"done", "{relay:?}");
         all_arrived(s, b"", &sent, &told, engine, relay);
-        // Most of the body, and the answer.
-        through.ring_sent_at_least(body.len() as u64 / 2 + 4);
+        // The answer at least (a 4-byte read); how much of the body did is up to the scheduler.
+        through.ring_sent_at_least(4);
     }
 }
 
