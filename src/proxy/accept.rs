@@ -13,7 +13,7 @@ use super::connection;
 use super::live::Shared;
 
 /// Counts a connection as active until dropped.
-struct Active(Arc<Shared>);
+pub(crate) struct Active(Arc<Shared>);
 
 impl Drop for Active {
     fn drop(&mut self) {
@@ -67,9 +67,7 @@ pub(crate) async fn accept_loop(
         let active = Active(Arc::clone(&shared));
         let shared = Arc::clone(&shared);
         // Boxed: the task then moves a pointer, not the connection's whole state, through spawn.
-        tokio::spawn(Box::pin(async move {
-            let _active = active;
-            connection::serve(stream, peer, settings, live, shared).await;
-        }));
+        let serving = connection::serve(stream, peer, settings, live, shared, active);
+        tokio::spawn(Box::pin(serving));
     }
 }

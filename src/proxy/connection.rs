@@ -17,6 +17,7 @@ use sni_peek::{Limits as PeekLimits, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::accept::Active;
 use super::forwarding::{self, Refusal as HttpRefusal};
 use super::live::{ListenerState, Live, Shared};
 use super::pools::{self, Connected};
@@ -96,50 +97,84 @@ impl Drop for Story {
     }
 }
 
-/// Serves one accepted connection to its end.
-pub(crate) async fn serve(
+/// Serves one accepted connection to its end; `active` counts it until then.
+///
+/// A plain function returning a block, not an `async fn`: an `async fn` keeps its arguments
+/// twice in its frame (as given and as moved in), and this frame is most of what an idle
+/// connection costs. For the same reason nothing that is done with before the relay (the
+/// prepared connection, the HTTP start) is still a local while it runs.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn holds each argument twice"
+)]
+pub(crate) fn serve(
     mut client: TcpStream,
     peer: SocketAddr,
     settings: Arc<ListenerState>,
     live: Arc<Live>,
     shared: Arc<Shared>,
-) {
-    let _ = client.set_nodelay(true);
-    // Addresses are kept canonical: an IPv4 client is IPv4 in records and headers, even if a
-    // socket said ::ffff:.
-    let local = client.local_addr().map_or(settings.address, canonical);
-    let mut story = Story::new(Arc::clone(&shared), canonical(peer), local);
-    let prepared = Box::pin(prepare(&mut client, &mut story, &settings, &live, &shared)).await;
-    drop(shared);
-    let (backend, in_flight, http) = match prepared {
-        Ok((
-            Connected {
-                stream, in_flight, ..
-            },
-            http,
-        )) => (stream, in_flight, http),
-        Err(e) => return story.end(e.outcome, Some(&e.detail)),
-    };
-    // The table is let go first: a change must not wait for long connections to stop the
-    // health checks of routes it removed.
-    let limits = live.limits;
-    drop((live, settings));
-    let (up, down) = (&story.up, &story.down);
-    let (end, refused) = match (http, &story.route) {
-        (Some(http), Some(route)) => {
-            let forwarding = route.forwarded.as_deref();
-            let forwarding = forwarding.expect("an http start is made for a forwarding route");
-            let (client_ip, counters) = (story.client.ip(), (up, down));
-            let (prefix, first) = (http.prefix, http.first);
-            // Boxed: a plain relay's task carries none of the forwarding relay's state.
-            Box::pin(forwarding::relay(
-                &client, &backend, limits, counters, forwarding, client_ip, prefix, first,
-            ))
-            .await
-        }
-        _ => (relay(&client, &backend, limits, up, down).await, None),
-    };
-    drop(in_flight);
+    active: Active,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        // Counted until the task is dropped, just after this block ends.
+        let _ = &active;
+        let _ = client.set_nodelay(true);
+        // Addresses are kept canonical: an IPv4 client is IPv4 in records and headers, even if
+        // a socket said ::ffff:.
+        let local = client.local_addr().map_or(settings.address, canonical);
+        let mut story = Story::new(Arc::clone(&shared), canonical(peer), local);
+        let prepare = prepare(&mut client, &mut story, &settings, &live, &shared);
+        let (backend, in_flight, http) = match Box::pin(prepare).await {
+            Ok((connected, http)) => (connected.stream, connected.in_flight, http),
+            Err(e) => return story.end(e.outcome, Some(&e.detail)),
+        };
+        // The table is let go first: a change must not wait for long connections to stop the
+        // health checks of routes it removed.
+        let limits = live.limits;
+        drop((live, settings, shared));
+        let (end, refused) = match http {
+            Some(http) => {
+                // Boxed: a plain relay's task carries none of the forwarding relay's state.
+                Box::pin(forward(&client, &backend, limits, &story, http)).await
+            }
+            None => {
+                let relay = relay(&client, &backend, limits, &story.up, &story.down);
+                (relay.await, None)
+            }
+        };
+        drop(in_flight);
+        finish(story, end, refused);
+    }
+}
+
+/// The forwarding relay, for a connection whose route adds forwarding fields.
+async fn forward(
+    client: &TcpStream,
+    backend: &TcpStream,
+    limits: super::Limits,
+    story: &Story,
+    http: Box<HttpStart>,
+) -> (End, Option<(HttpRefusal, bool)>) {
+    let route = story.route.as_deref();
+    let forwarding = route.and_then(|r| r.forwarded.as_deref());
+    let forwarding = forwarding.expect("an http start is made for a forwarding route");
+    let counters = (&story.up, &story.down);
+    let HttpStart { prefix, first } = *http;
+    forwarding::relay(
+        client,
+        backend,
+        limits,
+        counters,
+        forwarding,
+        story.client.ip(),
+        prefix,
+        first,
+    )
+    .await
+}
+
+/// The connection's record, from how its relay ended.
+fn finish(mut story: Story, end: End, refused: Option<(HttpRefusal, bool)>) {
     if let Some((refusal, answered)) = refused {
         let (status, error) = (refusal.status, refusal.error);
         let detail = if answered {
@@ -182,6 +217,8 @@ fn canonical(a: SocketAddr) -> SocketAddr {
 }
 
 /// The first bytes of a connection whose requests get forwarding fields: the relay frames them.
+/// Boxed where it is passed on, so that a connection without them holds a pointer, not two
+/// empty vectors, while it relays.
 struct HttpStart {
     /// The PROXY header, if the route sends one.
     prefix: Vec<u8>,
@@ -198,7 +235,7 @@ async fn prepare(
     settings: &ListenerState,
     live: &Live,
     shared: &Shared,
-) -> Result<(Connected, Option<HttpStart>), Ended> {
+) -> Result<(Connected, Option<Box<HttpStart>>), Ended> {
     let deadline = tokio::time::Instant::now() + settings.peek_timeout;
 
     // 1. A PROXY header, from trusted sources only (and required from them).
@@ -294,7 +331,7 @@ async fn prepare(
             prefix: first,
             first: peeked_bytes,
         };
-        return Ok((connected, Some(start)));
+        return Ok((connected, Some(Box::new(start))));
     }
     let mut backend = connected;
     let timeout = route.spec.connect_timeout;

@@ -35,30 +35,33 @@ pub(crate) enum End {
 ///
 /// The two directions and the idle timer are polled side by side from this one frame, not
 /// through `join!`/`select!` (which would hold a moved copy of each): an idle connection's
-/// task is mostly this frame.
+/// task is mostly this frame. For the same reason this and the functions below return blocks
+/// rather than being `async fn`s, which keep each argument twice (as given and as moved in).
 /// Bytes are added to `up` (client to backend) and `down` as they go.
-pub(crate) async fn relay(
-    client: &TcpStream,
-    backend: &TcpStream,
+pub(crate) fn relay<'a>(
+    client: &'a TcpStream,
+    backend: &'a TcpStream,
     limits: Limits,
-    up: &AtomicU64,
-    down: &AtomicU64,
-) -> End {
+    up: &'a AtomicU64,
+    down: &'a AtomicU64,
+) -> impl Future<Output = End> + 'a {
     let (idle, method) = (limits.idle_timeout, limits.relay);
-    // Where the kernel refused a ring, `direction` splices instead. Boxed: a connection on
-    // splice or copy carries none of the ring relay's state (it doubled an idle connection).
-    #[cfg(target_os = "linux")]
-    if method == RelayMethod::Uring
-        && let Some(ring) = super::uring::ring()
-    {
-        return Box::pin(relay_on_ring(ring, client, backend, idle, up, down)).await;
+    async move {
+        // Where the kernel refused a ring, `direction` splices instead. Boxed: a connection on
+        // splice or copy carries none of the ring relay's state (it doubled an idle connection).
+        #[cfg(target_os = "linux")]
+        if method == RelayMethod::Uring
+            && let Some(ring) = super::uring::ring()
+        {
+            return Box::pin(relay_on_ring(ring, client, backend, idle, up, down)).await;
+        }
+        let activity = Activity::new();
+        let touch = || activity.touch();
+        let ended = AtomicBool::new(false);
+        let mut upward = pin!(direction(client, backend, method, up, &touch, &ended));
+        let mut downward = pin!(direction(backend, client, method, down, &touch, &ended));
+        both(upward.as_mut(), downward.as_mut(), idle, &activity).await
     }
-    let activity = Activity::new();
-    let touch = || activity.touch();
-    let ended = AtomicBool::new(false);
-    let mut upward = pin!(direction(client, backend, method, up, &touch, &ended));
-    let mut downward = pin!(direction(backend, client, method, down, &touch, &ended));
-    both(upward.as_mut(), downward.as_mut(), idle, &activity).await
 }
 
 /// [`relay`] with both directions through `ring`.
@@ -111,76 +114,88 @@ impl Activity {
 
 /// Polls two directions side by side until both end, one fails, or nothing moved (as
 /// `activity` says) for `idle`.
-pub(crate) async fn both(
-    mut upward: Pin<&mut impl Future<Output = io::Result<()>>>,
-    mut downward: Pin<&mut impl Future<Output = io::Result<()>>>,
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn holds each argument twice"
+)]
+pub(crate) fn both<'a>(
+    mut upward: Pin<&'a mut impl Future<Output = io::Result<()>>>,
+    mut downward: Pin<&'a mut impl Future<Output = io::Result<()>>>,
     idle: Duration,
-    activity: &Activity,
-) -> End {
-    let mut idle_watch = pin!(async {
-        loop {
-            let quiet_for = activity.quiet_for();
-            if quiet_for >= idle {
-                return;
+    activity: &'a Activity,
+) -> impl Future<Output = End> + 'a {
+    async move {
+        let mut idle_watch = pin!(async {
+            loop {
+                let quiet_for = activity.quiet_for();
+                if quiet_for >= idle {
+                    return;
+                }
+                tokio::time::sleep(idle - quiet_for).await;
             }
-            tokio::time::sleep(idle - quiet_for).await;
-        }
-    });
-    let (mut up_done, mut down_done) = (false, false);
-    poll_fn(|cx| {
-        // Two futures of different types: polled one after the other, not from an array.
-        let polls = [
-            (!up_done).then(|| upward.as_mut().poll(cx)),
-            (!down_done).then(|| downward.as_mut().poll(cx)),
-        ];
-        for (done, poll) in [&mut up_done, &mut down_done].into_iter().zip(polls) {
-            match poll {
-                Some(Poll::Ready(Ok(()))) => *done = true,
-                Some(Poll::Ready(Err(e))) => return Poll::Ready(End::Error(e)),
-                _ => {}
+        });
+        let (mut up_done, mut down_done) = (false, false);
+        poll_fn(|cx| {
+            // Two futures of different types: polled one after the other, not from an array.
+            let polls = [
+                (!up_done).then(|| upward.as_mut().poll(cx)),
+                (!down_done).then(|| downward.as_mut().poll(cx)),
+            ];
+            for (done, poll) in [&mut up_done, &mut down_done].into_iter().zip(polls) {
+                match poll {
+                    Some(Poll::Ready(Ok(()))) => *done = true,
+                    Some(Poll::Ready(Err(e))) => return Poll::Ready(End::Error(e)),
+                    _ => {}
+                }
             }
-        }
-        if up_done && down_done {
-            return Poll::Ready(End::Closed);
-        }
-        idle_watch.as_mut().poll(cx).map(|()| End::Idle)
-    })
-    .await
+            if up_done && down_done {
+                return Poll::Ready(End::Closed);
+            }
+            idle_watch.as_mut().poll(cx).map(|()| End::Idle)
+        })
+        .await
+    }
 }
 
 /// One direction, until `from` ends (then the FIN is passed on) or fails.
-pub(crate) async fn direction(
-    from: &TcpStream,
-    to: &TcpStream,
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn holds each argument twice"
+)]
+pub(crate) fn direction<'a>(
+    from: &'a TcpStream,
+    to: &'a TcpStream,
     method: RelayMethod,
-    carried: &AtomicU64,
-    touched: &impl Fn(),
-    ended: &AtomicBool,
-) -> io::Result<()> {
-    loop {
-        readable(from).await?;
-        let mut buf = buffers::lend();
-        let n = match from.try_read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            return pass_fin(to, ended);
+    carried: &'a AtomicU64,
+    touched: &'a impl Fn(),
+    ended: &'a AtomicBool,
+) -> impl Future<Output = io::Result<()>> + 'a {
+    async move {
+        loop {
+            readable(from).await?;
+            let mut buf = buffers::lend();
+            let n = match from.try_read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return pass_fin(to, ended);
+            }
+            write_all(to, &buf[..n]).await?;
+            drop(buf);
+            carried.fetch_add(n as u64, Ordering::Relaxed);
+            touched();
+            #[cfg(target_os = "linux")]
+            if method != RelayMethod::Copy
+                && n == buffers::SIZE
+                && splice_while_bulk(from, to, carried, touched, ended).await?
+            {
+                return Ok(());
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = method;
         }
-        write_all(to, &buf[..n]).await?;
-        drop(buf);
-        carried.fetch_add(n as u64, Ordering::Relaxed);
-        touched();
-        #[cfg(target_os = "linux")]
-        if method != RelayMethod::Copy
-            && n == buffers::SIZE
-            && splice_while_bulk(from, to, carried, touched, ended).await?
-        {
-            return Ok(());
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = method;
     }
 }
 
@@ -202,22 +217,32 @@ pub(crate) async fn splice_while_bulk(
     }
 }
 
-pub(crate) async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        writable(to).await?;
-        match to.try_write(bytes) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "peer stopped reading",
-                ));
+/// All of `bytes` to `to` (a block, not an `async fn`: it is in every direction's frame).
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn holds each argument twice"
+)]
+pub(crate) fn write_all<'a>(
+    to: &'a TcpStream,
+    mut bytes: &'a [u8],
+) -> impl Future<Output = io::Result<()>> + 'a {
+    async move {
+        while !bytes.is_empty() {
+            writable(to).await?;
+            match to.try_write(bytes) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "peer stopped reading",
+                    ));
+                }
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
             }
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Waits until `socket` may be read. Unlike `TcpStream::readable`, this holds no waiter of its
