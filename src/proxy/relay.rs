@@ -66,21 +66,23 @@ pub(crate) fn relay<'a>(
 
 /// [`relay`] with both directions through `ring`.
 #[cfg(target_os = "linux")]
-async fn relay_on_ring(
+fn relay_on_ring<'a>(
     ring: std::sync::Arc<super::uring::Ring>,
-    client: &TcpStream,
-    backend: &TcpStream,
+    client: &'a TcpStream,
+    backend: &'a TcpStream,
     idle: Duration,
-    up: &AtomicU64,
-    down: &AtomicU64,
-) -> End {
+    up: &'a AtomicU64,
+    down: &'a AtomicU64,
+) -> impl Future<Output = End> + 'a {
     use super::uring::direction;
-    let activity = Activity::new();
-    let touch = || activity.touch();
-    let ended = AtomicBool::new(false);
-    let mut upward = pin!(direction(&ring, client, backend, up, &touch, &ended));
-    let mut downward = pin!(direction(&ring, backend, client, down, &touch, &ended));
-    both(upward.as_mut(), downward.as_mut(), idle, &activity).await
+    async move {
+        let activity = Activity::new();
+        let touch = || activity.touch();
+        let ended = AtomicBool::new(false);
+        let mut upward = pin!(direction(&ring, client, backend, up, &touch, &ended));
+        let mut downward = pin!(direction(&ring, backend, client, down, &touch, &ended));
+        both(upward.as_mut(), downward.as_mut(), idle, &activity).await
+    }
 }
 
 /// When bytes last moved on a connection, for its idle timeout: one clock read and one relaxed

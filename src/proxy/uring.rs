@@ -930,62 +930,68 @@ async fn written(ring: &Arc<Ring>, to: RawFd, writing: &mut Option<Writing<'_>>)
 /// direction wakes once per message, for its read. A short or failed write wakes it, and the
 /// rest is sent at once (the source may have nothing more to send). A write is waited for when
 /// the next bytes must follow it (or the FIN, or a splice).
-pub(crate) async fn direction(
-    ring: &Arc<Ring>,
-    from: &TcpStream,
-    to: &TcpStream,
-    carried: &AtomicU64,
-    touched: &impl Fn(),
-    ended: &AtomicBool,
-) -> io::Result<()> {
-    let (source, sink) = (from.as_raw_fd(), to.as_raw_fd());
-    let mut next = ring.recv(source);
-    let mut writing: Option<Writing<'_>> = None;
-    loop {
-        let done = poll_fn(|cx| {
-            if let Some(write) = writing.as_mut()
-                && write.poll_written(cx, ring, sink, false)?.is_ready()
-            {
-                writing = None;
-            }
-            next.poll_completion(cx, true).map(Ok::<_, io::Error>)
-        })
-        .await?;
-        let (buf, n) = match read(ring, done)? {
-            Read::Bytes(buf, n) => (buf, n),
-            Read::End => {
-                written(ring, sink, &mut writing).await?;
-                return pass_fin(to, ended);
-            }
-            Read::NoBuffer => {
-                // Buffers are on their way to the group (another read grew it, or one came
-                // back), or it grows now.
-                let grown = {
-                    let mut state = ring.lock();
-                    state.in_group > 0 || state.grow()
-                };
-                if !grown {
-                    ring.buffer_back().await;
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn holds each argument twice"
+)]
+pub(crate) fn direction<'a>(
+    ring: &'a Arc<Ring>,
+    from: &'a TcpStream,
+    to: &'a TcpStream,
+    carried: &'a AtomicU64,
+    touched: &'a impl Fn(),
+    ended: &'a AtomicBool,
+) -> impl Future<Output = io::Result<()>> + 'a {
+    async move {
+        let (source, sink) = (from.as_raw_fd(), to.as_raw_fd());
+        let mut next = ring.recv(source);
+        let mut writing: Option<Writing<'_>> = None;
+        loop {
+            let done = poll_fn(|cx| {
+                if let Some(write) = writing.as_mut()
+                    && write.poll_written(cx, ring, sink, false)?.is_ready()
+                {
+                    writing = None;
                 }
+                next.poll_completion(cx, true).map(Ok::<_, io::Error>)
+            })
+            .await?;
+            let (buf, n) = match read(ring, done)? {
+                Read::Bytes(buf, n) => (buf, n),
+                Read::End => {
+                    written(ring, sink, &mut writing).await?;
+                    return pass_fin(to, ended);
+                }
+                Read::NoBuffer => {
+                    // Buffers are on their way to the group (another read grew it, or one came
+                    // back), or it grows now.
+                    let grown = {
+                        let mut state = ring.lock();
+                        state.in_group > 0 || state.grow()
+                    };
+                    if !grown {
+                        ring.buffer_back().await;
+                    }
+                    next = ring.recv(source);
+                    continue;
+                }
+            };
+            // These bytes go after the last ones: two buffers at most, one written and one read.
+            written(ring, sink, &mut writing).await?;
+            touched();
+            let mut write = Writing::start(ring, sink, buf, n, carried);
+            if n < SIZE {
                 next = ring.recv(source);
+                writing = Some(write);
                 continue;
             }
-        };
-        // These bytes go after the last ones: two buffers at most, one written and one read.
-        written(ring, sink, &mut writing).await?;
-        touched();
-        let mut write = Writing::start(ring, sink, buf, n, carried);
-        if n < SIZE {
+            poll_fn(|cx| write.poll_written(cx, ring, sink, true)).await?;
+            drop(write);
+            if splice_while_bulk(from, to, carried, touched, ended).await? {
+                return Ok(());
+            }
             next = ring.recv(source);
-            writing = Some(write);
-            continue;
         }
-        poll_fn(|cx| write.poll_written(cx, ring, sink, true)).await?;
-        drop(write);
-        if splice_while_bulk(from, to, carried, touched, ended).await? {
-            return Ok(());
-        }
-        next = ring.recv(source);
     }
 }
 
