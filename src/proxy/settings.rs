@@ -349,7 +349,7 @@ pub enum RelayMethod {
     /// `write` per message. Measured on Linux 6.18 (loopback, keep-alive 1 KiB): 0.25 system
     /// calls per request against 6, but the kernel's work per operation outweighs the calls
     /// saved: end to end (`benches/full-proxy-vs-haproxy.sh`, relays) about 1.6× splice's CPU
-    /// per request and 0.7× its requests/s, and 4.1 KiB per idle TLS connection against 2.5 KiB.
+    /// per request and 0.7× its requests/s, and 3.4 KiB per idle TLS connection against 2.0 KiB.
     /// Not the default for that reason. Bulk transfers splice, as with
     /// [`RelayMethod::Splice`]. Linux only; where the kernel refuses io_uring (too old,
     /// seccomp, `io_uring_disabled`), the engine logs it once and splices; elsewhere it copies.

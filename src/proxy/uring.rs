@@ -70,7 +70,7 @@
 //! End to end, with the fixes for short sends and idle buffers (`benches/full-proxy-vs-haproxy.sh`
 //! relays scenario, 2 workers): 1.5–1.65× HAProxy's CPU per request where splice is 0.99–1.1×,
 //! for keep-alive 1 KiB over HTTP and TLS and for a new connection per request; 1 MiB the same
-//! as splice (it splices); 4.1 KiB per idle TLS connection against splice's 2.5 KiB.
+//! as splice (it splices); 3.4 KiB per idle TLS connection against splice's 2.0 KiB.
 // io_uring entries point into memory the kernel writes later: each unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
