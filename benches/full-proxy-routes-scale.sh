@@ -3,7 +3,7 @@
 # benches/gen-routes.sh) for 1,000 to 100,000 routes. For each size: `--check` time and peak memory
 # (/usr/bin/time), then the proxy started on the file (time until it listens, peak memory), reloaded
 # with the same file and with every backend moved to another address (time until the log says
-# reloaded), and the peak memory once started and after the reloads. While the second reload runs, a
+# reloaded), and the peak memory once started, after the first reload and after the second. While the second reload runs, a
 # client opens connections one after another and sends a request the TLS listener refuses: the
 # longest wait for the refusal shows how long accepting paused. Run by hand, not in CI:
 #     bash benches/full-proxy-routes-scale.sh
@@ -53,8 +53,8 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.0f MB", k / 1024 }'; }
 
 # Timings on a loaded machine are worse: say how loaded it was.
 printf 'Load average at the start: %s\n\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '| routes (each: one name, one `*.domain`, 2 backends) | `--check` | peak memory | start | peak memory, started | reload, same file | reload, every backend moved | longest wait for a connection then | peak memory, reloaded |\n'
-printf '|---|---|---|---|---|---|---|---|---|\n'
+printf '| routes (each: one name, one `*.domain`, 2 backends) | `--check` | peak memory | start | peak memory, started | reload, same file | peak memory then | reload, every backend moved | longest wait for a connection then | peak memory then |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|\n'
 for n in $ROUTES; do
   port=$(free_port)
   bash benches/gen-routes.sh "$n" ${SERVERS:-$((2 * n))} "$port" > "$work/routes.toml"
@@ -66,6 +66,7 @@ for n in $ROUTES; do
   started_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   start=$(now); kill -HUP "$pid"
   same=$(wait_log "$start" 1 "configuration reloaded")
+  same_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   # Every backend moves to another address: each route takes its old pool over and updates it.
   sed -i 's/::10" },$/::11" },/' "$work/routes.toml"
   probe "$port" "$(awk -v s="$same" 'BEGIN { print 2 * s + 1 }')" > "$work/probe" & prober=$!
@@ -75,6 +76,6 @@ for n in $ROUTES; do
   wait "$prober"
   running_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-  printf '| %s | %s s | %s | %s s | %s | %s s | %s s | %s ms | %s |\n' "$(sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$n")" "$check_s" "$(mb "$check_kb")" \
-    "$load" "$(mb "$started_kb")" "$same" "$changed" "$(cat "$work/probe")" "$(mb "$running_kb")"
+  printf '| %s | %s s | %s | %s s | %s | %s s | %s | %s s | %s ms | %s |\n' "$(sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$n")" "$check_s" "$(mb "$check_kb")" \
+    "$load" "$(mb "$started_kb")" "$same" "$(mb "$same_kb")" "$changed" "$(cat "$work/probe")" "$(mb "$running_kb")"
 done

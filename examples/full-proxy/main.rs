@@ -96,7 +96,7 @@ fn main() -> ExitCode {
 
 /// `--nat64-lookup`: reads and checks the file, answers, starts nothing.
 fn nat64_lookup(path: &std::path::Path, at: SocketAddrV4) -> ExitCode {
-    let config = match config::load(path, true) {
+    let config = match config::load(path, true, &[]) {
         Ok(config) => config,
         Err(errors) => {
             for e in &errors {
@@ -126,7 +126,7 @@ fn nat64_lookup(path: &std::path::Path, at: SocketAddrV4) -> ExitCode {
 
 async fn run(args: Args) -> ExitCode {
     let (config, path) = match &args.config {
-        Some(path) => match config::load(path, args.check) {
+        Some(path) => match config::load(path, args.check, &[]) {
             Ok(config) => {
                 if args.check {
                     println!("{}: valid", path.display());
@@ -236,7 +236,7 @@ fn reload(
             path.display()
         );
     };
-    let config = match config::load(path, false) {
+    let config = match config::load(path, false, &running.routes) {
         Ok(c) => c,
         Err(errors) => return errors.iter().for_each(|e| refuse(&e.to_string())),
     };
