@@ -161,27 +161,31 @@ if runs tcp; then
   printf '\nPeak RSS: HAProxy %s KiB, full-proxy %s KiB (%s×)\n' "$h_rss" "$o_rss" "$(ratio "$o_rss" "$h_rss")"
 fi
 
-# CPU time of a whole process (every thread), in clock ticks: utime + stime, fields 14 and 15 of
-# /proc/PID/stat, counted after the ")" that ends the command name.
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# CPU time of a whole process (every thread), in clock ticks: utime and stime, fields 14 and 15
+# of /proc/PID/stat, counted after the ")" that ends the command name.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
 hz=$(getconf CLK_TCK)
 problems=()
 # One wrk run, printed as a table row: sets rps (requests/s) and cpu (the proxy's CPU µs per
-# request; "-" without a pid, for clients straight to the origin). A response that is no 2xx, or
+# request; "-" without a pid, for clients straight to the origin), shown with the share of it
+# spent in the kernel (system calls and the TCP work they do: what a relay cannot save by making
+# fewer calls). A response that is no 2xx, or
 # a socket error, is noted: 400s or resets would make a rate mean nothing. Not run in $(...), so
 # that the note stays. Extra columns, if any, come from the function named by $columns.
 measure_cpu() { # label pid url connections [wrk options]
-  local label=$1 pid=$2 url=$3 conns=$4 before=0 after=0 out n bad
+  local label=$1 pid=$2 url=$3 conns=$4 before="0 0" after="0 0" out n bad user system kernel=""
   shift 4
   [[ -z $pid ]] || before=$(cpu_ticks "$pid")
   out=$(wrk -t2 -c"$conns" -d"${SECONDS_PER_RUN}s" "$@" "$url")
   [[ -z $pid ]] || after=$(cpu_ticks "$pid")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
-  cpu=$(awk -v p="$pid" -v t=$((after - before)) -v hz="$hz" -v n="$n" 'BEGIN { if (p != "" && n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }')
+  read -r user system <<<"$(awk -v b="$before" -v a="$after" 'BEGIN { split(b, x, " "); split(a, y, " "); print y[1] - x[1], y[2] - x[2] }')"
+  cpu=$(awk -v p="$pid" -v t=$((user + system)) -v hz="$hz" -v n="$n" 'BEGIN { if (p != "" && n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }')
+  ((user + system == 0)) || kernel=" ($((100 * system / (user + system))) % kernel)"
   bad=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ' || true)
   [[ -z $bad ]] || problems+=("$table, $label:$bad")
-  printf '| %s | %s | %s |%s\n' "$label" "$rps" "$cpu" "$(${columns:-true})"
+  printf '| %s | %s | %s%s |%s\n' "$label" "$rps" "$cpu" "$kernel" "$(${columns:-true})"
 }
 
 if runs forwarding; then
