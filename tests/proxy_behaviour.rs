@@ -726,6 +726,44 @@ fn idle_connections_are_closed_and_a_silent_backend_is_told_apart() {
     }
 }
 
+#[test]
+fn messages_in_pieces_back_and_forth_are_never_left_waiting() {
+    // A relay forgets a socket's readiness after a short read (it took all there was). A piece
+    // that lands just after that read must still wake it: each message goes in two writes, the
+    // second right behind the first, and waits for its echo. On the caller's two-thread
+    // runtime, where the readiness can be set on one thread while the relay reads on the other.
+    for relay in relays() {
+        let mut config = config(
+            listener(Mode::Http),
+            Route::new(["*"], [echo_backend(usize::MAX)]).unwrap(),
+        );
+        config.limits.relay = relay;
+        let engine = Engine::start(config);
+        let mut s = TcpStream::connect(engine.addr()).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The request that routes the connection comes back first.
+        let request = b"GET / HTTP/1.1\r\nHost: echo.test\r\n\r\n";
+        s.write_all(request).unwrap();
+        let mut echo = vec![0u8; 1024];
+        s.read_exact(&mut echo[..request.len()]).unwrap();
+        for i in 0..2000usize {
+            let message = peers::pattern(1 + i % 700, i as u64);
+            let (first, rest) = message.split_at((1 + i % 3).min(message.len()));
+            s.write_all(first).unwrap();
+            s.write_all(rest).unwrap();
+            let echo = &mut echo[..message.len()];
+            let read = s.read_exact(echo);
+            assert!(read.is_ok(), "{relay:?}: message {i} not echoed: {read:?}");
+            assert!(echo == &message[..], "{relay:?}: message {i} changed");
+        }
+        drop(s);
+        let seen = engine.records.first(1).remove(0);
+        assert_eq!(seen.outcome, Outcome::Ok, "{relay:?}: {seen:?}");
+        assert_eq!(engine.stop(), 0);
+    }
+}
+
 /// What a backend got from one connection: its bytes' count and digest.
 type Got = (usize, u64);
 
