@@ -3,7 +3,8 @@
 # benches/gen-routes.sh) for 1,000 to 100,000 routes. For each size: `--check` time and peak memory
 # (/usr/bin/time), then the proxy started on the file (time until it listens, peak memory), reloaded
 # with the same file and with every backend moved to another address (time until the log says
-# reloaded), and the peak memory once started, after the first reload and after the second. While the second reload runs, a
+# reloaded), and the peak memory (VmHWM: the highest so far) once started, after the first reload
+# and after the second. While the second reload runs, a
 # client opens connections one after another and sends a request the TLS listener refuses: the
 # longest wait for the refusal shows how long accepting paused. Run by hand, not in CI:
 #     bash benches/full-proxy-routes-scale.sh
@@ -53,7 +54,7 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.0f MB", k / 1024 }'; }
 
 # Timings on a loaded machine are worse: say how loaded it was.
 printf 'Load average at the start: %s\n\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '| routes (each: one name, one `*.domain`, 2 backends) | `--check` | peak memory | start | peak memory, started | reload, same file | peak memory then | reload, every backend moved | longest wait for a connection then | peak memory then |\n'
+printf '| routes (each: one name, one `*.domain`, 2 backends) | `--check` | peak memory | start | peak memory, started | reload, same file | peak memory so far | reload, every backend moved | longest wait for a connection then | peak memory so far |\n'
 printf '|---|---|---|---|---|---|---|---|---|---|\n'
 for n in $ROUTES; do
   port=$(free_port)

@@ -261,7 +261,8 @@ pub fn load(
 /// The running configuration's routes, by name. A reload reads every route anew, and the file
 /// has most of them unchanged: each one that is equal to the running route of its name is
 /// replaced by that route as its piece is added, so the new copy is freed at once instead of
-/// being held, with every other, beside the running table until the swap.
+/// being held, with every other, beside the running table until the swap. A name has the
+/// route's line in it: a route below a line added or removed is a new one.
 #[derive(Default)]
 struct Running(std::collections::HashSet<ByName, foldhash::fast::RandomState>);
 

@@ -11,6 +11,7 @@ use core::time::Duration;
 use std::sync::Arc;
 use std::time::Instant;
 
+use backend_pool::InFlight;
 use proxy_proto::{Addresses, Builder, Command};
 use sni_peek::tokio::PeekError;
 use sni_peek::{Limits as PeekLimits, Protocol};
@@ -116,17 +117,14 @@ pub(crate) fn serve(
     active: Active,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        // Counted until the task is dropped, just after this block ends.
-        let _ = &active;
         let _ = client.set_nodelay(true);
         // Addresses are kept canonical: an IPv4 client is IPv4 in records and headers, even if
         // a socket said ::ffff:.
         let local = client.local_addr().map_or(settings.address, canonical);
         let mut story = Story::new(Arc::clone(&shared), canonical(peer), local);
         let prepare = prepare(&mut client, &mut story, &settings, &live, &shared);
-        let (backend, in_flight, http) = match Box::pin(prepare).await {
-            Ok((connected, http)) => (connected.stream, connected.in_flight, http),
-            Err(e) => return story.end(e.outcome, Some(&e.detail)),
+        let Some((backend, in_flight, http)) = started(Box::pin(prepare).await, &mut story) else {
+            return close(client, active);
         };
         // The table is let go first: a change must not wait for long connections to stop the
         // health checks of routes it removed.
@@ -144,7 +142,30 @@ pub(crate) fn serve(
         };
         drop(in_flight);
         finish(story, end, refused);
+        drop(backend);
+        close(client, active);
     }
+}
+
+/// What the relay needs of a prepared connection; `None` when it ended before (recorded).
+fn started(
+    prepared: Result<(Connected, Option<Box<HttpStart>>), Ended>,
+    story: &mut Story,
+) -> Option<(TcpStream, InFlight, Option<Box<HttpStart>>)> {
+    match prepared {
+        Ok((connected, http)) => Some((connected.stream, connected.in_flight, http)),
+        Err(e) => {
+            story.end(e.outcome, Some(&e.detail));
+            None
+        }
+    }
+}
+
+/// The client's socket is closed before the connection stops counting as active: the limit and
+/// a drain count open connections.
+fn close(client: TcpStream, active: Active) {
+    drop(client);
+    drop(active);
 }
 
 /// The forwarding relay, for a connection whose route adds forwarding fields.
@@ -159,7 +180,7 @@ async fn forward(
     let forwarding = route.and_then(|r| r.forwarded.as_deref());
     let forwarding = forwarding.expect("an http start is made for a forwarding route");
     let counters = (&story.up, &story.down);
-    let HttpStart { prefix, first } = *http;
+    let HttpStart { prefix, first } = unbox(http);
     forwarding::relay(
         client,
         backend,
@@ -214,6 +235,13 @@ pub(crate) fn refused(
 
 fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+/// Moves the start out of its box and frees the box at once (a `let` of `*start` would keep
+/// it until the relay ends).
+#[expect(clippy::boxed_local, reason = "the point is to free the box here")]
+fn unbox(start: Box<HttpStart>) -> HttpStart {
+    *start
 }
 
 /// The first bytes of a connection whose requests get forwarding fields: the relay frames them.
