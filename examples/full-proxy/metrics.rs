@@ -1,7 +1,7 @@
 //! What each connection leaves behind, as the program shows it: one log line per connection,
 //! counters, and an optional address that serves them in the Prometheus text format.
 
-use core::fmt::Write as _;
+use core::fmt::{self, Write as _};
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -37,21 +37,32 @@ impl Observer for Metrics {
         self.connect_retries
             .fetch_add(u64::from(r.retries), Ordering::Relaxed);
         self.ended.fetch_add(1, Ordering::Relaxed);
-        let backend = r.backend.map(|b| b.to_string());
-        let detail = r.detail.map(ToString::to_string);
+        // Formatted only if the line is logged: no allocation per connection otherwise.
         let (name, route) = (r.name.unwrap_or("-"), r.route.map_or("-", |r| &r.name));
-        let backend = backend.as_deref().unwrap_or("-");
+        let backend = Or(r.backend, "-");
         let outcome = r.outcome.as_str();
         let ms = r.duration.as_millis() as u64;
         let (client, listener, up, down) = (r.client, r.listener, r.up, r.down);
-        let message = detail.as_deref().unwrap_or_default();
+        let message = Or(r.detail, "");
         match r.outcome {
             Outcome::OverLimit => {
-                tracing::warn!(target: "connection", %client, %listener, name, route, backend, up, down, ms, outcome, "{message}");
+                tracing::warn!(target: "connection", %client, %listener, name, route, %backend, up, down, ms, outcome, "{message}");
             }
             _ => {
-                tracing::info!(target: "connection", %client, %listener, name, route, backend, up, down, ms, outcome, "{message}");
+                tracing::info!(target: "connection", %client, %listener, name, route, %backend, up, down, ms, outcome, "{message}");
             }
+        }
+    }
+}
+
+/// An optional value as a log line shows it: the value, or `.1` without one.
+struct Or<T>(Option<T>, &'static str);
+
+impl<T: fmt::Display> fmt::Display for Or<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str(self.1),
         }
     }
 }
