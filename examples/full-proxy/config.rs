@@ -133,6 +133,8 @@ fn default_mode() -> Named<Mode> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
+    #[serde(default)]
+    name: Option<Spanned<String>>,
     hosts: Vec<Spanned<String>>,
     #[serde(default)]
     listeners: Option<Spanned<Vec<Spanned<String>>>>,
@@ -261,8 +263,8 @@ pub fn load(
 /// The running configuration's routes, by name. A reload reads every route anew, and the file
 /// has most of them unchanged: each one that is equal to the running route of its name is
 /// replaced by that route as its piece is added, so the new copy is freed at once instead of
-/// being held, with every other, beside the running table until the swap. A name has the
-/// route's line in it: a route below a line added or removed is a new one.
+/// being held, with every other, beside the running table until the swap. A name the file does
+/// not give has the route's line in it: such a route below a line added or removed is new.
 #[derive(Default)]
 struct Running(std::collections::HashSet<ByName, foldhash::fast::RandomState>);
 
@@ -948,6 +950,7 @@ impl Checker {
             }
         }
         self.routed_twice(&routes, hosts);
+        self.named_twice(&routes, &route_lines);
         // A file may run the proxy, the NAT64 gateway, or both; the proxy needs both halves.
         if nat64.is_none() && listeners.is_empty() && routes.is_empty() {
             self.error::<()>(
@@ -972,7 +975,7 @@ impl Checker {
             } else {
                 1
             };
-            if same_line > 1 {
+            if same_line > 1 && routes[i].name.contains('@') {
                 let route = Arc::make_mut(&mut routes[i]);
                 route.name = format!("{}#{same_line}", route.name);
             }
@@ -1018,6 +1021,27 @@ impl Checker {
     /// could never be reached for it there.
     /// Found by sorting every pattern's hash, not by a table of the patterns: that would hold a
     /// second copy of every name.
+    /// Two routes given one name (names made from a line are unique by themselves).
+    fn named_twice(&mut self, routes: &[Arc<Route>], lines: &[usize]) {
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        for (route, &line) in routes.iter().zip(lines) {
+            if route.name.contains('@') {
+                continue;
+            }
+            if let Some(&earlier) = first.get(route.name.as_str()) {
+                self.errors.push(ConfigError {
+                    line,
+                    message: format!(
+                        "a second route named {:?} (the first is on line {earlier})",
+                        route.name
+                    ),
+                });
+            } else {
+                first.insert(&route.name, line);
+            }
+        }
+    }
+
     fn routed_twice(&mut self, routes: &[Arc<Route>], mut hosts: Vec<SeenHost>) {
         let pattern = |h: &SeenHost| &routes[h.route as usize].hosts[h.host as usize];
         // Routes bound to listeners with none in common may share a pattern.
@@ -1168,6 +1192,26 @@ impl Checker {
             accept_proxy_from,
             accept_proxy_lenient: raw.accept_proxy_lenient,
         }
+    }
+
+    /// A route's own name: what logs show instead of its first host and line, unchanged when
+    /// lines move (so a reload keeps the route when nothing else of it changed). Without `@`,
+    /// which made names have.
+    fn route_name(&mut self, name: Spanned<String>) -> String {
+        let (span, name) = (name.span(), name.into_inner());
+        let fine = !name.is_empty()
+            && name.len() <= 200
+            && !name.contains('@')
+            && name.chars().all(|c| c.is_ascii_graphic());
+        if !fine {
+            self.error::<()>(
+                span,
+                format!(
+                    "route name {name:?}: 1 to 200 printable ASCII characters, no spaces and no '@' (names made from a route's first host and line have one)"
+                ),
+            );
+        }
+        name
     }
 
     fn route(&mut self, raw: Spanned<RawRoute>, sections: &mut Sections) -> Route {
@@ -1330,13 +1374,18 @@ impl Checker {
                 .forwarded
                 .push((sections.routes.len() as u32, *line));
         }
-        // Written where it is made, then copied at its length.
-        self.name.clear();
-        if let Some(first) = hosts.first() {
-            let _ = write!(self.name, "{first}");
-        }
-        let _ = write!(self.name, "@{line}");
-        let name = self.name.as_str().to_owned();
+        let name = match raw.name {
+            Some(name) => self.route_name(name),
+            None => {
+                // Written where it is made, then copied at its length.
+                self.name.clear();
+                if let Some(first) = hosts.first() {
+                    let _ = write!(self.name, "{first}");
+                }
+                let _ = write!(self.name, "@{line}");
+                self.name.as_str().to_owned()
+            }
+        };
         hosts.shrink_to_fit();
         backends.shrink_to_fit();
         Route {
@@ -1684,6 +1733,39 @@ idle_timeout = "5m"
                 .iter()
                 .zip(&first.routes)
                 .all(|(a, b)| !Arc::ptr_eq(a, b))
+        );
+    }
+
+    #[test]
+    fn a_named_route_keeps_its_name_and_the_running_route_when_lines_move() {
+        let named = GOOD.replace("hosts = [\"*\"]", "name = \"fallback\"\nhosts = [\"*\"]");
+        let first = parse(&named).unwrap();
+        assert_eq!(first.routes[1].name, "fallback");
+        assert!(first.routes[0].name.starts_with("www.example.com@"));
+        // Two lines more above both routes: the unnamed one is a new route, the named one is
+        // the running one.
+        let moved = named.replace("[[listen]]", "# a comment\n\n[[listen]]");
+        let running = Running::of(&first.routes);
+        let again = parse_from(moved.as_bytes(), 0, false, &running).unwrap();
+        assert!(!Arc::ptr_eq(&again.routes[0], &first.routes[0]));
+        assert!(Arc::ptr_eq(&again.routes[1], &first.routes[1]));
+        // Names are checked, and given once.
+        let errors = |text: &str| parse(text).unwrap_err();
+        let bad = named.replace("name = \"fallback\"", "name = \"fall@back\"");
+        assert!(
+            errors(&bad)[0].message.contains("no '@'"),
+            "{:?}",
+            errors(&bad)
+        );
+        let twice = format!(
+            "{named}\n[[route]]\nname = \"fallback\"\nhosts = [\"b.test\"]\nbackends = [{{ address = \"::4\" }}]\n"
+        );
+        let e = errors(&twice);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].message
+                .starts_with("a second route named \"fallback\" (the first is on line "),
+            "{e:?}"
         );
     }
 
