@@ -85,10 +85,12 @@ impl RouteTable {
                 &[0]
             }
         };
-        // The old table's hasher: a key hashed once is looked up in both tables.
+        // The old table's hasher: a key hashed once is looked up in both tables. Room for a
+        // pool per route, as names have (growing would hash every key again from its route at
+        // each doubling); shrunk to the pools made at the end.
         let mut pools = Pools {
             hasher: old.map(|o| o.pools.hasher.clone()).unwrap_or_default(),
-            table: HashTable::new(),
+            table: HashTable::with_capacity(routes.len()),
         };
         // The keys the new routes want, as sorted hashes: an old pool whose key is among them
         // stays as it is (a collision only means a new pool where one could have been taken
