@@ -728,10 +728,10 @@ fn idle_connections_are_closed_and_a_silent_backend_is_told_apart() {
 
 #[test]
 fn messages_in_pieces_back_and_forth_are_never_left_waiting() {
-    // A relay forgets a socket's readiness after a short read (it took all there was). A piece
-    // that lands just after that read must still wake it: each message goes in two writes, the
-    // second right behind the first, and waits for its echo. On the caller's two-thread
-    // runtime, where the readiness can be set on one thread while the relay reads on the other.
+    // Each message goes in two writes, the second right behind the first, and waits for its
+    // echo: a piece that lands just after a read must still wake the relay. On the caller's
+    // two-thread runtime, where readiness can be set on one thread while the relay reads on the
+    // other.
     for relay in relays() {
         let mut config = config(
             listener(Mode::Http),
@@ -760,6 +760,45 @@ fn messages_in_pieces_back_and_forth_are_never_left_waiting() {
         drop(s);
         let seen = engine.records.first(1).remove(0);
         assert_eq!(seen.outcome, Outcome::Ok, "{relay:?}: {seen:?}");
+        assert_eq!(engine.stop(), 0);
+    }
+}
+
+#[test]
+fn bytes_after_urgent_data_are_relayed_without_more_to_come() {
+    // A read stops short at TCP's urgent mark with bytes still queued behind it: a relay that
+    // took every short read for an empty socket would leave "def" until the client sent more.
+    // The urgent byte itself is out of band and not relayed (no proxy relays it).
+    for relay in relays() {
+        let mut config = config(
+            listener(Mode::Http),
+            Route::new(["*"], [echo_backend(usize::MAX)]).unwrap(),
+        );
+        config.limits.relay = relay;
+        let engine = Engine::start(config);
+        let mut s = TcpStream::connect(engine.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let request = b"GET / HTTP/1.1\r\nHost: echo.test\r\n\r\n";
+        s.write_all(request).unwrap();
+        let mut echo = vec![0u8; request.len()];
+        s.read_exact(&mut echo).unwrap();
+        // Queued together before the proxy reads them.
+        let mut plain = &s;
+        let urgent = socket2::SockRef::from(&s);
+        let sent = (
+            plain.write_all(b"abc"),
+            urgent.send_out_of_band(b"X"),
+            plain.write_all(b"def"),
+        );
+        assert!(
+            sent.0.is_ok() && sent.1.is_ok() && sent.2.is_ok(),
+            "{sent:?}"
+        );
+        let mut got = [0u8; 6];
+        let read = s.read_exact(&mut got);
+        assert!(read.is_ok(), "{relay:?}: {read:?}, got {got:?}");
+        assert_eq!(&got, b"abcdef", "{relay:?}");
+        drop(s);
         assert_eq!(engine.stop(), 0);
     }
 }

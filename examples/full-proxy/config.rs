@@ -1017,10 +1017,6 @@ impl Checker {
         }
     }
 
-    /// A host pattern in two routes serving a listener in common (or twice in one): the later
-    /// could never be reached for it there.
-    /// Found by sorting every pattern's hash, not by a table of the patterns: that would hold a
-    /// second copy of every name.
     /// Two routes given one name (names made from a line are unique by themselves).
     fn named_twice(&mut self, routes: &[Arc<Route>], lines: &[usize]) {
         let mut first: HashMap<&str, usize> = HashMap::new();
@@ -1042,6 +1038,10 @@ impl Checker {
         }
     }
 
+    /// A host pattern in two routes serving a listener in common (or twice in one): the later
+    /// could never be reached for it there.
+    /// Found by sorting every pattern's hash, not by a table of the patterns: that would hold a
+    /// second copy of every name.
     fn routed_twice(&mut self, routes: &[Arc<Route>], mut hosts: Vec<SeenHost>) {
         let pattern = |h: &SeenHost| &routes[h.route as usize].hosts[h.host as usize];
         // Routes bound to listeners with none in common may share a pattern.

@@ -176,7 +176,7 @@ pub(crate) fn direction<'a>(
         loop {
             readable(from).await?;
             let mut buf = buffers::lend();
-            let n = match read_once(from, &mut buf) {
+            let n = match from.try_read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
@@ -244,26 +244,6 @@ pub(crate) fn write_all<'a>(
             }
         }
         Ok(())
-    }
-}
-
-/// Reads once into `buf`, as `try_read` does. A read that comes short took everything the
-/// socket had, so its readiness is forgotten: the next read waits for new bytes instead of
-/// making a system call only to hear "would block" (one per message and direction; nginx and
-/// HAProxy skip it the same way). The readiness forgotten is the one seen before the read, so
-/// bytes that arrive meanwhile, whichever thread sees them, bring a new one and are not missed.
-pub(crate) fn read_once(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    let read = from.try_io(tokio::io::Interest::READABLE, || {
-        got = from.try_read(buf)?;
-        if got > 0 && got < buf.len() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(())
-    });
-    match read {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
-        other => other.map(|()| got),
     }
 }
 

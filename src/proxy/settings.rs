@@ -347,7 +347,7 @@ pub enum RelayMethod {
     /// Reads and writes through an io_uring per thread: one system call submits the operations
     /// of every connection that moved in a loop turn, where the others make a `read` and a
     /// `write` per message. Measured on Linux 6.18 (loopback, keep-alive 1 KiB): 0.25 system
-    /// calls per request against 4.3, but the kernel's work per operation outweighs the calls
+    /// calls per request against 6, but the kernel's work per operation outweighs the calls
     /// saved: end to end (`benches/full-proxy-vs-haproxy.sh`, relays) about 1.55× splice's CPU
     /// per request and 0.7× its requests/s, and 3.4 KiB per idle TLS connection against 2.0 KiB.
     /// Not the default for that reason. Bulk transfers splice, as with

@@ -31,7 +31,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::net::TcpStream;
 
 use super::buffers;
-use super::relay::{Activity, End, both, direction, pass_fin, read_once, readable, write_all};
+use super::relay::{Activity, End, both, direction, pass_fin, readable, write_all};
 use super::{Forwarding, Limits};
 pub(crate) use requests::Refusal;
 use requests::{Flow, Requests, Sent};
@@ -226,7 +226,7 @@ impl<F: Fn()> Sides<'_, F> {
             }
             readable(self.client).await?;
             let mut buf = buffers::lend();
-            let n = match read_once(self.client, &mut buf) {
+            let n = match self.client.try_read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
@@ -327,7 +327,7 @@ impl<F: Fn()> Sides<'_, F> {
                 return self.answer_refusal(carried).await;
             }
             let mut buf = buffers::lend();
-            let n = match read_once(self.backend, &mut buf) {
+            let n = match self.backend.try_read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
