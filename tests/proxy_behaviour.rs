@@ -726,6 +726,22 @@ fn idle_connections_are_closed_and_a_silent_backend_is_told_apart() {
     }
 }
 
+/// A connection through `relay`, on the caller's two-thread runtime, to a backend that echoes
+/// everything: routed, its request echoed back, and waiting 5 s at most for each read.
+fn echoed(relay: RelayMethod) -> (Engine, TcpStream) {
+    let backend = echo_backend(usize::MAX);
+    let mut config = config(listener(Mode::Http), Route::new(["*"], [backend]).unwrap());
+    config.limits.relay = relay;
+    let engine = Engine::start(config);
+    let mut s = TcpStream::connect(engine.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: echo.test\r\n\r\n";
+    s.write_all(request).unwrap();
+    let mut echo = [0u8; 37];
+    s.read_exact(&mut echo[..request.len()]).unwrap();
+    (engine, s)
+}
+
 #[test]
 fn messages_in_pieces_back_and_forth_are_never_left_waiting() {
     // Each message goes in two writes, the second right behind the first, and waits for its
@@ -733,20 +749,9 @@ fn messages_in_pieces_back_and_forth_are_never_left_waiting() {
     // two-thread runtime, where readiness can be set on one thread while the relay reads on the
     // other.
     for relay in relays() {
-        let mut config = config(
-            listener(Mode::Http),
-            Route::new(["*"], [echo_backend(usize::MAX)]).unwrap(),
-        );
-        config.limits.relay = relay;
-        let engine = Engine::start(config);
-        let mut s = TcpStream::connect(engine.addr()).unwrap();
+        let (engine, mut s) = echoed(relay);
         s.set_nodelay(true).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        // The request that routes the connection comes back first.
-        let request = b"GET / HTTP/1.1\r\nHost: echo.test\r\n\r\n";
-        s.write_all(request).unwrap();
         let mut echo = vec![0u8; 1024];
-        s.read_exact(&mut echo[..request.len()]).unwrap();
         for i in 0..2000usize {
             let message = peers::pattern(1 + i % 700, i as u64);
             let (first, rest) = message.split_at((1 + i % 3).min(message.len()));
@@ -770,18 +775,7 @@ fn bytes_after_urgent_data_are_relayed_without_more_to_come() {
     // took every short read for an empty socket would leave "def" until the client sent more.
     // The urgent byte itself is out of band and not relayed (no proxy relays it).
     for relay in relays() {
-        let mut config = config(
-            listener(Mode::Http),
-            Route::new(["*"], [echo_backend(usize::MAX)]).unwrap(),
-        );
-        config.limits.relay = relay;
-        let engine = Engine::start(config);
-        let mut s = TcpStream::connect(engine.addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let request = b"GET / HTTP/1.1\r\nHost: echo.test\r\n\r\n";
-        s.write_all(request).unwrap();
-        let mut echo = vec![0u8; request.len()];
-        s.read_exact(&mut echo).unwrap();
+        let (engine, mut s) = echoed(relay);
         // Queued together before the proxy reads them.
         let mut plain = &s;
         let urgent = socket2::SockRef::from(&s);
