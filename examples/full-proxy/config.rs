@@ -266,35 +266,11 @@ pub fn load(
 /// being held, with every other, beside the running table until the swap. A name the file does
 /// not give has the route's line in it: such a route below a line added or removed is new.
 #[derive(Default)]
-struct Running(std::collections::HashSet<ByName, foldhash::fast::RandomState>);
+struct Running<'a>(HashMap<&'a str, &'a Arc<Route>, foldhash::fast::RandomState>);
 
-/// A route found by its name.
-struct ByName(Arc<Route>);
-
-impl core::borrow::Borrow<str> for ByName {
-    fn borrow(&self) -> &str {
-        &self.0.name
-    }
-}
-
-impl core::hash::Hash for ByName {
-    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        // As `str` hashes, so that a lookup by `&str` finds it.
-        self.0.name.as_str().hash(state);
-    }
-}
-
-impl PartialEq for ByName {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.name == other.0.name
-    }
-}
-
-impl Eq for ByName {}
-
-impl Running {
-    fn of(routes: &[Arc<Route>]) -> Running {
-        Running(routes.iter().map(|r| ByName(Arc::clone(r))).collect())
+impl<'a> Running<'a> {
+    fn of(routes: &'a [Arc<Route>]) -> Running<'a> {
+        Running(routes.iter().map(|r| (r.name.as_str(), r)).collect())
     }
 
     /// Each of `routes` equal to the running route of its name becomes that route.
@@ -303,7 +279,7 @@ impl Running {
             return;
         }
         for route in routes {
-            if let Some(ByName(old)) = self.0.get(route.name.as_str())
+            if let Some(&old) = self.0.get(route.name.as_str())
                 && **old == **route
             {
                 *route = Arc::clone(old);
@@ -362,7 +338,7 @@ fn parse_from(
     input: impl std::io::BufRead,
     min: usize,
     two_threads: bool,
-    running: &Running,
+    running: &Running<'_>,
 ) -> Result<Config, Stop> {
     let hasher = foldhash::fast::RandomState::default();
     // Read whole, the file is one piece: TOML has seen every route and listener.
@@ -450,7 +426,7 @@ fn parse_from(
 }
 
 /// The pieces checked so far, added to the file's sections in the file's order.
-struct Merged<'r> {
+struct Merged<'r, 'a> {
     check: Checker,
     sections: Sections,
     /// Pieces checked before one that comes earlier in the file, by their number.
@@ -460,10 +436,10 @@ struct Merged<'r> {
     /// The first piece that failed: no later piece counts.
     failed: Option<Stop>,
     /// Routes a piece's equal ones become.
-    running: &'r Running,
+    running: &'r Running<'a>,
 }
 
-impl Merged<'_> {
+impl Merged<'_, '_> {
     /// Piece number `index`, checked: added with every waiting piece that follows it.
     fn add(&mut self, index: usize, result: Result<(Sections, Vec<ConfigError>), Stop>) {
         self.waiting.insert(index, result);
