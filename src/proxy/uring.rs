@@ -1030,8 +1030,7 @@ mod tests {
     /// upload after which the backend answers once more, then both close. Answers the relay's
     /// end and its counts.
     async fn exchange(rounds: usize) -> (End, u64, u64) {
-        let (mut client, near) = pair().await;
-        let (far, mut backend) = pair().await;
+        let (mut client, near, far, mut backend) = sockets(false).await;
         let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
         let counts = (&up, &down);
         // The connection closes both sockets after the relay: the last FIN goes with the close.
@@ -1092,6 +1091,27 @@ mod tests {
         (used, state.in_kernel, state.out)
     }
 
+    /// Runs `test` on this thread, with its ring; skipped, and said, where the kernel refuses
+    /// io_uring.
+    fn on_ring(test: impl Future<Output = ()>) {
+        if refused() {
+            return;
+        }
+        runtime().block_on(test);
+    }
+
+    /// A client and a backend with the relay's two sockets between them: `near` towards the
+    /// client, `far` towards the backend; with `narrow`, the backend's way is [`narrow`].
+    async fn sockets(narrow: bool) -> (TcpStream, TcpStream, TcpStream, TcpStream) {
+        let (client, near) = pair().await;
+        let (far, backend) = if narrow {
+            self::narrow().await
+        } else {
+            pair().await
+        };
+        (client, near, far, backend)
+    }
+
     /// Whether the kernel refuses a ring here, said where the test output shows it.
     fn refused() -> bool {
         let refusal = open().err();
@@ -1103,10 +1123,7 @@ mod tests {
 
     #[test]
     fn messages_go_through_the_ring_and_every_slot_and_buffer_comes_back() {
-        if refused() {
-            return;
-        }
-        runtime().block_on(async {
+        on_ring(async {
             let (end, up, down) = exchange(300).await;
             assert!(matches!(end, End::Closed), "{end:?}");
             assert_eq!(up, 300 * 13 + (1 << 20));
@@ -1127,8 +1144,7 @@ mod tests {
         let mut ends = Vec::new();
         let mut relays = Vec::new();
         for _ in 0..pairs {
-            let (client, near) = pair().await;
-            let (far, backend) = pair().await;
+            let (client, near, far, backend) = sockets(false).await;
             relays.push(tokio::spawn(async move {
                 let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
                 let end = relay(&near, &far, LIMITS, &up, &down).await;
@@ -1143,11 +1159,8 @@ mod tests {
 
     #[test]
     fn reads_past_the_group_grow_it_and_a_quiet_ring_keeps_only_a_few() {
-        if refused() {
-            return;
-        }
         const PAIRS: usize = 100;
-        runtime().block_on(async {
+        on_ring(async {
             let (mut ends, relays) = relayed(PAIRS).await;
             // Every client writes before any relay runs: their first reads all find bytes, and
             // the group has far fewer buffers than that.
@@ -1180,12 +1193,8 @@ mod tests {
 
     #[test]
     fn a_dropped_relay_cancels_its_reads_and_frees_their_slots() {
-        if refused() {
-            return;
-        }
-        runtime().block_on(async {
-            let (mut client, near) = pair().await;
-            let (far, mut backend) = pair().await;
+        on_ring(async {
+            let (mut client, near, far, mut backend) = sockets(false).await;
             let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
             let relaying = relay(&near, &far, LIMITS, &up, &down);
             // One message through, then the relay is dropped with both reads waiting, as an
@@ -1234,12 +1243,8 @@ mod tests {
 
     #[test]
     fn the_rest_of_a_short_send_goes_on_without_more_input() {
-        if refused() {
-            return;
-        }
-        runtime().block_on(async {
-            let (mut client, near) = pair().await;
-            let (far, mut backend) = narrow().await;
+        on_ring(async {
+            let (mut client, near, far, mut backend) = sockets(true).await;
             let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
             let relaying = relay(&near, &far, LIMITS, &up, &down);
             let message: Vec<u8> = (0..12_000).map(|i| (i % 251) as u8).collect();
@@ -1267,12 +1272,8 @@ mod tests {
 
     #[test]
     fn bytes_are_counted_as_sends_complete_not_as_they_are_handed_over() {
-        if refused() {
-            return;
-        }
-        runtime().block_on(async {
-            let (mut client, near) = pair().await;
-            let (far, mut backend) = narrow().await;
+        on_ring(async {
+            let (mut client, near, far, mut backend) = sockets(true).await;
             let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
             let limits = Limits {
                 idle_timeout: Duration::from_millis(300),
@@ -1294,11 +1295,8 @@ mod tests {
 
     #[test]
     fn idle_connections_hold_no_buffer_and_a_quiet_ring_keeps_only_a_few() {
-        if refused() {
-            return;
-        }
         const PAIRS: usize = 200;
-        runtime().block_on(async {
+        on_ring(async {
             let (mut ends, relays) = relayed(PAIRS).await;
             // One exchange each way, then every connection waits.
             for (client, backend) in &mut ends {
@@ -1350,13 +1348,9 @@ mod tests {
 
     #[test]
     fn entries_a_refused_submit_left_go_at_the_next_turn() {
-        if refused() {
-            return;
-        }
         within_10_s(|| {
-            runtime().block_on(async {
-                let (mut client, near) = pair().await;
-                let (far, mut backend) = pair().await;
+            on_ring(async {
+                let (mut client, near, far, mut backend) = sockets(false).await;
                 let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
                 let relaying = relay(&near, &far, LIMITS, &up, &down);
                 // The submit of the relay's first reads is refused; nothing else is queued.
@@ -1378,13 +1372,10 @@ mod tests {
 
     #[test]
     fn a_full_queue_the_kernel_refuses_waits_for_the_next_turn_without_spinning() {
-        if refused() {
-            return;
-        }
         // More reads than the submission queue holds.
         const PAIRS: usize = ENTRIES as usize;
         within_10_s(|| {
-            runtime().block_on(async {
+            on_ring(async {
                 // Every submit is refused for a while: the relays' reads wait, and nothing
                 // spins holding the ring.
                 REFUSE_SUBMITS.set(usize::MAX);
