@@ -6,22 +6,33 @@
 # reloaded), and the peak memory (VmHWM: the highest so far) once started, after the first reload
 # and after the second. While the second reload runs, a
 # client opens connections one after another and sends a request the TLS listener refuses: the
-# longest wait for the refusal shows how long accepting paused. Run by hand, not in CI:
+# longest wait for the refusal shows how long accepting paused.
+# Then the peers on the same customers, as their operators would write them (gen-routes.sh's
+# FORMAT): nginx (stream, `map … hostnames`, an upstream per server pair) and HAProxy (req.ssl_sni
+# in a map file, a backend per server pair), each checked (`-t`, `-c`), started, and reloaded with
+# the same file: nginx by SIGHUP (time until its new worker runs; memory: the master's VmHWM plus
+# the worker's own pages), HAProxy by a new process with -sf (time until the old one has gone;
+# memory: both processes' peaks, as both are alive). PEERS=0 leaves them out; a peer not installed
+# is said below the table. Run by hand, not in CI:
 #     bash benches/full-proxy-routes-scale.sh
-# Needs cargo, awk and GNU time (apt-get install -y time). Prints the load average, then a
-# Markdown table.
+# Needs cargo, awk and GNU time (apt-get install -y time); for the peers nginx with its stream
+# module and haproxy (apt-get install -y nginx libnginx-mod-stream haproxy). Prints the load
+# average, then a Markdown table.
 # Environment: ROUTES ("1000 5000 20000 100000"), SERVERS (empty: 2 per route, every route its own
-# pool; 1000: 500 server pairs shared by the customers).
+# pool; 1000: 500 server pairs shared by the customers), PEERS (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x /usr/bin/time ]] || { echo "needs GNU time (apt-get install -y time)" >&2; exit 1; }
 ROUTES=${ROUTES:-1000 5000 20000 100000}
 SERVERS=${SERVERS:-}
+PEERS=${PEERS:-1}
 cargo build --release -q --example full-proxy
 proxy=$PWD/target/release/examples/full-proxy
 work=$(mktemp -d)
 pid=
-cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+peer=
+skipped=()
+cleanup() { for p in $pid $peer; do kill "$p" 2>/dev/null; done; rm -rf "$work"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
@@ -51,6 +62,69 @@ print(f"{worst * 1000:.1f}")
 PY
 }
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f MB", k / 1024 }'; }
+kb() { awk -v f="$1" '$1 == f ":" { print $2 }' "/proc/$2/status"; }
+# The pages process $1 holds alone (nginx's worker shares the rest with its master).
+own_kb() { awk '/^Private_(Clean|Dirty):/ { k += $2 } END { print k }' "/proc/$1/smaps_rollup"; }
+# Seconds from $1 until the command $2... succeeds (gives up after 600 s: nginx needs minutes at 100,000).
+until_true() {
+  local start=$1; shift
+  for _ in $(seq 60000); do
+    "$@" && { awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; return; }
+    sleep 0.01
+  done
+  echo "not within 600 s: $*" >&2; exit 1
+}
+listening() { (exec 3<>"/dev/tcp/::1/$1") 2>/dev/null; }
+worker_other_than() { local w; w=$(pgrep -P "$peer" | head -1); [[ -n $w && $w != "$1" ]]; }
+gone() { ! kill -0 "$1" 2>/dev/null; }
+row() { local out='|' cell; for cell; do out+=" $cell |"; done; printf '%s\n' "$out"; }
+count() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
+
+nginx_row() {
+  local n=$1 port load= check_s check_kb started started_kb worker same same_kb
+  port=$(free_port)
+  # Debian builds the stream module as a module; load it from nginx's own modules directory.
+  if nginx -V 2>&1 | grep -q -- '--with-stream=dynamic'; then
+    load="load_module $(nginx -V 2>&1 | grep -o -- '--modules-path=[^ ]*' | cut -d= -f2)/ngx_stream_module.so;"
+  fi
+  { printf '%s\ndaemon off;\nworker_processes 1;\npid %s/nginx.pid;\nerror_log %s/nginx.log;\n' "$load" "$work" "$work"
+    printf 'events { worker_connections 1024; }\n'
+    FORMAT=nginx bash benches/gen-routes.sh "$n" "${SERVERS:-$((2 * n))}" "$port"; } > "$work/nginx.conf"
+  /usr/bin/time -f '%e %M' -o "$work/time" nginx -q -t -e "$work/nginx.log" -p "$work" -c "$work/nginx.conf"
+  read -r check_s check_kb < "$work/time"
+  start=$(now)
+  nginx -e "$work/nginx.log" -p "$work" -c "$work/nginx.conf" & peer=$!
+  started=$(until_true "$start" worker_other_than 0)
+  worker=$(pgrep -P "$peer" | head -1)
+  started_kb=$(($(kb VmHWM "$peer") + $(own_kb "$worker")))
+  start=$(now); kill -HUP "$peer"
+  same=$(until_true "$start" worker_other_than "$worker")
+  same_kb=$(($(kb VmHWM "$peer") + $(own_kb "$(pgrep -P "$peer" | head -1)")))
+  kill "$peer"; wait "$peer" 2>/dev/null || true; peer=
+  row "$(count "$n"), nginx $(nginx -v 2>&1 | sed 's|.*/||')" "$check_s s" "$(mb "$check_kb")" "$started s" \
+    "$(mb "$started_kb")" "$same s" "$(mb "$same_kb")" "" "" ""
+}
+
+haproxy_row() {
+  local n=$1 port check_s check_kb started started_kb old same same_kb
+  port=$(free_port)
+  FORMAT=map bash benches/gen-routes.sh "$n" "${SERVERS:-$((2 * n))}" > "$work/customers.map"
+  FORMAT=haproxy MAP="$work/customers.map" bash benches/gen-routes.sh "$n" "${SERVERS:-$((2 * n))}" "$port" > "$work/haproxy.cfg"
+  /usr/bin/time -f '%e %M' -o "$work/time" haproxy -q -c -f "$work/haproxy.cfg"
+  read -r check_s check_kb < "$work/time"
+  start=$(now)
+  haproxy -q -db -f "$work/haproxy.cfg" & peer=$!
+  started=$(until_true "$start" listening "$port")
+  started_kb=$(kb VmHWM "$peer")
+  old=$peer; start=$(now)
+  haproxy -q -db -f "$work/haproxy.cfg" -sf "$old" & peer=$!
+  same=$(until_true "$start" gone "$old")
+  wait "$old" 2>/dev/null || true
+  same_kb=$((started_kb + $(kb VmHWM "$peer")))
+  kill "$peer"; wait "$peer" 2>/dev/null || true; peer=
+  row "$(count "$n"), HAProxy $(haproxy -v | awk 'NR == 1 { sub(/-.*/, "", $3); print $3 }')" "$check_s s" \
+    "$(mb "$check_kb")" "$started s" "$(mb "$started_kb")" "$same s" "$(mb "$same_kb")" "" "" ""
+}
 
 # Timings on a loaded machine are worse: say how loaded it was.
 printf 'Load average at the start: %s\n\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -77,6 +151,11 @@ for n in $ROUTES; do
   wait "$prober"
   running_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-  printf '| %s | %s s | %s | %s s | %s | %s s | %s | %s s | %s ms | %s |\n' "$(sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$n")" "$check_s" "$(mb "$check_kb")" \
-    "$load" "$(mb "$started_kb")" "$same" "$(mb "$same_kb")" "$changed" "$(cat "$work/probe")" "$(mb "$running_kb")"
+  row "$(count "$n")" "$check_s s" "$(mb "$check_kb")" "$load s" "$(mb "$started_kb")" "$same s" \
+    "$(mb "$same_kb")" "$changed s" "$(cat "$work/probe") ms" "$(mb "$running_kb")"
+  ((PEERS)) || continue
+  for p in nginx haproxy; do
+    if command -v "$p" >/dev/null; then "${p}_row" "$n"; else skipped+=("$p: not installed"); fi
+  done
 done
+for s in "${skipped[@]}"; do printf '\nSKIPPED %s\n' "$s"; done

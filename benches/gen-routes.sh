@@ -1,28 +1,66 @@
 #!/usr/bin/env bash
-# A full-proxy configuration at hosting scale: one [[route]] per customer, each with one name and
-# one `*.domain` (customer N owns cN.hosting.test and *.cN.hosting.test) and 2 IPv6 backends.
+# A configuration at hosting scale: one route per customer, each with one name and one `*.domain`
+# (customer N owns cN.hosting.test and *.cN.hosting.test) and 2 IPv6 backends.
 #     bash benches/gen-routes.sh ROUTES [SERVERS] [PORT] > sixgate.toml
 # SERVERS (default 2 x ROUTES): how many backend addresses the customers are spread over. Customer
 # N is served by servers 2N and 2N+1, modulo SERVERS: with the default every route has its own two
 # backends (the worst case for pool sharing); with SERVERS = 1000 the 100,000 customers sit on 500
 # server pairs, as on a real hosting rack. PORT (default 8443) is the one TLS listener, on ::1.
+# FORMAT (environment; default toml, full-proxy's file) writes the same customers for a peer, as
+# its operators would: `nginx` the stream block of an nginx.conf (a `map … hostnames` to one
+# upstream per server pair, ssl_preread), `haproxy` a haproxy.cfg (one backend per server pair,
+# chosen by req.ssl_sni in the map file MAP: exact names, then `.domain` suffixes) and `map` that
+# map file.
 # Used by benches/full-proxy-routes-scale.sh; takes well under a second for 100,000 routes.
 set -euo pipefail
 routes=${1:?usage: gen-routes.sh ROUTES [SERVERS] [PORT]}
 servers=${2:-$((2 * routes))}
 port=${3:-8443}
+format=${FORMAT:-toml}
 [[ $routes =~ ^[0-9]+$ && $servers =~ ^[0-9]+$ && $servers -ge 2 && $port =~ ^[0-9]+$ ]] || {
   echo "ROUTES, SERVERS and PORT are whole numbers (SERVERS at least 2)" >&2
   exit 2
 }
-awk -v routes="$routes" -v servers="$servers" -v port="$port" 'BEGIN {
-  printf "# %d routes over %d backend addresses, made by benches/gen-routes.sh\n", routes, servers
-  printf "[[listen]]\naddresses = [\"[::1]:%d\"]\nmode = \"tls\"\n", port
+[[ $format =~ ^(toml|nginx|haproxy|map)$ ]] || { echo "FORMAT is toml, nginx, haproxy or map" >&2; exit 2; }
+[[ $format != haproxy || -n ${MAP:-} ]] || { echo "FORMAT=haproxy needs MAP, the map file's path" >&2; exit 2; }
+awk -v routes="$routes" -v servers="$servers" -v port="$port" -v format="$format" -v map="${MAP:-}" '
+# Server s is 2001:db8:<s / 65536>:<s % 65536>::10, in hex.
+function server(s) { return sprintf("2001:db8:%x:%x::10", int(s / 65536), s % 65536) }
+# Customer i is served by servers first(i) and first(i) + 1; a peer has one pool per pair.
+function first(i) { return (2 * i) % servers }
+function pair(i) { return "p" first(i) }
+function pairs(   i, a, b, seen) {
   for (i = 0; i < routes; i++) {
-    a = (2 * i) % servers; b = (2 * i + 1) % servers
-    # Server s is 2001:db8:<s / 65536>:<s % 65536>::10, in hex.
-    printf "\n[[route]]\nhosts = [\"c%d.hosting.test\", \"*.c%d.hosting.test\"]\n", i, i
-    printf "backends = [\n  { address = \"2001:db8:%x:%x::10\" },\n", int(a / 65536), a % 65536
-    printf "  { address = \"2001:db8:%x:%x::10\" },\n]\n", int(b / 65536), b % 65536
+    if (pair(i) in seen) continue
+    seen[pair(i)]; a = server(first(i)); b = server((first(i) + 1) % servers)
+    if (format == "nginx") printf "  upstream %s { server [%s]:443; server [%s]:443; }\n", pair(i), a, b
+    else printf "backend %s\n  server a [%s]:443\n  server b [%s]:443\n", pair(i), a, b
+  }
+}
+BEGIN {
+  if (format == "toml") {
+    printf "# %d routes over %d backend addresses, made by benches/gen-routes.sh\n", routes, servers
+    printf "[[listen]]\naddresses = [\"[::1]:%d\"]\nmode = \"tls\"\n", port
+    for (i = 0; i < routes; i++) {
+      printf "\n[[route]]\nhosts = [\"c%d.hosting.test\", \"*.c%d.hosting.test\"]\n", i, i
+      printf "backends = [\n  { address = \"%s\" },\n", server(first(i))
+      printf "  { address = \"%s\" },\n]\n", server((first(i) + 1) % servers)
+    }
+  } else if (format == "nginx") {
+    printf "stream {\n  map_hash_max_size %d;\n  map_hash_bucket_size 128;\n", 8 * routes + 64
+    printf "  map $ssl_preread_server_name $pair {\n    hostnames;\n"
+    for (i = 0; i < routes; i++) printf "    c%d.hosting.test %s;\n    *.c%d.hosting.test %s;\n", i, pair(i), i, pair(i)
+    printf "  }\n"
+    pairs()
+    printf "  server { listen [::1]:%d; ssl_preread on; proxy_pass $pair; }\n}\n", port
+  } else if (format == "map") {
+    for (i = 0; i < routes; i++) printf "c%d.hosting.test %s\n.c%d.hosting.test %s\n", i, pair(i), i, pair(i)
+  } else {
+    printf "defaults\n  mode tcp\n  timeout connect 3s\n  timeout client 300s\n  timeout server 300s\n"
+    printf "frontend tls\n  bind [::1]:%d\n  tcp-request inspect-delay 5s\n", port
+    printf "  tcp-request content accept if { req.ssl_hello_type 1 }\n"
+    printf "  use_backend %%[req.ssl_sni,lower,map(%s)] if { req.ssl_sni,lower,map(%s) -m found }\n", map, map
+    printf "  use_backend %%[req.ssl_sni,lower,map_end(%s)]\n", map
+    pairs()
   }
 }'
