@@ -12,8 +12,8 @@
 # in a map file, a backend per server pair), each checked (`-t`, `-c`), started, and reloaded with
 # the same file: nginx by SIGHUP (time until its new worker runs; memory: the master's VmHWM plus
 # the worker's own pages), HAProxy by a new process with -sf (time until the old one has gone;
-# memory: both processes' peaks, as both are alive). PEERS=0 leaves them out; a peer not installed
-# is said below the table. Run by hand, not in CI:
+# memory: the new one's peak plus what the old one held, as both are alive). PEERS=0 leaves them
+# out; a peer not installed is said below the table. Run by hand, not in CI:
 #     bash benches/full-proxy-routes-scale.sh
 # Needs cargo, awk and GNU time (apt-get install -y time); for the peers nginx with its stream
 # module and haproxy (apt-get install -y nginx libnginx-mod-stream haproxy). Prints the load
@@ -31,8 +31,8 @@ proxy=$PWD/target/release/examples/full-proxy
 work=$(mktemp -d)
 pid=
 peer=
-skipped=()
-cleanup() { for p in $pid $peer; do kill "$p" 2>/dev/null; done; rm -rf "$work"; }
+old=
+cleanup() { for p in $pid $peer $old; do kill "$p" 2>/dev/null; done; rm -rf "$work"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
@@ -62,31 +62,51 @@ print(f"{worst * 1000:.1f}")
 PY
 }
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f MB", k / 1024 }'; }
-kb() { awk -v f="$1" '$1 == f ":" { print $2 }' "/proc/$2/status"; }
-# The pages process $1 holds alone (nginx's worker shares the rest with its master).
-own_kb() { awk '/^Private_(Clean|Dirty):/ { k += $2 } END { print k }' "/proc/$1/smaps_rollup"; }
-# Seconds from $1 until the command $2... succeeds (gives up after 600 s: nginx needs minutes at 100,000).
+# A number of kB from /proc (field $1 of status, or the pages process $2 holds alone): the run
+# stops, saying what, rather than add an empty value.
+kb() {
+  local k
+  if [[ $1 == own ]]; then
+    # nginx's worker shares the rest with its master.
+    k=$(awk '/^Private_(Clean|Dirty):/ { k += $2 } END { print k }' "/proc/$2/smaps_rollup" 2>/dev/null)
+  else
+    k=$(awk -v f="$1" '$1 == f ":" { print $2 }' "/proc/$2/status" 2>/dev/null)
+  fi
+  [[ $k =~ ^[0-9]+$ ]] || { echo "no $1 memory for process $2: has it exited?" >&2; exit 1; }
+  echo "$k"
+}
+# Seconds from $1 until the command $3... succeeds, while process $2 lives (gives up after 300 s).
 until_true() {
-  local start=$1; shift
-  for _ in $(seq 60000); do
-    "$@" && { awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; return; }
+  local start=$1 alive=$2 end; shift 2
+  end=$(awk -v a="$start" 'BEGIN { printf "%.3f", a + 300 }')
+  until "$@"; do
+    kill -0 "$alive" 2>/dev/null || { echo "process $alive exited while waiting for: $*" >&2; exit 1; }
+    awk -v e="$end" -v t="$(now)" 'BEGIN { exit !(t > e) }' && { echo "not within 300 s: $*" >&2; exit 1; }
     sleep 0.01
   done
-  echo "not within 600 s: $*" >&2; exit 1
+  awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'
 }
 listening() { (exec 3<>"/dev/tcp/::1/$1") 2>/dev/null; }
-worker_other_than() { local w; w=$(pgrep -P "$peer" | head -1); [[ -n $w && $w != "$1" ]]; }
+# nginx's newest worker (pgrep lists the old one first while it drains).
+worker() { pgrep -n -P "$peer"; }
+worker_other_than() { local w; w=$(worker) && [[ $w != "$1" ]]; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
 row() { local out='|' cell; for cell; do out+=" $cell |"; done; printf '%s\n' "$out"; }
 count() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
+# Debian builds nginx's stream module as a module: the line that loads it from nginx's own
+# modules directory, empty where it is built in; fails where it is missing.
+stream_module() {
+  nginx -V 2>&1 | grep -q -- '--with-stream=dynamic' || return 0
+  local so
+  so="$(nginx -V 2>&1 | grep -o -- '--modules-path=[^ ]*' | cut -d= -f2)/ngx_stream_module.so"
+  [[ -f $so ]] && echo "load_module $so;"
+}
 
+# Memory is read 1 s after a peer is up: a process may still be setting itself up when it first
+# answers. "Started" is when nginx's worker runs, when HAProxy accepts a connection.
 nginx_row() {
-  local n=$1 port load= check_s check_kb started started_kb worker same same_kb
+  local n=$1 load=$2 port check_s check_kb started started_kb worker same same_kb
   port=$(free_port)
-  # Debian builds the stream module as a module; load it from nginx's own modules directory.
-  if nginx -V 2>&1 | grep -q -- '--with-stream=dynamic'; then
-    load="load_module $(nginx -V 2>&1 | grep -o -- '--modules-path=[^ ]*' | cut -d= -f2)/ngx_stream_module.so;"
-  fi
   { printf '%s\ndaemon off;\nworker_processes 1;\npid %s/nginx.pid;\nerror_log %s/nginx.log;\n' "$load" "$work" "$work"
     printf 'events { worker_connections 1024; }\n'
     FORMAT=nginx bash benches/gen-routes.sh "$n" "${SERVERS:-$((2 * n))}" "$port"; } > "$work/nginx.conf"
@@ -94,38 +114,48 @@ nginx_row() {
   read -r check_s check_kb < "$work/time"
   start=$(now)
   nginx -e "$work/nginx.log" -p "$work" -c "$work/nginx.conf" & peer=$!
-  started=$(until_true "$start" worker_other_than 0)
-  worker=$(pgrep -P "$peer" | head -1)
-  started_kb=$(($(kb VmHWM "$peer") + $(own_kb "$worker")))
+  started=$(until_true "$start" "$peer" worker_other_than 0)
+  worker=$(worker); sleep 1
+  started_kb=$(($(kb VmHWM "$peer") + $(kb own "$worker")))
   start=$(now); kill -HUP "$peer"
-  same=$(until_true "$start" worker_other_than "$worker")
-  same_kb=$(($(kb VmHWM "$peer") + $(own_kb "$(pgrep -P "$peer" | head -1)")))
+  same=$(until_true "$start" "$peer" worker_other_than "$worker")
+  sleep 1
+  same_kb=$(($(kb VmHWM "$peer") + $(kb own "$(worker)")))
   kill "$peer"; wait "$peer" 2>/dev/null || true; peer=
   row "$(count "$n"), nginx $(nginx -v 2>&1 | sed 's|.*/||')" "$check_s s" "$(mb "$check_kb")" "$started s" \
     "$(mb "$started_kb")" "$same s" "$(mb "$same_kb")" "" "" ""
 }
 
+# A reload is a new process, started beside the old one: its peak plus what the old one held.
 haproxy_row() {
-  local n=$1 port check_s check_kb started started_kb old same same_kb
+  local n=$1 port check_s check_kb started started_kb same same_kb
   port=$(free_port)
-  FORMAT=map bash benches/gen-routes.sh "$n" "${SERVERS:-$((2 * n))}" > "$work/customers.map"
-  FORMAT=haproxy MAP="$work/customers.map" bash benches/gen-routes.sh "$n" "${SERVERS:-$((2 * n))}" "$port" > "$work/haproxy.cfg"
+  FORMAT=names bash benches/gen-routes.sh "$n" "${SERVERS:-$((2 * n))}" > "$work/names.map"
+  FORMAT=suffixes bash benches/gen-routes.sh "$n" "${SERVERS:-$((2 * n))}" > "$work/suffixes.map"
+  FORMAT=haproxy MAPS="$work" bash benches/gen-routes.sh "$n" "${SERVERS:-$((2 * n))}" "$port" > "$work/haproxy.cfg"
   /usr/bin/time -f '%e %M' -o "$work/time" haproxy -q -c -f "$work/haproxy.cfg"
   read -r check_s check_kb < "$work/time"
   start=$(now)
   haproxy -q -db -f "$work/haproxy.cfg" & peer=$!
-  started=$(until_true "$start" listening "$port")
+  started=$(until_true "$start" "$peer" listening "$port")
+  sleep 1
   started_kb=$(kb VmHWM "$peer")
-  old=$peer; start=$(now)
+  old=$peer; same_kb=$(kb VmRSS "$old"); start=$(now)
   haproxy -q -db -f "$work/haproxy.cfg" -sf "$old" & peer=$!
-  same=$(until_true "$start" gone "$old")
-  wait "$old" 2>/dev/null || true
-  same_kb=$((started_kb + $(kb VmHWM "$peer")))
+  same=$(until_true "$start" "$peer" gone "$old")
+  wait "$old" 2>/dev/null || true; old=
+  sleep 1
+  same_kb=$((same_kb + $(kb VmHWM "$peer")))
   kill "$peer"; wait "$peer" 2>/dev/null || true; peer=
   row "$(count "$n"), HAProxy $(haproxy -v | awk 'NR == 1 { sub(/-.*/, "", $3); print $3 }')" "$check_s s" \
     "$(mb "$check_kb")" "$started s" "$(mb "$started_kb")" "$same s" "$(mb "$same_kb")" "" "" ""
 }
 
+# Which peers can run, or why not.
+nginx=yes haproxy=yes stream=
+if ! command -v nginx >/dev/null; then nginx="not installed"
+elif ! stream=$(stream_module); then nginx="its stream module is not installed (libnginx-mod-stream)"; fi
+command -v haproxy >/dev/null || haproxy="not installed"
 # Timings on a loaded machine are worse: say how loaded it was.
 printf 'Load average at the start: %s\n\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '| routes (each: one name, one `*.domain`, 2 backends) | `--check` | peak memory | start | peak memory, started | reload, same file | peak memory so far | reload, every backend moved | longest wait for a connection then | peak memory so far |\n'
@@ -153,9 +183,9 @@ for n in $ROUTES; do
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
   row "$(count "$n")" "$check_s s" "$(mb "$check_kb")" "$load s" "$(mb "$started_kb")" "$same s" \
     "$(mb "$same_kb")" "$changed s" "$(cat "$work/probe") ms" "$(mb "$running_kb")"
-  ((PEERS)) || continue
-  for p in nginx haproxy; do
-    if command -v "$p" >/dev/null; then "${p}_row" "$n"; else skipped+=("$p: not installed"); fi
-  done
+  [[ $PEERS == 1 ]] || continue
+  if [[ $nginx == yes ]]; then nginx_row "$n" "$stream"; fi
+  if [[ $haproxy == yes ]]; then haproxy_row "$n"; fi
 done
-for s in "${skipped[@]}"; do printf '\nSKIPPED %s\n' "$s"; done
+[[ $PEERS != 1 || $nginx == yes ]] || printf '\nSKIPPED nginx: %s\n' "$nginx"
+[[ $PEERS != 1 || $haproxy == yes ]] || printf '\nSKIPPED HAProxy: %s\n' "$haproxy"

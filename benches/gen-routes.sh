@@ -9,8 +9,8 @@
 # FORMAT (environment; default toml, full-proxy's file) writes the same customers for a peer, as
 # its operators would: `nginx` the stream block of an nginx.conf (a `map … hostnames` to one
 # upstream per server pair, ssl_preread), `haproxy` a haproxy.cfg (one backend per server pair,
-# chosen by req.ssl_sni in the map file MAP: exact names, then `.domain` suffixes) and `map` that
-# map file.
+# chosen by req.ssl_sni in the map files of the folder MAPS: names.map for exact names, then
+# suffixes.map for `.domain` suffixes) and `names` and `suffixes` those two map files.
 # Used by benches/full-proxy-routes-scale.sh; takes well under a second for 100,000 routes.
 set -euo pipefail
 routes=${1:?usage: gen-routes.sh ROUTES [SERVERS] [PORT]}
@@ -21,9 +21,9 @@ format=${FORMAT:-toml}
   echo "ROUTES, SERVERS and PORT are whole numbers (SERVERS at least 2)" >&2
   exit 2
 }
-[[ $format =~ ^(toml|nginx|haproxy|map)$ ]] || { echo "FORMAT is toml, nginx, haproxy or map" >&2; exit 2; }
-[[ $format != haproxy || -n ${MAP:-} ]] || { echo "FORMAT=haproxy needs MAP, the map file's path" >&2; exit 2; }
-awk -v routes="$routes" -v servers="$servers" -v port="$port" -v format="$format" -v map="${MAP:-}" '
+[[ $format =~ ^(toml|nginx|haproxy|names|suffixes)$ ]] || { echo "FORMAT is toml, nginx, haproxy, names or suffixes" >&2; exit 2; }
+[[ $format != haproxy || -n ${MAPS:-} ]] || { echo "FORMAT=haproxy needs MAPS, the map files' folder" >&2; exit 2; }
+awk -v routes="$routes" -v servers="$servers" -v port="$port" -v format="$format" -v maps="${MAPS:-}" '
 # Server s is 2001:db8:<s / 65536>:<s % 65536>::10, in hex.
 function server(s) { return sprintf("2001:db8:%x:%x::10", int(s / 65536), s % 65536) }
 # Customer i is served by servers first(i) and first(i) + 1; a peer has one pool per pair.
@@ -53,14 +53,17 @@ BEGIN {
     printf "  }\n"
     pairs()
     printf "  server { listen [::1]:%d; ssl_preread on; proxy_pass $pair; }\n}\n", port
-  } else if (format == "map") {
-    for (i = 0; i < routes; i++) printf "c%d.hosting.test %s\n.c%d.hosting.test %s\n", i, pair(i), i, pair(i)
+  } else if (format == "names") {
+    for (i = 0; i < routes; i++) printf "c%d.hosting.test %s\n", i, pair(i)
+  } else if (format == "suffixes") {
+    for (i = 0; i < routes; i++) printf ".c%d.hosting.test %s\n", i, pair(i)
   } else {
-    printf "defaults\n  mode tcp\n  timeout connect 3s\n  timeout client 300s\n  timeout server 300s\n"
+    # maxconn as the worker_connections of nginx (left out, it would follow `ulimit -n`).
+    printf "global\n  maxconn 1024\ndefaults\n  mode tcp\n  timeout connect 3s\n  timeout client 300s\n  timeout server 300s\n"
     printf "frontend tls\n  bind [::1]:%d\n  tcp-request inspect-delay 5s\n", port
     printf "  tcp-request content accept if { req.ssl_hello_type 1 }\n"
-    printf "  use_backend %%[req.ssl_sni,lower,map(%s)] if { req.ssl_sni,lower,map(%s) -m found }\n", map, map
-    printf "  use_backend %%[req.ssl_sni,lower,map_end(%s)]\n", map
+    printf "  use_backend %%[req.ssl_sni,lower,map(%s/names.map)] if { req.ssl_sni,lower,map(%s/names.map) -m found }\n", maps, maps
+    printf "  use_backend %%[req.ssl_sni,lower,map_end(%s/suffixes.map)]\n", maps
     pairs()
   }
 }'
