@@ -180,7 +180,7 @@ async fn serve(config: config::Config, path: Option<PathBuf>) -> Result<(), Stri
         }
         None => None,
     };
-    let trimming = tokio::spawn(memory::trim_after_closes(Arc::clone(&metrics)));
+    let trimming = tokio::spawn(memory::trim_after_closes_and_reloads(Arc::clone(&metrics)));
     let threads = config.limits.threads;
     let server = Server::start_workers(config.engine(), Arc::clone(&metrics) as _, threads)
         .map_err(|e| e.to_string())?;
