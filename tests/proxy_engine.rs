@@ -2,6 +2,7 @@
 //! and silent backends as tasks, and an observer that keeps every record.
 
 use core::net::SocketAddr;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use std::sync::{Arc, Mutex};
 
@@ -352,6 +353,58 @@ async fn a_reload_moves_listeners_and_a_refused_one_changes_nothing() {
         "{first} still accepts"
     );
     drop(c);
+    server.shutdown().await;
+}
+
+/// Counts the route tables the engine freed.
+#[derive(Default)]
+struct TablesFreed(AtomicU64);
+
+impl Observer for TablesFreed {
+    fn connection(&self, _: &Record<'_>) {}
+
+    fn table_freed(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_replaced_table_is_said_freed_once_no_connection_is_routed_by_it() {
+    let backend = echo("A:").await;
+    let freed = Arc::new(TablesFreed::default());
+    let config = Config {
+        listeners: vec![loopback(Mode::Http, "http")],
+        routes: vec![route("www", &["www.example"], backend)],
+        ..Config::default()
+    };
+    let server = Server::start(config.clone(), Arc::clone(&freed) as _).unwrap();
+    // A client that has sent nothing yet is being peeked: it holds the table it was accepted by.
+    let mut quiet = TcpStream::connect(server.local_addrs()[0]).await.unwrap();
+    while server.accepted() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.reload(config).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        freed.0.load(Ordering::SeqCst),
+        0,
+        "freed while still routing"
+    );
+    // Its name comes: it is routed (by the old table), and lets go of it.
+    let answer = exchange(&mut quiet, &request("www.example"), 2).await;
+    assert!(answer.starts_with(b"A:"), "{answer:?}");
+    for _ in 0..100 {
+        if freed.0.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        freed.0.load(Ordering::SeqCst),
+        1,
+        "not said freed within 2 s"
+    );
+    drop(quiet);
     server.shutdown().await;
 }
 

@@ -4,9 +4,9 @@
 //! connections, but never returned while anything is allocated above it. `malloc_trim` returns
 //! every free page of every arena; it is called when the number of open connections has
 //! fallen far below its last peak, so a steady load never pays for it. (HAProxy keeps all of
-//! it; nginx returns all of it, a process per worker.) A reload frees the routes and table it
-//! replaced, under the new ones: without a trim, a process that started at 58 MB stayed at 107
-//! after a reload that changed every one of 100,000 routes.
+//! it; nginx returns all of it, a process per worker.) A reload's old route table is freed
+//! under the new one: without a trim once the engine says it has freed it, a process that
+//! started at 58 MB stayed at 107 after a reload that changed every one of 100,000 routes.
 
 use core::sync::atomic::Ordering;
 use core::time::Duration;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::metrics::Metrics;
 
-/// How often the open connections and reloads are looked at.
+/// How often the open connections and freed tables are looked at.
 const EVERY: Duration = Duration::from_secs(1);
 /// A fall of at least this many connections from the peak since the last trim...
 const FALL: u64 = 1000;
@@ -25,26 +25,48 @@ pub async fn trim_after_closes_and_reloads(metrics: Arc<Metrics>) {
         let accepted = metrics.accepted.load(Ordering::Relaxed);
         accepted.saturating_sub(metrics.ended.load(Ordering::Relaxed))
     };
-    let reloads = || metrics.reloads.load(Ordering::Relaxed);
-    let (mut peak, mut reloads_seen, mut reloaded) = (open(), reloads(), false);
+    let freed = || metrics.tables_freed.load(Ordering::Relaxed);
+    let mut due = Due::new(open(), freed());
     loop {
         tokio::time::sleep(EVERY).await;
-        let now = open();
-        peak = peak.max(now);
-        // ...and to at most half of that peak. A reload seen at the last look has had a whole
-        // period since: the engine frees the table it replaced as soon as no connection is
-        // being routed by it (it looks every 100 ms; one still peeking holds it longer, and
-        // what it holds is returned at the next trim).
-        let fell = peak - now >= FALL && now <= peak / 2;
-        if fell || reloaded {
+        let (now, tables_freed) = (open(), freed());
+        if let Some(why) = due.look(now, tables_freed) {
             let started = std::time::Instant::now();
             trim();
-            tracing::debug!(peak, now, reloaded, took = ?started.elapsed(), "freed memory returned to the system");
-            peak = now;
+            tracing::debug!(now, took = ?started.elapsed(), "freed memory returned to the system after {why}");
         }
-        let reloads_now = reloads();
-        reloaded = reloads_now != reloads_seen;
-        reloads_seen = reloads_now;
+    }
+}
+
+/// When a trim is due, from what is seen at each look.
+struct Due {
+    /// The most connections open since the last trim.
+    peak: u64,
+    /// Tables freed, as last seen.
+    tables_freed: u64,
+}
+
+impl Due {
+    fn new(open: u64, tables_freed: u64) -> Self {
+        Due {
+            peak: open,
+            tables_freed,
+        }
+    }
+
+    /// Whether to trim now, and why.
+    fn look(&mut self, open: u64, tables_freed: u64) -> Option<&'static str> {
+        self.peak = self.peak.max(open);
+        // ...and to at most half of that peak.
+        let why = if self.peak - open >= FALL && open <= self.peak / 2 {
+            "connections closed"
+        } else if tables_freed != self.tables_freed {
+            "a reload"
+        } else {
+            return None;
+        };
+        (self.peak, self.tables_freed) = (open, tables_freed);
+        Some(why)
     }
 }
 
@@ -57,3 +79,30 @@ fn trim() {
 /// Other allocators return memory by their own rules.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trim_follows_a_wave_of_closes_or_a_freed_table_once() {
+        let mut due = Due::new(0, 0);
+        // Connections come: no trim; they fall by less than a thousand: none.
+        assert_eq!(due.look(1500, 0), None);
+        assert_eq!(due.look(600, 0), None);
+        // A thousand fewer and at most half the peak: one trim, and the peak starts again.
+        assert_eq!(due.look(400, 0), Some("connections closed"));
+        assert_eq!(due.look(400, 0), None);
+        // A steady load never trims, however long.
+        for _ in 0..100 {
+            assert_eq!(due.look(400, 0), None);
+        }
+        // Two tables freed between looks: one trim, then none until another is freed.
+        assert_eq!(due.look(400, 2), Some("a reload"));
+        assert_eq!(due.look(400, 2), None);
+        assert_eq!(due.look(400, 3), Some("a reload"));
+        // A wave after a reload's trim is measured from that trim's count.
+        assert_eq!(due.look(2000, 3), None);
+        assert_eq!(due.look(900, 3), Some("connections closed"));
+    }
+}

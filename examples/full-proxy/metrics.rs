@@ -20,6 +20,8 @@ pub struct Metrics {
     pub connect_retries: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// Route tables replaced by a reload and since freed (not shown: for the memory trimmer).
+    pub tables_freed: AtomicU64,
     /// The NAT64 gateway, when one runs: it lives here so its counters render with ours, and
     /// storing `None` stops it.
     pub gateway: arc_swap::ArcSwapOption<sixgate::gateway::Gateway>,
@@ -28,6 +30,10 @@ pub struct Metrics {
 impl Observer for Metrics {
     fn accepted(&self) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn table_freed(&self) {
+        self.tables_freed.fetch_add(1, Ordering::Relaxed);
     }
 
     fn connection(&self, r: &Record<'_>) {

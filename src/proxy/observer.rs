@@ -7,8 +7,8 @@ use core::time::Duration;
 
 use super::Route;
 
-/// Told of every connection once, when it ends. Called on the thread that served it: keep it
-/// short (count, log), and never block.
+/// Told of every connection once, when it ends, and of route tables freed. Called on the thread
+/// that served the connection or freed the table: keep it short (count, log), and never block.
 pub trait Observer: Send + Sync + 'static {
     /// A connection was accepted; its record follows when it ends (one refused at accept
     /// included), so accepted less recorded is the number open.
@@ -16,6 +16,12 @@ pub trait Observer: Send + Sync + 'static {
 
     /// One connection's record.
     fn connection(&self, record: &Record<'_>);
+
+    /// The route table a change replaced ([`Server::reload`](super::Server::reload), an edit)
+    /// has been freed: no connection is being routed by it any more. Until then a connection
+    /// still peeking or connecting holds the whole old table (seconds, at most its timeouts).
+    /// The moment for a program to hand freed memory back to the system.
+    fn table_freed(&self) {}
 }
 
 /// Observes nothing.

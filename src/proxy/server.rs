@@ -230,11 +230,13 @@ impl Server {
         // The old table is freed on the control runtime, once no connection being routed holds
         // it: freeing 100,000 routes would take a worker tens of milliseconds away from
         // accepting.
+        let observer = Arc::clone(&self.shared.observer);
         self.runs_on.control().spawn(async move {
             while Arc::strong_count(&old) > 1 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             drop(old);
+            observer.table_freed();
         });
         self.start_accepting(&live, sockets, accepting);
         Ok(())
