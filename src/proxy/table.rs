@@ -85,12 +85,13 @@ impl RouteTable {
                 &[0]
             }
         };
-        // The old table's hasher: a key hashed once is looked up in both tables. Room for a
-        // pool per route, as names have (growing would hash every key again from its route at
-        // each doubling); shrunk to the pools made at the end.
+        // The old table's hasher: a key hashed once is looked up in both tables. Room for as
+        // many pools as the old table has, or else one per route (growing would hash every key
+        // again from its route at each doubling); shrunk to the pools made at the end.
+        let room = old.map_or(routes.len(), |o| o.pools.table.len());
         let mut pools = Pools {
             hasher: old.map(|o| o.pools.hasher.clone()).unwrap_or_default(),
-            table: HashTable::with_capacity(routes.len()),
+            table: HashTable::with_capacity(room),
         };
         // The keys the new routes want, as sorted hashes: an old pool whose key is among them
         // stays as it is (a collision only means a new pool where one could have been taken
