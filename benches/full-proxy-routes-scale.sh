@@ -105,12 +105,13 @@ stream_module() {
 # Memory is read 1 s after a peer is up: a process may still be setting itself up when it first
 # answers. "Started" is when nginx's worker runs, when HAProxy accepts a connection.
 nginx_row() {
-  local n=$1 load=$2 port check_s check_kb started started_kb worker same same_kb
+  local n=$1 module=$2 port check_s check_kb started started_kb worker same same_kb
   port=$(free_port)
-  { printf '%s\ndaemon off;\nworker_processes 1;\npid %s/nginx.pid;\nerror_log %s/nginx.log;\n' "$load" "$work" "$work"
+  { printf '%s\ndaemon off;\nworker_processes 1;\npid %s/nginx.pid;\nerror_log %s/nginx.log;\n' "$module" "$work" "$work"
     printf 'events { worker_connections 1024; }\n'
     FORMAT=nginx bash benches/gen-routes.sh "$n" "${SERVERS:-$((2 * n))}" "$port"; } > "$work/nginx.conf"
-  /usr/bin/time -f '%e %M' -o "$work/time" nginx -q -t -e "$work/nginx.log" -p "$work" -c "$work/nginx.conf"
+  /usr/bin/time -f '%e %M' -o "$work/time" nginx -q -t -e "$work/nginx.log" -p "$work" -c "$work/nginx.conf" ||
+    { echo "nginx -t failed: $(tail -3 "$work/nginx.log")" >&2; exit 1; }
   read -r check_s check_kb < "$work/time"
   start=$(now)
   nginx -e "$work/nginx.log" -p "$work" -c "$work/nginx.conf" & peer=$!

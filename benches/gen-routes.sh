@@ -2,6 +2,7 @@
 # A configuration at hosting scale: one route per customer, each with one name and one `*.domain`
 # (customer N owns cN.hosting.test and *.cN.hosting.test) and 2 IPv6 backends.
 #     bash benches/gen-routes.sh ROUTES [SERVERS] [PORT] > sixgate.toml
+#     FORMAT=haproxy MAPS=DIR bash benches/gen-routes.sh ROUTES [SERVERS] [PORT] > haproxy.cfg
 # SERVERS (default 2 x ROUTES): how many backend addresses the customers are spread over. Customer
 # N is served by servers 2N and 2N+1, modulo SERVERS: with the default every route has its own two
 # backends (the worst case for pool sharing); with SERVERS = 1000 the 100,000 customers sit on 500

@@ -372,15 +372,19 @@ impl Observer for TablesFreed {
 async fn a_replaced_table_is_said_freed_once_no_connection_is_routed_by_it() {
     let backend = echo("A:").await;
     let freed = Arc::new(TablesFreed::default());
+    // Peeked for as long as the test could take, however slow the machine.
+    let mut listener = loopback(Mode::Http, "http");
+    listener.peek_timeout = Duration::from_secs(60);
     let config = Config {
-        listeners: vec![loopback(Mode::Http, "http")],
+        listeners: vec![listener],
         routes: vec![route("www", &["www.example"], backend)],
         ..Config::default()
     };
     let server = Server::start(config.clone(), Arc::clone(&freed) as _).unwrap();
-    // A client that has sent nothing yet is being peeked: it holds the table it was accepted by.
+    // A client that has sent nothing yet is being peeked: it holds the table it was accepted by
+    // (counted active once it has taken it).
     let mut quiet = TcpStream::connect(server.local_addrs()[0]).await.unwrap();
-    while server.accepted() == 0 {
+    while server.active() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.reload(config).unwrap();

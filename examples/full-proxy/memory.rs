@@ -6,8 +6,8 @@
 //! fallen far below its last peak, so a steady load never pays for it. (HAProxy keeps all of
 //! it; nginx returns all of it, a process per worker.) A reload frees the old route table
 //! under the new one, so it is trimmed once the engine says the old table is freed: without
-//! that, a process that started at 58 MB stayed at 107 after a reload that changed every one of
-//! 100,000 routes.
+//! that, a process that started at 58 MB resident stayed at 107 after a reload that changed
+//! every one of 100,000 routes.
 
 use core::sync::atomic::Ordering;
 use core::time::Duration;
@@ -34,9 +34,18 @@ pub async fn trim_after_closes_and_reloads(metrics: Arc<Metrics>) {
         if let Some(why) = due.look(now, tables_freed) {
             let started = std::time::Instant::now();
             trim();
-            tracing::debug!(now, took = ?started.elapsed(), "freed memory returned to the system after {why}");
+            tracing::debug!(now, ?why, took = ?started.elapsed(), "freed memory returned to the system");
         }
     }
+}
+
+/// Why a trim is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// Open connections fell by `FALL` or more, to half their peak or less.
+    ConnectionsClosed,
+    /// The engine freed a table a reload replaced.
+    TableFreed,
 }
 
 /// When a trim is due, from what is seen at each look.
@@ -56,13 +65,13 @@ impl Due {
     }
 
     /// Whether to trim now, and why.
-    fn look(&mut self, open: u64, tables_freed: u64) -> Option<&'static str> {
+    fn look(&mut self, open: u64, tables_freed: u64) -> Option<Why> {
         self.peak = self.peak.max(open);
         // ...and to at most half of that peak.
         let why = if self.peak - open >= FALL && open <= self.peak / 2 {
-            "connections closed"
+            Why::ConnectionsClosed
         } else if tables_freed != self.tables_freed {
-            "a reload"
+            Why::TableFreed
         } else {
             return None;
         };
@@ -92,18 +101,18 @@ mod tests {
         assert_eq!(due.look(1500, 0), None);
         assert_eq!(due.look(600, 0), None);
         // A thousand fewer and at most half the peak: one trim, and the peak starts again.
-        assert_eq!(due.look(400, 0), Some("connections closed"));
+        assert_eq!(due.look(400, 0), Some(Why::ConnectionsClosed));
         assert_eq!(due.look(400, 0), None);
         // A steady load never trims, however long.
         for _ in 0..100 {
             assert_eq!(due.look(400, 0), None);
         }
         // Two tables freed between looks: one trim, then none until another is freed.
-        assert_eq!(due.look(400, 2), Some("a reload"));
+        assert_eq!(due.look(400, 2), Some(Why::TableFreed));
         assert_eq!(due.look(400, 2), None);
-        assert_eq!(due.look(400, 3), Some("a reload"));
+        assert_eq!(due.look(400, 3), Some(Why::TableFreed));
         // A wave after a reload's trim is measured from that trim's count.
         assert_eq!(due.look(2000, 3), None);
-        assert_eq!(due.look(900, 3), Some("connections closed"));
+        assert_eq!(due.look(900, 3), Some(Why::ConnectionsClosed));
     }
 }

@@ -40,7 +40,8 @@
 //!   framing never depends on them: a backend that frames its responses oddly can only stop the
 //!   connection's requests early, never let one through unchecked.
 //! - An [`Observer`] gets one [`Record`] per connection when it ends, with its [`Outcome`]:
-//!   logs and counters are the program's.
+//!   logs and counters are the program's. It is also told when a replaced route table has been
+//!   freed, for a program that hands memory back to the system.
 //!
 //! Names are found by hashing, never by scanning: one probe for the exact name, one per label
 //! for `*.domain` suffixes (longest first), then `*`. A route bound to listeners

@@ -1,5 +1,5 @@
 //! What a connection leaves behind: one record when it ends, handed to the program's observer,
-//! which makes its log line and counters from it.
+//! which makes its log line and counters from it; and word of each replaced route table freed.
 
 use core::fmt;
 use core::net::SocketAddr;
@@ -17,10 +17,16 @@ pub trait Observer: Send + Sync + 'static {
     /// One connection's record.
     fn connection(&self, record: &Record<'_>);
 
-    /// The route table a change replaced ([`Server::reload`](super::Server::reload), an edit)
-    /// has been freed: no connection is being routed by it any more. Until then a connection
-    /// still peeking or connecting holds the whole old table (seconds, at most its timeouts).
-    /// The moment for a program to hand freed memory back to the system.
+    /// The route table a change replaced has been freed: no connection is being routed by it
+    /// any more. Until then a connection still peeking or connecting holds the whole old table
+    /// (seconds, at most its timeouts). The moment for a program to hand freed memory back to
+    /// the system.
+    ///
+    /// Said once for each change that succeeded ([`Server::reload`](super::Server::reload),
+    /// `set_routes`, `add_route`, `remove_route`, `reweight`: each builds a table), not
+    /// necessarily in their order. Never for the table running at shutdown, nor reliably for
+    /// one a connection still held then; on the caller's runtime it may come after
+    /// [`Server::shutdown`](super::Server::shutdown) has returned.
     fn table_freed(&self) {}
 }
 

@@ -86,9 +86,12 @@ impl RouteTable {
             }
         };
         // The old table's hasher: a key hashed once is looked up in both tables. Room for as
-        // many pools as the old table has, or else one per route (growing would hash every key
-        // again from its route at each doubling); shrunk to the pools made at the end.
-        let room = old.map_or(routes.len(), |o| o.pools.table.len());
+        // many pools as the old table has and one per route added, or else one per route
+        // (growing would hash every key again from its route at each doubling); shrunk to the
+        // pools made at the end.
+        let room = old.map_or(routes.len(), |o| {
+            o.pools.table.len() + routes.len().saturating_sub(o.routes.len())
+        });
         let mut pools = Pools {
             hasher: old.map(|o| o.pools.hasher.clone()).unwrap_or_default(),
             table: HashTable::with_capacity(room),
