@@ -62,17 +62,19 @@ print(f"{worst * 1000:.1f}")
 PY
 }
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f MB", k / 1024 }'; }
-# A number of kB from /proc (field $1 of status, or the pages process $2 holds alone): the run
-# stops, saying what, rather than add an empty value.
+# Field $1 (kB) of process $2's status. Here and below, a value /proc does not give stops the
+# run, saying what, rather than add an empty value.
 kb() {
   local k
-  if [[ $1 == own ]]; then
-    # nginx's worker shares the rest with its master.
-    k=$(awk '/^Private_(Clean|Dirty):/ { k += $2 } END { print k }' "/proc/$2/smaps_rollup" 2>/dev/null)
-  else
-    k=$(awk -v f="$1" '$1 == f ":" { print $2 }' "/proc/$2/status" 2>/dev/null)
-  fi
-  [[ $k =~ ^[0-9]+$ ]] || { echo "no $1 memory for process $2: has it exited?" >&2; exit 1; }
+  k=$(awk -v f="$1" '$1 == f ":" { print $2 }' "/proc/$2/status" 2>/dev/null)
+  [[ $k =~ ^[0-9]+$ ]] || { echo "no $1 for process $2: has it exited?" >&2; exit 1; }
+  echo "$k"
+}
+# The pages process $1 holds alone: nginx's worker shares the rest with its master.
+own_kb() {
+  local k
+  k=$(awk '/^Private_(Clean|Dirty):/ { k += $2 } END { print k }' "/proc/$1/smaps_rollup" 2>/dev/null)
+  [[ $k =~ ^[0-9]+$ ]] || { echo "no private pages for process $1: has it exited?" >&2; exit 1; }
   echo "$k"
 }
 # Seconds from $1 until the command $3... succeeds, while process $2 lives (gives up after 300 s).
@@ -117,11 +119,11 @@ nginx_row() {
   nginx -e "$work/nginx.log" -p "$work" -c "$work/nginx.conf" & peer=$!
   started=$(until_true "$start" "$peer" worker_other_than 0)
   worker=$(worker); sleep 1
-  started_kb=$(($(kb VmHWM "$peer") + $(kb own "$worker")))
+  started_kb=$(($(kb VmHWM "$peer") + $(own_kb "$worker")))
   start=$(now); kill -HUP "$peer"
   same=$(until_true "$start" "$peer" worker_other_than "$worker")
   sleep 1
-  same_kb=$(($(kb VmHWM "$peer") + $(kb own "$(worker)")))
+  same_kb=$(($(kb VmHWM "$peer") + $(own_kb "$(worker)")))
   kill "$peer"; wait "$peer" 2>/dev/null || true; peer=
   row "$(count "$n"), nginx $(nginx -v 2>&1 | sed 's|.*/||')" "$check_s s" "$(mb "$check_kb")" "$started s" \
     "$(mb "$started_kb")" "$same s" "$(mb "$same_kb")" "" "" ""
@@ -169,10 +171,10 @@ for n in $ROUTES; do
   start=$(now)
   RUST_LOG=info "$proxy" --config "$work/routes.toml" > "$work/log" 2>&1 & pid=$!
   load=$(wait_log "$start" 1 "listening")
-  started_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  started_kb=$(kb VmHWM "$pid")
   start=$(now); kill -HUP "$pid"
   same=$(wait_log "$start" 1 "configuration reloaded")
-  same_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  same_kb=$(kb VmHWM "$pid")
   # Every backend moves to another address: each route takes its old pool over and updates it.
   sed -i 's/::10" },$/::11" },/' "$work/routes.toml"
   probe "$port" "$(awk -v s="$same" 'BEGIN { print 2 * s + 1 }')" > "$work/probe" & prober=$!
@@ -180,7 +182,7 @@ for n in $ROUTES; do
   start=$(now); kill -HUP "$pid"
   changed=$(wait_log "$start" 2 "configuration reloaded")
   wait "$prober"
-  running_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  running_kb=$(kb VmHWM "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
   row "$(count "$n")" "$check_s s" "$(mb "$check_kb")" "$load s" "$(mb "$started_kb")" "$same s" \
     "$(mb "$same_kb")" "$changed s" "$(cat "$work/probe") ms" "$(mb "$running_kb")"

@@ -61,7 +61,7 @@ impl Observer for Metrics {
     }
 }
 
-/// An optional value as a log line shows it: the value, or `.1` without one.
+/// An optional value as a log line shows it: the value, or the given text without one.
 struct Or<T>(Option<T>, &'static str);
 
 impl<T: fmt::Display> fmt::Display for Or<T> {
